@@ -37,6 +37,7 @@
 )]
 
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod logstore;

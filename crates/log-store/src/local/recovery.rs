@@ -1,0 +1,155 @@
+//! Opening a WAL directory: read every segment in order, rebuild the index, cut a torn tail.
+
+use std::path::Path;
+
+use snafu::ResultExt;
+use tracing::{info, warn};
+
+use super::format::{self, HEADER_LEN, HeaderError, Tail};
+use super::index::Index;
+use super::segment::{
+    create_segment, open_for_append, parse_segment_name, read_segment, segment_path,
+};
+use crate::error::{CorruptedSnafu, IoSnafu, Result};
+
+/// The state found in a WAL directory.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) index: Index,
+    /// The segment appends continue in, opened at its valid end.
+    pub(crate) active: std::fs::File,
+    pub(crate) active_id: u64,
+    pub(crate) active_size: u64,
+    pub(crate) active_has_records: bool,
+}
+
+/// Reads the WAL in `dir` (created if missing). Damage anywhere but the tail of the last
+/// segment is an error naming the file and offset.
+pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
+    std::fs::create_dir_all(dir).context(IoSnafu {
+        path: dir,
+        op: "create WAL directory",
+    })?;
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).context(IoSnafu {
+        path: dir,
+        op: "list WAL directory",
+    })? {
+        let entry = entry.context(IoSnafu {
+            path: dir,
+            op: "list WAL directory",
+        })?;
+        let name = entry.file_name();
+        match name.to_str().and_then(parse_segment_name) {
+            Some(id) => ids.push(id),
+            None if name != super::segment::LOCK_FILE => {
+                warn!(dir = %dir.display(), file = ?name, "ignoring a file that is not a WAL segment");
+            }
+            None => {}
+        }
+    }
+    ids.sort_unstable();
+
+    let mut index = Index::default();
+    let mut active = None;
+    let n = ids.len();
+    for (i, id) in ids.into_iter().enumerate() {
+        let is_last = i + 1 == n;
+        let path = segment_path(dir, id);
+        let bytes = read_segment(dir, id, None)?;
+        let corrupted = |offset: usize, reason: String| {
+            CorruptedSnafu {
+                path: &path,
+                offset: offset as u64,
+                reason,
+            }
+            .build()
+        };
+        let scan = match format::scan_segment(&bytes) {
+            Ok(scan) => scan,
+            Err(HeaderError::Incomplete { len }) if is_last => {
+                // Crashed while creating this segment: nothing was ever acknowledged in it.
+                warn!(path = %path.display(), len, "rewriting a segment whose header was cut short");
+                let file = create_segment(dir, id)?;
+                index.segments.entry(id).or_default().size = HEADER_LEN as u64;
+                active = Some((id, file, HEADER_LEN as u64, false));
+                continue;
+            }
+            Err(e) => return Err(corrupted(0, e.to_string())),
+        };
+        if scan.header.segment_id != id {
+            return Err(corrupted(
+                12,
+                format!(
+                    "header names segment {} but the file name says {id}",
+                    scan.header.segment_id
+                ),
+            ));
+        }
+        match scan.tail {
+            Tail::Clean => {}
+            Tail::Torn { offset, damage } if is_last => {
+                warn!(
+                    path = %path.display(),
+                    offset,
+                    dropped_bytes = bytes.len() - offset,
+                    %damage,
+                    "dropping the torn tail of the last WAL segment"
+                );
+            }
+            Tail::Torn { offset, damage } => {
+                return Err(corrupted(
+                    offset,
+                    format!("{damage} in a segment that is not the last one"),
+                ));
+            }
+            Tail::Corrupt {
+                offset,
+                damage,
+                next_valid,
+            } => {
+                let after = match next_valid {
+                    Some(next) => format!("followed by a valid record at offset {next}"),
+                    None => "and the search for later valid records gave up".to_string(),
+                };
+                return Err(corrupted(offset, format!("{damage}, {after}")));
+            }
+        }
+        let seg = index.segments.entry(id).or_default();
+        seg.size = scan.valid_end as u64;
+        for r in &scan.records {
+            seg.add(r.region_id, r.entry_id);
+        }
+        for r in &scan.records {
+            let last = index.last_entry.entry(r.region_id).or_insert(r.entry_id);
+            *last = (*last).max(r.entry_id);
+        }
+        if is_last {
+            let file = open_for_append(dir, id, scan.valid_end as u64)?;
+            active = Some((id, file, scan.valid_end as u64, !scan.records.is_empty()));
+        }
+    }
+
+    let (active_id, active, active_size, active_has_records) = match active {
+        Some(a) => a,
+        None => {
+            let file = create_segment(dir, 1)?;
+            index.segments.entry(1).or_default().size = HEADER_LEN as u64;
+            (1, file, HEADER_LEN as u64, false)
+        }
+    };
+    info!(
+        dir = %dir.display(),
+        segments = index.segments.len(),
+        regions = index.last_entry.len(),
+        active_id,
+        "opened WAL"
+    );
+    Ok(Recovered {
+        index,
+        active,
+        active_id,
+        active_size,
+        active_has_records,
+    })
+}

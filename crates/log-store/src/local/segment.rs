@@ -1,0 +1,140 @@
+//! Segment files on disk: names, creation, reading. Blocking I/O; callers run it off the
+//! async runtime.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use snafu::ResultExt;
+
+use super::format::encode_header;
+use crate::error::{IoSnafu, Result};
+
+/// Extension of segment files.
+pub(crate) const SEGMENT_EXT: &str = "wal";
+/// Name of the lock file that keeps two stores out of one directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// Path of segment `id`: `{id:020}.wal`.
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.{SEGMENT_EXT}"))
+}
+
+/// The segment id of a file name, if it is a segment's name.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".wal")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Creates segment `id` holding only its header, durably (file and directory synced).
+pub(crate) fn create_segment(dir: &Path, id: u64) -> Result<File> {
+    let path = segment_path(dir, id);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .context(IoSnafu {
+            path: &path,
+            op: "create segment",
+        })?;
+    file.write_all(&encode_header(id)).context(IoSnafu {
+        path: &path,
+        op: "write segment header",
+    })?;
+    file.sync_all().context(IoSnafu {
+        path: &path,
+        op: "fsync new segment",
+    })?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Opens segment `id` for appending after its first `valid_len` bytes, cutting anything
+/// after them (a torn tail) durably first.
+pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<File> {
+    let path = segment_path(dir, id);
+    let file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&path)
+        .context(IoSnafu {
+            path: &path,
+            op: "open segment",
+        })?;
+    let len = file
+        .metadata()
+        .context(IoSnafu {
+            path: &path,
+            op: "stat segment",
+        })?
+        .len();
+    if len != valid_len {
+        file.set_len(valid_len).context(IoSnafu {
+            path: &path,
+            op: "truncate torn tail",
+        })?;
+        file.sync_all().context(IoSnafu {
+            path: &path,
+            op: "fsync truncated segment",
+        })?;
+    }
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(valid_len)).context(IoSnafu {
+        path: &path,
+        op: "seek to segment end",
+    })?;
+    Ok(file)
+}
+
+/// Reads segment `id`: the whole file, or its first `limit` bytes.
+pub(crate) fn read_segment(dir: &Path, id: u64, limit: Option<u64>) -> Result<Vec<u8>> {
+    let path = segment_path(dir, id);
+    let file = File::open(&path).context(IoSnafu {
+        path: &path,
+        op: "open segment",
+    })?;
+    let len = file
+        .metadata()
+        .context(IoSnafu {
+            path: &path,
+            op: "stat segment",
+        })?
+        .len();
+    let want = limit.map_or(len, |l| l.min(len));
+    let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    file.take(want).read_to_end(&mut buf).context(IoSnafu {
+        path: &path,
+        op: "read segment",
+    })?;
+    Ok(buf)
+}
+
+/// Makes the directory's entries (created or removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).context(IoSnafu {
+        path: dir,
+        op: "fsync directory",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let p = segment_path(Path::new("/w"), 42);
+        assert_eq!(p, Path::new("/w/00000000000000000042.wal"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_name(name), Some(42));
+        assert_eq!(parse_segment_name("42.wal"), None);
+        assert_eq!(parse_segment_name("0000000000000000004x.wal"), None);
+        assert_eq!(parse_segment_name("00000000000000000042.wal.tmp"), None);
+        assert_eq!(parse_segment_name(LOCK_FILE), None);
+    }
+}

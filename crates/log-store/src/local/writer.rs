@@ -1,0 +1,255 @@
+//! The writer thread: the only code that appends to segment files.
+//!
+//! ```text
+//!  append_batch (any task)          writer thread (one per store)
+//!  encode records + crc  --Append-->  drain the queue (up to max_group_size)
+//!  await reply                        validate entry ids, reject bad requests alone
+//!                                     write every accepted buffer (roll segments)
+//!                                     one fsync (sync mode) | mark unsynced (periodic)
+//!                                     publish to the index, answer every request
+//!  ticker thread (periodic) --Sync--> fsync if anything is unsynced
+//! ```
+//!
+//! A failed write or fsync poisons the writer: the failed group and every later append get
+//! an error, because after a failed fsync the file's contents are unknown. Reopening the
+//! store re-reads what actually reached the disk.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use snafu::ResultExt;
+use store_api::{EntryId, RegionId};
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+use super::index::Index;
+use super::lock;
+use super::segment::{create_segment, segment_path};
+use crate::config::{Durability, WalConfig};
+use crate::error::{Error, InvalidEntrySnafu, IoSnafu, PoisonedSnafu, Result};
+
+/// A message to the writer thread.
+pub(crate) enum Command {
+    /// Append encoded records.
+    Append(AppendRequest),
+    /// Periodic durability: fsync what is unsynced.
+    Sync,
+    /// Sync, then exit; the reply says whether the final sync worked.
+    Stop(oneshot::Sender<Result<()>>),
+}
+
+/// Encoded records of one `append_batch` call.
+pub(crate) struct AppendRequest {
+    /// The records, back to back.
+    pub(crate) buf: Vec<u8>,
+    /// (region, entry id) of each record, in order.
+    pub(crate) keys: Vec<(RegionId, EntryId)>,
+    /// Where the outcome goes.
+    pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+/// State owned by the writer thread.
+pub(crate) struct Writer {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: WalConfig,
+    pub(crate) index: Arc<Mutex<Index>>,
+    pub(crate) file: File,
+    pub(crate) active_id: u64,
+    pub(crate) active_size: u64,
+    pub(crate) active_has_records: bool,
+    /// Last entry id per region including appends not yet published; validates new ones.
+    pub(crate) last_ids: HashMap<RegionId, EntryId>,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) unsynced: bool,
+    /// Held for the writer's lifetime: the directory lock.
+    pub(crate) _lock_file: File,
+}
+
+/// One accepted request after its bytes were written: where they went.
+struct Written {
+    segment_id: u64,
+    segment_size: u64,
+    keys: Vec<(RegionId, EntryId)>,
+}
+
+impl Writer {
+    /// Runs until a `Stop` arrives or every sender is gone.
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        let max_group = self.config.max_group_size.as_bytes();
+        while let Ok(first) = rx.recv() {
+            let mut group = Vec::new();
+            let mut group_bytes = 0u64;
+            let mut want_sync = false;
+            let mut stop = None;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(req) => {
+                        group_bytes += req.buf.len() as u64;
+                        group.push(req);
+                    }
+                    Command::Sync => want_sync = true,
+                    Command::Stop(reply) => stop = Some(reply),
+                }
+                if stop.is_none() && group_bytes < max_group {
+                    // Empty or disconnected: the group is complete.
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            if want_sync || stop.is_some() {
+                let result = self.sync_if_unsynced();
+                if let Some(reply) = stop {
+                    let _ = reply.send(result);
+                    info!(dir = %self.dir.display(), "WAL writer stopped");
+                    return;
+                }
+            }
+        }
+        let _ = self.sync_if_unsynced();
+    }
+
+    fn commit_group(&mut self, group: Vec<AppendRequest>) {
+        if let Some(reason) = &self.poisoned {
+            for req in group {
+                let _ = req.reply.send(self.poisoned_error(reason.clone()));
+            }
+            return;
+        }
+        let mut accepted = Vec::with_capacity(group.len());
+        for req in group {
+            match self.check_entry_ids(&req.keys) {
+                Ok(()) => accepted.push(req),
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                }
+            }
+        }
+        match self.write_all(&accepted) {
+            Ok(written) => {
+                self.publish(written);
+                for req in accepted {
+                    let _ = req.reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                error!(dir = %self.dir.display(), error = %e, "WAL write failed; refusing further appends");
+                self.poisoned = Some(reason.clone());
+                for req in accepted {
+                    let _ = req.reply.send(self.poisoned_error(reason.clone()));
+                }
+            }
+        }
+    }
+
+    /// Entry ids must grow per region, across requests and after what the log holds.
+    fn check_entry_ids(&mut self, keys: &[(RegionId, EntryId)]) -> Result<()> {
+        let mut pending: HashMap<RegionId, EntryId> = HashMap::new();
+        for &(region_id, entry_id) in keys {
+            let last = pending
+                .get(&region_id)
+                .or_else(|| self.last_ids.get(&region_id))
+                .copied();
+            if let Some(last) = last.filter(|last| entry_id <= *last) {
+                return InvalidEntrySnafu {
+                    region_id,
+                    entry_id,
+                    reason: format!("entry ids must increase; the region's last entry is {last}"),
+                }
+                .fail();
+            }
+            pending.insert(region_id, entry_id);
+        }
+        self.last_ids.extend(pending);
+        Ok(())
+    }
+
+    fn write_all(&mut self, accepted: &[AppendRequest]) -> Result<Vec<Written>> {
+        let mut written = Vec::with_capacity(accepted.len());
+        for req in accepted {
+            let len = req.buf.len() as u64;
+            if self.active_has_records
+                && self.active_size + len > self.config.segment_size.as_bytes()
+            {
+                self.roll()?;
+            }
+            self.file.write_all(&req.buf).context(IoSnafu {
+                path: segment_path(&self.dir, self.active_id),
+                op: "append records",
+            })?;
+            self.active_size += len;
+            self.active_has_records = true;
+            written.push(Written {
+                segment_id: self.active_id,
+                segment_size: self.active_size,
+                keys: req.keys.clone(),
+            });
+        }
+        match self.config.durability {
+            Durability::Sync => self.sync_data()?,
+            Durability::Periodic { .. } => self.unsynced = true,
+        }
+        Ok(written)
+    }
+
+    /// Closes the active segment durably and starts the next one.
+    fn roll(&mut self) -> Result<()> {
+        self.sync_data()?;
+        let next = self.active_id + 1;
+        self.file = create_segment(&self.dir, next)?;
+        self.active_id = next;
+        self.active_size = super::format::HEADER_LEN as u64;
+        self.active_has_records = false;
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> Result<()> {
+        self.file.sync_data().context(IoSnafu {
+            path: segment_path(&self.dir, self.active_id),
+            op: "fsync segment",
+        })?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn sync_if_unsynced(&mut self) -> Result<()> {
+        if !self.unsynced || self.poisoned.is_some() {
+            return Ok(());
+        }
+        let result = self.sync_data();
+        if let Err(e) = &result {
+            error!(dir = %self.dir.display(), error = %e, "periodic WAL fsync failed; refusing further appends");
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Makes written entries visible to readers and to purge, all under one lock so a
+    /// segment never looks purgeable while its new entries are unpublished.
+    fn publish(&self, written: Vec<Written>) {
+        let mut index = lock(&self.index);
+        for w in written {
+            for (region_id, entry_id) in w.keys {
+                index.add(w.segment_id, region_id, entry_id);
+            }
+            index.segments.entry(w.segment_id).or_default().size = w.segment_size;
+        }
+    }
+
+    fn poisoned_error(&self, reason: String) -> Result<()> {
+        Err::<(), Error>(
+            PoisonedSnafu {
+                dir: &self.dir,
+                reason,
+            }
+            .build(),
+        )
+    }
+}
