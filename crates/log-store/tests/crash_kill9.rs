@@ -44,10 +44,9 @@ fn crash_child() {
         .unwrap();
     rt.block_on(async move {
         let store = std::sync::Arc::new(LocalLogStore::open(WalConfig::new(dir)).await.unwrap());
-        let mut tasks = Vec::new();
         for n in 0..REGIONS {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let r = region(n);
                 let mut id = store_api::logstore::LogStore::last_entry_id(&*store, r).unwrap_or(0);
                 loop {
@@ -60,11 +59,10 @@ fn crash_child() {
                     store.append(&[e]).await.unwrap();
                     println!("ack {n} {id}");
                 }
-            }));
+            });
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // Runs until the parent kills the process.
+        std::future::pending::<()>().await;
     });
 }
 
