@@ -1,0 +1,50 @@
+# Mito: a time-series storage engine. `make help` lists the targets.
+
+CARGO ?= cargo
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := wal_segment
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: fmt
+fmt: ## Format all code
+	$(CARGO) fmt --all
+
+.PHONY: fmt-check
+fmt-check: ## Check formatting (fails on unformatted code)
+	$(CARGO) fmt --all -- --check
+
+.PHONY: clippy
+clippy: ## Lint the workspace, all targets; warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: ## Run every test of the workspace (unit, integration, crash, corpus replays, doc tests)
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+.PHONY: bench
+bench: ## Run the criterion benchmarks (see docs/benchmarks.md)
+	$(CARGO) bench -p benchmarks
+
+.PHONY: doc
+doc: ## Build the API docs (warnings are errors)
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+.PHONY: deny
+deny: ## Check dependency bans, licenses and sources (installs cargo-deny if missing)
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check bans licenses sources
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_SECONDS (nightly; installs cargo-fuzz if missing)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t fuzz/.work/$$t && \
+		(cd fuzz && $(CARGO) +nightly fuzz run $$t .work/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536) || exit 1; \
+	done
