@@ -32,6 +32,10 @@ use super::segment::{create_segment, segment_path};
 use crate::config::{Durability, WalConfig};
 use crate::error::{Error, InvalidEntrySnafu, IoSnafu, PoisonedSnafu, Result};
 
+/// How long the writer waits for one more request of a group that is smaller than the
+/// previous one (sync mode only). Well below one fsync (about 200 us on the reference disk).
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// A message to the writer thread.
 pub(crate) enum Command {
     /// Append encoded records.
@@ -80,6 +84,10 @@ impl Writer {
     /// Runs until a `Stop` arrives or every sender is gone.
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
         let max_group = self.config.max_group_size.as_bytes();
+        let sync_mode = self.config.durability == Durability::Sync;
+        // Requests in the previous group: appenders answered together tend to come back
+        // together, a few microseconds apart.
+        let mut last_group_len = 0usize;
         while let Ok(first) = rx.recv() {
             let mut group = Vec::new();
             let mut group_bytes = 0u64;
@@ -96,10 +104,16 @@ impl Writer {
                     Command::Stop(reply) => stop = Some(reply),
                 }
                 if stop.is_none() && group_bytes < max_group {
-                    // Empty or disconnected: the group is complete.
                     next = rx.try_recv().ok();
+                    // In sync mode, rather than paying a whole fsync for a partial group, wait
+                    // briefly for the rest of the previous group's appenders. Each wait is
+                    // short and the first miss ends it, so a lone appender never waits.
+                    if next.is_none() && sync_mode && group.len() < last_group_len {
+                        next = rx.recv_timeout(GROUP_WAIT).ok();
+                    }
                 }
             }
+            last_group_len = group.len();
             if !group.is_empty() {
                 self.commit_group(group);
             }
