@@ -7,7 +7,7 @@
 //!    00000000000000000002.wal   the active segment; appends go here
 //! ```
 //!
-//! Modules: [`format`] (bytes, pure), `segment` (file I/O), `recovery` (open),
+//! Modules: [`format`](mod@format) (bytes, pure), `segment` (file I/O), `recovery` (open),
 //! `writer` (the group-commit thread), `index` (what is where, in memory).
 
 pub mod format;
