@@ -22,6 +22,11 @@ fmt-check: ## Check formatting (fails on unformatted code)
 clippy: ## Lint the workspace, all targets; warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: dup-check
+dup-check: ## Fail if arrow, parquet or datafusion appear in two versions (their types must match)
+	@dups=$$($(CARGO) tree --workspace --duplicates --edges normal,build 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store)' || true); \
+	if [ -n "$$dups" ]; then echo "duplicate versions:"; echo "$$dups"; exit 1; fi; echo "no duplicate arrow/parquet/datafusion versions"
+
 .PHONY: test
 test: ## Run every test of the workspace (unit, integration, crash, corpus replays, doc tests)
 	$(CARGO) nextest run --workspace --no-fail-fast
