@@ -194,7 +194,7 @@ impl Writer {
             {
                 self.roll()?;
             }
-            self.file.write_all(&req.buf).context(IoSnafu {
+            self.write_buf(&req.buf).context(IoSnafu {
                 path: segment_path(&self.dir, self.active_id),
                 op: "append records",
             })?;
@@ -224,8 +224,28 @@ impl Writer {
         Ok(())
     }
 
+    fn write_buf(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // Fault injection: half the bytes reach the file, then the disk is full.
+        fail::fail_point!("wal-write", |_| {
+            let half = buf.get(..buf.len() / 2).unwrap_or_default();
+            self.file.write_all(half)?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "failpoint wal-write",
+            ))
+        });
+        self.file.write_all(buf)
+    }
+
+    fn fsync(&self) -> std::io::Result<()> {
+        fail::fail_point!("wal-fsync", |_| Err(std::io::Error::other(
+            "failpoint wal-fsync"
+        )));
+        self.file.sync_data()
+    }
+
     fn sync_data(&mut self) -> Result<()> {
-        self.file.sync_data().context(IoSnafu {
+        self.fsync().context(IoSnafu {
             path: segment_path(&self.dir, self.active_id),
             op: "fsync segment",
         })?;
