@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := wal_segment
+FUZZ_TARGETS := wal_segment pk_codec
 
 .DEFAULT_GOAL := help
 
