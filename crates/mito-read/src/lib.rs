@@ -1,0 +1,165 @@
+//! What rows mean when several versions of one (primary key, timestamp) meet: the op types,
+//! the merge modes, and the one dedup every read path uses (memtable reads, scans, flush,
+//! compaction).
+//!
+//! ```text
+//!  rows sorted by (key, ts, sequence desc)          dedup(mode)           kept rows
+//!  k1 t1 seq9 Put  a=1 b=null   ─┐                                        k1 t1: a=1 b=7 (last_non_null)
+//!  k1 t1 seq5 Put  a=2 b=7      ─┴─ one run ──►  newest wins / fills  ──► or a=1 b=null (last_row)
+//!  k1 t2 seq8 Delete            ─┐
+//!  k1 t2 seq3 Put  a=5          ─┴─ a delete hides everything older ──► (tombstone kept for flush)
+//! ```
+//!
+//! Rows are addressed through [`SortedRows`], so the same code runs over a memtable's
+//! permutation and over merged SST batches.
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests assert by panicking"
+    )
+)]
+
+use serde::{Deserialize, Serialize};
+
+/// What a row does. Stored in `__op_type` as a `u8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OpType {
+    /// A tombstone for (key, ts): hides every older version.
+    Delete = 0,
+    /// An insert or overwrite.
+    Put = 1,
+}
+
+impl OpType {
+    /// The stored byte.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The op of a stored byte (anything but 0 reads as `Put`; writers only store 0 and 1).
+    pub fn from_u8(b: u8) -> Self {
+        if b == 0 { OpType::Delete } else { OpType::Put }
+    }
+}
+
+/// How versions of one (key, ts) combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// The version with the highest sequence wins whole.
+    #[default]
+    LastRow,
+    /// Field by field, the newest non-null value wins (back to the newest delete).
+    LastNonNull,
+}
+
+/// How a read treats versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DedupOptions {
+    /// Merge mode of the region.
+    pub merge_mode: MergeMode,
+    /// Keep every row (an `append_mode` region); no dedup at all.
+    pub append_mode: bool,
+    /// Keep the winning tombstones in the output (flush and compaction, so they keep hiding
+    /// older data in other files); a user scan drops them.
+    pub keep_deletes: bool,
+}
+
+impl Default for DedupOptions {
+    fn default() -> Self {
+        Self {
+            merge_mode: MergeMode::LastRow,
+            append_mode: false,
+            keep_deletes: false,
+        }
+    }
+}
+
+/// Random access to rows sorted by (key, ts, sequence desc).
+pub trait SortedRows {
+    /// Number of rows.
+    fn num_rows(&self) -> usize;
+    /// Whether rows `a` and `b` have the same key and timestamp.
+    fn same_key_ts(&self, a: usize, b: usize) -> bool;
+    /// The op of row `i`.
+    fn op(&self, i: usize) -> OpType;
+    /// Number of field columns.
+    fn num_fields(&self) -> usize;
+    /// Whether field `f` of row `i` is null.
+    fn field_is_null(&self, i: usize, f: usize) -> bool;
+}
+
+/// The rows a dedup keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// For each output row: the input row giving its key, timestamp, sequence and op.
+    pub rows: Vec<usize>,
+    /// `LastNonNull` only: for each field, for each output row, the input row giving the value
+    /// (`None` when every version's value is null). Empty when fields come from `rows`.
+    pub fields: Vec<Vec<Option<usize>>>,
+}
+
+/// Deduplicates sorted rows. Runs of equal (key, ts) must not be split across calls.
+pub fn dedup(rows: &impl SortedRows, options: DedupOptions) -> Selection {
+    let n = rows.num_rows();
+    if options.append_mode {
+        let rows = (0..n)
+            .filter(|i| options.keep_deletes || rows.op(*i) == OpType::Put)
+            .collect();
+        return Selection {
+            rows,
+            fields: Vec::new(),
+        };
+    }
+    let fill = options.merge_mode == MergeMode::LastNonNull;
+    let nf = rows.num_fields();
+    let mut out = Selection {
+        rows: Vec::with_capacity(n),
+        fields: if fill {
+            vec![Vec::with_capacity(n); nf]
+        } else {
+            Vec::new()
+        },
+    };
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && rows.same_key_ts(start, end) {
+            end += 1;
+        }
+        // `start` is the newest version of this (key, ts).
+        match rows.op(start) {
+            OpType::Delete => {
+                if options.keep_deletes {
+                    out.rows.push(start);
+                    for f in out.fields.iter_mut() {
+                        f.push(None);
+                    }
+                }
+            }
+            OpType::Put => {
+                out.rows.push(start);
+                if fill {
+                    // Older versions fill nulls, but nothing at or past a delete counts.
+                    let live_end = (start..end)
+                        .find(|i| rows.op(*i) == OpType::Delete)
+                        .unwrap_or(end);
+                    for (f, col) in out.fields.iter_mut().enumerate() {
+                        col.push((start..live_end).find(|i| !rows.field_is_null(*i, f)));
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// (key, ts, seq, op, fields) rows for tests.
+#[derive(Debug, Clone)]
+struct Rows(Vec<(u32, i64, u64, OpType, Vec<Option<i32>>)>);
+
+impl SortedRows for Rows {
+    fn num_rows(&self) -> usize {
+        self.0.len()
+    }
+    fn same_key_ts(&self, a: usize, b: usize) -> bool {
+        (self.0[a].0, self.0[a].1) == (self.0[b].0, self.0[b].1)
+    }
+    fn op(&self, i: usize) -> OpType {
+        self.0[i].3
+    }
+    fn num_fields(&self) -> usize {
+        self.0.first().map_or(0, |r| r.4.len())
+    }
+    fn field_is_null(&self, i: usize, f: usize) -> bool {
+        self.0[i].4[f].is_none()
+    }
+}
+
+fn materialize(rows: &Rows, sel: &Selection) -> Vec<(u32, i64, OpType, Vec<Option<i32>>)> {
+    sel.rows
+        .iter()
+        .enumerate()
+        .map(|(o, &i)| {
+            let r = &rows.0[i];
+            let fields = if sel.fields.is_empty() {
+                r.4.clone()
+            } else {
+                sel.fields
+                    .iter()
+                    .enumerate()
+                    .map(|(f, col)| col[o].and_then(|j| rows.0[j].4[f]))
+                    .collect()
+            };
+            (r.0, r.1, r.3, fields)
+        })
+        .collect()
+}
+
+fn example() -> Rows {
+    use OpType::*;
+    Rows(vec![
+        (1, 10, 9, Put, vec![Some(1), None]),
+        (1, 10, 5, Put, vec![Some(2), Some(7)]),
+        (1, 20, 8, Delete, vec![None, None]),
+        (1, 20, 3, Put, vec![Some(5), Some(5)]),
+        (1, 30, 7, Put, vec![None, None]),
+        (1, 30, 6, Delete, vec![None, None]),
+        (1, 30, 2, Put, vec![Some(3), Some(3)]),
+        (2, 10, 4, Put, vec![Some(4), None]),
+    ])
+}
+
+#[test]
+fn last_row_keeps_the_newest_and_honours_deletes() {
+    let rows = example();
+    let sel = dedup(&rows, DedupOptions::default());
+    assert_eq!(sel.rows, vec![0, 4, 7]);
+    assert!(sel.fields.is_empty());
+    let with_tombstones = dedup(
+        &rows,
+        DedupOptions {
+            keep_deletes: true,
+            ..DedupOptions::default()
+        },
+    );
+    assert_eq!(with_tombstones.rows, vec![0, 2, 4, 7]);
+}
+
+#[test]
+fn last_non_null_fills_back_to_the_newest_delete() {
+    let rows = example();
+    let opts = DedupOptions {
+        merge_mode: MergeMode::LastNonNull,
+        ..DedupOptions::default()
+    };
+    let sel = dedup(&rows, opts);
+    assert_eq!(sel.rows, vec![0, 4, 7]);
+    // (1,10): a from seq 9, b from seq 5. (1,30): nothing below the delete counts.
+    assert_eq!(sel.fields[0], vec![Some(0), None, Some(7)]);
+    assert_eq!(sel.fields[1], vec![Some(1), None, None]);
+}
+
+#[test]
+fn append_mode_keeps_every_put() {
+    let rows = example();
+    let sel = dedup(
+        &rows,
+        DedupOptions {
+            append_mode: true,
+            ..DedupOptions::default()
+        },
+    );
+    assert_eq!(sel.rows, vec![0, 1, 3, 4, 6, 7]);
+}
+
+#[test]
+fn op_type_bytes() {
+    assert_eq!(OpType::from_u8(OpType::Delete.as_u8()), OpType::Delete);
+    assert_eq!(OpType::from_u8(OpType::Put.as_u8()), OpType::Put);
+}
+
+/// Oracle: apply the rows in sequence order to a map.
+fn oracle(rows: &Rows, mode: MergeMode) -> Vec<(u32, i64, OpType, Vec<Option<i32>>)> {
+    let mut by_seq = rows.0.clone();
+    by_seq.sort_by_key(|r| r.2);
+    let mut map: BTreeMap<(u32, i64), Option<Vec<Option<i32>>>> = BTreeMap::new();
+    for (k, ts, _, op, fields) in by_seq {
+        let slot = map.entry((k, ts)).or_insert(None);
+        match op {
+            OpType::Delete => *slot = None,
+            OpType::Put => {
+                *slot = Some(match (mode, slot.take()) {
+                    (MergeMode::LastNonNull, Some(old)) => {
+                        fields.iter().zip(old).map(|(n, o)| n.or(o)).collect()
+                    }
+                    _ => fields,
+                })
+            }
+        }
+    }
+    map.into_iter()
+        .filter_map(|((k, ts), v)| v.map(|f| (k, ts, OpType::Put, f)))
+        .collect()
+}
+
+fn sorted_rows() -> impl Strategy<Value = Rows> {
+    prop::collection::vec(
+        (
+            0u32..3,
+            0i64..4,
+            prop::bool::weighted(0.2),
+            prop::collection::vec(prop::option::weighted(0.6, 0i32..100), 2),
+        ),
+        0..40,
+    )
+    .prop_map(|raw| {
+        let mut rows: Vec<_> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(seq, (k, ts, del, f))| {
+                let op = if del { OpType::Delete } else { OpType::Put };
+                (
+                    k,
+                    ts,
+                    seq as u64,
+                    op,
+                    if del { vec![None, None] } else { f },
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.0, a.1, std::cmp::Reverse(a.2)).cmp(&(b.0, b.1, std::cmp::Reverse(b.2)))
+        });
+        Rows(rows)
+    })
+}
+
+proptest! {
+    #[test]
+    fn dedup_matches_applying_rows_in_order(rows in sorted_rows(), fill in any::<bool>()) {
+        let mode = if fill { MergeMode::LastNonNull } else { MergeMode::LastRow };
+        let sel = dedup(&rows, DedupOptions { merge_mode: mode, ..DedupOptions::default() });
+        prop_assert_eq!(materialize(&rows, &sel), oracle(&rows, mode));
+    }
+}
