@@ -4,9 +4,13 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// (key, ts, seq, op, fields) rows for tests.
+/// (key, ts, seq, op, fields) of one test row.
+type Row = (u32, i64, u64, OpType, Vec<Option<i32>>);
+/// (key, ts, op, fields) of one output row.
+type OutRow = (u32, i64, OpType, Vec<Option<i32>>);
+
 #[derive(Debug, Clone)]
-struct Rows(Vec<(u32, i64, u64, OpType, Vec<Option<i32>>)>);
+struct Rows(Vec<Row>);
 
 impl SortedRows for Rows {
     fn num_rows(&self) -> usize {
@@ -26,7 +30,7 @@ impl SortedRows for Rows {
     }
 }
 
-fn materialize(rows: &Rows, sel: &Selection) -> Vec<(u32, i64, OpType, Vec<Option<i32>>)> {
+fn materialize(rows: &Rows, sel: &Selection) -> Vec<OutRow> {
     sel.rows
         .iter()
         .enumerate()
@@ -110,7 +114,7 @@ fn op_type_bytes() {
 }
 
 /// Oracle: apply the rows in sequence order to a map.
-fn oracle(rows: &Rows, mode: MergeMode) -> Vec<(u32, i64, OpType, Vec<Option<i32>>)> {
+fn oracle(rows: &Rows, mode: MergeMode) -> Vec<OutRow> {
     let mut by_seq = rows.0.clone();
     by_seq.sort_by_key(|r| r.2);
     let mut map: BTreeMap<(u32, i64), Option<Vec<Option<i32>>>> = BTreeMap::new();
