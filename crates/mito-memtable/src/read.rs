@@ -1,0 +1,509 @@
+//! Reading a memtable: rows sorted by (primary key, timestamp, sequence desc), deduplicated.
+//!
+//! ```text
+//!  snapshot parts (Arc clones) + series keys
+//!    -> keep rows visible at the snapshot sequence and inside the time range
+//!    -> counting sort by series rank (rows of a series stay in arrival order)
+//!    -> per series: sort by (ts, seq desc) unless already in that order
+//!    -> mito_read::dedup
+//!    -> gather into batches: tags as dictionaries over the batch's series,
+//!       fields interleaved from the parts, then __primary_key, __sequence, __op_type
+//! ```
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, StringBuilder};
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{
+    Array, ArrayRef, DictionaryArray, PrimitiveArray, RecordBatch, UInt8Array, UInt32Array,
+    UInt64Array, new_null_array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use mito_codec::KeyValue;
+use mito_read::{DedupOptions, OpType, Selection, SortedRows, dedup};
+use snafu::ResultExt;
+use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, SemanticType};
+use store_api::scan::TimeRange;
+use store_api::{ColumnId, SequenceNumber};
+
+use crate::error::{ArrowSnafu, InvalidBatchSnafu, KeySnafu, Result};
+use crate::memtable::{Memtable, read_lock};
+use crate::part::Part;
+use crate::series::ranks;
+
+/// Default number of rows per output batch.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+
+/// What to read from a memtable.
+#[derive(Debug, Clone)]
+pub struct MemtableRead {
+    /// Columns to return by id, in this order; `None` for all, in schema order. The internal
+    /// columns `__primary_key`, `__sequence` and `__op_type` always follow.
+    pub projection: Option<Vec<ColumnId>>,
+    /// Only rows in this time range.
+    pub time_range: Option<TimeRange>,
+    /// Only rows with a sequence at most this (a snapshot); `None` for everything.
+    pub sequence: Option<SequenceNumber>,
+    /// Only the time partition starting here (see [`Memtable::partition_starts`]).
+    pub partition: Option<i64>,
+    /// Keep winning tombstones (for flush); a user read drops them.
+    pub keep_deletes: bool,
+    /// Rows per output batch.
+    pub batch_rows: usize,
+}
+
+impl Default for MemtableRead {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            time_range: None,
+            sequence: None,
+            partition: None,
+            keep_deletes: false,
+            batch_rows: DEFAULT_BATCH_ROWS,
+        }
+    }
+}
+
+/// A row of the sorted permutation: part index and row in the part.
+type RowRef = (u32, u32);
+
+struct Sorted<'a> {
+    parts: &'a [Arc<Part>],
+    rows: &'a [RowRef],
+    num_fields: usize,
+}
+
+impl Sorted<'_> {
+    fn part(&self, i: usize) -> Option<(&Part, usize)> {
+        let (p, r) = *self.rows.get(i)?;
+        Some((self.parts.get(p as usize)?.as_ref(), r as usize))
+    }
+}
+
+impl SortedRows for Sorted<'_> {
+    fn num_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn same_key_ts(&self, a: usize, b: usize) -> bool {
+        match (self.part(a), self.part(b)) {
+            (Some((pa, ra)), Some((pb, rb))) => {
+                pa.series.get(ra) == pb.series.get(rb) && pa.ts.get(ra) == pb.ts.get(rb)
+            }
+            _ => false,
+        }
+    }
+
+    fn op(&self, i: usize) -> OpType {
+        self.part(i).map_or(OpType::Put, |(p, _)| p.op)
+    }
+
+    fn num_fields(&self) -> usize {
+        self.num_fields
+    }
+
+    fn field_is_null(&self, i: usize, f: usize) -> bool {
+        match self.part(i) {
+            Some((p, r)) => match p.fields.get(f) {
+                Some(Some(a)) => a.is_null(r),
+                _ => true,
+            },
+            None => true,
+        }
+    }
+}
+
+/// Sorted, deduplicated batches of a memtable read.
+#[derive(Debug)]
+pub struct MemtableIter {
+    schema: SchemaRef,
+    batches: std::vec::IntoIter<RecordBatch>,
+}
+
+impl MemtableIter {
+    /// The schema of every batch.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+impl Iterator for MemtableIter {
+    type Item = RecordBatch;
+
+    fn next(&mut self) -> Option<RecordBatch> {
+        self.batches.next()
+    }
+}
+
+impl Memtable {
+    /// The schema of the batches a read with `projection` returns.
+    pub fn read_schema(&self, projection: Option<&[ColumnId]>) -> Result<SchemaRef> {
+        let mut fields = Vec::new();
+        for i in self.projected_indices(projection)? {
+            let Some(c) = self.metadata.column_metadatas().get(i) else {
+                continue;
+            };
+            let dt = match c.semantic_type {
+                SemanticType::Tag => dictionary(c.data_type.clone()),
+                _ => c.data_type.clone(),
+            };
+            fields.push(Field::new(c.name.clone(), dt, c.nullable));
+        }
+        fields.push(Field::new(
+            PRIMARY_KEY_COLUMN,
+            dictionary(DataType::Binary),
+            false,
+        ));
+        fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, false));
+        fields.push(Field::new(OP_TYPE_COLUMN, DataType::UInt8, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    fn projected_indices(&self, projection: Option<&[ColumnId]>) -> Result<Vec<usize>> {
+        match projection {
+            None => Ok((0..self.metadata.column_metadatas().len()).collect()),
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    self.metadata.column_index_by_id(*id).ok_or_else(|| {
+                        InvalidBatchSnafu {
+                            region_id: self.metadata.region_id(),
+                            reason: format!("projection names unknown column id {id}"),
+                        }
+                        .build()
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads rows sorted by (primary key, timestamp), deduplicated by the region's merge mode.
+    pub fn read(&self, req: &MemtableRead) -> Result<MemtableIter> {
+        let schema = self.read_schema(req.projection.as_deref())?;
+        let columns = self.projected_indices(req.projection.as_deref())?;
+        // Parts first, then keys: keys only grow, so every series in the parts has a key.
+        let parts: Vec<Arc<Part>> = {
+            let partitions = read_lock(&self.partitions);
+            partitions
+                .iter()
+                .filter(|(start, _)| req.partition.is_none_or(|p| p == **start))
+                .filter(|(start, _)| {
+                    req.time_range
+                        .is_none_or(|r| r.overlaps(**start, start.saturating_add(self.window - 1)))
+                })
+                .flat_map(|(_, parts)| parts.iter().cloned())
+                .collect()
+        };
+        let keys = read_lock(&self.series).keys();
+        let rank = ranks(&keys);
+        let rows = sort_rows(&parts, &rank, req);
+        let num_fields = self.metadata.field_columns().count();
+        let sorted = Sorted {
+            parts: &parts,
+            rows: &rows,
+            num_fields,
+        };
+        let options = DedupOptions {
+            keep_deletes: req.keep_deletes,
+            ..self.options.dedup
+        };
+        let selection = dedup(&sorted, options);
+        let batches = self.gather(
+            &schema,
+            &columns,
+            &sorted,
+            &selection,
+            &keys,
+            req.batch_rows.max(1),
+        )?;
+        Ok(MemtableIter {
+            schema,
+            batches: batches.into_iter(),
+        })
+    }
+
+    fn gather(
+        &self,
+        schema: &SchemaRef,
+        columns: &[usize],
+        sorted: &Sorted<'_>,
+        selection: &Selection,
+        keys: &[Arc<[u8]>],
+        batch_rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let region_id = self.metadata.region_id();
+        let field_ids: Vec<ColumnId> = self.metadata.field_columns().map(|c| c.column_id).collect();
+        let tag_ids: Vec<ColumnId> = self.metadata.primary_key().to_vec();
+        let ts_type = self.metadata.time_index_column().data_type.clone();
+        // Sources for interleave: each part's field array, then one null per field.
+        let null_sources: Vec<ArrayRef> = self
+            .metadata
+            .field_columns()
+            .map(|c| new_null_array(&c.data_type, 1))
+            .collect();
+        let null_part = sorted.parts.len();
+
+        let mut batches = Vec::new();
+        for (chunk_no, chunk) in selection.rows.chunks(batch_rows).enumerate() {
+            let offset = chunk_no * batch_rows;
+            let mut dict_keys = Vec::with_capacity(chunk.len());
+            let mut series_in_batch: Vec<u32> = Vec::new();
+            let mut ts = Vec::with_capacity(chunk.len());
+            let mut seq = Vec::with_capacity(chunk.len());
+            let mut op = Vec::with_capacity(chunk.len());
+            let mut picks: Vec<(usize, usize)> = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let Some((part, row)) = sorted.part(i) else {
+                    continue;
+                };
+                let sid = part.series.get(row).copied().unwrap_or(0);
+                if series_in_batch.last() != Some(&sid) {
+                    series_in_batch.push(sid);
+                }
+                dict_keys.push(series_in_batch.len() as u32 - 1);
+                ts.push(part.ts.get(row).copied().unwrap_or(0));
+                seq.push(part.sequence.get(row).copied().unwrap_or(0));
+                op.push(part.op.as_u8());
+                let (p, r) = sorted.rows.get(i).copied().unwrap_or((0, 0));
+                picks.push((p as usize, r as usize));
+            }
+            let dict_keys = UInt32Array::from(dict_keys);
+
+            // Decoded tags of the batch's series.
+            let decoded: Vec<Vec<KeyValue>> = series_in_batch
+                .iter()
+                .map(|sid| {
+                    let key = keys.get(*sid as usize).map_or(&[][..], |k| k.as_ref());
+                    self.codec.decode(key).context(KeySnafu { region_id })
+                })
+                .collect::<Result<_>>()?;
+
+            let mut out: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+            for &ci in columns {
+                let Some(c) = self.metadata.column_metadatas().get(ci) else {
+                    continue;
+                };
+                let array: ArrayRef = match c.semantic_type {
+                    SemanticType::Tag => {
+                        let pos = tag_ids
+                            .iter()
+                            .position(|id| *id == c.column_id)
+                            .unwrap_or(0);
+                        let values =
+                            key_values_array(&c.data_type, decoded.iter().map(|d| d.get(pos)))?;
+                        Arc::new(
+                            DictionaryArray::<UInt32Type>::try_new(dict_keys.clone(), values)
+                                .context(ArrowSnafu { region_id })?,
+                        )
+                    }
+                    SemanticType::Timestamp => timestamp_array(&ts_type, ts.clone()),
+                    SemanticType::Field => {
+                        let f = field_ids
+                            .iter()
+                            .position(|id| *id == c.column_id)
+                            .unwrap_or(0);
+                        let mut sources: Vec<&dyn Array> = sorted
+                            .parts
+                            .iter()
+                            .map(|p| match p.fields.get(f) {
+                                Some(Some(a)) => a.as_ref(),
+                                _ => null_sources.get(f).map_or(EMPTY.as_ref(), |a| a.as_ref()),
+                            })
+                            .collect();
+                        let null_src = null_sources.get(f).map_or(EMPTY.as_ref(), |a| a.as_ref());
+                        sources.push(null_src);
+                        let idx: Vec<(usize, usize)> = match selection.fields.get(f) {
+                            // last_non_null: each field's value may come from another version.
+                            Some(col) => col
+                                .get(offset..offset + chunk.len())
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|src| match src.and_then(|s| sorted.rows.get(s)) {
+                                    Some((p, r)) => (*p as usize, *r as usize),
+                                    None => (null_part, 0),
+                                })
+                                .collect(),
+                            None => picks
+                                .iter()
+                                .map(|(p, r)| {
+                                    if sorted.parts.get(*p).is_some_and(|part| {
+                                        matches!(part.fields.get(f), Some(Some(_)))
+                                    }) {
+                                        (*p, *r)
+                                    } else {
+                                        (*p, 0)
+                                    }
+                                })
+                                .collect(),
+                        };
+                        arrow_select::interleave::interleave(&sources, &idx)
+                            .context(ArrowSnafu { region_id })?
+                    }
+                };
+                out.push(array);
+            }
+            let pk_values = {
+                let mut b = BinaryBuilder::new();
+                for sid in &series_in_batch {
+                    b.append_value(keys.get(*sid as usize).map_or(&[][..], |k| k.as_ref()));
+                }
+                Arc::new(b.finish()) as ArrayRef
+            };
+            out.push(Arc::new(
+                DictionaryArray::<UInt32Type>::try_new(dict_keys, pk_values)
+                    .context(ArrowSnafu { region_id })?,
+            ));
+            out.push(Arc::new(UInt64Array::from(seq)));
+            out.push(Arc::new(UInt8Array::from(op)));
+            batches
+                .push(RecordBatch::try_new(schema.clone(), out).context(ArrowSnafu { region_id })?);
+        }
+        Ok(batches)
+    }
+}
+
+static EMPTY: std::sync::LazyLock<ArrayRef> =
+    std::sync::LazyLock::new(|| new_null_array(&DataType::Null, 1));
+
+/// The visible rows of `parts`, sorted by (series rank, ts, sequence desc).
+fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRef> {
+    let visible = |p: &Part, r: usize| {
+        req.sequence
+            .is_none_or(|s| p.sequence.get(r).is_some_and(|q| *q <= s))
+            && req
+                .time_range
+                .is_none_or(|t| p.ts.get(r).is_some_and(|ts| t.contains(*ts)))
+    };
+    let rank_of = |p: &Part, r: usize| {
+        p.series
+            .get(r)
+            .and_then(|s| rank.get(*s as usize))
+            .copied()
+            .unwrap_or(0) as usize
+    };
+    // Counting sort by rank: stable, so each series keeps arrival order.
+    let mut counts = vec![0usize; rank.len() + 1];
+    for p in parts {
+        for r in 0..p.num_rows() {
+            if visible(p, r)
+                && let Some(c) = counts.get_mut(rank_of(p, r) + 1)
+            {
+                *c += 1;
+            }
+        }
+    }
+    for i in 1..counts.len() {
+        let prev = counts.get(i - 1).copied().unwrap_or(0);
+        if let Some(c) = counts.get_mut(i) {
+            *c += prev;
+        }
+    }
+    let total = counts.last().copied().unwrap_or(0);
+    let mut rows = vec![(0u32, 0u32); total];
+    let mut next = counts.clone();
+    for (pi, p) in parts.iter().enumerate() {
+        for r in 0..p.num_rows() {
+            if visible(p, r)
+                && let Some(slot) = next.get_mut(rank_of(p, r))
+            {
+                if let Some(dst) = rows.get_mut(*slot) {
+                    *dst = (pi as u32, r as u32);
+                }
+                *slot += 1;
+            }
+        }
+    }
+    // Within each series: (ts asc, sequence desc). Arrival order is usually ts order already.
+    let key = |&(p, r): &RowRef| {
+        let part = parts.get(p as usize);
+        let ts = part
+            .and_then(|x| x.ts.get(r as usize))
+            .copied()
+            .unwrap_or(0);
+        let seq = part
+            .and_then(|x| x.sequence.get(r as usize))
+            .copied()
+            .unwrap_or(0);
+        (ts, std::cmp::Reverse(seq))
+    };
+    for w in counts.windows(2) {
+        let (start, end) = (
+            w.first().copied().unwrap_or(0),
+            w.get(1).copied().unwrap_or(0),
+        );
+        if let Some(run) = rows.get_mut(start..end)
+            && !run
+                .windows(2)
+                .all(|pair| pair.first().map(key) < pair.get(1).map(key))
+        {
+            run.sort_unstable_by_key(key);
+        }
+    }
+    rows
+}
+
+fn dictionary(value: DataType) -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(value))
+}
+
+fn timestamp_array(dt: &DataType, values: Vec<i64>) -> ArrayRef {
+    use arrow_array::{
+        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+        TimestampSecondArray,
+    };
+    match dt {
+        DataType::Timestamp(TimeUnit::Second, _) => Arc::new(TimestampSecondArray::from(values)),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Arc::new(TimestampMillisecondArray::from(values))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Arc::new(TimestampMicrosecondArray::from(values))
+        }
+        _ => Arc::new(TimestampNanosecondArray::from(values)),
+    }
+}
+
+fn key_values_array<'a>(
+    dt: &DataType,
+    values: impl Iterator<Item = Option<&'a KeyValue>>,
+) -> Result<ArrayRef> {
+    fn ints<T: arrow_array::ArrowPrimitiveType>(vals: Vec<Option<&KeyValue>>) -> ArrayRef
+    where
+        T::Native: TryFrom<i64> + TryFrom<u64>,
+    {
+        let arr: PrimitiveArray<T> = vals
+            .into_iter()
+            .map(|v| match v {
+                Some(KeyValue::Int(i)) => T::Native::try_from(*i).ok(),
+                Some(KeyValue::UInt(u)) => T::Native::try_from(*u).ok(),
+                _ => None,
+            })
+            .collect();
+        Arc::new(arr)
+    }
+    let vals: Vec<Option<&KeyValue>> = values.collect();
+    Ok(match dt {
+        DataType::Utf8 => {
+            let mut b = StringBuilder::new();
+            for v in vals {
+                match v {
+                    Some(KeyValue::String(s)) => b.append_value(s),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Int8 => ints::<Int8Type>(vals),
+        DataType::Int16 => ints::<Int16Type>(vals),
+        DataType::Int32 => ints::<Int32Type>(vals),
+        DataType::Int64 => ints::<Int64Type>(vals),
+        DataType::UInt8 => ints::<UInt8Type>(vals),
+        DataType::UInt16 => ints::<UInt16Type>(vals),
+        DataType::UInt32 => ints::<UInt32Type>(vals),
+        DataType::UInt64 => ints::<UInt64Type>(vals),
+        _ => new_null_array(dt, vals.len()),
+    })
+}
