@@ -1,3 +1,14 @@
-//! Criterion micro benchmarks of Mito's components, one file per component under `benches/`.
-//! Run them with `make bench`; results and the machine they were measured on are recorded in
-//! `docs/benchmarks.md`.
+//! Criterion micro benchmarks of Mito's components, one file per component under `benches/`,
+//! and the data they share ([`tsbs`]). Run them with `make bench`; results and the machine
+//! they were measured on are recorded in `docs/benchmarks.md`.
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        reason = "tests assert by panicking"
+    )
+)]
+
+pub mod tsbs;
