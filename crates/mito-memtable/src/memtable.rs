@@ -317,6 +317,10 @@ impl Memtable {
                 .flatten()
                 .map(|f| f.get_array_memory_size())
                 .sum::<usize>();
+        let ts_range = ts
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        let max_sequence = sequence.iter().copied().max().unwrap_or(0);
         Part {
             series,
             ts,
@@ -324,6 +328,8 @@ impl Memtable {
             op,
             fields,
             bytes,
+            ts_range,
+            max_sequence,
         }
     }
 

@@ -26,6 +26,10 @@ pub(crate) struct Part {
     pub(crate) fields: Vec<Option<ArrayRef>>,
     /// Bytes held by this part.
     pub(crate) bytes: usize,
+    /// Smallest and largest timestamp.
+    pub(crate) ts_range: (i64, i64),
+    /// Largest sequence.
+    pub(crate) max_sequence: SequenceNumber,
 }
 
 impl Part {

@@ -72,29 +72,25 @@ type RowRef = (u32, u32);
 
 struct Sorted<'a> {
     parts: &'a [Arc<Part>],
-    rows: &'a [RowRef],
+    index: &'a SortedIndex,
     num_fields: usize,
 }
 
 impl Sorted<'_> {
     fn part(&self, i: usize) -> Option<(&Part, usize)> {
-        let (p, r) = *self.rows.get(i)?;
+        let (p, r) = *self.index.rows.get(i)?;
         Some((self.parts.get(p as usize)?.as_ref(), r as usize))
     }
 }
 
 impl SortedRows for Sorted<'_> {
     fn num_rows(&self) -> usize {
-        self.rows.len()
+        self.index.rows.len()
     }
 
     fn same_key_ts(&self, a: usize, b: usize) -> bool {
-        match (self.part(a), self.part(b)) {
-            (Some((pa, ra)), Some((pb, rb))) => {
-                pa.series.get(ra) == pb.series.get(rb) && pa.ts.get(ra) == pb.ts.get(rb)
-            }
-            _ => false,
-        }
+        let ix = self.index;
+        ix.sid.get(a) == ix.sid.get(b) && ix.ts.get(a) == ix.ts.get(b)
     }
 
     fn op(&self, i: usize) -> OpType {
@@ -199,11 +195,11 @@ impl Memtable {
         };
         let keys = read_lock(&self.series).keys();
         let rank = ranks(&keys);
-        let rows = sort_rows(&parts, &rank, req);
+        let index = sort_rows(&parts, &rank, req);
         let num_fields = self.metadata.field_columns().count();
         let sorted = Sorted {
             parts: &parts,
-            rows: &rows,
+            index: &index,
             num_fields,
         };
         let options = DedupOptions {
@@ -245,6 +241,14 @@ impl Memtable {
             .map(|c| new_null_array(&c.data_type, 1))
             .collect();
         let null_part = sorted.parts.len();
+        let has_field: Vec<bool> = (0..field_ids.len())
+            .map(|f| {
+                sorted
+                    .parts
+                    .iter()
+                    .all(|p| matches!(p.fields.get(f), Some(Some(_))))
+            })
+            .collect();
 
         let mut batches = Vec::new();
         for (chunk_no, chunk) in selection.rows.chunks(batch_rows).enumerate() {
@@ -255,19 +259,27 @@ impl Memtable {
             let mut seq = Vec::with_capacity(chunk.len());
             let mut op = Vec::with_capacity(chunk.len());
             let mut picks: Vec<(usize, usize)> = Vec::with_capacity(chunk.len());
+            let mut last_sid = None;
+            let ix = sorted.index;
             for &i in chunk {
-                let Some((part, row)) = sorted.part(i) else {
+                let Some(&(p, r)) = ix.rows.get(i) else {
                     continue;
                 };
-                let sid = part.series.get(row).copied().unwrap_or(0);
-                if series_in_batch.last() != Some(&sid) {
+                let sid = ix.sid.get(i).copied().unwrap_or(0);
+                if last_sid != Some(sid) {
                     series_in_batch.push(sid);
+                    last_sid = Some(sid);
                 }
                 dict_keys.push(series_in_batch.len() as u32 - 1);
-                ts.push(part.ts.get(row).copied().unwrap_or(0));
-                seq.push(part.sequence.get(row).copied().unwrap_or(0));
-                op.push(part.op.as_u8());
-                let (p, r) = sorted.rows.get(i).copied().unwrap_or((0, 0));
+                ts.push(ix.ts.get(i).copied().unwrap_or(0));
+                seq.push(ix.seq.get(i).copied().unwrap_or(0));
+                op.push(
+                    sorted
+                        .parts
+                        .get(p as usize)
+                        .map_or(OpType::Put, |x| x.op)
+                        .as_u8(),
+                );
                 picks.push((p as usize, r as usize));
             }
             let dict_keys = UInt32Array::from(dict_keys);
@@ -321,11 +333,13 @@ impl Memtable {
                                 .get(offset..offset + chunk.len())
                                 .unwrap_or_default()
                                 .iter()
-                                .map(|src| match src.and_then(|s| sorted.rows.get(s)) {
+                                .map(|src| match src.and_then(|s| sorted.index.rows.get(s)) {
                                     Some((p, r)) => (*p as usize, *r as usize),
                                     None => (null_part, 0),
                                 })
                                 .collect(),
+                            // Every part has the column: the row picks are the indices.
+                            None if has_field.get(f).copied().unwrap_or(false) => Vec::new(),
                             None => picks
                                 .iter()
                                 .map(|(p, r)| {
@@ -339,7 +353,8 @@ impl Memtable {
                                 })
                                 .collect(),
                         };
-                        arrow_select::interleave::interleave(&sources, &idx)
+                        let idx = if idx.is_empty() { &picks } else { &idx };
+                        arrow_select::interleave::interleave(&sources, idx)
                             .context(ArrowSnafu { region_id })?
                     }
                 };
@@ -369,7 +384,7 @@ static EMPTY: std::sync::LazyLock<ArrayRef> =
     std::sync::LazyLock::new(|| new_null_array(&DataType::Null, 1));
 
 /// The visible rows of `parts`, sorted by (series rank, ts, sequence desc).
-fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRef> {
+fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> SortedIndex {
     let visible = |p: &Part, r: usize| {
         req.sequence
             .is_none_or(|s| p.sequence.get(r).is_some_and(|q| *q <= s))
@@ -377,6 +392,23 @@ fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRe
                 .time_range
                 .is_none_or(|t| p.ts.get(r).is_some_and(|ts| t.contains(*ts)))
     };
+    // Whole parts are usually all visible (or not at all): then no row is checked.
+    let coverage = |p: &Part| {
+        let (lo, hi) = p.ts_range;
+        let seq_all = req.sequence.is_none_or(|s| p.max_sequence <= s);
+        let time_all = req
+            .time_range
+            .is_none_or(|t| t.contains(lo) && t.contains(hi));
+        let time_none = req.time_range.is_some_and(|t| !t.overlaps(lo, hi));
+        if time_none {
+            Coverage::None
+        } else if seq_all && time_all {
+            Coverage::All
+        } else {
+            Coverage::Some
+        }
+    };
+    let coverages: Vec<Coverage> = parts.iter().map(|p| coverage(p)).collect();
     let rank_of = |p: &Part, r: usize| {
         p.series
             .get(r)
@@ -386,12 +418,27 @@ fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRe
     };
     // Counting sort by rank: stable, so each series keeps arrival order.
     let mut counts = vec![0usize; rank.len() + 1];
-    for p in parts {
-        for r in 0..p.num_rows() {
-            if visible(p, r)
-                && let Some(c) = counts.get_mut(rank_of(p, r) + 1)
-            {
-                *c += 1;
+    for (p, cov) in parts.iter().zip(&coverages) {
+        match cov {
+            Coverage::None => {}
+            Coverage::All => {
+                for sid in &p.series {
+                    if let Some(c) = rank
+                        .get(*sid as usize)
+                        .and_then(|r| counts.get_mut(*r as usize + 1))
+                    {
+                        *c += 1;
+                    }
+                }
+            }
+            Coverage::Some => {
+                for r in 0..p.num_rows() {
+                    if visible(p, r)
+                        && let Some(c) = counts.get_mut(rank_of(p, r) + 1)
+                    {
+                        *c += 1;
+                    }
+                }
             }
         }
     }
@@ -404,9 +451,12 @@ fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRe
     let total = counts.last().copied().unwrap_or(0);
     let mut rows = vec![(0u32, 0u32); total];
     let mut next = counts.clone();
-    for (pi, p) in parts.iter().enumerate() {
+    for (pi, (p, cov)) in parts.iter().zip(&coverages).enumerate() {
+        if *cov == Coverage::None {
+            continue;
+        }
         for r in 0..p.num_rows() {
-            if visible(p, r)
+            if (*cov == Coverage::All || visible(p, r))
                 && let Some(slot) = next.get_mut(rank_of(p, r))
             {
                 if let Some(dst) = rows.get_mut(*slot) {
@@ -416,33 +466,95 @@ fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> Vec<RowRe
             }
         }
     }
-    // Within each series: (ts asc, sequence desc). Arrival order is usually ts order already.
-    let key = |&(p, r): &RowRef| {
-        let part = parts.get(p as usize);
-        let ts = part
-            .and_then(|x| x.ts.get(r as usize))
-            .copied()
-            .unwrap_or(0);
-        let seq = part
-            .and_then(|x| x.sequence.get(r as usize))
-            .copied()
-            .unwrap_or(0);
-        (ts, std::cmp::Reverse(seq))
-    };
+    // Dense copies of the sort keys, read once; everything after reads them in order.
+    let at = |&(p, r): &RowRef| parts.get(p as usize).map(|x| (x, r as usize));
+    let sid: Vec<u32> = rows
+        .iter()
+        .map(|x| {
+            at(x)
+                .and_then(|(p, r)| p.series.get(r))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut ts: Vec<i64> = rows
+        .iter()
+        .map(|x| at(x).and_then(|(p, r)| p.ts.get(r)).copied().unwrap_or(0))
+        .collect();
+    let mut seq: Vec<u64> = rows
+        .iter()
+        .map(|x| {
+            at(x)
+                .and_then(|(p, r)| p.sequence.get(r))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    // Within each series: (ts asc, sequence desc). Arrival order is usually that already.
     for w in counts.windows(2) {
         let (start, end) = (
             w.first().copied().unwrap_or(0),
             w.get(1).copied().unwrap_or(0),
         );
-        if let Some(run) = rows.get_mut(start..end)
-            && !run
-                .windows(2)
-                .all(|pair| pair.first().map(key) < pair.get(1).map(key))
-        {
-            run.sort_unstable_by_key(key);
+        let (Some(run_ts), Some(run_seq)) = (ts.get(start..end), seq.get(start..end)) else {
+            continue;
+        };
+        let in_order = run_ts
+            .windows(2)
+            .zip(run_seq.windows(2))
+            .all(|(t, q)| (t.first(), q.get(1)) < (t.get(1), q.first()));
+        if in_order {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..end - start).collect();
+        order.sort_unstable_by_key(|i| {
+            (
+                run_ts.get(*i).copied(),
+                std::cmp::Reverse(run_seq.get(*i).copied()),
+            )
+        });
+        let permute = |v: &[RowRef]| {
+            order
+                .iter()
+                .filter_map(|i| v.get(start + i).copied())
+                .collect::<Vec<_>>()
+        };
+        let new_rows = permute(&rows);
+        let new_ts: Vec<i64> = order
+            .iter()
+            .filter_map(|i| run_ts.get(*i).copied())
+            .collect();
+        let new_seq: Vec<u64> = order
+            .iter()
+            .filter_map(|i| run_seq.get(*i).copied())
+            .collect();
+        for (dst, src) in rows.iter_mut().skip(start).zip(new_rows) {
+            *dst = src;
+        }
+        for (dst, src) in ts.iter_mut().skip(start).zip(new_ts) {
+            *dst = src;
+        }
+        for (dst, src) in seq.iter_mut().skip(start).zip(new_seq) {
+            *dst = src;
         }
     }
-    rows
+    SortedIndex { rows, sid, ts, seq }
+}
+
+/// Visible rows in sorted order, with their sort keys side by side.
+struct SortedIndex {
+    rows: Vec<RowRef>,
+    sid: Vec<u32>,
+    ts: Vec<i64>,
+    seq: Vec<u64>,
+}
+
+/// How much of a part a read sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    None,
+    Some,
+    All,
 }
 
 fn dictionary(value: DataType) -> DataType {
