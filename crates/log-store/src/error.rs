@@ -103,6 +103,16 @@ impl ErrorExt for Error {
     }
 }
 
+/// A `Corrupted` error for the segment at `path`, damaged at byte `offset`.
+pub(crate) fn corrupted(path: &std::path::Path, offset: usize, reason: String) -> Error {
+    CorruptedSnafu {
+        path,
+        offset: offset as u64,
+        reason,
+    }
+    .build()
+}
+
 impl From<Error> for BoxedError {
     fn from(e: Error) -> Self {
         BoxedError::new(e)

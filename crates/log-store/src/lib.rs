@@ -18,17 +18,6 @@
 //!
 //! Both implement [`store_api::logstore::LogStore`].
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests assert by panicking"
-    )
-)]
-
 pub mod config;
 pub mod error;
 pub mod local;

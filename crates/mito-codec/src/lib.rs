@@ -19,17 +19,6 @@
 //! Decoding checks every byte: a truncated key, a bad marker, an unknown escape, invalid
 //! UTF-8 or trailing bytes are errors with the offset, never a panic.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests assert by panicking"
-    )
-)]
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,

@@ -14,17 +14,6 @@
 //! Accounting ([`Memtable::stats`]) counts the bytes actually held: every Arrow buffer kept,
 //! the row vectors and the series keys.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests assert by panicking"
-    )
-)]
-
 pub mod error;
 mod memtable;
 mod part;

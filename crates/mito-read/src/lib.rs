@@ -13,17 +13,6 @@
 //! Rows are addressed through [`SortedRows`], so the same code runs over a memtable's
 //! permutation and over merged SST batches.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests assert by panicking"
-    )
-)]
-
 use serde::{Deserialize, Serialize};
 
 /// What a row does. Stored in `__op_type` as a `u8`.

@@ -25,17 +25,6 @@
 //!   a caller may retry.
 //! - [`clock::Clock`]: injected time, so TTLs, windows and intervals are testable.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        reason = "tests assert by panicking"
-    )
-)]
-
 pub mod clock;
 pub mod config;
 pub mod engine;

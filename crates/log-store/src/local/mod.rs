@@ -36,7 +36,7 @@ use self::index::Index;
 use self::writer::{AppendRequest, Command, Writer};
 use crate::config::{Durability, WalConfig};
 use crate::error::{
-    CorruptedSnafu, DirLockedSnafu, InvalidEntrySnafu, IoSnafu, JoinSnafu, Result, StoppedSnafu,
+    DirLockedSnafu, InvalidEntrySnafu, IoSnafu, JoinSnafu, Result, StoppedSnafu, corrupted,
 };
 
 fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
@@ -306,23 +306,17 @@ fn read_region_entries(
         Err(e) => return Err(e),
     };
     let path = segment::segment_path(dir, id);
-    let corrupted = |offset: usize, reason: String| {
-        CorruptedSnafu {
-            path: &path,
-            offset: offset as u64,
-            reason,
-        }
-        .build()
-    };
     if (buf.len() as u64) < size {
         return Err(corrupted(
+            &path,
             buf.len(),
             format!("segment shrank below its {size} written bytes"),
         ));
     }
-    let scan = format::scan_segment(&buf).map_err(|e| corrupted(0, e.to_string()))?;
+    let scan = format::scan_segment(&buf).map_err(|e| corrupted(&path, 0, e.to_string()))?;
     if let Tail::Torn { offset, damage } | Tail::Corrupt { offset, damage, .. } = scan.tail {
         return Err(corrupted(
+            &path,
             offset,
             format!("{damage} in data read back after it was written"),
         ));

@@ -10,7 +10,7 @@ use super::index::Index;
 use super::segment::{
     create_segment, open_for_append, parse_segment_name, read_segment, segment_path,
 };
-use crate::error::{CorruptedSnafu, IoSnafu, Result};
+use crate::error::{IoSnafu, Result, corrupted};
 
 /// The state found in a WAL directory.
 #[derive(Debug)]
@@ -57,14 +57,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         let is_last = i + 1 == n;
         let path = segment_path(dir, id);
         let bytes = read_segment(dir, id, None)?;
-        let corrupted = |offset: usize, reason: String| {
-            CorruptedSnafu {
-                path: &path,
-                offset: offset as u64,
-                reason,
-            }
-            .build()
-        };
         let scan = match format::scan_segment(&bytes) {
             Ok(scan) => scan,
             Err(HeaderError::Incomplete { len }) if is_last => {
@@ -75,10 +67,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 active = Some((id, file, HEADER_LEN as u64, false));
                 continue;
             }
-            Err(e) => return Err(corrupted(0, e.to_string())),
+            Err(e) => return Err(corrupted(&path, 0, e.to_string())),
         };
         if scan.header.segment_id != id {
             return Err(corrupted(
+                &path,
                 12,
                 format!(
                     "header names segment {} but the file name says {id}",
@@ -99,6 +92,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             }
             Tail::Torn { offset, damage } => {
                 return Err(corrupted(
+                    &path,
                     offset,
                     format!("{damage} in a segment that is not the last one"),
                 ));
@@ -112,7 +106,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                     Some(next) => format!("followed by a valid record at offset {next}"),
                     None => "and the search for later valid records gave up".to_string(),
                 };
-                return Err(corrupted(offset, format!("{damage}, {after}")));
+                return Err(corrupted(&path, offset, format!("{damage}, {after}")));
             }
         }
         let seg = index.segments.entry(id).or_default();

@@ -58,21 +58,7 @@ pub(crate) fn create_segment(dir: &Path, id: u64) -> Result<File> {
 /// after them (a torn tail) durably first.
 pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<File> {
     let path = segment_path(dir, id);
-    let file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&path)
-        .context(IoSnafu {
-            path: &path,
-            op: "open segment",
-        })?;
-    let len = file
-        .metadata()
-        .context(IoSnafu {
-            path: &path,
-            op: "stat segment",
-        })?
-        .len();
+    let (mut file, len) = open_with_len(&path, OpenOptions::new().write(true).read(true))?;
     if len != valid_len {
         file.set_len(valid_len).context(IoSnafu {
             path: &path,
@@ -83,7 +69,6 @@ pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<Fil
             op: "fsync truncated segment",
         })?;
     }
-    let mut file = file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(valid_len)).context(IoSnafu {
         path: &path,
         op: "seek to segment end",
@@ -94,17 +79,7 @@ pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<Fil
 /// Reads segment `id`: the whole file, or its first `limit` bytes.
 pub(crate) fn read_segment(dir: &Path, id: u64, limit: Option<u64>) -> Result<Vec<u8>> {
     let path = segment_path(dir, id);
-    let file = File::open(&path).context(IoSnafu {
-        path: &path,
-        op: "open segment",
-    })?;
-    let len = file
-        .metadata()
-        .context(IoSnafu {
-            path: &path,
-            op: "stat segment",
-        })?
-        .len();
+    let (file, len) = open_with_len(&path, OpenOptions::new().read(true))?;
     let want = limit.map_or(len, |l| l.min(len));
     let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
     file.take(want).read_to_end(&mut buf).context(IoSnafu {
@@ -112,6 +87,22 @@ pub(crate) fn read_segment(dir: &Path, id: u64, limit: Option<u64>) -> Result<Ve
         op: "read segment",
     })?;
     Ok(buf)
+}
+
+/// Opens `path` with `options`; returns the file and its length.
+fn open_with_len(path: &Path, options: &OpenOptions) -> Result<(File, u64)> {
+    let file = options.open(path).context(IoSnafu {
+        path,
+        op: "open segment",
+    })?;
+    let len = file
+        .metadata()
+        .context(IoSnafu {
+            path,
+            op: "stat segment",
+        })?
+        .len();
+    Ok((file, len))
 }
 
 /// Makes the directory's entries (created or removed files) durable.
