@@ -78,7 +78,7 @@ fn bench_memtable(c: &mut Criterion) {
     let req = MemtableRead::default();
     group.bench_function("read_sorted_dedup", |b| {
         b.iter(|| {
-            let n: usize = m.read(&req).unwrap().map(|b| b.num_rows()).sum();
+            let n: usize = m.read(&req).unwrap().map(|b| b.unwrap().num_rows()).sum();
             assert_eq!(n as u64, rows);
         })
     });

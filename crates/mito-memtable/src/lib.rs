@@ -15,6 +15,7 @@
 //! the row vectors and the series keys.
 
 pub mod error;
+mod gather;
 mod memtable;
 mod part;
 mod read;

@@ -12,23 +12,15 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, StringBuilder};
-use arrow_array::types::{
-    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
-use arrow_array::{
-    Array, ArrayRef, DictionaryArray, PrimitiveArray, RecordBatch, UInt8Array, UInt32Array,
-    UInt64Array, new_null_array,
-};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use mito_codec::KeyValue;
-use mito_read::{DedupOptions, OpType, Selection, SortedRows, dedup};
-use snafu::ResultExt;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use mito_read::{DedupOptions, OpType, SortedRows, dedup};
 use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, SemanticType};
 use store_api::scan::TimeRange;
 use store_api::{ColumnId, SequenceNumber};
 
-use crate::error::{ArrowSnafu, InvalidBatchSnafu, KeySnafu, Result};
+use crate::error::{InvalidBatchSnafu, Result};
+use crate::gather::Gather;
 use crate::memtable::{Memtable, read_lock};
 use crate::part::Part;
 use crate::series::ranks;
@@ -68,7 +60,7 @@ impl Default for MemtableRead {
 }
 
 /// A row of the sorted permutation: part index and row in the part.
-type RowRef = (u32, u32);
+pub(crate) type RowRef = (u32, u32);
 
 struct Sorted<'a> {
     parts: &'a [Arc<Part>],
@@ -112,25 +104,27 @@ impl SortedRows for Sorted<'_> {
     }
 }
 
-/// Sorted, deduplicated batches of a memtable read.
+/// Sorted, deduplicated batches of a memtable read, built one at a time.
 #[derive(Debug)]
 pub struct MemtableIter {
-    schema: SchemaRef,
-    batches: std::vec::IntoIter<RecordBatch>,
+    gather: Gather,
+    next_chunk: usize,
 }
 
 impl MemtableIter {
     /// The schema of every batch.
     pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+        self.gather.schema()
     }
 }
 
 impl Iterator for MemtableIter {
-    type Item = RecordBatch;
+    type Item = Result<RecordBatch>;
 
-    fn next(&mut self) -> Option<RecordBatch> {
-        self.batches.next()
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let batch = self.gather.batch(self.next_chunk)?;
+        self.next_chunk += 1;
+        Some(batch)
     }
 }
 
@@ -207,181 +201,22 @@ impl Memtable {
             ..self.options.dedup
         };
         let selection = dedup(&sorted, options);
-        let batches = self.gather(
-            &schema,
-            &columns,
-            &sorted,
-            &selection,
-            &keys,
-            req.batch_rows.max(1),
-        )?;
-        Ok(MemtableIter {
+        let gather = Gather::new(
+            self,
             schema,
-            batches: batches.into_iter(),
+            columns,
+            parts,
+            index,
+            selection,
+            keys,
+            req.batch_rows,
+        );
+        Ok(MemtableIter {
+            gather,
+            next_chunk: 0,
         })
     }
-
-    fn gather(
-        &self,
-        schema: &SchemaRef,
-        columns: &[usize],
-        sorted: &Sorted<'_>,
-        selection: &Selection,
-        keys: &[Arc<[u8]>],
-        batch_rows: usize,
-    ) -> Result<Vec<RecordBatch>> {
-        let region_id = self.metadata.region_id();
-        let field_ids: Vec<ColumnId> = self.metadata.field_columns().map(|c| c.column_id).collect();
-        let tag_ids: Vec<ColumnId> = self.metadata.primary_key().to_vec();
-        let ts_type = self.metadata.time_index_column().data_type.clone();
-        // Sources for interleave: each part's field array, then one null per field.
-        let null_sources: Vec<ArrayRef> = self
-            .metadata
-            .field_columns()
-            .map(|c| new_null_array(&c.data_type, 1))
-            .collect();
-        let null_part = sorted.parts.len();
-        let has_field: Vec<bool> = (0..field_ids.len())
-            .map(|f| {
-                sorted
-                    .parts
-                    .iter()
-                    .all(|p| matches!(p.fields.get(f), Some(Some(_))))
-            })
-            .collect();
-
-        let mut batches = Vec::new();
-        for (chunk_no, chunk) in selection.rows.chunks(batch_rows).enumerate() {
-            let offset = chunk_no * batch_rows;
-            let mut dict_keys = Vec::with_capacity(chunk.len());
-            let mut series_in_batch: Vec<u32> = Vec::new();
-            let mut ts = Vec::with_capacity(chunk.len());
-            let mut seq = Vec::with_capacity(chunk.len());
-            let mut op = Vec::with_capacity(chunk.len());
-            let mut picks: Vec<(usize, usize)> = Vec::with_capacity(chunk.len());
-            let mut last_sid = None;
-            let ix = sorted.index;
-            for &i in chunk {
-                let Some(&(p, r)) = ix.rows.get(i) else {
-                    continue;
-                };
-                let sid = ix.sid.get(i).copied().unwrap_or(0);
-                if last_sid != Some(sid) {
-                    series_in_batch.push(sid);
-                    last_sid = Some(sid);
-                }
-                dict_keys.push(series_in_batch.len() as u32 - 1);
-                ts.push(ix.ts.get(i).copied().unwrap_or(0));
-                seq.push(ix.seq.get(i).copied().unwrap_or(0));
-                op.push(
-                    sorted
-                        .parts
-                        .get(p as usize)
-                        .map_or(OpType::Put, |x| x.op)
-                        .as_u8(),
-                );
-                picks.push((p as usize, r as usize));
-            }
-            let dict_keys = UInt32Array::from(dict_keys);
-
-            // Decoded tags of the batch's series.
-            let decoded: Vec<Vec<KeyValue>> = series_in_batch
-                .iter()
-                .map(|sid| {
-                    let key = keys.get(*sid as usize).map_or(&[][..], |k| k.as_ref());
-                    self.codec.decode(key).context(KeySnafu { region_id })
-                })
-                .collect::<Result<_>>()?;
-
-            let mut out: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-            for &ci in columns {
-                let Some(c) = self.metadata.column_metadatas().get(ci) else {
-                    continue;
-                };
-                let array: ArrayRef = match c.semantic_type {
-                    SemanticType::Tag => {
-                        let pos = tag_ids
-                            .iter()
-                            .position(|id| *id == c.column_id)
-                            .unwrap_or(0);
-                        let values =
-                            key_values_array(&c.data_type, decoded.iter().map(|d| d.get(pos)))?;
-                        Arc::new(
-                            DictionaryArray::<UInt32Type>::try_new(dict_keys.clone(), values)
-                                .context(ArrowSnafu { region_id })?,
-                        )
-                    }
-                    SemanticType::Timestamp => timestamp_array(&ts_type, ts.clone()),
-                    SemanticType::Field => {
-                        let f = field_ids
-                            .iter()
-                            .position(|id| *id == c.column_id)
-                            .unwrap_or(0);
-                        let mut sources: Vec<&dyn Array> = sorted
-                            .parts
-                            .iter()
-                            .map(|p| match p.fields.get(f) {
-                                Some(Some(a)) => a.as_ref(),
-                                _ => null_sources.get(f).map_or(EMPTY.as_ref(), |a| a.as_ref()),
-                            })
-                            .collect();
-                        let null_src = null_sources.get(f).map_or(EMPTY.as_ref(), |a| a.as_ref());
-                        sources.push(null_src);
-                        let idx: Vec<(usize, usize)> = match selection.fields.get(f) {
-                            // last_non_null: each field's value may come from another version.
-                            Some(col) => col
-                                .get(offset..offset + chunk.len())
-                                .unwrap_or_default()
-                                .iter()
-                                .map(|src| match src.and_then(|s| sorted.index.rows.get(s)) {
-                                    Some((p, r)) => (*p as usize, *r as usize),
-                                    None => (null_part, 0),
-                                })
-                                .collect(),
-                            // Every part has the column: the row picks are the indices.
-                            None if has_field.get(f).copied().unwrap_or(false) => Vec::new(),
-                            None => picks
-                                .iter()
-                                .map(|(p, r)| {
-                                    if sorted.parts.get(*p).is_some_and(|part| {
-                                        matches!(part.fields.get(f), Some(Some(_)))
-                                    }) {
-                                        (*p, *r)
-                                    } else {
-                                        (*p, 0)
-                                    }
-                                })
-                                .collect(),
-                        };
-                        let idx = if idx.is_empty() { &picks } else { &idx };
-                        arrow_select::interleave::interleave(&sources, idx)
-                            .context(ArrowSnafu { region_id })?
-                    }
-                };
-                out.push(array);
-            }
-            let pk_values = {
-                let mut b = BinaryBuilder::new();
-                for sid in &series_in_batch {
-                    b.append_value(keys.get(*sid as usize).map_or(&[][..], |k| k.as_ref()));
-                }
-                Arc::new(b.finish()) as ArrayRef
-            };
-            out.push(Arc::new(
-                DictionaryArray::<UInt32Type>::try_new(dict_keys, pk_values)
-                    .context(ArrowSnafu { region_id })?,
-            ));
-            out.push(Arc::new(UInt64Array::from(seq)));
-            out.push(Arc::new(UInt8Array::from(op)));
-            batches
-                .push(RecordBatch::try_new(schema.clone(), out).context(ArrowSnafu { region_id })?);
-        }
-        Ok(batches)
-    }
 }
-
-static EMPTY: std::sync::LazyLock<ArrayRef> =
-    std::sync::LazyLock::new(|| new_null_array(&DataType::Null, 1));
 
 /// The visible rows of `parts`, sorted by (series rank, ts, sequence desc).
 fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> SortedIndex {
@@ -542,11 +377,12 @@ fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> SortedInd
 }
 
 /// Visible rows in sorted order, with their sort keys side by side.
-struct SortedIndex {
-    rows: Vec<RowRef>,
-    sid: Vec<u32>,
-    ts: Vec<i64>,
-    seq: Vec<u64>,
+#[derive(Debug)]
+pub(crate) struct SortedIndex {
+    pub(crate) rows: Vec<RowRef>,
+    pub(crate) sid: Vec<u32>,
+    pub(crate) ts: Vec<i64>,
+    pub(crate) seq: Vec<u64>,
 }
 
 /// How much of a part a read sees.
@@ -559,63 +395,4 @@ enum Coverage {
 
 fn dictionary(value: DataType) -> DataType {
     DataType::Dictionary(Box::new(DataType::UInt32), Box::new(value))
-}
-
-fn timestamp_array(dt: &DataType, values: Vec<i64>) -> ArrayRef {
-    use arrow_array::{
-        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
-        TimestampSecondArray,
-    };
-    match dt {
-        DataType::Timestamp(TimeUnit::Second, _) => Arc::new(TimestampSecondArray::from(values)),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            Arc::new(TimestampMillisecondArray::from(values))
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            Arc::new(TimestampMicrosecondArray::from(values))
-        }
-        _ => Arc::new(TimestampNanosecondArray::from(values)),
-    }
-}
-
-fn key_values_array<'a>(
-    dt: &DataType,
-    values: impl Iterator<Item = Option<&'a KeyValue>>,
-) -> Result<ArrayRef> {
-    fn ints<T: arrow_array::ArrowPrimitiveType>(vals: Vec<Option<&KeyValue>>) -> ArrayRef
-    where
-        T::Native: TryFrom<i64> + TryFrom<u64>,
-    {
-        let arr: PrimitiveArray<T> = vals
-            .into_iter()
-            .map(|v| match v {
-                Some(KeyValue::Int(i)) => T::Native::try_from(*i).ok(),
-                Some(KeyValue::UInt(u)) => T::Native::try_from(*u).ok(),
-                _ => None,
-            })
-            .collect();
-        Arc::new(arr)
-    }
-    let vals: Vec<Option<&KeyValue>> = values.collect();
-    Ok(match dt {
-        DataType::Utf8 => {
-            let mut b = StringBuilder::new();
-            for v in vals {
-                match v {
-                    Some(KeyValue::String(s)) => b.append_value(s),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        DataType::Int8 => ints::<Int8Type>(vals),
-        DataType::Int16 => ints::<Int16Type>(vals),
-        DataType::Int32 => ints::<Int32Type>(vals),
-        DataType::Int64 => ints::<Int64Type>(vals),
-        DataType::UInt8 => ints::<UInt8Type>(vals),
-        DataType::UInt16 => ints::<UInt16Type>(vals),
-        DataType::UInt32 => ints::<UInt32Type>(vals),
-        DataType::UInt64 => ints::<UInt64Type>(vals),
-        _ => new_null_array(dt, vals.len()),
-    })
 }

@@ -113,7 +113,7 @@ fn projection_orders_columns_and_appends_internal_ones() {
         names,
         ["v", "host", "__primary_key", "__sequence", "__op_type"]
     );
-    let batches: Vec<_> = m.read(&req).unwrap().collect();
+    let batches: Vec<_> = m.read(&req).unwrap().collect::<Result<_, _>>().unwrap();
     let b = &batches[0];
     assert_eq!(b.schema(), schema);
     assert_eq!(
@@ -151,7 +151,8 @@ fn partitions_read_alone_and_time_ranges_cut() {
         m.read(&req)
             .unwrap()
             .flat_map(|b| {
-                b.column(1)
+                b.unwrap()
+                    .column(1)
                     .as_primitive::<TimestampSecondType>()
                     .values()
                     .to_vec()
@@ -199,16 +200,17 @@ fn deletes_are_kept_for_flush_and_dropped_for_users() {
     let user: usize = m
         .read(&MemtableRead::default())
         .unwrap()
-        .map(|b| b.num_rows())
+        .map(|b| b.unwrap().num_rows())
         .sum();
     assert_eq!(user, 0);
-    let flush: Vec<_> = m
+    let flush: Vec<RecordBatch> = m
         .read(&MemtableRead {
             keep_deletes: true,
             ..MemtableRead::default()
         })
         .unwrap()
-        .collect();
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(flush[0].num_rows(), 1);
     assert_eq!(
         flush[0].column(5).as_primitive::<UInt8Type>().value(0),

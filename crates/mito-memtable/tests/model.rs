@@ -162,6 +162,7 @@ fn read_all(m: &Memtable, req: &MemtableRead) -> Vec<OutRow> {
     let mut out = Vec::new();
     let iter = m.read(req).unwrap();
     for b in iter {
+        let b = b.unwrap();
         let host = b.column(0).as_dictionary::<UInt32Type>();
         let hv = host.values().as_string::<i32>();
         let dc = b.column(1).as_dictionary::<UInt32Type>();
