@@ -138,7 +138,7 @@ impl Gather {
             op.push(
                 self.parts
                     .get(p as usize)
-                    .map_or(OpType::Put, |x| x.op)
+                    .map_or(OpType::Put, |x| x.op(r as usize))
                     .as_u8(),
             );
             picks.push((p as usize, r as usize));

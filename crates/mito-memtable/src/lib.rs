@@ -17,9 +17,10 @@
 pub mod error;
 mod gather;
 mod memtable;
+mod merge;
 mod part;
 mod read;
 mod series;
 
-pub use memtable::{DEFAULT_TIME_WINDOW, Memtable, MemtableOptions, MemtableStats};
+pub use memtable::{DEFAULT_TIME_WINDOW, Memtable, MemtableOptions, MemtableStats, MergePolicy};
 pub use read::{DEFAULT_BATCH_ROWS, MemtableIter, MemtableRead};

@@ -20,7 +20,7 @@ use store_api::metadata::RegionMetadataRef;
 use store_api::{RegionId, SequenceNumber};
 
 use crate::error::{ArrowSnafu, FrozenSnafu, InvalidBatchSnafu, KeySnafu, Result};
-use crate::part::Part;
+use crate::part::{Ops, Part};
 use crate::series::SeriesDict;
 
 /// Default width of a time partition when the region has no compaction window yet.
@@ -33,6 +33,8 @@ pub struct MemtableOptions {
     pub time_window: Duration,
     /// Merge mode, append mode.
     pub dedup: DedupOptions,
+    /// When parts of a window are merged into series order.
+    pub merge: MergePolicy,
 }
 
 impl Default for MemtableOptions {
@@ -40,6 +42,25 @@ impl Default for MemtableOptions {
         Self {
             time_window: DEFAULT_TIME_WINDOW,
             dedup: DedupOptions::default(),
+            merge: MergePolicy::default(),
+        }
+    }
+}
+
+/// When a window's parts are merged (see the `merge` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergePolicy {
+    /// Parts made by writes that trigger a merge into one level-1 part (at least 2).
+    pub level0_fanin: usize,
+    /// Merged parts of one level that trigger a merge into the next (at least 2).
+    pub fanin: usize,
+}
+
+impl Default for MergePolicy {
+    fn default() -> Self {
+        Self {
+            level0_fanin: 16,
+            fanin: 8,
         }
     }
 }
@@ -85,7 +106,7 @@ pub(crate) fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -226,7 +247,7 @@ impl Memtable {
         let mut series = Vec::with_capacity(n);
         let mut new_bytes = 0usize;
         {
-            let mut dict = write(&self.series);
+            let mut dict = write_lock(&self.series);
             let mut key = Vec::with_capacity(64);
             for row in 0..n {
                 key.clear();
@@ -247,7 +268,10 @@ impl Memtable {
             .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
         let mut parts = Vec::new();
         if window_start(min, window) == first_window && window_start(max, window) == first_window {
-            parts.push((first_window, self.part(series, ts, sequences, op, fields)));
+            parts.push((
+                first_window,
+                Part::new(series, ts, sequences, Ops::Same(op), fields, 0),
+            ));
         } else {
             let mut by_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
             for (row, t) in ts.iter().enumerate() {
@@ -280,14 +304,22 @@ impl Memtable {
                     .collect();
                 parts.push((
                     start,
-                    self.part(part_series, part_ts, part_seq, op, part_fields),
+                    Part::new(
+                        part_series,
+                        part_ts,
+                        part_seq,
+                        Ops::Same(op),
+                        part_fields,
+                        0,
+                    ),
                 ));
             }
         }
 
         let added: usize = parts.iter().map(|(_, p)| p.bytes).sum::<usize>() + new_bytes;
+        let touched: Vec<i64> = parts.iter().map(|(start, _)| *start).collect();
         {
-            let mut partitions = write(&self.partitions);
+            let mut partitions = write_lock(&self.partitions);
             for (start, part) in parts {
                 partitions.entry(start).or_default().push(Arc::new(part));
             }
@@ -298,39 +330,20 @@ impl Memtable {
         self.max_ts.fetch_max(max, Ordering::Relaxed);
         self.max_sequence
             .fetch_max(last_sequence, Ordering::Release);
+        // The rows are in and the write succeeded. Merging only reorders rows into fewer
+        // parts; if it fails, the parts stay as they are, which reads handle the same way.
+        for start in touched {
+            if let Err(e) = self.maybe_merge(start) {
+                tracing::warn!(%region_id, window_start = start, error = %e, "memtable part merge failed; parts left unmerged");
+            }
+        }
         Ok(n)
     }
 
-    fn part(
-        &self,
-        series: Vec<u32>,
-        ts: ScalarBuffer<i64>,
-        sequence: Vec<u64>,
-        op: OpType,
-        fields: Vec<Option<ArrayRef>>,
-    ) -> Part {
-        let bytes = series.capacity() * 4
-            + ts.inner().capacity()
-            + sequence.capacity() * 8
-            + fields
-                .iter()
-                .flatten()
-                .map(|f| f.get_array_memory_size())
-                .sum::<usize>();
-        let ts_range = ts
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
-        let max_sequence = sequence.iter().copied().max().unwrap_or(0);
-        Part {
-            series,
-            ts,
-            sequence,
-            op,
-            fields,
-            bytes,
-            ts_range,
-            max_sequence,
-        }
+    /// Accounts a merge: `added` bytes held by the new part, `freed` by the parts it replaced.
+    pub(crate) fn adjust_bytes(&self, added: usize, freed: usize) {
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// Makes the memtable read-only (later writes fail).

@@ -1,7 +1,9 @@
-//! A part: the rows of one write that fall in one time partition, kept as Arrow arrays.
+//! A part: rows of one time partition, kept as Arrow arrays.
 //!
-//! The field columns of the write are kept as they came (shared, not copied) when the whole
-//! write falls in one partition; otherwise each partition gets its rows taken out.
+//! A write makes one part per window it touches (level 0), keeping the write's field columns
+//! as they came (shared, not copied) when the whole write falls in one window. Parts of a
+//! window are merged in tiers (see `merge.rs`) into parts whose rows are in series order
+//! (level 1 and up), so that reads gather from few, sequential sources.
 
 use arrow_array::ArrayRef;
 use arrow_buffer::ScalarBuffer;
@@ -10,7 +12,16 @@ use store_api::SequenceNumber;
 
 use crate::series::SeriesId;
 
-/// Rows of one write in one time partition.
+/// The op of each row of a part.
+#[derive(Debug)]
+pub(crate) enum Ops {
+    /// Every row has this op (a part made by one write).
+    Same(OpType),
+    /// One op byte per row (a merged part).
+    PerRow(Vec<u8>),
+}
+
+/// Rows of one time partition.
 #[derive(Debug)]
 pub(crate) struct Part {
     /// Series of each row.
@@ -19,10 +30,10 @@ pub(crate) struct Part {
     pub(crate) ts: ScalarBuffer<i64>,
     /// Sequence of each row.
     pub(crate) sequence: Vec<SequenceNumber>,
-    /// Put or delete (one per write).
-    pub(crate) op: OpType,
-    /// One entry per region field column, in metadata order; `None` when the write did not
-    /// carry the column (all null).
+    /// Put or delete of each row.
+    pub(crate) ops: Ops,
+    /// One entry per region field column, in metadata order; `None` when no row of the part
+    /// carries the column (all null).
     pub(crate) fields: Vec<Option<ArrayRef>>,
     /// Bytes held by this part.
     pub(crate) bytes: usize,
@@ -30,10 +41,58 @@ pub(crate) struct Part {
     pub(crate) ts_range: (i64, i64),
     /// Largest sequence.
     pub(crate) max_sequence: SequenceNumber,
+    /// 0 for a part made by a write; n + 1 for a part merged from parts of level n.
+    pub(crate) level: u8,
 }
 
 impl Part {
+    pub(crate) fn new(
+        series: Vec<SeriesId>,
+        ts: ScalarBuffer<i64>,
+        sequence: Vec<SequenceNumber>,
+        ops: Ops,
+        fields: Vec<Option<ArrayRef>>,
+        level: u8,
+    ) -> Self {
+        let ops_bytes = match &ops {
+            Ops::Same(_) => 0,
+            Ops::PerRow(v) => v.capacity(),
+        };
+        let bytes = series.capacity() * 4
+            + ts.inner().capacity()
+            + sequence.capacity() * 8
+            + ops_bytes
+            + fields
+                .iter()
+                .flatten()
+                .map(|f| f.get_array_memory_size())
+                .sum::<usize>();
+        let ts_range = ts
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        let max_sequence = sequence.iter().copied().max().unwrap_or(0);
+        Self {
+            series,
+            ts,
+            sequence,
+            ops,
+            fields,
+            bytes,
+            ts_range,
+            max_sequence,
+            level,
+        }
+    }
+
     pub(crate) fn num_rows(&self) -> usize {
         self.series.len()
+    }
+
+    /// The op of row `r`.
+    pub(crate) fn op(&self, r: usize) -> OpType {
+        match &self.ops {
+            Ops::Same(op) => *op,
+            Ops::PerRow(v) => OpType::from_u8(v.get(r).copied().unwrap_or(OpType::Put.as_u8())),
+        }
     }
 }

@@ -86,7 +86,7 @@ impl SortedRows for Sorted<'_> {
     }
 
     fn op(&self, i: usize) -> OpType {
-        self.part(i).map_or(OpType::Put, |(p, _)| p.op)
+        self.part(i).map_or(OpType::Put, |(p, r)| p.op(r))
     }
 
     fn num_fields(&self) -> usize {
@@ -219,7 +219,7 @@ impl Memtable {
 }
 
 /// The visible rows of `parts`, sorted by (series rank, ts, sequence desc).
-fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> SortedIndex {
+pub(crate) fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -> SortedIndex {
     let visible = |p: &Part, r: usize| {
         req.sequence
             .is_none_or(|s| p.sequence.get(r).is_some_and(|q| *q <= s))

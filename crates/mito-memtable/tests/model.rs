@@ -20,7 +20,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, TimeUnit};
 use mito_codec::{KeyValue, PrimaryKeyCodec};
-use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
+use mito_memtable::{Memtable, MemtableOptions, MemtableRead, MergePolicy};
 use mito_read::{DedupOptions, MergeMode, OpType};
 use proptest::prelude::*;
 use store_api::RegionId;
@@ -218,12 +218,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run(ops: Vec<Op>, opts: DedupOptions) {
+fn run(ops: Vec<Op>, opts: DedupOptions, merge: MergePolicy) {
     let m = Memtable::new(
         metadata(),
         MemtableOptions {
             time_window: Duration::from_millis(20),
             dedup: opts,
+            merge,
         },
     )
     .unwrap();
@@ -305,21 +306,42 @@ fn run(ops: Vec<Op>, opts: DedupOptions) {
     assert_eq!(stats.max_sequence, last);
 }
 
+/// Merges after almost every write, several levels deep.
+const EAGER: MergePolicy = MergePolicy {
+    level0_fanin: 2,
+    fanin: 2,
+};
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn last_row(ops in prop::collection::vec(op(), 1..25)) {
-        run(ops, DedupOptions::default());
+        run(ops, DedupOptions::default(), MergePolicy::default());
     }
 
     #[test]
     fn last_non_null(ops in prop::collection::vec(op(), 1..25)) {
-        run(ops, DedupOptions { merge_mode: MergeMode::LastNonNull, ..DedupOptions::default() });
+        run(ops, DedupOptions { merge_mode: MergeMode::LastNonNull, ..DedupOptions::default() }, MergePolicy::default());
     }
 
     #[test]
     fn append_mode(ops in prop::collection::vec(op(), 1..25)) {
-        run(ops, DedupOptions { append_mode: true, ..DedupOptions::default() });
+        run(ops, DedupOptions { append_mode: true, ..DedupOptions::default() }, MergePolicy::default());
+    }
+
+    #[test]
+    fn last_row_with_eager_merges(ops in prop::collection::vec(op(), 1..40)) {
+        run(ops, DedupOptions::default(), EAGER);
+    }
+
+    #[test]
+    fn last_non_null_with_eager_merges(ops in prop::collection::vec(op(), 1..40)) {
+        run(ops, DedupOptions { merge_mode: MergeMode::LastNonNull, ..DedupOptions::default() }, EAGER);
+    }
+
+    #[test]
+    fn append_mode_with_eager_merges(ops in prop::collection::vec(op(), 1..40)) {
+        run(ops, DedupOptions { append_mode: true, ..DedupOptions::default() }, EAGER);
     }
 }

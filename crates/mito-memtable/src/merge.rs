@@ -1,0 +1,136 @@
+//! Tiered merging of a window's parts into series order.
+//!
+//! Rows arrive time-major (every series at t, then at t + 10 s), so a series' rows are spread
+//! over every part of its window and a read gathers each of them from a different place. When
+//! a window holds `level0_fanin` (16) parts made by writes, they are merged into one part
+//! whose rows are in (series key, ts, sequence desc) order; when it holds `fanin` (8) merged
+//! parts of one level, those are merged into the next ([`MergePolicy`](crate::MergePolicy)). Every version is kept (dedup stays a read-time
+//! decision), so a merge never changes what any read returns. The order of series keys never
+//! changes as series are added, so a merged part stays in key order.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, new_null_array};
+use arrow_buffer::ScalarBuffer;
+use snafu::ResultExt;
+
+use crate::error::{ArrowSnafu, Result};
+use crate::memtable::{Memtable, read_lock, write_lock};
+use crate::part::{Ops, Part};
+use crate::read::{MemtableRead, sort_rows};
+use crate::series::ranks;
+
+impl Memtable {
+    /// Merges parts of the window starting at `start` while some level is full.
+    pub(crate) fn maybe_merge(&self, start: i64) -> Result<()> {
+        loop {
+            let victims: Vec<Arc<Part>> = {
+                let partitions = read_lock(&self.partitions);
+                let Some(parts) = partitions.get(&start) else {
+                    return Ok(());
+                };
+                let policy = self.options.merge;
+                let full = (0..=u8::MAX).find(|level| {
+                    let need = if *level == 0 {
+                        policy.level0_fanin
+                    } else {
+                        policy.fanin
+                    }
+                    .max(2);
+                    parts.iter().filter(|p| p.level == *level).count() >= need
+                });
+                let Some(level) = full else {
+                    return Ok(());
+                };
+                parts.iter().filter(|p| p.level == level).cloned().collect()
+            };
+            let level = victims.first().map_or(0, |p| p.level).saturating_add(1);
+            let merged = Arc::new(self.merge_parts(&victims, level)?);
+            let freed: usize = victims.iter().map(|p| p.bytes).sum();
+            let added = merged.bytes;
+            {
+                // Only this memtable's single writer changes the part lists, so the victims
+                // are all still there.
+                let mut partitions = write_lock(&self.partitions);
+                if let Some(parts) = partitions.get_mut(&start) {
+                    let at = parts
+                        .iter()
+                        .position(|p| victims.iter().any(|v| Arc::ptr_eq(v, p)))
+                        .unwrap_or(0);
+                    parts.retain(|p| !victims.iter().any(|v| Arc::ptr_eq(v, p)));
+                    parts.insert(at.min(parts.len()), merged);
+                }
+            }
+            self.adjust_bytes(added, freed);
+        }
+    }
+
+    /// One part holding every row of `parts`, sorted by (series key, ts, sequence desc).
+    fn merge_parts(&self, parts: &[Arc<Part>], level: u8) -> Result<Part> {
+        let region_id = self.metadata.region_id();
+        let keys = read_lock(&self.series).keys();
+        let index = sort_rows(parts, &ranks(&keys), &MemtableRead::default());
+        let num_fields = self.metadata.field_columns().count();
+        let mut fields = Vec::with_capacity(num_fields);
+        for (f, c) in self.metadata.field_columns().enumerate() {
+            if parts
+                .iter()
+                .all(|p| !matches!(p.fields.get(f), Some(Some(_))))
+            {
+                fields.push(None);
+                continue;
+            }
+            let null: ArrayRef = new_null_array(&c.data_type, 1);
+            let mut sources: Vec<&dyn Array> = parts
+                .iter()
+                .map(|p| match p.fields.get(f) {
+                    Some(Some(a)) => a.as_ref(),
+                    _ => null.as_ref(),
+                })
+                .collect();
+            sources.push(null.as_ref());
+            let idx: Vec<(usize, usize)> = index
+                .rows
+                .iter()
+                .map(|&(p, r)| {
+                    match parts
+                        .get(p as usize)
+                        .map(|x| matches!(x.fields.get(f), Some(Some(_))))
+                    {
+                        Some(true) => (p as usize, r as usize),
+                        _ => (p as usize, 0),
+                    }
+                })
+                .collect();
+            let array = arrow_select::interleave::interleave(&sources, &idx)
+                .context(ArrowSnafu { region_id })?;
+            fields.push(Some(array));
+        }
+        let first_op = parts.first().map(|p| p.op(0));
+        let same_op = parts
+            .iter()
+            .all(|p| matches!(p.ops, crate::part::Ops::Same(op) if Some(op) == first_op));
+        let ops = match (same_op, first_op) {
+            (true, Some(op)) => Ops::Same(op),
+            _ => Ops::PerRow(
+                index
+                    .rows
+                    .iter()
+                    .map(|&(p, r)| {
+                        parts
+                            .get(p as usize)
+                            .map_or(1, |x| x.op(r as usize).as_u8())
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(Part::new(
+            index.sid,
+            ScalarBuffer::from(index.ts),
+            index.seq,
+            ops,
+            fields,
+            level,
+        ))
+    }
+}
