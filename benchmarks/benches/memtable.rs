@@ -4,7 +4,11 @@
 //! - `memtable/insert`: rows/s inserting 90 batches (360,000 rows, 15 minutes of data) into a
 //!   fresh memtable, on one core.
 //! - `memtable/read_sorted_dedup`: rows/s for the sorted, deduplicated read of the whole
-//!   memtable (all columns), on one core.
+//!   memtable (all columns), on one core, read after read (parts merged by the first read).
+//! - `memtable/first_read_after_insert`: the same read on a freshly filled memtable, so it
+//!   includes merging the parts into series order (what the first query pays).
+//! - `memtable/read_frozen`: one read of a freshly filled, frozen memtable: no merge (what a
+//!   flush pays).
 //! - Memory: bytes held per row against the Arrow size of the same input rows, printed once.
 //!
 //! `cargo bench -p benchmarks --bench memtable`
@@ -81,6 +85,40 @@ fn bench_memtable(c: &mut Criterion) {
             let n: usize = m.read(&req).unwrap().map(|b| b.unwrap().num_rows()).sum();
             assert_eq!(n as u64, rows);
         })
+    });
+    group.bench_function("first_read_after_insert", |b| {
+        b.iter_batched(
+            || fill(&input),
+            |fresh| {
+                let n: usize = fresh
+                    .read(&req)
+                    .unwrap()
+                    .map(|b| b.unwrap().num_rows())
+                    .sum();
+                assert_eq!(n as u64, rows);
+                fresh
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("read_frozen", |b| {
+        b.iter_batched(
+            || {
+                let m = fill(&input);
+                m.freeze();
+                m
+            },
+            |frozen| {
+                let n: usize = frozen
+                    .read(&req)
+                    .unwrap()
+                    .map(|b| b.unwrap().num_rows())
+                    .sum();
+                assert_eq!(n as u64, rows);
+                frozen
+            },
+            criterion::BatchSize::PerIteration,
+        )
     });
     group.finish();
 }

@@ -317,7 +317,6 @@ impl Memtable {
         }
 
         let added: usize = parts.iter().map(|(_, p)| p.bytes).sum::<usize>() + new_bytes;
-        let touched: Vec<i64> = parts.iter().map(|(start, _)| *start).collect();
         {
             let mut partitions = write_lock(&self.partitions);
             for (start, part) in parts {
@@ -330,13 +329,6 @@ impl Memtable {
         self.max_ts.fetch_max(max, Ordering::Relaxed);
         self.max_sequence
             .fetch_max(last_sequence, Ordering::Release);
-        // The rows are in and the write succeeded. Merging only reorders rows into fewer
-        // parts; if it fails, the parts stay as they are, which reads handle the same way.
-        for start in touched {
-            if let Err(e) = self.maybe_merge(start) {
-                tracing::warn!(%region_id, window_start = start, error = %e, "memtable part merge failed; parts left unmerged");
-            }
-        }
         Ok(n)
     }
 

@@ -2,9 +2,13 @@
 //!
 //! Rows arrive time-major (every series at t, then at t + 10 s), so a series' rows are spread
 //! over every part of its window and a read gathers each of them from a different place. When
-//! a window holds `level0_fanin` (16) parts made by writes, they are merged into one part
+//! a read finds that a window holds `level0_fanin` (16) parts made by writes, they are merged
+//! into one part
 //! whose rows are in (series key, ts, sequence desc) order; when it holds `fanin` (8) merged
-//! parts of one level, those are merged into the next ([`MergePolicy`](crate::MergePolicy)). Every version is kept (dedup stays a read-time
+//! parts of one level, those are merged into the next ([`MergePolicy`](crate::MergePolicy)).
+//! Merging happens on reads, not writes, so the write path stays one key lookup per row: the
+//! first read after many writes pays about what it would have paid without merging, and the
+//! reads after it gather from few, sequential parts. Every version is kept (dedup stays a read-time
 //! decision), so a merge never changes what any read returns. The order of series keys never
 //! changes as series are added, so a merged part stays in key order.
 
@@ -48,18 +52,29 @@ impl Memtable {
             let merged = Arc::new(self.merge_parts(&victims, level)?);
             let freed: usize = victims.iter().map(|p| p.bytes).sum();
             let added = merged.bytes;
-            {
-                // Only this memtable's single writer changes the part lists, so the victims
-                // are all still there.
+            let installed = {
+                // Reads merge too, concurrently: install only if every victim is still there
+                // (otherwise another merge already replaced them, and this one is dropped).
                 let mut partitions = write_lock(&self.partitions);
-                if let Some(parts) = partitions.get_mut(&start) {
-                    let at = parts
-                        .iter()
-                        .position(|p| victims.iter().any(|v| Arc::ptr_eq(v, p)))
-                        .unwrap_or(0);
-                    parts.retain(|p| !victims.iter().any(|v| Arc::ptr_eq(v, p)));
-                    parts.insert(at.min(parts.len()), merged);
+                match partitions.get_mut(&start) {
+                    Some(parts)
+                        if victims
+                            .iter()
+                            .all(|v| parts.iter().any(|p| Arc::ptr_eq(v, p))) =>
+                    {
+                        let at = parts
+                            .iter()
+                            .position(|p| victims.iter().any(|v| Arc::ptr_eq(v, p)))
+                            .unwrap_or(0);
+                        parts.retain(|p| !victims.iter().any(|v| Arc::ptr_eq(v, p)));
+                        parts.insert(at.min(parts.len()), merged);
+                        true
+                    }
+                    _ => false,
                 }
+            };
+            if !installed {
+                continue;
             }
             self.adjust_bytes(added, freed);
         }

@@ -174,6 +174,23 @@ impl Memtable {
     pub fn read(&self, req: &MemtableRead) -> Result<MemtableIter> {
         let schema = self.read_schema(req.projection.as_deref())?;
         let columns = self.projected_indices(req.projection.as_deref())?;
+        // Merge full levels of the windows read first; a failure leaves the parts as they are,
+        // which the read handles the same way. A frozen memtable is read once more (by its
+        // flush) and dropped, so merging it would be wasted work.
+        let starts: Vec<i64> = if self.is_frozen() {
+            Vec::new()
+        } else {
+            read_lock(&self.partitions)
+                .keys()
+                .copied()
+                .filter(|start| req.partition.is_none_or(|p| p == *start))
+                .collect()
+        };
+        for start in starts {
+            if let Err(e) = self.maybe_merge(start) {
+                tracing::warn!(region_id = %self.metadata.region_id(), window_start = start, error = %e, "memtable part merge failed; parts left unmerged");
+            }
+        }
         // Parts first, then keys: keys only grow, so every series in the parts has a key.
         let parts: Vec<Arc<Part>> = {
             let partitions = read_lock(&self.partitions);
