@@ -12,8 +12,8 @@ use arrow_array::types::{
     Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, PrimitiveArray, RecordBatch, UInt8Array, UInt32Array,
-    UInt64Array, new_null_array,
+    ArrayRef, DictionaryArray, PrimitiveArray, RecordBatch, UInt8Array, UInt32Array, UInt64Array,
+    new_null_array,
 };
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use mito_codec::{KeyValue, PrimaryKeyCodec};
@@ -24,7 +24,7 @@ use store_api::metadata::{RegionMetadataRef, SemanticType};
 
 use crate::error::{ArrowSnafu, KeySnafu, Result};
 use crate::memtable::Memtable;
-use crate::part::Part;
+use crate::part::{Part, field_sources};
 use crate::read::SortedIndex;
 
 /// Everything a read needs to build its batches; owned, so the iterator outlives no lock.
@@ -69,11 +69,7 @@ impl Gather {
             .map(|c| new_null_array(&c.data_type, 1))
             .collect();
         let in_every_part = (0..field_ids.len())
-            .map(|f| {
-                parts
-                    .iter()
-                    .all(|p| matches!(p.fields.get(f), Some(Some(_))))
-            })
+            .map(|f| parts.iter().all(|p| p.field(f).is_some()))
             .collect();
         Self {
             metadata,
@@ -215,15 +211,7 @@ impl Gather {
             .map_or(EMPTY.as_ref(), |a| a.as_ref());
         // Sources: each part's column (or the null source where it lacks it), then the null
         // source itself at index `parts.len()`.
-        let mut sources: Vec<&dyn Array> = self
-            .parts
-            .iter()
-            .map(|p| match p.fields.get(f) {
-                Some(Some(a)) => a.as_ref(),
-                _ => null_src,
-            })
-            .collect();
-        sources.push(null_src);
+        let sources = field_sources(&self.parts, f, null_src);
         let null_part = self.parts.len();
         let idx: Cow<'_, [(usize, usize)]> = match self.selection.fields.get(f) {
             // last_non_null: each field's value may come from another version, or be null.
@@ -244,7 +232,7 @@ impl Gather {
                     let has = self
                         .parts
                         .get(p)
-                        .is_some_and(|part| matches!(part.fields.get(f), Some(Some(_))));
+                        .is_some_and(|part| part.field(f).is_some());
                     if has { (p, r) } else { (p, 0) }
                 })
                 .collect(),

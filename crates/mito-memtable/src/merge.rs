@@ -14,13 +14,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, new_null_array};
+use arrow_array::{ArrayRef, new_null_array};
 use arrow_buffer::ScalarBuffer;
 use snafu::ResultExt;
 
 use crate::error::{ArrowSnafu, Result};
 use crate::memtable::{Memtable, read_lock, write_lock};
-use crate::part::{Ops, Part};
+use crate::part::{Ops, Part, field_sources};
 use crate::read::{MemtableRead, sort_rows};
 use crate::series::ranks;
 
@@ -88,34 +88,22 @@ impl Memtable {
         let num_fields = self.metadata.field_columns().count();
         let mut fields = Vec::with_capacity(num_fields);
         for (f, c) in self.metadata.field_columns().enumerate() {
-            if parts
-                .iter()
-                .all(|p| !matches!(p.fields.get(f), Some(Some(_))))
-            {
+            if parts.iter().all(|p| p.field(f).is_none()) {
                 fields.push(None);
                 continue;
             }
             let null: ArrayRef = new_null_array(&c.data_type, 1);
-            let mut sources: Vec<&dyn Array> = parts
-                .iter()
-                .map(|p| match p.fields.get(f) {
-                    Some(Some(a)) => a.as_ref(),
-                    _ => null.as_ref(),
-                })
-                .collect();
-            sources.push(null.as_ref());
+            let sources = field_sources(parts, f, null.as_ref());
+            // Rows of parts without the column read the part's one-row null source.
             let idx: Vec<(usize, usize)> = index
                 .rows
                 .iter()
-                .map(|&(p, r)| {
-                    match parts
-                        .get(p as usize)
-                        .map(|x| matches!(x.fields.get(f), Some(Some(_))))
-                    {
-                        Some(true) => (p as usize, r as usize),
-                        _ => (p as usize, 0),
-                    }
-                })
+                .map(
+                    |&(p, r)| match parts.get(p as usize).and_then(|x| x.field(f)) {
+                        Some(_) => (p as usize, r as usize),
+                        None => (p as usize, 0),
+                    },
+                )
                 .collect();
             let array = arrow_select::interleave::interleave(&sources, &idx)
                 .context(ArrowSnafu { region_id })?;
@@ -124,7 +112,7 @@ impl Memtable {
         let first_op = parts.first().map(|p| p.op(0));
         let same_op = parts
             .iter()
-            .all(|p| matches!(p.ops, crate::part::Ops::Same(op) if Some(op) == first_op));
+            .all(|p| matches!(p.ops, Ops::Same(op) if Some(op) == first_op));
         let ops = match (same_op, first_op) {
             (true, Some(op)) => Ops::Same(op),
             _ => Ops::PerRow(

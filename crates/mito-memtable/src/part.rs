@@ -88,6 +88,11 @@ impl Part {
         self.series.len()
     }
 
+    /// Field column `f`, if this part carries it.
+    pub(crate) fn field(&self, f: usize) -> Option<&ArrayRef> {
+        self.fields.get(f).and_then(Option::as_ref)
+    }
+
     /// The op of row `r`.
     pub(crate) fn op(&self, r: usize) -> OpType {
         match &self.ops {
@@ -95,4 +100,20 @@ impl Part {
             Ops::PerRow(v) => OpType::from_u8(v.get(r).copied().unwrap_or(OpType::Put.as_u8())),
         }
     }
+}
+
+/// Sources to gather field `f` from with `interleave`: each part's column (or `null`, a
+/// one-row all-null array, where the part lacks it), then `null` itself at index
+/// `parts.len()` for rows that have no value at all.
+pub(crate) fn field_sources<'a>(
+    parts: &'a [std::sync::Arc<Part>],
+    f: usize,
+    null: &'a dyn arrow_array::Array,
+) -> Vec<&'a dyn arrow_array::Array> {
+    let mut sources: Vec<&dyn arrow_array::Array> = parts
+        .iter()
+        .map(|p| p.field(f).map_or(null, |a| a.as_ref()))
+        .collect();
+    sources.push(null);
+    sources
 }

@@ -94,13 +94,9 @@ impl SortedRows for Sorted<'_> {
     }
 
     fn field_is_null(&self, i: usize, f: usize) -> bool {
-        match self.part(i) {
-            Some((p, r)) => match p.fields.get(f) {
-                Some(Some(a)) => a.is_null(r),
-                _ => true,
-            },
-            None => true,
-        }
+        self.part(i)
+            .and_then(|(p, r)| p.field(f).map(|a| a.is_null(r)))
+            .unwrap_or(true)
     }
 }
 
