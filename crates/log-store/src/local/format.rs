@@ -8,7 +8,7 @@
 //! |-------:|-----:|-------------------------------------------|
 //! |      0 |    8 | magic `b"MITO-WAL"`                       |
 //! |      8 |    2 | format version (`FORMAT_VERSION` = 1)     |
-//! |     10 |    2 | flags, 0 (reserved)                       |
+//! |     10 |    2 | flags; must be 0 in version 1             |
 //! |     12 |    8 | segment id (equals the file name's number)|
 //! |     20 |    4 | crc32c of bytes 0..20                     |
 //!
@@ -95,6 +95,8 @@ pub enum HeaderError {
     BadChecksum,
     /// A format version this build cannot read.
     UnsupportedVersion { version: u16 },
+    /// Flags this build does not know (version 1 defines none).
+    UnsupportedFlags { flags: u16 },
 }
 
 impl std::fmt::Display for HeaderError {
@@ -109,6 +111,9 @@ impl std::fmt::Display for HeaderError {
                 f,
                 "unsupported segment format version {version} (this build reads {FORMAT_VERSION})"
             ),
+            HeaderError::UnsupportedFlags { flags } => {
+                write!(f, "unsupported segment header flags {flags:#06x}")
+            }
         }
     }
 }
@@ -127,6 +132,11 @@ pub fn decode_header(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
     let version = u16::from_le_bytes([read_u8(h, 8), read_u8(h, 9)]);
     if version != FORMAT_VERSION {
         return Err(HeaderError::UnsupportedVersion { version });
+    }
+    // Reserved: a later format may give them a meaning this build would get wrong.
+    let flags = u16::from_le_bytes([read_u8(h, 10), read_u8(h, 11)]);
+    if flags != 0 {
+        return Err(HeaderError::UnsupportedFlags { flags });
     }
     Ok(SegmentHeader {
         version,

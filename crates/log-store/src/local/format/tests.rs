@@ -52,6 +52,25 @@ fn unsupported_version_is_named() {
     );
 }
 
+/// Found by the fuzzer: a header with a valid checksum but nonzero reserved flags was
+/// accepted (and re-encoded differently). Version 1 defines no flags, so it is an error.
+#[test]
+fn unknown_header_flags_are_rejected() {
+    let mut h = encode_header(1);
+    h[10..12].copy_from_slice(&0x4d00u16.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..20]);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        decode_header(&h),
+        Err(HeaderError::UnsupportedFlags { flags: 0x4d00 })
+    );
+    assert!(
+        HeaderError::UnsupportedFlags { flags: 0x4d00 }
+            .to_string()
+            .contains("0x4d00")
+    );
+}
+
 /// A frozen segment: these bytes were written by format version 1 and must always decode.
 #[test]
 fn frozen_v1_segment_decodes() {
