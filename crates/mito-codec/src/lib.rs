@@ -251,18 +251,6 @@ impl PrimaryKeyCodec {
         );
         Ok(values)
     }
-
-    /// Decodes the leading `n` elements of a key (keys sharing a prefix sort together).
-    pub fn decode_prefix(&self, bytes: &[u8], n: usize) -> Result<Vec<KeyValue>> {
-        let mut values = Vec::with_capacity(n);
-        let mut pos = 0;
-        for t in self.types.iter().take(n) {
-            let (v, next) = decode_one(*t, bytes, pos)?;
-            values.push(v);
-            pos = next;
-        }
-        Ok(values)
-    }
 }
 
 fn fits_signed(v: i64, width: u8) -> bool {

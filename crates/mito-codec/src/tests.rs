@@ -155,13 +155,6 @@ fn encode_row_matches_encode() {
     assert!(codec.encode_row(&wrong, 0, &mut out).is_err());
 }
 
-#[test]
-fn decode_prefix_reads_leading_elements() {
-    let codec = PrimaryKeyCodec::new(vec![KeyType::String, KeyType::UInt(8)]);
-    let key = enc(&codec, &[s("x"), KeyValue::UInt(3)]);
-    assert_eq!(codec.decode_prefix(&key, 1).unwrap(), vec![s("x")]);
-}
-
 /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`) as a normal test.
 #[test]
 fn fuzz_corpus_replays() {

@@ -50,13 +50,15 @@ impl Index {
         self.segments.keys().next_back().copied()
     }
 
-    /// Records an appended entry in segment `segment_id`.
+    /// Records an entry found in (or appended to) segment `segment_id`. The region's last
+    /// entry id only ever grows.
     pub(crate) fn add(&mut self, segment_id: u64, region_id: RegionId, entry_id: EntryId) {
         self.segments
             .entry(segment_id)
             .or_default()
             .add(region_id, entry_id);
-        self.last_entry.insert(region_id, entry_id);
+        let last = self.last_entry.entry(region_id).or_insert(entry_id);
+        *last = (*last).max(entry_id);
     }
 
     /// Raises the obsolete mark of a region (never lowers it).

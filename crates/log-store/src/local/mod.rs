@@ -16,7 +16,6 @@ mod recovery;
 mod segment;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -356,9 +355,4 @@ impl LogStore for LocalLogStore {
     async fn stop(&self) -> Result<(), BoxedError> {
         Ok(self.close().await?)
     }
-}
-
-/// Last entry ids per region, as a plain map (for tests and tools).
-pub fn last_entry_ids(store: &LocalLogStore) -> HashMap<RegionId, EntryId> {
-    lock(&store.index).last_entry.clone()
 }

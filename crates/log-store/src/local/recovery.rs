@@ -109,15 +109,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 return Err(corrupted(&path, offset, format!("{damage}, {after}")));
             }
         }
-        let seg = index.segments.entry(id).or_default();
-        seg.size = scan.valid_end as u64;
         for r in &scan.records {
-            seg.add(r.region_id, r.entry_id);
+            index.add(id, r.region_id, r.entry_id);
         }
-        for r in &scan.records {
-            let last = index.last_entry.entry(r.region_id).or_insert(r.entry_id);
-            *last = (*last).max(r.entry_id);
-        }
+        index.segments.entry(id).or_default().size = scan.valid_end as u64;
         if is_last {
             let file = open_for_append(dir, id, scan.valid_end as u64)?;
             active = Some((id, file, scan.valid_end as u64, !scan.records.is_empty()));
