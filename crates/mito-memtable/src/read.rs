@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
+use mito_read::compat;
 use mito_read::{DedupOptions, OpType, SortedRows, dedup};
-use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, SemanticType};
 use store_api::scan::TimeRange;
 use store_api::{ColumnId, SequenceNumber};
 
@@ -127,43 +127,18 @@ impl Iterator for MemtableIter {
 impl Memtable {
     /// The schema of the batches a read with `projection` returns.
     pub fn read_schema(&self, projection: Option<&[ColumnId]>) -> Result<SchemaRef> {
-        let mut fields = Vec::new();
-        for i in self.projected_indices(projection)? {
-            let Some(c) = self.metadata.column_metadatas().get(i) else {
-                continue;
-            };
-            let dt = match c.semantic_type {
-                SemanticType::Tag => dictionary(c.data_type.clone()),
-                _ => c.data_type.clone(),
-            };
-            fields.push(Field::new(c.name.clone(), dt, c.nullable));
-        }
-        fields.push(Field::new(
-            PRIMARY_KEY_COLUMN,
-            dictionary(DataType::Binary),
-            false,
-        ));
-        fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, false));
-        fields.push(Field::new(OP_TYPE_COLUMN, DataType::UInt8, false));
-        Ok(Arc::new(Schema::new(fields)))
+        let indices = self.projected_indices(projection)?;
+        Ok(compat::read_schema(&self.metadata, &indices))
     }
 
     fn projected_indices(&self, projection: Option<&[ColumnId]>) -> Result<Vec<usize>> {
-        match projection {
-            None => Ok((0..self.metadata.column_metadatas().len()).collect()),
-            Some(ids) => ids
-                .iter()
-                .map(|id| {
-                    self.metadata.column_index_by_id(*id).ok_or_else(|| {
-                        InvalidBatchSnafu {
-                            region_id: self.metadata.region_id(),
-                            reason: format!("projection names unknown column id {id}"),
-                        }
-                        .build()
-                    })
-                })
-                .collect(),
-        }
+        compat::projected_indices(&self.metadata, projection).map_err(|id| {
+            InvalidBatchSnafu {
+                region_id: self.metadata.region_id(),
+                reason: format!("projection names unknown column id {id}"),
+            }
+            .build()
+        })
     }
 
     /// Reads rows sorted by (primary key, timestamp), deduplicated by the region's merge mode.
@@ -404,8 +379,4 @@ enum Coverage {
     None,
     Some,
     All,
-}
-
-fn dictionary(value: DataType) -> DataType {
-    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(value))
 }

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod compat;
+
 /// What a row does. Stored in `__op_type` as a `u8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]

@@ -1,0 +1,615 @@
+//! Reads an SST file: verifies its bytes, prunes, decodes and adapts batches to the region's
+//! current schema.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use datafusion_expr::Expr;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use mito_read::compat;
+use opendal::Operator;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::arrow::async_reader::{
+    AsyncFileReader, MetadataFetch, ParquetRecordBatchStreamBuilder,
+};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use snafu::{ResultExt, ensure};
+use store_api::ColumnId;
+use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, RegionMetadataRef, SEQUENCE_COLUMN};
+use store_api::scan::TimeRange;
+
+use crate::error::{
+    ArrowSnafu, CorruptedSnafu, Error, InvalidReadSnafu, ObjectStoreSnafu, ParquetSnafu, Result,
+    SchemaMismatchSnafu,
+};
+use crate::file::{FileMeta, sst_path};
+use crate::format::{SST_INFO_KEY, SstInfo, decode_batch, exception_column, file_schema};
+use crate::pruning::{FileStats, Pruner, time_range_exprs};
+
+/// What to read from an SST.
+#[derive(Debug, Clone)]
+pub struct SstReadRequest {
+    /// Columns by id, in this order; `None` for all. The internal columns always follow.
+    pub projection: Option<Vec<ColumnId>>,
+    /// Only rows in this range (applied exactly, not only for pruning).
+    pub time_range: Option<TimeRange>,
+    /// Filters over the current schema, used to prune row groups and pages. Rows that do not
+    /// match may still be returned: a filter on a field may only be applied after dedup.
+    pub filters: Vec<Expr>,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for SstReadRequest {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            time_range: None,
+            filters: Vec::new(),
+            batch_rows: 8192,
+        }
+    }
+}
+
+/// What pruning left of a file for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// Row groups to read.
+    pub row_groups: Vec<usize>,
+    /// Rows to read inside them, if pages were pruned.
+    pub selection: Option<RowSelection>,
+    /// Rows that will be decoded.
+    pub rows: usize,
+}
+
+/// An opened SST: its checked footer and metadata, ready for any number of reads.
+#[derive(Clone)]
+pub struct SstReader {
+    op: Operator,
+    path: Arc<str>,
+    meta: FileMeta,
+    info: Arc<SstInfo>,
+    parquet: Arc<ParquetMetaData>,
+    arrow: ArrowReaderMetadata,
+    current: RegionMetadataRef,
+}
+
+impl std::fmt::Debug for SstReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SstReader {
+    /// Opens the file `meta` describes, reading it in the region's `current` schema. Reads and
+    /// checks the page indexes and footer (one ranged read).
+    pub async fn open(
+        op: Operator,
+        region_dir: &str,
+        meta: FileMeta,
+        current: RegionMetadataRef,
+    ) -> Result<Self> {
+        let path: Arc<str> = sst_path(region_dir, meta.file_id).into();
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        if meta.region_id != current.region_id() {
+            return SchemaMismatchSnafu {
+                path: path.to_string(),
+                region_id: current.region_id(),
+                reason: format!("the manifest records it for region {}", meta.region_id),
+            }
+            .fail();
+        }
+        if meta.tail_offset >= meta.file_size || meta.file_size < 12 {
+            return Err(corrupted(format!(
+                "file meta has tail offset {} and size {}",
+                meta.tail_offset, meta.file_size
+            )));
+        }
+        let tail = op
+            .read_with(&path)
+            .range(meta.tail_offset..meta.file_size)
+            .await
+            .context(ObjectStoreSnafu {
+                path: path.to_string(),
+            })?
+            .to_bytes();
+        let expected_len = meta.file_size - meta.tail_offset;
+        if tail.len() as u64 != expected_len {
+            return Err(corrupted(format!(
+                "file is shorter than its {} bytes (read {} of the {expected_len} tail bytes)",
+                meta.file_size,
+                tail.len()
+            )));
+        }
+        let crc = crc32c::crc32c(&tail);
+        if crc != meta.tail_checksum {
+            return Err(corrupted(format!(
+                "footer checksum {crc:#010x} differs from {:#010x} in the manifest",
+                meta.tail_checksum
+            )));
+        }
+        let fetch = TailFetch {
+            offset: meta.tail_offset,
+            bytes: tail,
+        };
+        let parquet = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .load_and_finish(fetch, meta.file_size)
+            .await
+            .context(ParquetSnafu {
+                path: path.to_string(),
+            })?;
+        let info_json = parquet
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == SST_INFO_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| corrupted(format!("footer lacks {SST_INFO_KEY}")))?;
+        let info = SstInfo::from_json(&info_json).map_err(corrupted)?;
+        Self::check(&path, &meta, &info, &parquet, &current)?;
+        let parquet = Arc::new(parquet);
+        let arrow = ArrowReaderMetadata::try_new(
+            parquet.clone(),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .context(ParquetSnafu {
+            path: path.to_string(),
+        })?;
+        let expected = file_schema(&info.region_metadata, &info.floats);
+        if arrow.schema().fields() != expected.fields() {
+            return Err(corrupted(format!(
+                "stored schema {:?} is not the one its metadata implies {expected:?}",
+                arrow.schema()
+            )));
+        }
+        Ok(Self {
+            op,
+            path,
+            meta,
+            info: Arc::new(info),
+            parquet,
+            arrow,
+            current,
+        })
+    }
+
+    fn check(
+        path: &str,
+        meta: &FileMeta,
+        info: &SstInfo,
+        parquet: &ParquetMetaData,
+        current: &RegionMetadataRef,
+    ) -> Result<()> {
+        let mismatch = |reason: String| {
+            SchemaMismatchSnafu {
+                path: path.to_string(),
+                region_id: current.region_id(),
+                reason,
+            }
+            .build()
+        };
+        if info.region_metadata.region_id() != current.region_id() {
+            return Err(mismatch(format!(
+                "written for region {}",
+                info.region_metadata.region_id()
+            )));
+        }
+        for c in current.column_metadatas() {
+            if let Some(old) = info.region_metadata.column_by_id(c.column_id)
+                && (old.data_type != c.data_type || old.semantic_type != c.semantic_type)
+            {
+                return Err(mismatch(format!(
+                    "column id {} is {} {} in the file but {} {} now",
+                    c.column_id, old.semantic_type, old.data_type, c.semantic_type, c.data_type
+                )));
+            }
+        }
+        let rows: i64 = parquet.row_groups().iter().map(|rg| rg.num_rows()).sum();
+        let shape_ok = info.chunk_checksums.len() == parquet.num_row_groups()
+            && parquet
+                .row_groups()
+                .iter()
+                .zip(&info.chunk_checksums)
+                .all(|(rg, crcs)| rg.num_columns() == crcs.len())
+            && u64::try_from(rows).ok() == Some(meta.num_rows)
+            && parquet.num_row_groups() as u64 == meta.num_row_groups;
+        ensure!(
+            shape_ok,
+            CorruptedSnafu {
+                path,
+                reason: format!(
+                    "footer describes {} row groups and {rows} rows; the manifest says {} and {}",
+                    parquet.num_row_groups(),
+                    meta.num_row_groups,
+                    meta.num_rows
+                ),
+            }
+        );
+        for rg in parquet.row_groups() {
+            for c in rg.columns() {
+                let (start, len) = c.byte_range();
+                ensure!(
+                    start
+                        .checked_add(len)
+                        .is_some_and(|end| end <= meta.tail_offset),
+                    CorruptedSnafu {
+                        path,
+                        reason: format!("column chunk {start}+{len} overlaps the footer"),
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's metadata from the manifest.
+    pub fn file_meta(&self) -> &FileMeta {
+        &self.meta
+    }
+
+    /// The file's own metadata (format version, region metadata, encodings).
+    pub fn info(&self) -> &SstInfo {
+        &self.info
+    }
+
+    /// The decoded Parquet footer.
+    pub fn parquet_metadata(&self) -> &Arc<ParquetMetaData> {
+        &self.parquet
+    }
+
+    /// The schema of a read with `projection` (the region's current schema).
+    pub fn read_schema(&self, projection: Option<&[ColumnId]>) -> Result<SchemaRef> {
+        let indices = self.indices(projection)?;
+        Ok(compat::read_schema(&self.current, &indices))
+    }
+
+    fn indices(&self, projection: Option<&[ColumnId]>) -> Result<Vec<usize>> {
+        compat::projected_indices(&self.current, projection).map_err(|id| {
+            InvalidReadSnafu {
+                path: self.path.to_string(),
+                reason: format!("projection names unknown column id {id}"),
+            }
+            .build()
+        })
+    }
+
+    /// The row groups and rows a request reads after pruning.
+    pub fn plan(&self, req: &SstReadRequest) -> ReadPlan {
+        let all: Vec<usize> = (0..self.parquet.num_row_groups()).collect();
+        let mut filters = req.filters.clone();
+        if let Some(range) = &req.time_range {
+            if range.is_empty()
+                || !range.overlaps(self.meta.time_range.min, self.meta.time_range.max)
+            {
+                return ReadPlan {
+                    row_groups: Vec::new(),
+                    selection: None,
+                    rows: 0,
+                };
+            }
+            filters.extend(time_range_exprs(&self.current, range));
+        }
+        let pruner = Pruner::new(self.current.schema(), &filters);
+        let stats = FileStats {
+            parquet: &self.parquet,
+            file_schema: self.arrow.schema(),
+            info: &self.info,
+            current: &self.current,
+        };
+        let (row_groups, selection) = if pruner.is_empty() {
+            (all, None)
+        } else {
+            let rgs = pruner.row_groups(&stats, all);
+            let sel = pruner.pages(&stats, &rgs);
+            (rgs, sel)
+        };
+        let rows = match &selection {
+            Some(s) => s.row_count(),
+            None => row_groups
+                .iter()
+                .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
+                .sum(),
+        };
+        ReadPlan {
+            row_groups,
+            selection,
+            rows,
+        }
+    }
+
+    /// Reads the rows a request selects, as batches in the current schema (projected columns,
+    /// then `__primary_key`, `__sequence`, `__op_type`), in (key, ts, sequence desc) order.
+    pub async fn read(
+        &self,
+        req: &SstReadRequest,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let indices = self.indices(req.projection.as_deref())?;
+        let out_schema = compat::read_schema(&self.current, &indices);
+        let plan = self.plan(req);
+        if plan.row_groups.is_empty() || plan.rows == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        // File columns to read: the projected ones the file has, the time index (for the
+        // time range), exception columns of decoded floats, and the internal columns.
+        let file_meta = &self.info.region_metadata;
+        let mut names: Vec<String> = Vec::new();
+        for i in &indices {
+            let Some(c) = self.current.column_metadatas().get(*i) else {
+                continue;
+            };
+            if let Some(old) = file_meta.column_by_id(c.column_id) {
+                names.push(old.name.clone());
+                if self.info.float_encoding(c.column_id).is_some() {
+                    names.push(exception_column(c.column_id));
+                }
+            }
+        }
+        let ts_name = file_meta.time_index_column().name.clone();
+        names.push(ts_name.clone());
+        names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
+        let schema = self.arrow.schema();
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(self.parquet.file_metadata().schema_descr(), roots);
+        let input = VerifiedReader {
+            op: self.op.clone(),
+            path: self.path.clone(),
+            parquet: self.parquet.clone(),
+            checksums: self.info.chunk_checksums.clone(),
+            chunks: HashMap::new(),
+        };
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(input, self.arrow.clone())
+                .with_projection(mask)
+                .with_row_groups(plan.row_groups)
+                .with_batch_size(req.batch_rows.max(1));
+        if let Some(sel) = plan.selection {
+            builder = builder.with_row_selection(sel);
+        }
+        let stream = builder.build().context(ParquetSnafu {
+            path: self.path.to_string(),
+        })?;
+        let adapt = Adapter {
+            path: self.path.clone(),
+            info: self.info.clone(),
+            current: self.current.clone(),
+            indices,
+            out_schema,
+            ts_name,
+            time_range: req.time_range,
+        };
+        let path = self.path.clone();
+        Ok(stream
+            .map_err(move |e| parquet_error(&path, e))
+            .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
+            .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+            .boxed())
+    }
+}
+
+/// Our own errors travel through the Parquet reader as `External`: take them back out.
+fn parquet_error(path: &str, e: ParquetError) -> Error {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::Parquet {
+                path: path.to_string(),
+                source: ParquetError::External(other),
+                location: snafu::location!(),
+            },
+        },
+        other => Error::Parquet {
+            path: path.to_string(),
+            source: other,
+            location: snafu::location!(),
+        },
+    }
+}
+
+/// Turns file batches into batches of the current schema.
+struct Adapter {
+    path: Arc<str>,
+    info: Arc<SstInfo>,
+    current: RegionMetadataRef,
+    indices: Vec<usize>,
+    out_schema: SchemaRef,
+    ts_name: String,
+    time_range: Option<TimeRange>,
+}
+
+impl Adapter {
+    fn adapt(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: self.path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        let mut by_name = decode_batch(&self.info, batch).map_err(corrupted)?;
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.out_schema.fields().len());
+        for i in &self.indices {
+            let Some(c) = self.current.column_metadatas().get(*i) else {
+                continue;
+            };
+            let array = match self.info.region_metadata.column_by_id(c.column_id) {
+                Some(old) => by_name
+                    .get(&old.name)
+                    .cloned()
+                    .ok_or_else(|| corrupted(format!("column {} not decoded", old.name)))?,
+                None => compat::default_array(c, rows).context(ArrowSnafu {
+                    path: self.path.to_string(),
+                })?,
+            };
+            columns.push(array);
+        }
+        for name in [PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN] {
+            let array = by_name
+                .remove(name)
+                .ok_or_else(|| corrupted(format!("column {name} not decoded")))?;
+            columns.push(array);
+        }
+        let out = RecordBatch::try_new(self.out_schema.clone(), columns).context(ArrowSnafu {
+            path: self.path.to_string(),
+        })?;
+        let Some(range) = self.time_range else {
+            return Ok(out);
+        };
+        let ts = by_name
+            .get(&self.ts_name)
+            .ok_or_else(|| corrupted("time index not decoded".to_string()))?
+            .to_data();
+        if ts.buffers().len() != 1 || ts.len() != rows {
+            return Err(corrupted("time index of unexpected layout".to_string()));
+        }
+        let values = ts.buffer::<i64>(0);
+        if values.iter().all(|t| range.contains(*t)) {
+            return Ok(out);
+        }
+        let keep: BooleanArray = values.iter().map(|t| Some(range.contains(*t))).collect();
+        arrow_select::filter::filter_record_batch(&out, &keep).context(ArrowSnafu {
+            path: self.path.to_string(),
+        })
+    }
+}
+
+/// Serves the footer and page index from the checked tail bytes.
+struct TailFetch {
+    offset: u64,
+    bytes: Bytes,
+}
+
+impl MetadataFetch for TailFetch {
+    fn fetch(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let slice = range
+            .start
+            .checked_sub(self.offset)
+            .zip(range.end.checked_sub(self.offset))
+            .and_then(|(s, e)| {
+                let (s, e) = (usize::try_from(s).ok()?, usize::try_from(e).ok()?);
+                (s <= e && e <= self.bytes.len()).then(|| self.bytes.slice(s..e))
+            });
+        let result = slice.ok_or_else(|| {
+            ParquetError::General(format!(
+                "footer refers to bytes {range:?} outside the checked tail starting at {}",
+                self.offset
+            ))
+        });
+        futures::future::ready(result).boxed()
+    }
+}
+
+/// Reads column chunks whole and checks each against its CRC32C before handing out any of
+/// its bytes.
+struct VerifiedReader {
+    op: Operator,
+    path: Arc<str>,
+    parquet: Arc<ParquetMetaData>,
+    checksums: Vec<Vec<u32>>,
+    chunks: HashMap<(usize, usize), Bytes>,
+}
+
+impl VerifiedReader {
+    fn locate(&self, range: &Range<u64>) -> Option<(usize, usize, u64, u64)> {
+        for (rg_idx, rg) in self.parquet.row_groups().iter().enumerate() {
+            for (col_idx, col) in rg.columns().iter().enumerate() {
+                let (start, len) = col.byte_range();
+                let end = start.checked_add(len)?;
+                if start <= range.start && range.end <= end {
+                    return Some((rg_idx, col_idx, start, end));
+                }
+            }
+        }
+        None
+    }
+
+    async fn fetch(&mut self, range: Range<u64>) -> Result<Bytes> {
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: self.path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        let Some((rg, col, start, end)) = self.locate(&range) else {
+            return Err(corrupted(format!(
+                "read of {range:?} is not inside one column chunk"
+            )));
+        };
+        let chunk = match self.chunks.get(&(rg, col)) {
+            Some(c) => c.clone(),
+            None => {
+                let bytes = self
+                    .op
+                    .read_with(&self.path)
+                    .range(start..end)
+                    .await
+                    .context(ObjectStoreSnafu {
+                        path: self.path.to_string(),
+                    })?
+                    .to_bytes();
+                if bytes.len() as u64 != end - start {
+                    return Err(corrupted(format!(
+                        "column chunk {start}..{end} cut short: {} bytes",
+                        bytes.len()
+                    )));
+                }
+                let expected = self.checksums.get(rg).and_then(|r| r.get(col)).copied();
+                let crc = crc32c::crc32c(&bytes);
+                if expected != Some(crc) {
+                    return Err(corrupted(format!(
+                        "checksum {crc:#010x} of column chunk {col} of row group {rg} (bytes {start}..{end}) differs from the recorded {expected:#010x?}"
+                    )));
+                }
+                self.chunks.insert((rg, col), bytes.clone());
+                bytes
+            }
+        };
+        let from = usize::try_from(range.start - start).unwrap_or(usize::MAX);
+        let to = usize::try_from(range.end - start).unwrap_or(usize::MAX);
+        chunk
+            .get(from..to)
+            .map(|_| chunk.slice(from..to))
+            .ok_or_else(|| corrupted(format!("range {range:?} outside its chunk")))
+    }
+}
+
+impl AsyncFileReader for VerifiedReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.fetch(range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        futures::future::ready(Ok(self.parquet.clone())).boxed()
+    }
+}

@@ -1,0 +1,553 @@
+//! Writes one SST file from batches sorted by (primary key, ts, sequence desc).
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
+use arrow_array::{Array, BinaryArray, RecordBatch};
+use bytes::Bytes;
+use opendal::Operator;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use snafu::{ResultExt, ensure};
+use store_api::SequenceNumber;
+use store_api::metadata::{PRIMARY_KEY_COLUMN, RegionMetadataRef, SEQUENCE_COLUMN};
+
+use crate::error::{
+    ArrowSnafu, CorruptedSnafu, EmptySstSnafu, InvalidInputSnafu, ObjectStoreSnafu, ParquetSnafu,
+    Result,
+};
+use crate::file::{FileId, FileMeta, FileTimeRange, sst_path};
+use crate::format::{
+    FloatEncoding, SST_FORMAT_VERSION, SST_INFO_KEY, SstInfo, choose_encodings, encode_batch,
+    exception_column, file_schema,
+};
+
+/// Rows buffered before the float encodings are chosen.
+const SAMPLE_ROWS: usize = 8192;
+
+/// How SST files are written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Rows per row group.
+    pub row_group_rows: usize,
+    /// Rows per data page (the granularity of page pruning).
+    pub page_rows: usize,
+    /// ZSTD level.
+    pub zstd_level: i32,
+    /// Compaction level recorded in the [`FileMeta`].
+    pub level: u8,
+    /// Read the whole file back after the upload and compare its checksum (catches object
+    /// stores that lose or change bytes while reporting success).
+    pub verify_after_upload: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            row_group_rows: 100_000,
+            page_rows: 8192,
+            zstd_level: 3,
+            level: 0,
+            verify_after_upload: true,
+        }
+    }
+}
+
+struct Encoder {
+    writer: ArrowWriter<Vec<u8>>,
+    floats: Vec<FloatEncoding>,
+    schema: arrow_schema::SchemaRef,
+}
+
+/// Order and range bookkeeping over the rows written.
+#[derive(Default)]
+struct Tracker {
+    rows: u64,
+    min_ts: i64,
+    max_ts: i64,
+    max_sequence: SequenceNumber,
+    first_key: Option<Vec<u8>>,
+    /// Key, ts and sequence of the last row written.
+    last: Option<(Vec<u8>, i64, u64)>,
+}
+
+/// Writes one SST. Call [`SstWriter::finish`] to get its [`FileMeta`]; on an error the writer
+/// aborts the upload and deletes what it wrote. A writer dropped without `finish` may leave a
+/// partial object behind: it is not in the manifest, so open-time garbage collection removes
+/// it.
+pub struct SstWriter {
+    op: Operator,
+    path: String,
+    file_id: FileId,
+    metadata: RegionMetadataRef,
+    options: WriteOptions,
+    expected: arrow_schema::SchemaRef,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    encoder: Option<Encoder>,
+    upload: Option<opendal::Writer>,
+    uploaded: u64,
+    checksum: u32,
+    chunk_checksums: Vec<Vec<u32>>,
+    tracker: Tracker,
+    failed: bool,
+}
+
+impl std::fmt::Debug for SstWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstWriter")
+            .field("path", &self.path)
+            .field("rows", &self.tracker.rows)
+            .field("uploaded", &self.uploaded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SstWriter {
+    /// A writer of file `file_id` of the region described by `metadata`, under `region_dir`.
+    pub fn new(
+        op: Operator,
+        region_dir: &str,
+        file_id: FileId,
+        metadata: RegionMetadataRef,
+        options: WriteOptions,
+    ) -> Self {
+        let all: Vec<usize> = (0..metadata.column_metadatas().len()).collect();
+        let expected = mito_read::compat::read_schema(&metadata, &all);
+        Self {
+            op,
+            path: sst_path(region_dir, file_id),
+            file_id,
+            metadata,
+            options,
+            expected,
+            pending: Vec::new(),
+            pending_rows: 0,
+            encoder: None,
+            upload: None,
+            uploaded: 0,
+            checksum: 0,
+            chunk_checksums: Vec::new(),
+            tracker: Tracker::default(),
+            failed: false,
+        }
+    }
+
+    /// The path of the file being written.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Rows accepted so far.
+    pub fn rows(&self) -> u64 {
+        self.tracker.rows
+    }
+
+    /// Bytes uploaded so far plus the encoder's buffered estimate.
+    pub fn estimated_size(&self) -> u64 {
+        let buffered = self
+            .encoder
+            .as_ref()
+            .map_or(0, |e| e.writer.in_progress_size() + e.writer.inner().len());
+        self.uploaded + buffered as u64
+    }
+
+    /// Appends a batch in the region's read schema (all columns, then `__primary_key`,
+    /// `__sequence`, `__op_type`), continuing the sort order of the previous batches.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let result = self.write_inner(batch).await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    /// Writes the footer, uploads the rest and returns the file's metadata.
+    pub async fn finish(mut self) -> Result<FileMeta> {
+        let result = self.finish_inner().await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    /// Abandons the file: aborts the upload and deletes the object if any of it was written.
+    pub async fn abort(&mut self) {
+        self.failed = true;
+        self.encoder = None;
+        if let Some(mut upload) = self.upload.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(path = %self.path, error = %e, "aborting an SST upload failed");
+        }
+        if let Err(e) = self.op.delete(&self.path).await {
+            tracing::warn!(path = %self.path, error = %e, "deleting an abandoned SST failed");
+        }
+    }
+
+    async fn write_inner(&mut self, batch: &RecordBatch) -> Result<()> {
+        ensure!(
+            !self.failed,
+            InvalidInputSnafu {
+                region_id: self.metadata.region_id(),
+                file_id: self.file_id,
+                reason: "the writer failed before; start a new file",
+            }
+        );
+        self.check_batch(batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.encoder.is_none() {
+            self.pending.push(batch.clone());
+            self.pending_rows += batch.num_rows();
+            if self.pending_rows < SAMPLE_ROWS {
+                return Ok(());
+            }
+            self.start_encoder()?;
+            for b in std::mem::take(&mut self.pending) {
+                self.encode(&b).await?;
+            }
+            return Ok(());
+        }
+        self.encode(batch).await
+    }
+
+    fn invalid(&self, reason: String) -> crate::error::Error {
+        InvalidInputSnafu {
+            region_id: self.metadata.region_id(),
+            file_id: self.file_id,
+            reason,
+        }
+        .build()
+    }
+
+    /// Checks the schema and the sort order, and records ranges.
+    fn check_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let got = batch.schema();
+        if got.fields() != self.expected.fields() {
+            return Err(self.invalid(format!(
+                "batch schema {got:?} is not the region's read schema {:?}",
+                self.expected
+            )));
+        }
+        let n = self.metadata.column_metadatas().len();
+        let ts_idx = self
+            .metadata
+            .column_index_by_id(self.metadata.time_index_column().column_id)
+            .unwrap_or(0);
+        let ts_data = batch.column(ts_idx).to_data();
+        let ts = (ts_data.buffers().len() == 1).then(|| ts_data.buffer::<i64>(0));
+        let keys = batch.column(n).as_dictionary_opt::<UInt32Type>();
+        let seqs = batch.column(n + 1).as_primitive_opt::<UInt64Type>();
+        let (Some(ts), Some(keys), Some(seqs)) = (ts, keys, seqs) else {
+            return Err(self.invalid("internal columns of unexpected types".to_string()));
+        };
+        let Some(values) = keys.values().as_binary_opt::<i32>() else {
+            return Err(self.invalid(format!("{PRIMARY_KEY_COLUMN} is not binary")));
+        };
+        for row in 0..batch.num_rows() {
+            let (Some(t), Some(key)) = (ts.get(row).copied(), dict_value(keys, values, row)) else {
+                return Err(self.invalid(format!("row {row} has no key or timestamp")));
+            };
+            let seq = seqs.value(row);
+            if let Some((lk, lt, ls)) = &self.tracker.last {
+                let ordered = match lk.as_slice().cmp(key) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => *lt < t || (*lt == t && *ls >= seq),
+                };
+                if !ordered {
+                    return Err(self.invalid(format!(
+                        "row {} (timestamp {t}, sequence {seq}) breaks the (key, ts, sequence desc) order",
+                        self.tracker.rows
+                    )));
+                }
+            }
+            let tr = &mut self.tracker;
+            if tr.rows == 0 {
+                tr.min_ts = t;
+                tr.max_ts = t;
+                tr.first_key = Some(key.to_vec());
+            }
+            tr.min_ts = tr.min_ts.min(t);
+            tr.max_ts = tr.max_ts.max(t);
+            tr.max_sequence = tr.max_sequence.max(seq);
+            tr.rows += 1;
+            match &mut tr.last {
+                Some((lk, lt, ls)) => {
+                    if lk.as_slice() != key {
+                        lk.clear();
+                        lk.extend_from_slice(key);
+                    }
+                    *lt = t;
+                    *ls = seq;
+                }
+                None => tr.last = Some((key.to_vec(), t, seq)),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_encoder(&mut self) -> Result<()> {
+        let sample = arrow_select::concat::concat_batches(&self.expected, &self.pending)
+            .context(ArrowSnafu { path: &self.path })?;
+        let floats = choose_encodings(&self.metadata, &sample);
+        let schema = file_schema(&self.metadata, &floats);
+        let level = ZstdLevel::try_new(self.options.zstd_level)
+            .context(ParquetSnafu { path: &self.path })?;
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.options.row_group_rows.max(1)))
+            .set_data_page_row_count_limit(self.options.page_rows.max(1))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_statistics_truncate_length(None)
+            .set_column_index_truncate_length(None)
+            .set_created_by(format!("mito-sst format {SST_FORMAT_VERSION}"));
+        let time_index = self.metadata.time_index_column().name.clone();
+        let mut delta_columns = vec![time_index, SEQUENCE_COLUMN.to_string()];
+        for enc in &floats {
+            if let Some(c) = self.metadata.column_by_id(enc.column_id) {
+                delta_columns.push(c.name.clone());
+            }
+            // Exceptions are rare: mostly nulls, stored as definition levels.
+            let exc = ColumnPath::from(exception_column(enc.column_id));
+            props = props.set_column_dictionary_enabled(exc, false);
+        }
+        for name in delta_columns {
+            let path = ColumnPath::from(name);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+        }
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.build()))
+            .context(ParquetSnafu { path: &self.path })?;
+        self.encoder = Some(Encoder {
+            writer,
+            floats,
+            schema,
+        });
+        Ok(())
+    }
+
+    async fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(enc) = self.encoder.as_mut() else {
+            return Ok(());
+        };
+        let encoded = encode_batch(&self.metadata, &enc.floats, &enc.schema, batch)
+            .context(ArrowSnafu { path: &self.path })?;
+        enc.writer
+            .write(&encoded)
+            .context(ParquetSnafu { path: &self.path })?;
+        if enc.writer.flushed_row_groups().len() > self.chunk_checksums.len() {
+            self.ship_row_groups().await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the bytes of the row groups closed since the last call, recording the checksum
+    /// of each column chunk.
+    async fn ship_row_groups(&mut self) -> Result<()> {
+        let Some(enc) = self.encoder.as_mut() else {
+            return Ok(());
+        };
+        enc.writer
+            .sync()
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+            .context(ParquetSnafu { path: &self.path })?;
+        let bytes = std::mem::take(enc.writer.inner_mut());
+        let start = self.uploaded;
+        for rg in enc
+            .writer
+            .flushed_row_groups()
+            .iter()
+            .skip(self.chunk_checksums.len())
+        {
+            let mut crcs = Vec::with_capacity(rg.num_columns());
+            for col in rg.columns() {
+                let (offset, len) = col.byte_range();
+                let chunk = offset
+                    .checked_sub(start)
+                    .and_then(|from| {
+                        let from = usize::try_from(from).ok()?;
+                        bytes.get(from..from.checked_add(usize::try_from(len).ok()?)?)
+                    })
+                    .ok_or_else(|| {
+                        CorruptedSnafu {
+                            path: &self.path,
+                            reason: format!(
+                                "column chunk at {offset}+{len} is outside the bytes just written ({start}+{})",
+                                bytes.len()
+                            ),
+                        }
+                        .build()
+                    })?;
+                crcs.push(crc32c::crc32c(chunk));
+            }
+            self.chunk_checksums.push(crcs);
+        }
+        self.upload(bytes).await
+    }
+
+    async fn upload(&mut self, bytes: Vec<u8>) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.checksum = crc32c::crc32c_append(self.checksum, &bytes);
+        self.uploaded += bytes.len() as u64;
+        if self.upload.is_none() {
+            let w = self
+                .op
+                .writer_with(&self.path)
+                .await
+                .context(ObjectStoreSnafu { path: &self.path })?;
+            self.upload = Some(w);
+        }
+        if let Some(w) = self.upload.as_mut() {
+            w.write(Bytes::from(bytes))
+                .await
+                .context(ObjectStoreSnafu { path: &self.path })?;
+        }
+        Ok(())
+    }
+
+    async fn finish_inner(&mut self) -> Result<FileMeta> {
+        ensure!(
+            !self.failed,
+            InvalidInputSnafu {
+                region_id: self.metadata.region_id(),
+                file_id: self.file_id,
+                reason: "the writer failed before; start a new file",
+            }
+        );
+        ensure!(
+            self.tracker.rows > 0,
+            EmptySstSnafu {
+                region_id: self.metadata.region_id(),
+                file_id: self.file_id,
+            }
+        );
+        if self.encoder.is_none() {
+            self.start_encoder()?;
+            for b in std::mem::take(&mut self.pending) {
+                self.encode(&b).await?;
+            }
+        }
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.writer
+                .flush()
+                .context(ParquetSnafu { path: &self.path })?;
+        }
+        self.ship_row_groups().await?;
+        let tail_offset = self.uploaded;
+        let Some(mut enc) = self.encoder.take() else {
+            return Err(self.invalid("no encoder".to_string()));
+        };
+        let info = SstInfo {
+            version: SST_FORMAT_VERSION,
+            region_metadata: self.metadata.as_ref().clone(),
+            floats: enc.floats.clone(),
+            chunk_checksums: self.chunk_checksums.clone(),
+        };
+        enc.writer
+            .append_key_value_metadata(KeyValue::new(SST_INFO_KEY.to_string(), info.to_json()));
+        let parquet_meta = enc
+            .writer
+            .finish()
+            .context(ParquetSnafu { path: &self.path })?;
+        enc.writer
+            .sync()
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+            .context(ParquetSnafu { path: &self.path })?;
+        let tail = std::mem::take(enc.writer.inner_mut());
+        let tail_checksum = crc32c::crc32c(&tail);
+        self.upload(tail).await?;
+        if let Some(mut w) = self.upload.take() {
+            w.close()
+                .await
+                .context(ObjectStoreSnafu { path: &self.path })?;
+        }
+        self.verify_upload().await?;
+        let tr = &self.tracker;
+        let num_row_groups = parquet_meta.num_row_groups() as u64;
+        Ok(FileMeta {
+            region_id: self.metadata.region_id(),
+            file_id: self.file_id,
+            time_range: FileTimeRange {
+                min: tr.min_ts,
+                max: tr.max_ts,
+            },
+            min_key: tr.first_key.clone().unwrap_or_default(),
+            max_key: tr
+                .last
+                .as_ref()
+                .map(|(k, _, _)| k.clone())
+                .unwrap_or_default(),
+            level: self.options.level,
+            num_rows: tr.rows,
+            num_row_groups,
+            file_size: self.uploaded,
+            max_sequence: tr.max_sequence,
+            checksum: self.checksum,
+            tail_offset,
+            tail_checksum,
+        })
+    }
+
+    /// Checks that the object has the size (and, if asked, the checksum) that was written.
+    async fn verify_upload(&self) -> Result<()> {
+        let stat = self
+            .op
+            .stat(&self.path)
+            .await
+            .context(ObjectStoreSnafu { path: &self.path })?;
+        ensure!(
+            stat.content_length() == self.uploaded,
+            CorruptedSnafu {
+                path: &self.path,
+                reason: format!(
+                    "uploaded {} bytes but the object store holds {}",
+                    self.uploaded,
+                    stat.content_length()
+                ),
+            }
+        );
+        if self.options.verify_after_upload {
+            let data = self
+                .op
+                .read(&self.path)
+                .await
+                .context(ObjectStoreSnafu { path: &self.path })?;
+            let mut crc = 0;
+            for chunk in data {
+                crc = crc32c::crc32c_append(crc, &chunk);
+            }
+            ensure!(
+                crc == self.checksum,
+                CorruptedSnafu {
+                    path: &self.path,
+                    reason: format!(
+                        "checksum after upload {crc:#010x} differs from the bytes written {:#010x}",
+                        self.checksum
+                    ),
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a `u32`-keyed binary dictionary at `row`.
+fn dict_value<'a>(
+    keys: &arrow_array::DictionaryArray<UInt32Type>,
+    values: &'a BinaryArray,
+    row: usize,
+) -> Option<&'a [u8]> {
+    if keys.is_null(row) {
+        return None;
+    }
+    let k = usize::try_from(keys.keys().value(row)).ok()?;
+    (k < values.len()).then(|| values.value(k))
+}

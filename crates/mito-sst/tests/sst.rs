@@ -1,0 +1,644 @@
+//! SST files end to end: memtable output written, read back, pruned, damaged.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt32Type};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, TimeUnit};
+use datafusion_expr::{col, lit};
+use futures::TryStreamExt;
+use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
+use mito_read::OpType;
+use mito_sst::error::Error;
+use mito_sst::reader::ReadPlan;
+use mito_sst::{FileId, FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions};
+use opendal::Operator;
+use store_api::RegionId;
+use store_api::error::{ErrorExt, ErrorKind};
+use store_api::metadata::{
+    ColumnMetadata, RegionMetadataBuilder, RegionMetadataRef, SemanticType, Value,
+};
+use store_api::scan::TimeRange;
+
+const REGION_DIR: &str = "region/";
+
+fn builder() -> RegionMetadataBuilder {
+    let mut b = RegionMetadataBuilder::new(RegionId::new(7, 1));
+    b.push_column(ColumnMetadata::new(
+        1,
+        "host",
+        DataType::Utf8,
+        SemanticType::Tag,
+    ))
+    .push_column(ColumnMetadata::new(
+        2,
+        "dc",
+        DataType::Utf8,
+        SemanticType::Tag,
+    ))
+    .push_column(ColumnMetadata::new(
+        3,
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        SemanticType::Timestamp,
+    ))
+    .push_column(ColumnMetadata::new(
+        4,
+        "cpu",
+        DataType::Float64,
+        SemanticType::Field,
+    ))
+    .push_column(ColumnMetadata::new(
+        5,
+        "mem",
+        DataType::Int64,
+        SemanticType::Field,
+    ))
+    .push_column(ColumnMetadata::new(
+        6,
+        "note",
+        DataType::Utf8,
+        SemanticType::Field,
+    ))
+    .primary_key(vec![1, 2]);
+    b
+}
+
+fn metadata() -> RegionMetadataRef {
+    Arc::new(builder().build().unwrap())
+}
+
+fn memory() -> Operator {
+    mito_sst::store::memory_operator()
+}
+
+/// Rows of `hosts` hosts x `points` timestamps (10 s apart), time-major like real ingest,
+/// with a few special floats, nulls and deletes.
+fn memtable(metadata: &RegionMetadataRef, hosts: usize, points: usize) -> Memtable {
+    let mt = Memtable::new(metadata.clone(), MemtableOptions::default()).unwrap();
+    let mut seq = 1;
+    for p in 0..points {
+        let mut host = Vec::new();
+        let mut dc = Vec::new();
+        let mut ts = Vec::new();
+        let mut cpu = Vec::new();
+        let mut mem = Vec::new();
+        let mut note = Vec::new();
+        for h in 0..hosts {
+            host.push(format!("host_{h:04}"));
+            dc.push(if h % 3 == 0 {
+                None
+            } else {
+                Some(format!("dc{}", h % 3))
+            });
+            ts.push(i64::try_from(p).unwrap() * 10_000);
+            let i = p * hosts + h;
+            cpu.push(match i % 97 {
+                0 => None,
+                1 => Some(f64::NAN),
+                2 => Some(-0.0),
+                3 => Some(f64::INFINITY),
+                4 => Some(0.1 + 0.2),
+                _ => Some(f64::from(u32::try_from((i * 7919) % 10_000).unwrap()) / 100.0),
+            });
+            mem.push((!i.is_multiple_of(5)).then_some(i64::try_from(i).unwrap() * 1024));
+            note.push(i.is_multiple_of(11).then(|| format!("n{i}")));
+        }
+        let batch = RecordBatch::try_from_iter(vec![
+            ("host", Arc::new(StringArray::from(host)) as ArrayRef),
+            ("dc", Arc::new(StringArray::from(dc)) as ArrayRef),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
+            ),
+            ("cpu", Arc::new(Float64Array::from(cpu)) as ArrayRef),
+            ("mem", Arc::new(Int64Array::from(mem)) as ArrayRef),
+            ("note", Arc::new(StringArray::from(note)) as ArrayRef),
+        ])
+        .unwrap();
+        mt.write(&batch, seq, OpType::Put).unwrap();
+        seq += batch.num_rows() as u64;
+    }
+    // Delete every 13th host's second point: tombstones must survive the flush.
+    let deleted: Vec<String> = (0..hosts)
+        .step_by(13)
+        .map(|h| format!("host_{h:04}"))
+        .collect();
+    let n = deleted.len();
+    let dcs: Vec<Option<String>> = (0..hosts)
+        .step_by(13)
+        .map(|h| {
+            if h % 3 == 0 {
+                None
+            } else {
+                Some(format!("dc{}", h % 3))
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("host", Arc::new(StringArray::from(deleted)) as ArrayRef),
+        ("dc", Arc::new(StringArray::from(dcs)) as ArrayRef),
+        (
+            "ts",
+            Arc::new(TimestampMillisecondArray::from(vec![10_000; n])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    mt.write(&batch, seq, OpType::Delete).unwrap();
+    mt.freeze();
+    mt
+}
+
+fn flush_batches(mt: &Memtable, batch_rows: usize) -> Vec<RecordBatch> {
+    let req = MemtableRead {
+        keep_deletes: true,
+        batch_rows,
+        ..MemtableRead::default()
+    };
+    mt.read(&req)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+async fn write(
+    op: &Operator,
+    metadata: &RegionMetadataRef,
+    batches: &[RecordBatch],
+    options: WriteOptions,
+) -> FileMeta {
+    let mut w = SstWriter::new(
+        op.clone(),
+        REGION_DIR,
+        FileId::random(),
+        metadata.clone(),
+        options,
+    );
+    for b in batches {
+        w.write(b).await.unwrap();
+    }
+    w.finish().await.unwrap()
+}
+
+async fn read_all(reader: &SstReader, req: &SstReadRequest) -> Result<RecordBatch, Error> {
+    let schema = reader.read_schema(req.projection.as_deref())?;
+    let batches: Vec<RecordBatch> = reader.read(req).await?.try_collect().await?;
+    Ok(arrow_select::concat::concat_batches(&schema, &batches).unwrap())
+}
+
+fn concat(batches: &[RecordBatch]) -> RecordBatch {
+    arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+/// Batches compared value by value (dictionaries resolved, floats by bits).
+fn assert_same(a: &RecordBatch, b: &RecordBatch) {
+    assert_eq!(a.schema(), b.schema());
+    assert_eq!(a.num_rows(), b.num_rows());
+    for (i, (x, y)) in a.columns().iter().zip(b.columns()).enumerate() {
+        let x = arrow_cast_plain(x);
+        let y = arrow_cast_plain(y);
+        assert_eq!(
+            x.to_data(),
+            y.to_data(),
+            "column {} differs",
+            a.schema().field(i).name()
+        );
+    }
+}
+
+fn arrow_cast_plain(a: &ArrayRef) -> ArrayRef {
+    match a.data_type() {
+        DataType::Dictionary(_, v) => {
+            let d = a.as_dictionary::<UInt32Type>();
+            let idx: Vec<Option<u32>> = d.keys().iter().collect();
+            let take = arrow_array::UInt32Array::from(idx);
+            let values = arrow_select::take::take(d.values(), &take, None).unwrap();
+            assert_eq!(values.data_type(), v.as_ref());
+            values
+        }
+        _ => a.clone(),
+    }
+}
+
+#[tokio::test]
+async fn round_trip_is_exact() {
+    let meta = metadata();
+    let mt = memtable(&meta, 300, 40);
+    let batches = flush_batches(&mt, 4096);
+    let expected = concat(&batches);
+    let op = memory();
+    let file = write(
+        &op,
+        &meta,
+        &batches,
+        WriteOptions {
+            row_group_rows: 5000,
+            page_rows: 512,
+            ..WriteOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(file.num_rows, expected.num_rows() as u64);
+    assert_eq!(
+        file.num_row_groups,
+        (expected.num_rows() as u64).div_ceil(5000)
+    );
+    assert_eq!(file.time_range.min, 0);
+    assert_eq!(file.time_range.max, 390_000);
+    assert_eq!(file.max_sequence, 300 * 40 + 300u64.div_ceil(13));
+    assert!(file.min_key < file.max_key);
+    let stat = op
+        .stat(&mito_sst::sst_path(REGION_DIR, file.file_id))
+        .await
+        .unwrap();
+    assert_eq!(stat.content_length(), file.file_size);
+
+    let reader = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
+        .await
+        .unwrap();
+    // cpu is stored as decimals (scale 2), with NaN/-0.0/inf/0.1+0.2 as exceptions.
+    assert_eq!(reader.info().float_encoding(4).map(|e| e.scale), Some(2));
+    let got = read_all(&reader, &SstReadRequest::default()).await.unwrap();
+    assert_same(&got, &expected);
+    // Tombstones came through.
+    let ops = got
+        .column(8)
+        .as_primitive::<arrow_array::types::UInt8Type>();
+    assert_eq!(
+        ops.values()
+            .iter()
+            .filter(|o| **o == OpType::Delete.as_u8())
+            .count(),
+        300usize.div_ceil(13)
+    );
+}
+
+#[tokio::test]
+async fn projection_and_time_range() {
+    let meta = metadata();
+    let mt = memtable(&meta, 50, 30);
+    let batches = flush_batches(&mt, 1000);
+    let op = memory();
+    let file = write(&op, &meta, &batches, WriteOptions::default()).await;
+    let reader = SstReader::open(op, REGION_DIR, file, meta.clone())
+        .await
+        .unwrap();
+    let req = SstReadRequest {
+        projection: Some(vec![4, 1]),
+        time_range: Some(TimeRange::new(50_000, 120_000)),
+        ..SstReadRequest::default()
+    };
+    let got = read_all(&reader, &req).await.unwrap();
+    // Expected: the memtable's own read with the same request.
+    let want = mt
+        .read(&MemtableRead {
+            projection: Some(vec![4, 1]),
+            time_range: Some(TimeRange::new(50_000, 120_000)),
+            keep_deletes: true,
+            ..MemtableRead::default()
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_same(&got, &concat(&want));
+    assert_eq!(
+        got.num_rows(),
+        50 * 7,
+        "the deletes at 10 s are outside the range"
+    );
+    // A range outside the file reads nothing, without touching a row group.
+    let none = SstReadRequest {
+        time_range: Some(TimeRange::new(1_000_000, 2_000_000)),
+        ..SstReadRequest::default()
+    };
+    assert_eq!(reader.plan(&none).row_groups, Vec::<usize>::new());
+    assert_eq!(read_all(&reader, &none).await.unwrap().num_rows(), 0);
+    // Unknown column ids are an error, not an empty read.
+    let bad = SstReadRequest {
+        projection: Some(vec![99]),
+        ..SstReadRequest::default()
+    };
+    let err = reader.read(&bad).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn tag_filters_prune_row_groups_and_pages() {
+    let meta = metadata();
+    let mt = memtable(&meta, 400, 50);
+    let batches = flush_batches(&mt, 8192);
+    let op = memory();
+    let file = write(
+        &op,
+        &meta,
+        &batches,
+        WriteOptions {
+            row_group_rows: 4000,
+            page_rows: 256,
+            ..WriteOptions::default()
+        },
+    )
+    .await;
+    let reader = SstReader::open(op, REGION_DIR, file.clone(), meta.clone())
+        .await
+        .unwrap();
+    let req = SstReadRequest {
+        filters: vec![col("host").eq(lit("host_0123"))],
+        ..SstReadRequest::default()
+    };
+    let ReadPlan {
+        row_groups, rows, ..
+    } = reader.plan(&req);
+    assert_eq!(row_groups.len(), 1, "one host lives in one row group");
+    assert!(rows <= 2 * 256 + 1024, "pages pruned: {rows} rows left");
+    let got = read_all(&reader, &req).await.unwrap();
+    let hosts = arrow_cast_plain(got.column(0));
+    let matching = hosts
+        .as_string::<i32>()
+        .iter()
+        .filter(|h| *h == Some("host_0123"))
+        .count();
+    assert_eq!(matching, 50, "every row of the host is read");
+    // Time range plus host: fewer pages still, same rows as filtering everything.
+    let req = SstReadRequest {
+        filters: vec![
+            col("host")
+                .eq(lit("host_0123"))
+                .and(col("dc").eq(lit("dc0"))),
+        ],
+        ..SstReadRequest::default()
+    };
+    assert_eq!(
+        reader.plan(&req).row_groups.len(),
+        0,
+        "host_0123 is in dc0? no: dc is null for h%3==0"
+    );
+    // A filter DataFusion cannot use for pruning prunes nothing but still reads.
+    let req = SstReadRequest {
+        filters: vec![col("nosuch").eq(lit(1))],
+        ..SstReadRequest::default()
+    };
+    assert_eq!(reader.plan(&req).rows as u64, file.num_rows);
+}
+
+#[tokio::test]
+async fn old_files_read_in_the_new_schema() {
+    let old = metadata();
+    let mt = memtable(&old, 20, 5);
+    let batches = flush_batches(&mt, 1000);
+    let op = memory();
+    let file = write(&op, &old, &batches, WriteOptions::default()).await;
+
+    // Alter: drop `note`, add a field with a default and a nullable one.
+    let mut b = RegionMetadataBuilder::from_existing(&old);
+    b.remove_column("note");
+    b.push_column(
+        ColumnMetadata::new(7, "load", DataType::Float64, SemanticType::Field)
+            .with_default(Value::Float(2.5)),
+    )
+    .push_column(ColumnMetadata::new(
+        8,
+        "extra",
+        DataType::Int64,
+        SemanticType::Field,
+    ))
+    .schema_version(1);
+    let new = Arc::new(b.build().unwrap());
+    let reader = SstReader::open(op, REGION_DIR, file, new.clone())
+        .await
+        .unwrap();
+    let got = read_all(&reader, &SstReadRequest::default()).await.unwrap();
+    let schema = got.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "host",
+            "dc",
+            "ts",
+            "cpu",
+            "mem",
+            "load",
+            "extra",
+            "__primary_key",
+            "__sequence",
+            "__op_type"
+        ]
+    );
+    let load = got.column(5).as_primitive::<Float64Type>();
+    assert!(load.iter().all(|v| v == Some(2.5)));
+    assert_eq!(got.column(6).null_count(), got.num_rows());
+    let mem = got.column(4).as_primitive::<Int64Type>();
+    let want = concat(&batches);
+    assert_eq!(mem, want.column(4).as_primitive::<Int64Type>());
+}
+
+#[tokio::test]
+async fn writer_rejects_bad_input_and_cleans_up() {
+    let meta = metadata();
+    let mt = memtable(&meta, 10, 3);
+    let batches = flush_batches(&mt, 1000);
+    let op = memory();
+    // Out of order: the same batch twice.
+    let id = FileId::random();
+    let mut w = SstWriter::new(
+        op.clone(),
+        REGION_DIR,
+        id,
+        meta.clone(),
+        WriteOptions::default(),
+    );
+    w.write(&batches[0]).await.unwrap();
+    let err = w.write(&batches[0]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("order"), "{err}");
+    assert!(
+        w.write(&batches[0]).await.is_err(),
+        "a failed writer stays failed"
+    );
+    assert!(
+        !op.exists(&mito_sst::sst_path(REGION_DIR, id))
+            .await
+            .unwrap()
+    );
+
+    // Wrong schema.
+    let mut w = SstWriter::new(
+        op.clone(),
+        REGION_DIR,
+        FileId::random(),
+        meta.clone(),
+        WriteOptions::default(),
+    );
+    let wrong = batches[0].project(&[0, 1, 2]).unwrap();
+    assert_eq!(
+        w.write(&wrong).await.unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    // Empty file.
+    let w = SstWriter::new(
+        op.clone(),
+        REGION_DIR,
+        FileId::random(),
+        meta.clone(),
+        WriteOptions::default(),
+    );
+    assert!(matches!(w.finish().await, Err(Error::EmptySst { .. })));
+
+    // Big files: the upload happens row group by row group and still cleans up on failure.
+    let mt = memtable(&meta, 500, 40);
+    let batches = flush_batches(&mt, 8192);
+    let id = FileId::random();
+    let mut w = SstWriter::new(
+        op.clone(),
+        REGION_DIR,
+        id,
+        meta.clone(),
+        WriteOptions {
+            row_group_rows: 2000,
+            ..WriteOptions::default()
+        },
+    );
+    w.write(&batches[0]).await.unwrap();
+    w.write(&batches[1]).await.unwrap();
+    assert!(w.estimated_size() > 0);
+    let err = w.write(&batches[0]).await.unwrap_err();
+    assert!(err.to_string().contains("order"));
+    assert!(
+        !op.exists(&mito_sst::sst_path(REGION_DIR, id))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn files_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = mito_sst::store::fs_operator(dir.path().to_str().unwrap()).unwrap();
+    let meta = metadata();
+    let mt = memtable(&meta, 30, 10);
+    let batches = flush_batches(&mt, 1000);
+    let file = write(&op, &meta, &batches, WriteOptions::default()).await;
+    let on_disk = dir
+        .path()
+        .join(format!("region/data/{}.parquet", file.file_id));
+    assert_eq!(std::fs::metadata(&on_disk).unwrap().len(), file.file_size);
+    let reader = SstReader::open(op, REGION_DIR, file, meta).await.unwrap();
+    assert_same(
+        &read_all(&reader, &SstReadRequest::default()).await.unwrap(),
+        &concat(&batches),
+    );
+}
+
+/// Every single-byte change of the file either fails the read with an error naming the file
+/// or (for the 4 magic bytes at the start, which no reader looks at) leaves the rows intact.
+#[tokio::test]
+async fn damaged_files_fail_loudly() {
+    let meta = metadata();
+    let mt = memtable(&meta, 40, 10);
+    let batches = flush_batches(&mt, 1000);
+    let expected = concat(&batches);
+    let op = memory();
+    let file = write(&op, &meta, &batches, WriteOptions::default()).await;
+    let path = mito_sst::sst_path(REGION_DIR, file.file_id);
+    let original = op.read(&path).await.unwrap().to_vec();
+    let mut failures = 0;
+    let stride = (original.len() / 1500).max(1);
+    for pos in (0..original.len()).step_by(stride) {
+        for bit in [0u8, 5] {
+            let mut damaged = original.clone();
+            damaged[pos] ^= 1 << bit;
+            op.write(&path, damaged).await.unwrap();
+            let result =
+                match SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone()).await {
+                    Ok(r) => read_all(&r, &SstReadRequest::default()).await,
+                    Err(e) => Err(e),
+                };
+            match result {
+                Ok(got) => {
+                    assert!(pos < 4, "flip at {pos} read without error");
+                    assert_same(&got, &expected);
+                }
+                Err(e) => {
+                    failures += 1;
+                    assert!(e.to_string().contains(&file.file_id.to_string()), "{e}");
+                    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+                }
+            }
+        }
+    }
+    assert!(failures > 0);
+    // Cut short at several points.
+    for keep in [
+        0,
+        4,
+        original.len() / 2,
+        original.len() - 9,
+        original.len() - 1,
+    ] {
+        op.write(&path, original[..keep].to_vec()).await.unwrap();
+        let result = match SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone()).await
+        {
+            Ok(r) => read_all(&r, &SstReadRequest::default()).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let e = result.unwrap_err();
+        assert!(e.to_string().contains(&file.file_id.to_string()), "{e}");
+    }
+    // A file meta of another region is refused.
+    op.write(&path, original).await.unwrap();
+    let mut other = file.clone();
+    other.region_id = RegionId::new(9, 9);
+    assert!(SstReader::open(op, REGION_DIR, other, meta).await.is_err());
+}
+
+#[tokio::test]
+async fn timestamps_extremes_survive() {
+    let meta = metadata();
+    let mt = Memtable::new(meta.clone(), MemtableOptions::default()).unwrap();
+    let ts = vec![i64::MIN, -1, 0, i64::MAX];
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "host",
+            Arc::new(StringArray::from(vec!["a"; 4])) as ArrayRef,
+        ),
+        (
+            "dc",
+            Arc::new(StringArray::from(vec![Some("x"); 4])) as ArrayRef,
+        ),
+        (
+            "ts",
+            Arc::new(TimestampMillisecondArray::from(ts.clone())) as ArrayRef,
+        ),
+        (
+            "cpu",
+            Arc::new(Float64Array::from(vec![f64::MAX, f64::MIN, 1e-300, -1e300])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    mt.write(&batch, 1, OpType::Put).unwrap();
+    mt.freeze();
+    let batches = flush_batches(&mt, 10);
+    let op = memory();
+    let file = write(&op, &meta, &batches, WriteOptions::default()).await;
+    assert_eq!(
+        (file.time_range.min, file.time_range.max),
+        (i64::MIN, i64::MAX)
+    );
+    let reader = SstReader::open(op, REGION_DIR, file, meta).await.unwrap();
+    let got = read_all(&reader, &SstReadRequest::default()).await.unwrap();
+    assert_same(&got, &concat(&batches));
+    let got_ts = got.column(2).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(got_ts.values().to_vec(), ts);
+}
