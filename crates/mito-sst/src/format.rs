@@ -257,6 +257,10 @@ pub fn decode_floats(
     if ints.len() != exceptions.len() {
         return Err("decimal and exception columns differ in length".to_string());
     }
+    if exceptions.null_count() == exceptions.len() {
+        // No exceptions: one vectorizable pass that keeps the null buffer.
+        return Ok(ints.unary::<_, Float64Type>(|m| from_decimal(m, p)));
+    }
     let len = ints.len();
     let mut out = Vec::with_capacity(len);
     let mut valid = NullBufferBuilder::new(len);

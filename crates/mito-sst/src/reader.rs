@@ -545,7 +545,9 @@ impl VerifiedReader {
         None
     }
 
-    async fn fetch(&mut self, range: Range<u64>) -> Result<Bytes> {
+    /// Reads and checks every chunk the ranges fall in that is not cached yet; chunks that
+    /// lie next to each other in the file (gaps under [`COALESCE_GAP`]) come in one read.
+    async fn load(&mut self, ranges: &[Range<u64>]) -> Result<Vec<(usize, usize, u64)>> {
         let corrupted = |reason: String| {
             CorruptedSnafu {
                 path: self.path.to_string(),
@@ -553,53 +555,116 @@ impl VerifiedReader {
             }
             .build()
         };
-        let Some((rg, col, start, end)) = self.locate(&range) else {
-            return Err(corrupted(format!(
-                "read of {range:?} is not inside one column chunk"
-            )));
-        };
-        let chunk = match self.chunks.get(&(rg, col)) {
-            Some(c) => c.clone(),
-            None => {
-                let bytes = self
-                    .op
-                    .read_with(&self.path)
-                    .range(start..end)
-                    .await
-                    .context(ObjectStoreSnafu {
-                        path: self.path.to_string(),
-                    })?
-                    .to_bytes();
-                if bytes.len() as u64 != end - start {
-                    return Err(corrupted(format!(
-                        "column chunk {start}..{end} cut short: {} bytes",
-                        bytes.len()
-                    )));
+        let mut located = Vec::with_capacity(ranges.len());
+        let mut missing: Vec<(usize, usize, u64, u64)> = Vec::new();
+        for range in ranges {
+            let Some((rg, col, start, end)) = self.locate(range) else {
+                return Err(corrupted(format!(
+                    "read of {range:?} is not inside one column chunk"
+                )));
+            };
+            located.push((rg, col, start));
+            if !self.chunks.contains_key(&(rg, col))
+                && !missing.iter().any(|m| (m.0, m.1) == (rg, col))
+            {
+                missing.push((rg, col, start, end));
+            }
+        }
+        missing.sort_by_key(|m| m.2);
+        let mut i = 0;
+        while i < missing.len() {
+            let Some(first) = missing.get(i) else { break };
+            let span_start = first.2;
+            let mut span_end = first.3;
+            let mut j = i + 1;
+            while let Some(next) = missing.get(j) {
+                if next.2 > span_end.saturating_add(COALESCE_GAP) {
+                    break;
                 }
-                let expected = self.checksums.get(rg).and_then(|r| r.get(col)).copied();
-                let crc = crc32c::crc32c(&bytes);
+                span_end = span_end.max(next.3);
+                j += 1;
+            }
+            let bytes = self
+                .op
+                .read_with(&self.path)
+                .range(span_start..span_end)
+                .await
+                .context(ObjectStoreSnafu {
+                    path: self.path.to_string(),
+                })?
+                .to_bytes();
+            if bytes.len() as u64 != span_end - span_start {
+                return Err(corrupted(format!(
+                    "bytes {span_start}..{span_end} cut short: {} bytes",
+                    bytes.len()
+                )));
+            }
+            for (rg, col, start, end) in missing.get(i..j).unwrap_or_default() {
+                let from = usize::try_from(start - span_start).unwrap_or(usize::MAX);
+                let to = usize::try_from(end - span_start).unwrap_or(usize::MAX);
+                let chunk = bytes
+                    .get(from..to)
+                    .map(|_| bytes.slice(from..to))
+                    .ok_or_else(|| corrupted(format!("chunk {start}..{end} outside its read")))?;
+                let expected = self.checksums.get(*rg).and_then(|r| r.get(*col)).copied();
+                let crc = crc32c::crc32c(&chunk);
                 if expected != Some(crc) {
                     return Err(corrupted(format!(
                         "checksum {crc:#010x} of column chunk {col} of row group {rg} (bytes {start}..{end}) differs from the recorded {expected:#010x?}"
                     )));
                 }
-                self.chunks.insert((rg, col), bytes.clone());
-                bytes
+                self.chunks.insert((*rg, *col), chunk);
             }
-        };
-        let from = usize::try_from(range.start - start).unwrap_or(usize::MAX);
-        let to = usize::try_from(range.end - start).unwrap_or(usize::MAX);
-        chunk
-            .get(from..to)
-            .map(|_| chunk.slice(from..to))
-            .ok_or_else(|| corrupted(format!("range {range:?} outside its chunk")))
+            i = j;
+        }
+        Ok(located)
+    }
+
+    async fn fetch_ranges(&mut self, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
+        let located = self.load(&ranges).await?;
+        ranges
+            .iter()
+            .zip(located)
+            .map(|(range, (rg, col, start))| {
+                let chunk = self.chunks.get(&(rg, col));
+                let from = usize::try_from(range.start - start).unwrap_or(usize::MAX);
+                let to = usize::try_from(range.end - start).unwrap_or(usize::MAX);
+                chunk
+                    .and_then(|c| c.get(from..to).map(|_| c.slice(from..to)))
+                    .ok_or_else(|| {
+                        CorruptedSnafu {
+                            path: self.path.to_string(),
+                            reason: format!("range {range:?} outside its chunk"),
+                        }
+                        .build()
+                    })
+            })
+            .collect()
     }
 }
+
+/// Chunks closer than this are read together.
+const COALESCE_GAP: u64 = 64 * 1024;
 
 impl AsyncFileReader for VerifiedReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.fetch(range)
+            let mut out = self
+                .fetch_ranges(vec![range])
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))?;
+            out.pop()
+                .ok_or_else(|| ParquetError::General("no bytes read".to_string()))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.fetch_ranges(ranges)
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
         }
