@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := wal_segment pk_codec
+FUZZ_TARGETS := wal_segment pk_codec manifest_action
 
 .DEFAULT_GOAL := help
 

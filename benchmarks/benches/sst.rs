@@ -157,6 +157,25 @@ fn bench_sst(c: &mut Criterion) {
         big_file.file_size as f64 / big_rows as f64,
         big_file.num_row_groups
     );
+    // Where the bytes go: compressed column chunk bytes per column, summed over row groups.
+    let r = rt
+        .block_on(SstReader::open(op.clone(), DIR, big_file.clone(), meta.clone()))
+        .unwrap();
+    let pq = r.parquet_metadata();
+    let schema = pq.file_metadata().schema_descr();
+    let mut per_column: Vec<(String, i64)> = (0..schema.num_columns())
+        .map(|i| (schema.column(i).name().to_string(), 0))
+        .collect();
+    for rg in pq.row_groups() {
+        for (i, c) in rg.columns().iter().enumerate() {
+            per_column[i].1 += c.compressed_size();
+        }
+    }
+    let line: Vec<String> = per_column
+        .iter()
+        .map(|(n, b)| format!("{n} {:.2}", *b as f64 / big_rows as f64))
+        .collect();
+    println!("sst 4.32M rows, B/row per column: {}", line.join(", "));
     // 2016-01-01T01:00:00Z .. 02:00:00Z in ns.
     let start = 1_451_610_000_000_000_000i64;
     let req = SstReadRequest {

@@ -170,6 +170,26 @@ pub fn decode_pointer(bytes: &[u8]) -> Result<Pointer, String> {
     serde_json::from_slice(body).map_err(|e| format!("bad pointer: {e}"))
 }
 
+/// The fuzz target's body: [`fuzz_decode`] against the state of a small fixed region.
+pub fn fuzz_manifest_action(data: &[u8]) -> Result<(), String> {
+    use arrow_schema::{DataType, TimeUnit};
+    use store_api::RegionId;
+    use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, SemanticType};
+
+    let mut b = RegionMetadataBuilder::new(RegionId::new(1024, 1));
+    b.push_column(ColumnMetadata::new(0, "host", DataType::Utf8, SemanticType::Tag))
+        .push_column(ColumnMetadata::new(
+            1,
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            SemanticType::Timestamp,
+        ))
+        .push_column(ColumnMetadata::new(2, "cpu", DataType::Float64, SemanticType::Field))
+        .primary_key(vec![0]);
+    let metadata = b.build().map_err(|e| e.to_string())?;
+    fuzz_decode(data, &RegionManifest::new(metadata))
+}
+
 /// The fuzz body: decode any bytes as each kind of file; whatever decodes must re-encode to
 /// the same value and apply to a state without breaking its invariants. Never panics.
 pub fn fuzz_decode(data: &[u8], base: &RegionManifest) -> Result<(), String> {

@@ -511,17 +511,15 @@ fn frozen_encodings_still_decode() {
     assert_eq!(d.actions, vec![Action::Edit(RegionEdit::default())]);
 }
 
+/// Replays the checked-in cargo-fuzz corpus (see `fuzz/`), which starts from the fixtures.
 #[test]
-fn fixtures_replay_through_the_fuzz_body() {
-    let base = RegionManifest::from_first(
-        1,
-        &[Action::Change(RegionChange {
-            metadata: metadata(0),
-        })],
-    )
-    .unwrap();
-    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
+fn fuzz_corpus_replays() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manifest_action");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        format::fuzz_decode(&bytes, &base).unwrap();
+        format::fuzz_manifest_action(&bytes).unwrap();
+        n += 1;
     }
+    assert!(n >= 6, "corpus at {} has {n} inputs", dir.display());
 }
