@@ -13,6 +13,7 @@
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
+    clippy::indexing_slicing,
     reason = "a benchmark measures wall time and stops on any error"
 )]
 
@@ -159,7 +160,12 @@ fn bench_sst(c: &mut Criterion) {
     );
     // Where the bytes go: compressed column chunk bytes per column, summed over row groups.
     let r = rt
-        .block_on(SstReader::open(op.clone(), DIR, big_file.clone(), meta.clone()))
+        .block_on(SstReader::open(
+            op.clone(),
+            DIR,
+            big_file.clone(),
+            meta.clone(),
+        ))
         .unwrap();
     let pq = r.parquet_metadata();
     let schema = pq.file_metadata().schema_descr();

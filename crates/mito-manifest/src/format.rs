@@ -177,15 +177,25 @@ pub fn fuzz_manifest_action(data: &[u8]) -> Result<(), String> {
     use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, SemanticType};
 
     let mut b = RegionMetadataBuilder::new(RegionId::new(1024, 1));
-    b.push_column(ColumnMetadata::new(0, "host", DataType::Utf8, SemanticType::Tag))
-        .push_column(ColumnMetadata::new(
-            1,
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            SemanticType::Timestamp,
-        ))
-        .push_column(ColumnMetadata::new(2, "cpu", DataType::Float64, SemanticType::Field))
-        .primary_key(vec![0]);
+    b.push_column(ColumnMetadata::new(
+        0,
+        "host",
+        DataType::Utf8,
+        SemanticType::Tag,
+    ))
+    .push_column(ColumnMetadata::new(
+        1,
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        SemanticType::Timestamp,
+    ))
+    .push_column(ColumnMetadata::new(
+        2,
+        "cpu",
+        DataType::Float64,
+        SemanticType::Field,
+    ))
+    .primary_key(vec![0]);
     let metadata = b.build().map_err(|e| e.to_string())?;
     fuzz_decode(data, &RegionManifest::new(metadata))
 }

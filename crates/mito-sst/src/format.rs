@@ -347,6 +347,53 @@ pub fn decode_batch(
     Ok(by_name)
 }
 
+/// The fuzz target's body (kept here so a normal test replays the corpus): arbitrary bytes as
+/// the `mito.sst` metadata, and as decimal and exception columns to decode. Never panics;
+/// what decodes re-encodes to the same value.
+pub fn fuzz_sst_info(data: &[u8]) -> Result<(), String> {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(info) = SstInfo::from_json(text)
+    {
+        let again = SstInfo::from_json(&info.to_json())?;
+        if again != info {
+            return Err("SstInfo round trip differs".to_string());
+        }
+        let schema = file_schema(&info.region_metadata, &info.floats);
+        if schema.fields().is_empty() {
+            return Err("empty file schema".to_string());
+        }
+    }
+    // Bytes as (scale, then 9-byte cells: a tag byte and an i64) decimal/exception pairs.
+    let Some((scale, rest)) = data.split_first() else {
+        return Ok(());
+    };
+    let mut ints = Vec::new();
+    let mut exc = Vec::new();
+    for cell in rest.chunks_exact(9) {
+        let (tag, value) = cell.split_at(1);
+        let raw = i64::from_le_bytes(value.try_into().unwrap_or_default());
+        let tag = tag.first().copied().unwrap_or(0);
+        ints.push((tag & 1 == 1).then_some(raw));
+        exc.push((tag & 2 == 2).then_some(f64::from_bits(raw.cast_unsigned())));
+    }
+    let ints = Int64Array::from(ints);
+    let exc = Float64Array::from(exc);
+    if let Ok(values) = decode_floats(&ints, &exc, *scale % (MAX_SCALE + 2)) {
+        // Whatever decodes re-encodes to the same bits at the same scale.
+        let scale = *scale % (MAX_SCALE + 2);
+        let (i2, e2) = encode_floats(&values, scale);
+        let back = decode_floats(&i2, &e2, scale)?;
+        let same = values
+            .iter()
+            .zip(back.iter())
+            .all(|(a, b)| a.map(f64::to_bits) == b.map(f64::to_bits));
+        if !same {
+            return Err("float re-encoding differs".to_string());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -415,6 +462,19 @@ mod tests {
         let short = Float64Array::from(vec![None]);
         assert!(decode_floats(&ints, &short, 2).is_err());
         assert!(decode_floats(&ints, &Float64Array::from(vec![None, None]), 10).is_err());
+    }
+
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sst_info");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            fuzz_sst_info(&bytes).unwrap();
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus at {}", dir.display());
     }
 
     proptest! {
