@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod compat;
+pub mod merge;
 
 /// What a row does. Stored in `__op_type` as a `u8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
