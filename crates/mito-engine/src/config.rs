@@ -1,0 +1,252 @@
+//! The engine's configuration: one serde struct with documented defaults and a `sanitize`
+//! step that replaces what cannot work with what can, saying so in the log.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use store_api::config::ReadableSize;
+
+use crate::error::{InvalidConfigSnafu, Result};
+
+/// Configuration of a `MitoEngine`. Every field has a default (`#[serde(default)]`), so a
+/// config file names only what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MitoConfig {
+    /// Region workers: tokio tasks that own regions and serialize their writes. Default: the
+    /// number of CPUs, at least 1 and at most 64.
+    pub num_workers: usize,
+    /// Requests a worker takes from its channel at once (one WAL append per group).
+    /// Default 64.
+    pub worker_request_batch: usize,
+    /// Capacity of each worker's request channel. Default 2048.
+    pub worker_channel_size: usize,
+    /// Limit of memtable bytes across the engine. Above half of it the largest regions flush;
+    /// above it writers stall; above twice it writes are rejected. Default min(RAM / 8, 1GiB).
+    pub global_write_buffer_size: ReadableSize,
+    /// A region whose mutable memtable passes this size flushes. Default 1/8 of the global
+    /// write buffer.
+    pub region_write_buffer_size: ReadableSize,
+    /// Regions with unflushed data and no write for this long flush. Default 30m.
+    #[serde(with = "humantime_serde")]
+    pub auto_flush_interval: Duration,
+    /// Write-amplification guard: at most this many flushes run at once. Default num_workers.
+    pub max_background_flushes: usize,
+    /// Byte limit of the SST metadata cache. Default 64MiB.
+    pub sst_meta_cache_size: ReadableSize,
+    /// Byte limit of the decoded page cache. Default 512MiB.
+    pub page_cache_size: ReadableSize,
+    /// Manifest versions between checkpoints. Default 10.
+    pub manifest_checkpoint_distance: u64,
+    /// Rows per row group in SSTs. Default 100000.
+    pub sst_row_group_size: usize,
+    /// Rows per batch returned by scans. Default 8192.
+    pub scan_batch_rows: usize,
+}
+
+/// Upper bound of `num_workers`.
+pub const MAX_WORKERS: usize = 64;
+
+impl Default for MitoConfig {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_WORKERS);
+        let buffer = default_global_write_buffer(total_memory());
+        Self {
+            num_workers: workers,
+            worker_request_batch: 64,
+            worker_channel_size: 2048,
+            global_write_buffer_size: buffer,
+            region_write_buffer_size: ReadableSize(buffer.as_bytes() / 8),
+            auto_flush_interval: Duration::from_secs(30 * 60),
+            max_background_flushes: workers,
+            sst_meta_cache_size: ReadableSize::mib(64),
+            page_cache_size: ReadableSize::mib(512),
+            manifest_checkpoint_distance: 10,
+            sst_row_group_size: 100_000,
+            scan_batch_rows: 8192,
+        }
+    }
+}
+
+/// min(RAM / 8, 1GiB), and 1GiB when the RAM size is unknown.
+pub fn default_global_write_buffer(total_memory: Option<u64>) -> ReadableSize {
+    let cap = ReadableSize::gib(1).as_bytes();
+    ReadableSize(total_memory.map_or(cap, |m| (m / 8).min(cap)))
+}
+
+/// Total memory from `/proc/meminfo`, if readable.
+pub fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&text)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+impl MitoConfig {
+    /// Makes the config usable: zero or oversized values are replaced by the nearest working
+    /// one (logged); contradictions that cannot be fixed are errors.
+    pub fn sanitize(&mut self) -> Result<()> {
+        let defaults = Self::default();
+        let fix = |name: &str, ok: bool, set: &mut dyn FnMut()| {
+            if !ok {
+                set();
+                tracing::warn!(
+                    option = name,
+                    "invalid engine option replaced by its default"
+                );
+            }
+        };
+        fix(
+            "num_workers",
+            (1..=MAX_WORKERS).contains(&self.num_workers),
+            &mut || {
+                self.num_workers = self.num_workers.clamp(1, MAX_WORKERS);
+            },
+        );
+        let workers = self.num_workers;
+        fix(
+            "worker_request_batch",
+            self.worker_request_batch > 0,
+            &mut || {
+                self.worker_request_batch = defaults.worker_request_batch;
+            },
+        );
+        fix(
+            "worker_channel_size",
+            self.worker_channel_size > 0,
+            &mut || {
+                self.worker_channel_size = defaults.worker_channel_size;
+            },
+        );
+        fix(
+            "max_background_flushes",
+            self.max_background_flushes > 0,
+            &mut || {
+                self.max_background_flushes = workers;
+            },
+        );
+        fix(
+            "manifest_checkpoint_distance",
+            self.manifest_checkpoint_distance > 0,
+            &mut || {
+                self.manifest_checkpoint_distance = defaults.manifest_checkpoint_distance;
+            },
+        );
+        fix(
+            "sst_row_group_size",
+            self.sst_row_group_size >= 1024,
+            &mut || {
+                self.sst_row_group_size = self.sst_row_group_size.max(1024);
+            },
+        );
+        fix("scan_batch_rows", self.scan_batch_rows > 0, &mut || {
+            self.scan_batch_rows = defaults.scan_batch_rows;
+        });
+        if self.global_write_buffer_size.as_bytes() < ReadableSize::mib(1).as_bytes() {
+            return InvalidConfigSnafu {
+                reason: format!(
+                    "global_write_buffer_size {} is below 1MiB",
+                    self.global_write_buffer_size
+                ),
+            }
+            .fail();
+        }
+        let global = self.global_write_buffer_size.as_bytes();
+        fix(
+            "region_write_buffer_size",
+            (1..=global).contains(&self.region_write_buffer_size.as_bytes()),
+            &mut || self.region_write_buffer_size = ReadableSize(global / 8),
+        );
+        if self.auto_flush_interval.is_zero() {
+            return InvalidConfigSnafu {
+                reason: "auto_flush_interval is 0".to_string(),
+            }
+            .fail();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_machine() {
+        assert_eq!(
+            default_global_write_buffer(Some(24 << 30)),
+            ReadableSize::gib(1)
+        );
+        assert_eq!(
+            default_global_write_buffer(Some(4 << 30)),
+            ReadableSize::mib(512)
+        );
+        assert_eq!(default_global_write_buffer(None), ReadableSize::gib(1));
+        assert_eq!(
+            parse_mem_total("MemFree: 1 kB\nMemTotal:       24576 kB\n"),
+            Some(24576 * 1024)
+        );
+        assert_eq!(parse_mem_total("garbage"), None);
+        let c = MitoConfig::default();
+        assert!((1..=MAX_WORKERS).contains(&c.num_workers));
+        assert_eq!(
+            c.region_write_buffer_size.as_bytes() * 8,
+            c.global_write_buffer_size.as_bytes()
+        );
+        let mut d = c.clone();
+        d.sanitize().unwrap();
+        assert_eq!(c, d, "defaults are already sane");
+    }
+
+    #[test]
+    fn sanitize_fixes_what_it_can_and_refuses_the_rest() {
+        let mut c = MitoConfig {
+            num_workers: 0,
+            worker_request_batch: 0,
+            max_background_flushes: 0,
+            region_write_buffer_size: ReadableSize(0),
+            sst_row_group_size: 10,
+            ..MitoConfig::default()
+        };
+        c.sanitize().unwrap();
+        assert_eq!(c.num_workers, 1);
+        assert_eq!(c.max_background_flushes, 1);
+        assert!(c.worker_request_batch > 0);
+        assert_eq!(c.sst_row_group_size, 1024);
+        assert_eq!(
+            c.region_write_buffer_size.as_bytes(),
+            c.global_write_buffer_size.as_bytes() / 8
+        );
+        let mut tiny = MitoConfig {
+            global_write_buffer_size: ReadableSize::kib(4),
+            ..MitoConfig::default()
+        };
+        assert!(
+            tiny.sanitize()
+                .unwrap_err()
+                .to_string()
+                .contains("global_write_buffer_size")
+        );
+    }
+
+    #[test]
+    fn config_files_name_only_what_they_change() {
+        let c: MitoConfig = serde_json::from_str(
+            r#"{"num_workers": 3, "auto_flush_interval": "5m", "page_cache_size": "1GiB"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.num_workers, 3);
+        assert_eq!(c.auto_flush_interval, Duration::from_secs(300));
+        assert_eq!(c.page_cache_size, ReadableSize::gib(1));
+        assert!(
+            serde_json::from_str::<MitoConfig>(r#"{"num_wrokers": 3}"#).is_err(),
+            "typos are errors"
+        );
+    }
+}

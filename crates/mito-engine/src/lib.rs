@@ -1,0 +1,11 @@
+//! `MitoEngine`: the region engine over the WAL, memtables, SST files and the manifest.
+//!
+//! Under construction (issue 5). What exists: the configuration with its `sanitize` step and
+//! the engine-wide write-buffer accounting; the region workers, flush, open/replay and scan
+//! come next, built on `mito-sst`, `mito-manifest` and `mito_read::merge`.
+
+pub mod config;
+pub mod error;
+pub mod write_buffer;
+
+pub use config::MitoConfig;
