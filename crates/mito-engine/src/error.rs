@@ -1,6 +1,7 @@
 //! Errors of the engine.
 
 use snafu::{Location, Snafu};
+use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
 
 /// Errors of the engine.
@@ -15,6 +16,33 @@ pub enum Error {
         #[snafu(implicit)]
         location: Location,
     },
+
+    /// Writing or reading an SST failed.
+    #[snafu(display("SST error in region {region_id}: {source}"))]
+    Sst {
+        region_id: RegionId,
+        source: mito_sst::error::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The manifest failed.
+    #[snafu(display("Manifest error in region {region_id}: {source}"))]
+    Manifest {
+        region_id: RegionId,
+        source: mito_manifest::error::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A memtable read or write failed.
+    #[snafu(display("Memtable error in region {region_id}: {source}"))]
+    Memtable {
+        region_id: RegionId,
+        source: mito_memtable::error::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
 }
 
 /// Result of the engine.
@@ -24,6 +52,9 @@ impl ErrorExt for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidConfig { .. } => ErrorKind::InvalidArgument,
+            Error::Sst { source, .. } => source.kind(),
+            Error::Manifest { source, .. } => source.kind(),
+            Error::Memtable { source, .. } => source.kind(),
         }
     }
 }

@@ -1,0 +1,115 @@
+//! Flushing frozen memtables into SST files and committing them with one manifest edit.
+//!
+//! ```text
+//!  frozen memtables ──► per memtable, per time window: sorted read (tombstones kept)
+//!                   ──► one SST each ──► one manifest edit: files + flushed entry id/sequence
+//!  any failure      ──► every SST written by this flush is deleted; memtables and WAL untouched
+//! ```
+//!
+//! The caller drops the memtables and obsoletes the WAL only after this returns `Ok`.
+
+use std::sync::Arc;
+
+use mito_manifest::{Action, RegionEdit, RegionManifestManager};
+use mito_memtable::{Memtable, MemtableRead};
+use mito_sst::{FileId, FileMeta, SstWriter, WriteOptions, sst_path};
+use opendal::Operator;
+use snafu::ResultExt;
+use store_api::metadata::RegionMetadataRef;
+use store_api::{EntryId, SequenceNumber};
+
+use crate::error::{ManifestSnafu, MemtableSnafu, Result, SstSnafu};
+
+/// What one flush writes.
+#[derive(Debug)]
+pub struct FlushJob<'a> {
+    /// Where files go.
+    pub op: Operator,
+    /// The region directory (ends with `/`).
+    pub region_dir: &'a str,
+    /// The region's metadata at freeze time.
+    pub metadata: RegionMetadataRef,
+    /// Frozen memtables, oldest first.
+    pub memtables: &'a [Arc<Memtable>],
+    /// The last WAL entry whose rows are in these memtables.
+    pub flushed_entry_id: EntryId,
+    /// The last sequence whose rows are in these memtables.
+    pub flushed_sequence: SequenceNumber,
+    /// How SSTs are written.
+    pub write_options: WriteOptions,
+}
+
+/// What a flush committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlushOutput {
+    /// The files added.
+    pub files: Vec<FileMeta>,
+    /// The manifest version of the edit.
+    pub manifest_version: u64,
+}
+
+/// Writes the memtables' rows as SSTs (one per memtable and time window) and commits them.
+pub async fn flush(job: FlushJob<'_>, manifest: &mut RegionManifestManager) -> Result<FlushOutput> {
+    let mut written: Vec<FileMeta> = Vec::new();
+    let result = write_and_commit(&job, manifest, &mut written).await;
+    if result.is_err() {
+        for f in &written {
+            let path = sst_path(job.region_dir, f.file_id);
+            if let Err(e) = job.op.delete(&path).await {
+                tracing::warn!(path, error = %e, "deleting an SST of a failed flush failed");
+            }
+        }
+    }
+    result
+}
+
+async fn write_and_commit(
+    job: &FlushJob<'_>,
+    manifest: &mut RegionManifestManager,
+    written: &mut Vec<FileMeta>,
+) -> Result<FlushOutput> {
+    let region_id = job.metadata.region_id();
+    for memtable in job.memtables {
+        for start in memtable.partition_starts() {
+            let req = MemtableRead {
+                partition: Some(start),
+                keep_deletes: true,
+                ..MemtableRead::default()
+            };
+            let mut rows = memtable.read(&req).context(MemtableSnafu { region_id })?;
+            let mut writer = SstWriter::new(
+                job.op.clone(),
+                job.region_dir,
+                FileId::random(),
+                job.metadata.clone(),
+                job.write_options.clone(),
+            );
+            let mut any = false;
+            for batch in rows.by_ref() {
+                let batch = batch.context(MemtableSnafu { region_id })?;
+                any |= batch.num_rows() > 0;
+                writer.write(&batch).await.context(SstSnafu { region_id })?;
+            }
+            if !any {
+                // Everything in this window was deduplicated away.
+                writer.abort().await;
+                continue;
+            }
+            written.push(writer.finish().await.context(SstSnafu { region_id })?);
+        }
+    }
+    let edit = RegionEdit {
+        files_to_add: written.clone(),
+        flushed_entry_id: Some(job.flushed_entry_id),
+        flushed_sequence: Some(job.flushed_sequence),
+        ..RegionEdit::default()
+    };
+    let version = manifest
+        .update(vec![Action::Edit(edit)])
+        .await
+        .context(ManifestSnafu { region_id })?;
+    Ok(FlushOutput {
+        files: written.clone(),
+        manifest_version: version,
+    })
+}
