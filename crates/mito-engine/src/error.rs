@@ -21,7 +21,8 @@ pub enum Error {
     #[snafu(display("SST error in region {region_id}: {source}"))]
     Sst {
         region_id: RegionId,
-        source: mito_sst::error::Error,
+        #[snafu(source(from(mito_sst::error::Error, Box::new)))]
+        source: Box<mito_sst::error::Error>,
         #[snafu(implicit)]
         location: Location,
     },
@@ -30,7 +31,8 @@ pub enum Error {
     #[snafu(display("Manifest error in region {region_id}: {source}"))]
     Manifest {
         region_id: RegionId,
-        source: mito_manifest::error::Error,
+        #[snafu(source(from(mito_manifest::error::Error, Box::new)))]
+        source: Box<mito_manifest::error::Error>,
         #[snafu(implicit)]
         location: Location,
     },
@@ -39,7 +41,8 @@ pub enum Error {
     #[snafu(display("Memtable error in region {region_id}: {source}"))]
     Memtable {
         region_id: RegionId,
-        source: mito_memtable::error::Error,
+        #[snafu(source(from(mito_memtable::error::Error, Box::new)))]
+        source: Box<mito_memtable::error::Error>,
         #[snafu(implicit)]
         location: Location,
     },
