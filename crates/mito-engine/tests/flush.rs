@@ -60,8 +60,8 @@ fn memtable(meta: &RegionMetadataRef) -> Arc<Memtable> {
     )
     .unwrap();
     let hosts: Vec<&str> = (0..30).map(|i| ["a", "b", "c"][i % 3]).collect();
-    let ts: Vec<i64> = (0..30).map(|i| i64::try_from(i).unwrap() * 400).collect();
-    let v: Vec<f64> = (0..30).map(f64::from).collect();
+    let ts: Vec<i64> = (0..30).map(|i: i64| i * 400).collect();
+    let v: Vec<f64> = (0..30u8).map(f64::from).collect();
     let batch = RecordBatch::try_from_iter(vec![
         ("host", Arc::new(StringArray::from(hosts)) as ArrayRef),
         ("ts", Arc::new(TimestampSecondArray::from(ts)) as ArrayRef),
