@@ -25,8 +25,11 @@ use std::cmp::Ordering;
 
 use crate::{DedupOptions, OpType, Selection, SortedRows, dedup};
 
-/// A sorted batch with its sort columns resolved for fast comparison.
-struct Cursor {
+/// A batch in a read schema with its sort columns (`__primary_key`, the time index,
+/// `__sequence`) resolved for fast comparison by (key, ts, seq desc). Also used by the SST
+/// writer to check the order of what it is given.
+#[derive(Debug, Clone)]
+pub struct SortedBatch {
     batch: RecordBatch,
     keys: DictionaryArray<UInt32Type>,
     key_values: BinaryArray,
@@ -35,11 +38,21 @@ struct Cursor {
     row: usize,
 }
 
-impl Cursor {
+impl SortedBatch {
     fn new(batch: RecordBatch, layout: &Layout) -> Result<Self, ArrowError> {
-        let bad = |what: &str| ArrowError::InvalidArgumentError(format!("merge input: {what}"));
+        Self::try_new(batch, layout.ts)
+    }
+
+    /// Resolves the sort columns of a batch in a read schema (the internal columns last)
+    /// whose time index is column `time_index`.
+    pub fn try_new(batch: RecordBatch, time_index: usize) -> Result<Self, ArrowError> {
+        let bad = |what: &str| ArrowError::InvalidArgumentError(format!("sorted batch: {what}"));
+        let n = batch.num_columns();
+        if n < 4 || time_index >= n - 3 {
+            return Err(bad("fewer columns than a read schema has"));
+        }
         let keys = batch
-            .column(layout.key)
+            .column(n - 3)
             .as_dictionary_opt::<UInt32Type>()
             .ok_or_else(|| bad("__primary_key is not a u32 dictionary"))?
             .clone();
@@ -48,7 +61,7 @@ impl Cursor {
             .as_binary_opt::<i32>()
             .ok_or_else(|| bad("__primary_key values are not binary"))?
             .clone();
-        let ts_data = batch.column(layout.ts).to_data();
+        let ts_data = batch.column(time_index).to_data();
         if ts_data.buffers().len() != 1 || ts_data.data_type().primitive_width() != Some(8) {
             return Err(bad("time index is not a 64-bit primitive"));
         }
@@ -59,7 +72,7 @@ impl Cursor {
             _ => return Err(bad("time index buffer too short")),
         };
         let seq = batch
-            .column(layout.seq)
+            .column(n - 2)
             .as_primitive_opt::<UInt64Type>()
             .ok_or_else(|| bad("__sequence is not u64"))?
             .values()
@@ -77,13 +90,36 @@ impl Cursor {
         })
     }
 
-    fn key(&self, row: usize) -> &[u8] {
-        let k = self.keys.keys().value(row) as usize;
-        if k < self.key_values.len() {
+    /// The batch.
+    pub fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    /// Rows in the batch.
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The encoded primary key of `row` (empty for a null or dangling key).
+    pub fn key(&self, row: usize) -> &[u8] {
+        let Some(k) = self.keys.keys().values().get(row).map(|k| *k as usize) else {
+            return &[];
+        };
+        if k < self.key_values.len() && self.keys.is_valid(row) {
             self.key_values.value(k)
         } else {
             &[]
         }
+    }
+
+    /// The timestamp of `row`.
+    pub fn ts(&self, row: usize) -> Option<i64> {
+        self.ts.get(row).copied()
+    }
+
+    /// The sequence of `row`.
+    pub fn seq(&self, row: usize) -> Option<u64> {
+        self.seq.get(row).copied()
     }
 
     fn remaining(&self) -> usize {
@@ -91,14 +127,15 @@ impl Cursor {
     }
 
     /// Compares row `a` of `self` with row `b` of `other` by (key, ts, seq desc).
-    fn cmp_rows(&self, a: usize, other: &Cursor, b: usize) -> Ordering {
+    pub fn cmp_rows(&self, a: usize, other: &SortedBatch, b: usize) -> Ordering {
         self.key(a)
             .cmp(other.key(b))
             .then_with(|| self.ts.get(a).cmp(&other.ts.get(b)))
             .then_with(|| other.seq.get(b).cmp(&self.seq.get(a)))
     }
 
-    fn same_key_ts(&self, a: usize, other: &Cursor, b: usize) -> bool {
+    /// Whether row `a` of `self` and row `b` of `other` have the same key and timestamp.
+    pub fn same_key_ts(&self, a: usize, other: &SortedBatch, b: usize) -> bool {
         self.ts.get(a) == other.ts.get(b) && self.key(a) == other.key(b)
     }
 }
@@ -107,8 +144,6 @@ impl Cursor {
 #[derive(Debug, Clone)]
 struct Layout {
     ts: usize,
-    key: usize,
-    seq: usize,
     op: usize,
     fields: Vec<usize>,
 }
@@ -133,7 +168,7 @@ pub type BatchStream<E> = BoxStream<'static, Result<RecordBatch, E>>;
 
 struct Source<E> {
     stream: BatchStream<E>,
-    cursor: Option<Cursor>,
+    cursor: Option<SortedBatch>,
     done: bool,
 }
 
@@ -161,8 +196,6 @@ where
     let n = options.schema.fields().len();
     let layout = Layout {
         ts: options.time_index,
-        key: n.saturating_sub(3),
-        seq: n.saturating_sub(2),
         op: n.saturating_sub(1),
         fields: options.fields.clone(),
     };
@@ -222,7 +255,7 @@ impl<E: From<ArrowError> + Send + 'static> State<E> {
                         ))));
                     }
                     if batch.num_rows() > 0 {
-                        src.cursor = Some(Cursor::new(batch, &layout)?);
+                        src.cursor = Some(SortedBatch::new(batch, &layout)?);
                     }
                 }
             }
@@ -333,7 +366,7 @@ impl<E: From<ArrowError> + Send + 'static> State<E> {
         let Some(batch) = chunk.batches.get(slot) else {
             return false;
         };
-        match Cursor::new(batch.clone(), &self.layout) {
+        match SortedBatch::new(batch.clone(), &self.layout) {
             Ok(last) => last.same_key_ts(row, cur, cur.row),
             Err(_) => false,
         }
@@ -360,7 +393,7 @@ impl<E: From<ArrowError> + Send + 'static> State<E> {
 
 /// The merged chunk as [`SortedRows`].
 struct MergedRows<'a> {
-    cursor: Cursor,
+    cursor: SortedBatch,
     ops: &'a [u8],
     fields: Vec<&'a ArrayRef>,
 }
@@ -378,7 +411,7 @@ impl<'a> MergedRows<'a> {
             .filter_map(|f| batch.columns().get(*f))
             .collect();
         Ok(Self {
-            cursor: Cursor::new(batch.clone(), layout)?,
+            cursor: SortedBatch::new(batch.clone(), layout)?,
             ops,
             fields,
         })
@@ -519,8 +552,6 @@ mod tests {
         let b = batch(&all);
         let layout = Layout {
             ts: 1,
-            key: 3,
-            seq: 4,
             op: 5,
             fields: vec![0, 2],
         };

@@ -1,9 +1,8 @@
 //! Writes one SST file from batches sorted by (primary key, ts, sequence desc).
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt32Type, UInt64Type};
-use arrow_array::{Array, BinaryArray, RecordBatch};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
+use mito_read::merge::SortedBatch;
 use opendal::Operator;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -12,7 +11,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use snafu::{ResultExt, ensure};
 use store_api::SequenceNumber;
-use store_api::metadata::{PRIMARY_KEY_COLUMN, RegionMetadataRef, SEQUENCE_COLUMN};
+use store_api::metadata::{RegionMetadataRef, SEQUENCE_COLUMN};
 
 use crate::error::{
     ArrowSnafu, CorruptedSnafu, EmptySstSnafu, InvalidInputSnafu, ObjectStoreSnafu, ParquetSnafu,
@@ -69,8 +68,8 @@ struct Tracker {
     max_ts: i64,
     max_sequence: SequenceNumber,
     first_key: Option<Vec<u8>>,
-    /// Key, ts and sequence of the last row written.
-    last: Option<(Vec<u8>, i64, u64)>,
+    /// The last non-empty batch written (its last row continues the order).
+    last: Option<SortedBatch>,
 }
 
 /// Writes one SST. Call [`SstWriter::finish`] to get its [`FileMeta`]; on an error the writer
@@ -233,61 +232,52 @@ impl SstWriter {
                 self.expected
             )));
         }
-        let n = self.metadata.column_metadatas().len();
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let ts_idx = self
             .metadata
             .column_index_by_id(self.metadata.time_index_column().column_id)
             .unwrap_or(0);
-        let ts_data = batch.column(ts_idx).to_data();
-        let ts = (ts_data.buffers().len() == 1).then(|| ts_data.buffer::<i64>(0));
-        let keys = batch.column(n).as_dictionary_opt::<UInt32Type>();
-        let seqs = batch.column(n + 1).as_primitive_opt::<UInt64Type>();
-        let (Some(ts), Some(keys), Some(seqs)) = (ts, keys, seqs) else {
-            return Err(self.invalid("internal columns of unexpected types".to_string()));
-        };
-        let Some(values) = keys.values().as_binary_opt::<i32>() else {
-            return Err(self.invalid(format!("{PRIMARY_KEY_COLUMN} is not binary")));
-        };
-        for row in 0..batch.num_rows() {
-            let (Some(t), Some(key)) = (ts.get(row).copied(), dict_value(keys, values, row)) else {
-                return Err(self.invalid(format!("row {row} has no key or timestamp")));
-            };
-            let seq = seqs.value(row);
-            if let Some((lk, lt, ls)) = &self.tracker.last {
-                let ordered = match lk.as_slice().cmp(key) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => *lt < t || (*lt == t && *ls >= seq),
-                };
-                if !ordered {
-                    return Err(self.invalid(format!(
-                        "row {} (timestamp {t}, sequence {seq}) breaks the (key, ts, sequence desc) order",
-                        self.tracker.rows
-                    )));
-                }
+        let sorted =
+            SortedBatch::try_new(batch.clone(), ts_idx).map_err(|e| self.invalid(e.to_string()))?;
+        // Each row against the one before it, the first against the previous batch's last.
+        let previous = self.tracker.last.take();
+        let mut prev: Option<(&SortedBatch, usize)> =
+            previous.as_ref().map(|p| (p, p.num_rows() - 1));
+        for row in 0..sorted.num_rows() {
+            if let Some((p, r)) = prev
+                && p.cmp_rows(r, &sorted, row) == std::cmp::Ordering::Greater
+            {
+                let (t, seq) = (
+                    sorted.ts(row).unwrap_or_default(),
+                    sorted.seq(row).unwrap_or_default(),
+                );
+                return Err(self.invalid(format!(
+                    "row {} (timestamp {t}, sequence {seq}) breaks the (key, ts, sequence desc) order",
+                    self.tracker.rows + row as u64
+                )));
             }
-            let tr = &mut self.tracker;
-            if tr.rows == 0 {
+            prev = Some((&sorted, row));
+        }
+        let tr = &mut self.tracker;
+        for row in 0..sorted.num_rows() {
+            let (Some(t), Some(seq)) = (sorted.ts(row), sorted.seq(row)) else {
+                continue;
+            };
+            if tr.rows == 0 && row == 0 {
                 tr.min_ts = t;
                 tr.max_ts = t;
-                tr.first_key = Some(key.to_vec());
             }
             tr.min_ts = tr.min_ts.min(t);
             tr.max_ts = tr.max_ts.max(t);
             tr.max_sequence = tr.max_sequence.max(seq);
-            tr.rows += 1;
-            match &mut tr.last {
-                Some((lk, lt, ls)) => {
-                    if lk.as_slice() != key {
-                        lk.clear();
-                        lk.extend_from_slice(key);
-                    }
-                    *lt = t;
-                    *ls = seq;
-                }
-                None => tr.last = Some((key.to_vec(), t, seq)),
-            }
         }
+        if tr.first_key.is_none() {
+            tr.first_key = Some(sorted.key(0).to_vec());
+        }
+        tr.rows += sorted.num_rows() as u64;
+        tr.last = Some(sorted);
         Ok(())
     }
 
@@ -483,7 +473,7 @@ impl SstWriter {
             max_key: tr
                 .last
                 .as_ref()
-                .map(|(k, _, _)| k.clone())
+                .map(|b| b.key(b.num_rows() - 1).to_vec())
                 .unwrap_or_default(),
             level: self.options.level,
             num_rows: tr.rows,
@@ -537,17 +527,4 @@ impl SstWriter {
         }
         Ok(())
     }
-}
-
-/// The bytes of a `u32`-keyed binary dictionary at `row`.
-fn dict_value<'a>(
-    keys: &arrow_array::DictionaryArray<UInt32Type>,
-    values: &'a BinaryArray,
-    row: usize,
-) -> Option<&'a [u8]> {
-    if keys.is_null(row) {
-        return None;
-    }
-    let k = usize::try_from(keys.keys().value(row)).ok()?;
-    (k < values.len()).then(|| values.value(k))
 }
