@@ -174,7 +174,7 @@ struct Source<E> {
 
 /// Where chunk rows come from: (index into `batches`, row).
 struct Chunk {
-    batches: Vec<RecordBatch>,
+    batches: Vec<SortedBatch>,
     rows: Vec<(usize, usize)>,
     /// Index in `batches` of each source's current batch, if already added.
     slot: Vec<Option<usize>>,
@@ -327,7 +327,7 @@ impl<E: From<ArrowError> + Send + 'static> State<E> {
                     let Some(cur) = self.sources.get(b).and_then(|s| s.cursor.as_ref()) else {
                         break;
                     };
-                    chunk.batches.push(cur.batch.clone());
+                    chunk.batches.push(cur.clone());
                     let s = chunk.batches.len() - 1;
                     if let Some(x) = chunk.slot.get_mut(b) {
                         *x = Some(s);
@@ -363,21 +363,21 @@ impl<E: From<ArrowError> + Send + 'static> State<E> {
         ) else {
             return false;
         };
-        let Some(batch) = chunk.batches.get(slot) else {
-            return false;
-        };
-        match SortedBatch::new(batch.clone(), &self.layout) {
-            Ok(last) => last.same_key_ts(row, cur, cur.row),
-            Err(_) => false,
-        }
+        chunk
+            .batches
+            .get(slot)
+            .is_some_and(|last| last.same_key_ts(row, cur, cur.row))
     }
 
     /// Gathers the chunk's rows, dedups them and applies the selection.
     fn build(&self, chunk: Chunk) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = (0..self.options.schema.fields().len())
             .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    chunk.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                let arrays: Vec<&dyn Array> = chunk
+                    .batches
+                    .iter()
+                    .map(|b| b.batch.column(c).as_ref())
+                    .collect();
                 arrow_select::interleave::interleave(&arrays, &chunk.rows)
             })
             .collect::<Result<_, _>>()?;

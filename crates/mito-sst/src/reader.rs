@@ -376,7 +376,7 @@ impl SstReader {
             op: self.op.clone(),
             path: self.path.clone(),
             parquet: self.parquet.clone(),
-            checksums: self.info.chunk_checksums.clone(),
+            info: self.info.clone(),
             chunks: HashMap::new(),
         };
         let mut builder =
@@ -527,7 +527,8 @@ struct VerifiedReader {
     op: Operator,
     path: Arc<str>,
     parquet: Arc<ParquetMetaData>,
-    checksums: Vec<Vec<u32>>,
+    /// Holds the recorded checksum of every column chunk.
+    info: Arc<SstInfo>,
     chunks: HashMap<(usize, usize), Bytes>,
 }
 
@@ -606,7 +607,12 @@ impl VerifiedReader {
                     .get(from..to)
                     .map(|_| bytes.slice(from..to))
                     .ok_or_else(|| corrupted(format!("chunk {start}..{end} outside its read")))?;
-                let expected = self.checksums.get(*rg).and_then(|r| r.get(*col)).copied();
+                let expected = self
+                    .info
+                    .chunk_checksums
+                    .get(*rg)
+                    .and_then(|r| r.get(*col))
+                    .copied();
                 let crc = crc32c::crc32c(&chunk);
                 if expected != Some(crc) {
                     return Err(corrupted(format!(
