@@ -42,6 +42,9 @@ pub struct MitoConfig {
     pub sst_row_group_size: usize,
     /// Rows per batch returned by scans. Default 8192.
     pub scan_batch_rows: usize,
+    /// Largest encoded write request (one WAL entry); bigger requests are refused before the
+    /// WAL. Must stay below the WAL's `max_entry_size`. Default 32MiB.
+    pub max_write_bytes: ReadableSize,
 }
 
 /// Upper bound of `num_workers`.
@@ -66,6 +69,7 @@ impl Default for MitoConfig {
             manifest_checkpoint_distance: 10,
             sst_row_group_size: 100_000,
             scan_batch_rows: 8192,
+            max_write_bytes: ReadableSize::mib(32),
         }
     }
 }
@@ -148,6 +152,13 @@ impl MitoConfig {
         fix("scan_batch_rows", self.scan_batch_rows > 0, &mut || {
             self.scan_batch_rows = defaults.scan_batch_rows;
         });
+        fix(
+            "max_write_bytes",
+            (1024..=ReadableSize::gib(1).as_bytes()).contains(&self.max_write_bytes.as_bytes()),
+            &mut || {
+                self.max_write_bytes = defaults.max_write_bytes;
+            },
+        );
         if self.global_write_buffer_size.as_bytes() < ReadableSize::mib(1).as_bytes() {
             return InvalidConfigSnafu {
                 reason: format!(

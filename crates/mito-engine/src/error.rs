@@ -1,8 +1,11 @@
 //! Errors of the engine.
 
-use snafu::{Location, Snafu};
-use store_api::RegionId;
-use store_api::error::{ErrorExt, ErrorKind};
+use std::sync::Arc;
+
+use arrow_schema::ArrowError;
+use snafu::{IntoError, Location, Snafu};
+use store_api::error::{BoxedError, ErrorExt, ErrorKind};
+use store_api::{EntryId, RegionId};
 
 /// Errors of the engine.
 #[derive(Debug, Snafu)]
@@ -46,6 +49,149 @@ pub enum Error {
         #[snafu(implicit)]
         location: Location,
     },
+
+    /// The region is not open on this engine (or does not exist).
+    #[snafu(display("Region {region_id} is not open{hint}"))]
+    RegionNotFound {
+        region_id: RegionId,
+        hint: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The region is already open or already exists.
+    #[snafu(display("Region {region_id} already exists{hint}"))]
+    RegionExists {
+        region_id: RegionId,
+        hint: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A request is invalid; nothing changed.
+    #[snafu(display("Invalid request for region {region_id}: {reason}"))]
+    InvalidRequest {
+        region_id: RegionId,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The request is valid but not supported by this version of the engine.
+    #[snafu(display("Region {region_id}: {what} is not supported yet"))]
+    Unsupported {
+        region_id: RegionId,
+        what: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The region is a follower and takes no writes.
+    #[snafu(display("Region {region_id} is a follower and takes no writes"))]
+    ReadOnly {
+        region_id: RegionId,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Memtables hold more than twice the global write buffer: writes are refused until
+    /// flushes catch up.
+    #[snafu(display(
+        "Write buffer full: memtables hold {used} bytes, over twice the limit of {limit} bytes; retry after flushes catch up"
+    ))]
+    WriteBufferFull {
+        used: u64,
+        limit: u64,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Encoding a WAL entry failed.
+    #[snafu(display("Cannot encode a WAL entry of region {region_id}: {source}"))]
+    EncodeWal {
+        region_id: RegionId,
+        source: ArrowError,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The WAL append failed; whether the entries are durable is unknown.
+    #[snafu(display("WAL append for region {region_id} failed: {source}"))]
+    WalAppend {
+        region_id: RegionId,
+        source: Arc<BoxedError>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Reading the WAL failed.
+    #[snafu(display("WAL read for region {region_id} failed: {source}"))]
+    WalRead {
+        region_id: RegionId,
+        source: BoxedError,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A WAL entry of the region does not decode or does not fit the region.
+    #[snafu(display("WAL entry {entry_id} of region {region_id} cannot be replayed: {reason}"))]
+    BadWalEntry {
+        region_id: RegionId,
+        entry_id: EntryId,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// An object store operation failed.
+    #[snafu(display("Object store {op} of '{path}' failed: {source}"))]
+    ObjectStore {
+        op: &'static str,
+        path: String,
+        source: opendal::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// An Arrow computation failed.
+    #[snafu(display("Arrow error: {source}"))]
+    Arrow {
+        source: ArrowError,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Evaluating a scan filter failed.
+    #[snafu(display("Filter of a scan of region {region_id} failed: {reason}"))]
+    Filter {
+        region_id: RegionId,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A flush failed; the data stays in the memtables and the WAL.
+    #[snafu(display("Flush of region {region_id} failed: {source}"))]
+    FlushFailed {
+        region_id: RegionId,
+        source: Arc<Error>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The engine is stopped, or the request was dropped when it stopped.
+    #[snafu(display("Engine stopped{hint}"))]
+    Stopped {
+        hint: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+}
+
+impl From<ArrowError> for Error {
+    fn from(source: ArrowError) -> Self {
+        ArrowSnafu.into_error(source)
+    }
 }
 
 /// Result of the engine.
@@ -58,6 +204,24 @@ impl ErrorExt for Error {
             Error::Sst { source, .. } => source.kind(),
             Error::Manifest { source, .. } => source.kind(),
             Error::Memtable { source, .. } => source.kind(),
+            Error::RegionNotFound { .. } => ErrorKind::NotFound,
+            Error::RegionExists { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidRequest { .. } => ErrorKind::InvalidArgument,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::WriteBufferFull { .. } => ErrorKind::Busy,
+            Error::EncodeWal { .. } | Error::Arrow { .. } => ErrorKind::Internal,
+            Error::WalAppend { source, .. } => source.kind(),
+            Error::WalRead { source, .. } => source.kind(),
+            Error::BadWalEntry { .. } => ErrorKind::Corrupted,
+            Error::ObjectStore { source, .. } => match source.kind() {
+                opendal::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ if source.is_temporary() => ErrorKind::Unavailable,
+                _ => ErrorKind::StorageFailure,
+            },
+            Error::Filter { .. } => ErrorKind::InvalidArgument,
+            Error::FlushFailed { source, .. } => source.kind(),
+            Error::Stopped { .. } => ErrorKind::Cancelled,
         }
     }
 }

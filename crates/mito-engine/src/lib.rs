@@ -1,13 +1,26 @@
 //! `MitoEngine`: the region engine over the WAL, memtables, SST files and the manifest.
 //!
-//! Under construction (issue 5). What exists: the configuration with its `sanitize` step, the
-//! engine-wide write-buffer accounting, and the flush of frozen memtables into SSTs committed
-//! with one manifest edit. The region workers, open/replay and scan come next, built on
-//! `mito-sst`, `mito-manifest` and `mito_read::merge`.
+//! ```text
+//!  RegionEngine::handle_request ─► region worker (one tokio task per shard of regions)
+//!     validate ─► group WAL append ─► memtable ─► publish committed sequence ─► answer
+//!     flush: freeze ─► SSTs ─► one manifest edit ─► drop memtables, obsolete WAL
+//!  RegionEngine::scan ─► version snapshot ─► memtable + SST sources ─► merge ─► filters
+//! ```
+//!
+//! See `docs/engine.md` for the request flow, the guarantees and the configuration.
 
+pub mod cache;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod flush;
+pub mod metrics;
+pub mod region;
+mod scan;
+pub mod validate;
+pub mod wal_entry;
+mod worker;
 pub mod write_buffer;
 
 pub use config::MitoConfig;
+pub use engine::{MitoEngine, RegionStatistics};

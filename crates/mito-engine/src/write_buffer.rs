@@ -64,6 +64,7 @@ pub struct WriteBufferManager {
     limit: u64,
     mutable: AtomicU64,
     total: AtomicU64,
+    freed: tokio::sync::Notify,
 }
 
 impl WriteBufferManager {
@@ -73,6 +74,7 @@ impl WriteBufferManager {
             limit,
             mutable: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -95,6 +97,12 @@ impl WriteBufferManager {
     /// Records that a frozen memtable of `bytes` was flushed and dropped.
     pub fn free(&self, bytes: u64) {
         sub(&self.total, bytes);
+        self.freed.notify_waiters();
+    }
+
+    /// Resolves at the next [`free`](Self::free) (stalled writers wait on it).
+    pub async fn freed(&self) {
+        self.freed.notified().await;
     }
 
     /// Bytes in mutable memtables.

@@ -21,5 +21,5 @@ pub mod store;
 pub mod writer;
 
 pub use file::{FileId, FileMeta, FileTimeRange, sst_path};
-pub use reader::{SstReadRequest, SstReader};
+pub use reader::{ChunkCache, SstReadRequest, SstReader};
 pub use writer::{SstWriter, WriteOptions};

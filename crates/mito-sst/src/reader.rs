@@ -30,7 +30,7 @@ use crate::error::{
     ArrowSnafu, CorruptedSnafu, Error, InvalidReadSnafu, ObjectStoreSnafu, ParquetSnafu, Result,
     SchemaMismatchSnafu,
 };
-use crate::file::{FileMeta, sst_path};
+use crate::file::{FileId, FileMeta, sst_path};
 use crate::format::{SST_INFO_KEY, SstInfo, decode_batch, exception_column, file_schema};
 use crate::pruning::{FileStats, Pruner, time_range_exprs};
 
@@ -80,6 +80,54 @@ pub struct SstReader {
     parquet: Arc<ParquetMetaData>,
     arrow: ArrowReaderMetadata,
     current: RegionMetadataRef,
+    chunk_cache: Option<Arc<ChunkCache>>,
+}
+
+/// Verified column-chunk bytes shared by reads, keyed by (file, chunk offset), with a byte
+/// limit. A chunk enters only after its checksum matched, so a hit skips the read and the
+/// check. Hits and misses are counted for the owner's metrics.
+#[derive(Debug)]
+pub struct ChunkCache {
+    cache: moka::sync::Cache<(FileId, u64), Bytes>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl ChunkCache {
+    /// A cache holding at most about `bytes` bytes of chunks.
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|_: &(FileId, u64), b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
+                .build(),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, file: FileId, offset: u64) -> Option<Bytes> {
+        let hit = self.cache.get(&(file, offset));
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hit
+    }
+
+    fn insert(&self, file: FileId, offset: u64, chunk: Bytes) {
+        self.cache.insert((file, offset), chunk);
+    }
+
+    /// Hits and misses since the last call.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
+            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 impl std::fmt::Debug for SstReader {
@@ -186,6 +234,7 @@ impl SstReader {
             parquet,
             arrow,
             current,
+            chunk_cache: None,
         })
     }
 
@@ -256,6 +305,11 @@ impl SstReader {
             }
         }
         Ok(())
+    }
+
+    /// Shares verified column chunks with other reads through `cache`.
+    pub fn set_chunk_cache(&mut self, cache: Arc<ChunkCache>) {
+        self.chunk_cache = Some(cache);
     }
 
     /// The file's metadata from the manifest.
@@ -378,6 +432,8 @@ impl SstReader {
             parquet: self.parquet.clone(),
             info: self.info.clone(),
             chunks: HashMap::new(),
+            file_id: self.meta.file_id,
+            cache: self.chunk_cache.clone(),
         };
         let mut builder =
             ParquetRecordBatchStreamBuilder::new_with_metadata(input, self.arrow.clone())
@@ -530,6 +586,8 @@ struct VerifiedReader {
     /// Holds the recorded checksum of every column chunk.
     info: Arc<SstInfo>,
     chunks: HashMap<(usize, usize), Bytes>,
+    file_id: FileId,
+    cache: Option<Arc<ChunkCache>>,
 }
 
 impl VerifiedReader {
@@ -568,7 +626,11 @@ impl VerifiedReader {
             if !self.chunks.contains_key(&(rg, col))
                 && !missing.iter().any(|m| (m.0, m.1) == (rg, col))
             {
-                missing.push((rg, col, start, end));
+                if let Some(chunk) = self.cache.as_ref().and_then(|c| c.get(self.file_id, start)) {
+                    self.chunks.insert((rg, col), chunk);
+                } else {
+                    missing.push((rg, col, start, end));
+                }
             }
         }
         missing.sort_by_key(|m| m.2);
@@ -618,6 +680,9 @@ impl VerifiedReader {
                     return Err(corrupted(format!(
                         "checksum {crc:#010x} of column chunk {col} of row group {rg} (bytes {start}..{end}) differs from the recorded {expected:#010x?}"
                     )));
+                }
+                if let Some(cache) = &self.cache {
+                    cache.insert(self.file_id, *start, chunk.clone());
                 }
                 self.chunks.insert((*rg, *col), chunk);
             }

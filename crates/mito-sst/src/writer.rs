@@ -487,7 +487,9 @@ impl SstWriter {
     }
 
     /// Checks that the object has the size (and, if asked, the checksum) that was written.
-    async fn verify_upload(&self) -> Result<()> {
+    // `&mut`: a shared borrow of the writer (not `Sync`) held across an await would make
+    // the future `!Send`.
+    async fn verify_upload(&mut self) -> Result<()> {
         let stat = self
             .op
             .stat(&self.path)

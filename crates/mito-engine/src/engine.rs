@@ -1,0 +1,399 @@
+//! [`MitoEngine`]: the [`RegionEngine`] over workers, the WAL, memtables, SSTs and manifests.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use log_store::{LocalLogStore, WalConfig};
+use mito_read::OpType;
+use store_api::RegionId;
+use store_api::clock::{ClockRef, SystemClock};
+use store_api::engine::{RegionEngine, RegionRole};
+use store_api::error::BoxedError;
+use store_api::logstore::LogStoreRef;
+use store_api::metadata::RegionMetadataRef;
+use store_api::region_request::{RegionRequest, RegionResponse};
+use store_api::scan::{BatchStream, ScanRequest};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::cache::CacheManager;
+use crate::config::MitoConfig;
+use crate::error::{
+    InvalidConfigSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, UnsupportedSnafu,
+};
+use crate::metrics::Metrics;
+use crate::region::MitoRegionRef;
+use crate::scan::{ScanContext, scan};
+use crate::worker::{DdlRequest, Shared, WorkerHandle, WorkerRequest, WriteRequest};
+use crate::write_buffer::WriteBufferManager;
+
+/// The Mito region engine. Cheap to clone; every clone is the same engine.
+#[derive(Debug, Clone)]
+pub struct MitoEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    workers: Vec<WorkerHandle>,
+    scan: ScanContext,
+    stopped: AtomicBool,
+}
+
+impl MitoEngine {
+    /// Starts an engine over `op` (SSTs and manifests) and `log_store` (the WAL). Must be
+    /// called inside a tokio runtime; the workers run on it.
+    pub fn new(
+        mut config: MitoConfig,
+        op: opendal::Operator,
+        log_store: LogStoreRef,
+        clock: ClockRef,
+    ) -> Result<Self> {
+        config.sanitize()?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new().map_err(|e| {
+            InvalidConfigSnafu {
+                reason: format!("metrics registry: {e}"),
+            }
+            .build()
+        })?);
+        let shared = Arc::new(Shared {
+            op: op.clone(),
+            log_store,
+            regions: Arc::new(RwLock::new(HashMap::new())),
+            write_buffer: Arc::new(WriteBufferManager::new(
+                config.global_write_buffer_size.as_bytes(),
+            )),
+            flush_slots: Arc::new(Semaphore::new(config.max_background_flushes)),
+            clock,
+            metrics: metrics.clone(),
+            config: config.clone(),
+        });
+        let workers = (0..config.num_workers)
+            .map(|i| WorkerHandle::start(i, shared.clone()))
+            .collect();
+        let cache = Arc::new(CacheManager::new(
+            config.sst_meta_cache_size.as_bytes(),
+            config.page_cache_size.as_bytes(),
+            metrics.clone(),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                scan: ScanContext {
+                    op,
+                    cache,
+                    metrics,
+                    batch_rows: config.scan_batch_rows,
+                },
+                shared,
+                workers,
+                stopped: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The embedded default: SSTs and manifests under `data_dir/data` on the local disk, the
+    /// WAL in `data_dir/wal` (with `wal`'s settings but that directory).
+    pub async fn open_local(
+        data_dir: &Path,
+        config: MitoConfig,
+        mut wal: WalConfig,
+    ) -> Result<Self> {
+        let data = data_dir.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| {
+            InvalidConfigSnafu {
+                reason: format!("cannot create data directory {}: {e}", data.display()),
+            }
+            .build()
+        })?;
+        let op = mito_sst::store::fs_operator(&data.to_string_lossy()).map_err(|e| {
+            InvalidConfigSnafu {
+                reason: format!("cannot open data directory {}: {e}", data.display()),
+            }
+            .build()
+        })?;
+        wal.dir = data_dir.join("wal");
+        let log_store = LocalLogStore::open(wal).await.map_err(|e| {
+            InvalidConfigSnafu {
+                reason: format!("cannot open the WAL under {}: {e}", data_dir.display()),
+            }
+            .build()
+        })?;
+        Self::new(config, op, Arc::new(log_store), Arc::new(SystemClock))
+    }
+
+    /// The effective (sanitized) configuration.
+    pub fn config(&self) -> &MitoConfig {
+        &self.inner.shared.config
+    }
+
+    /// The engine's metrics in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.inner.scan.cache.sync_page_metrics();
+        self.inner.shared.metrics.render()
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Bytes held by memtables now (mutable and flushing).
+    pub fn memtable_bytes(&self) -> u64 {
+        self.inner.shared.write_buffer.total_bytes()
+    }
+
+    /// Ids of the open regions.
+    pub fn region_ids(&self) -> Vec<RegionId> {
+        let mut ids: Vec<RegionId> = self.regions().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Statistics of an open region.
+    pub fn region_statistics(&self, region_id: RegionId) -> Option<RegionStatistics> {
+        let region = self.region(region_id).ok()?;
+        let v = region.version();
+        Some(RegionStatistics {
+            memtable_bytes: v.memtables().map(|m| m.stats().bytes as u64).sum(),
+            memtable_rows: v.memtables().map(|m| m.stats().rows as u64).sum(),
+            files: v.files.len(),
+            sst_bytes: v.files.values().map(|f| f.meta().file_size).sum(),
+            sst_rows: v.files.values().map(|f| f.meta().num_rows).sum(),
+            committed_sequence: region.committed(),
+            flushed_entry_id: v.flushed_entry_id,
+            flushed_sequence: v.flushed_sequence,
+        })
+    }
+
+    fn regions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<RegionId, MitoRegionRef>> {
+        self.inner
+            .shared
+            .regions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn region(&self, region_id: RegionId) -> Result<MitoRegionRef> {
+        self.regions().get(&region_id).cloned().ok_or_else(|| {
+            RegionNotFoundSnafu {
+                region_id,
+                hint: String::new(),
+            }
+            .build()
+        })
+    }
+
+    fn worker(&self, region_id: RegionId) -> Result<&WorkerHandle> {
+        // Fibonacci hashing spreads consecutive ids over the workers.
+        let h = region_id.as_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let n = self.inner.workers.len().max(1) as u64;
+        self.inner
+            .workers
+            .get(usize::try_from(h % n).unwrap_or(0))
+            .ok_or_else(|| {
+                StoppedSnafu {
+                    hint: " (no workers)",
+                }
+                .build()
+            })
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return StoppedSnafu {
+                hint: String::new(),
+            }
+            .fail();
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        region_id: RegionId,
+        make: impl FnOnce(oneshot::Sender<Result<RegionResponse>>) -> WorkerRequest,
+    ) -> Result<RegionResponse> {
+        self.check_running()?;
+        let (tx, rx) = oneshot::channel();
+        self.worker(region_id)?
+            .tx
+            .send(make(tx))
+            .await
+            .map_err(|_| {
+                StoppedSnafu {
+                    hint: " (worker gone)",
+                }
+                .build()
+            })?;
+        rx.await.map_err(|_| {
+            StoppedSnafu {
+                hint: " (request dropped)",
+            }
+            .build()
+        })?
+    }
+
+    /// Handles a request with the engine's own error type.
+    pub async fn handle(
+        &self,
+        region_id: RegionId,
+        request: RegionRequest,
+    ) -> Result<RegionResponse> {
+        let ddl = |r| {
+            move |tx| WorkerRequest::Ddl {
+                region_id,
+                request: r,
+                tx,
+            }
+        };
+        match request {
+            RegionRequest::Put(p) => {
+                self.send(region_id, |tx| {
+                    WorkerRequest::Write(WriteRequest {
+                        region_id,
+                        op: OpType::Put,
+                        batch: p.rows,
+                        tx,
+                    })
+                })
+                .await
+            }
+            RegionRequest::Delete(d) => {
+                self.send(region_id, |tx| {
+                    WorkerRequest::Write(WriteRequest {
+                        region_id,
+                        op: OpType::Delete,
+                        batch: d.keys,
+                        tx,
+                    })
+                })
+                .await
+            }
+            RegionRequest::Create(c) => self.send(region_id, ddl(DdlRequest::Create(c))).await,
+            RegionRequest::Open(o) => self.send(region_id, ddl(DdlRequest::Open(o))).await,
+            RegionRequest::Close(c) => self.send(region_id, ddl(DdlRequest::Close(c))).await,
+            RegionRequest::Drop(_) => self.send(region_id, ddl(DdlRequest::Drop)).await,
+            RegionRequest::Flush(_) => self.send(region_id, ddl(DdlRequest::Flush)).await,
+            RegionRequest::Truncate(t) => self.send(region_id, ddl(DdlRequest::Truncate(t))).await,
+            RegionRequest::Alter(_) => UnsupportedSnafu {
+                region_id,
+                what: "alter (issue 6)",
+            }
+            .fail(),
+            RegionRequest::Compact(_) => UnsupportedSnafu {
+                region_id,
+                what: "compaction (issue 6)",
+            }
+            .fail(),
+        }
+    }
+
+    /// Scans with the engine's own error type.
+    pub async fn scan_region(
+        &self,
+        region_id: RegionId,
+        request: ScanRequest,
+    ) -> Result<BatchStream> {
+        self.check_running()?;
+        let region = self.region(region_id)?;
+        scan(&region, request, &self.inner.scan).await
+    }
+
+    /// Stops the workers (waiting for running flushes) and the WAL.
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.inner.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        for w in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            if w.tx.send(WorkerRequest::Stop { tx }).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        self.inner
+            .shared
+            .regions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.inner.shared.log_store.stop().await.map_err(|e| {
+            StoppedSnafu {
+                hint: format!(" (WAL stop failed: {e})"),
+            }
+            .build()
+        })?;
+        Ok(())
+    }
+}
+
+/// Figures of one open region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionStatistics {
+    /// Bytes held by its memtables.
+    pub memtable_bytes: u64,
+    /// Rows written to its memtables (every version).
+    pub memtable_rows: u64,
+    /// SST files.
+    pub files: usize,
+    /// Bytes of its SSTs.
+    pub sst_bytes: u64,
+    /// Rows in its SSTs.
+    pub sst_rows: u64,
+    /// Last committed sequence.
+    pub committed_sequence: u64,
+    /// Last WAL entry in the SSTs.
+    pub flushed_entry_id: u64,
+    /// Last sequence in the SSTs.
+    pub flushed_sequence: u64,
+}
+
+#[async_trait]
+impl RegionEngine for MitoEngine {
+    fn name(&self) -> &str {
+        "mito"
+    }
+
+    async fn handle_request(
+        &self,
+        region_id: RegionId,
+        request: RegionRequest,
+    ) -> Result<RegionResponse, BoxedError> {
+        self.handle(region_id, request)
+            .await
+            .map_err(BoxedError::new)
+    }
+
+    async fn scan(
+        &self,
+        region_id: RegionId,
+        request: ScanRequest,
+    ) -> Result<BatchStream, BoxedError> {
+        self.scan_region(region_id, request)
+            .await
+            .map_err(BoxedError::new)
+    }
+
+    async fn metadata(&self, region_id: RegionId) -> Result<RegionMetadataRef, BoxedError> {
+        self.region(region_id)
+            .map(|r| r.version().metadata.clone())
+            .map_err(BoxedError::new)
+    }
+
+    fn role(&self, region_id: RegionId) -> Option<RegionRole> {
+        self.region(region_id).ok().map(|r| r.role())
+    }
+
+    fn set_role(&self, region_id: RegionId, role: RegionRole) -> Result<(), BoxedError> {
+        self.region(region_id)
+            .map(|r| r.set_role(role))
+            .map_err(BoxedError::new)
+    }
+
+    async fn stop(&self) -> Result<(), BoxedError> {
+        self.shutdown().await.map_err(BoxedError::new)
+    }
+}

@@ -1,0 +1,499 @@
+//! Scans: a snapshot of a region's version read as one sorted, deduplicated stream.
+//!
+//! ```text
+//!  committed sequence + version (one Arc)            snapshot = min(request, committed)
+//!   -> sources: memtables and files whose time span meets the range
+//!   -> each source produced by its own task (memtable sort / Parquet decode run in
+//!      parallel, two batches ahead), rows above the snapshot dropped
+//!   -> ordered scan: one k-way merge of every source (dedup + deletes as the memtable)
+//!      unordered scan: sources grouped by overlapping time spans; a group of one is read as
+//!      is, a group of several is merged; groups are chained
+//!   -> exact filters, limit, projection
+//! ```
+//!
+//! Filters reach the SSTs for pruning only when they name tags or the time index: a field
+//! predicate could prune the newest version of a row and let an older one through.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt8Type, UInt64Type};
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
+use datafusion_common::DFSchema;
+use datafusion_expr::Expr;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_physical_expr::PhysicalExpr;
+use futures::{StreamExt, TryStreamExt};
+use mito_memtable::{Memtable, MemtableRead};
+use mito_read::merge::{MergeOptions, merge};
+use mito_read::{OpType, compat};
+use mito_sst::SstReadRequest;
+use opendal::Operator;
+use snafu::ResultExt;
+use store_api::error::BoxedError;
+use store_api::metadata::{RegionMetadata, SemanticType};
+use store_api::scan::{BatchStream, ScanOrder, ScanRequest, TimeRange};
+use store_api::{ColumnId, RegionId, SequenceNumber};
+use tokio::sync::mpsc;
+
+use crate::cache::CacheManager;
+use crate::error::{
+    Error, FilterSnafu, InvalidRequestSnafu, MemtableSnafu, Result, UnsupportedSnafu,
+};
+use crate::metrics::Metrics;
+use crate::region::{FileHandle, MitoRegion};
+
+/// Batches a source task produces ahead of the merge.
+const PREFETCH: usize = 2;
+
+/// What scans share.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanContext {
+    pub op: Operator,
+    pub cache: Arc<CacheManager>,
+    pub metrics: Arc<Metrics>,
+    pub batch_rows: usize,
+}
+
+type Stream = mito_read::merge::BatchStream<Error>;
+
+enum SourceKind {
+    Memtable(Arc<Memtable>),
+    File(Arc<FileHandle>),
+}
+
+struct Source {
+    min: i64,
+    max: i64,
+    kind: SourceKind,
+}
+
+/// What a scan reads, resolved against the region's schema.
+struct Plan {
+    region_id: RegionId,
+    /// Column ids read from the sources, in schema order.
+    read_ids: Vec<ColumnId>,
+    read_schema: SchemaRef,
+    /// Positions in the read schema of the columns returned.
+    output: Vec<usize>,
+    time_range: Option<TimeRange>,
+    /// Filters the SSTs may prune with.
+    prune_filters: Vec<Expr>,
+    /// Filters applied exactly to merged rows.
+    exact: Vec<Arc<dyn PhysicalExpr>>,
+    snapshot: SequenceNumber,
+}
+
+/// Starts a scan of `region`.
+pub(crate) async fn scan(
+    region: &MitoRegion,
+    req: ScanRequest,
+    ctx: &ScanContext,
+) -> Result<BatchStream> {
+    let build = ctx
+        .metrics
+        .scan_seconds
+        .with_label_values(&["build"])
+        .start_timer();
+    let committed = region.committed();
+    let version = region.version();
+    let snapshot = req.snapshot.map_or(committed, |s| s.min(committed));
+    let metadata = version.metadata.clone();
+    let region_id = metadata.region_id();
+    if req.order == ScanOrder::SeriesTimeDesc {
+        return UnsupportedSnafu {
+            region_id,
+            what: "a scan in descending time order",
+        }
+        .fail();
+    }
+    let plan = Arc::new(plan(&metadata, &req, snapshot)?);
+    let out_schema = Arc::new(plan.read_schema.project(&plan.output)?);
+    if req.limit == Some(0) || req.time_range.is_some_and(|r| r.is_empty()) {
+        return Ok(empty(out_schema));
+    }
+    let mut sources: Vec<Source> = Vec::new();
+    for m in version.memtables() {
+        if let Some((min, max)) = m.stats().time_range
+            && plan.time_range.is_none_or(|r| r.overlaps(min, max))
+        {
+            sources.push(Source {
+                min,
+                max,
+                kind: SourceKind::Memtable(m.clone()),
+            });
+        }
+    }
+    for f in version.files.values() {
+        let (min, max) = (f.meta().time_range.min, f.meta().time_range.max);
+        if plan.time_range.is_none_or(|r| r.overlaps(min, max)) {
+            sources.push(Source {
+                min,
+                max,
+                kind: SourceKind::File(f.clone()),
+            });
+        }
+    }
+    let merge_options = MergeOptions {
+        schema: plan.read_schema.clone(),
+        time_index: position(&plan.read_ids, metadata.time_index_column().column_id),
+        fields: plan
+            .read_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| {
+                metadata
+                    .column_by_id(**id)
+                    .is_some_and(|c| c.semantic_type == SemanticType::Field)
+            })
+            .map(|(i, _)| i)
+            .collect(),
+        dedup: mito_read::DedupOptions {
+            keep_deletes: false,
+            ..version.dedup
+        },
+        batch_rows: ctx.batch_rows,
+    };
+    let region_dir: Arc<str> = region.region_dir().clone();
+    let open = |s: Source| {
+        open_source(
+            s,
+            plan.clone(),
+            ctx.clone(),
+            region_dir.clone(),
+            metadata.clone(),
+        )
+    };
+    let merged: Stream = if req.order == ScanOrder::Unordered {
+        let groups = group_overlapping(sources);
+        let streams: Vec<Stream> = groups
+            .into_iter()
+            .map(|g| combine(g.into_iter().map(open).collect(), &merge_options))
+            .collect();
+        futures::stream::iter(streams).flatten().boxed()
+    } else {
+        combine(sources.into_iter().map(open).collect(), &merge_options)
+    };
+    build.observe_duration();
+    let total = ctx
+        .metrics
+        .scan_seconds
+        .with_label_values(&["total"])
+        .start_timer();
+    let metrics = ctx.metrics.clone();
+    let cache = ctx.cache.clone();
+    let mut remaining = req.limit.unwrap_or(usize::MAX);
+    let post = plan.clone();
+    let stream = merged
+        .and_then(move |batch| futures::future::ready(post.finish(batch)))
+        .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+        .map_ok(move |b| {
+            let take = b.num_rows().min(remaining);
+            remaining -= take;
+            b.slice(0, take)
+        })
+        .try_take_while(|b| futures::future::ready(Ok(b.num_rows() > 0)))
+        .inspect_ok(move |b| metrics.scan_rows.inc_by(b.num_rows() as u64))
+        .map_err(BoxedError::new)
+        .chain(
+            futures::stream::once(async move {
+                // End of the stream: stage timing and cache counters.
+                total.observe_duration();
+                cache.sync_page_metrics();
+                None
+            })
+            .filter_map(futures::future::ready),
+        );
+    Ok(BatchStream::new(out_schema, stream))
+}
+
+fn empty(schema: SchemaRef) -> BatchStream {
+    BatchStream::new(schema, futures::stream::empty())
+}
+
+fn position(ids: &[ColumnId], id: ColumnId) -> usize {
+    ids.iter().position(|c| *c == id).unwrap_or(0)
+}
+
+fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) -> Result<Plan> {
+    let region_id = metadata.region_id();
+    let invalid = |reason: String| InvalidRequestSnafu { region_id, reason }.build();
+    let output_ids: Vec<ColumnId> = match &req.projection {
+        Some(ids) => {
+            for id in ids {
+                if metadata.column_by_id(*id).is_none() {
+                    return Err(invalid(format!("projection names unknown column id {id}")));
+                }
+            }
+            ids.clone()
+        }
+        None => metadata
+            .column_metadatas()
+            .iter()
+            .map(|c| c.column_id)
+            .collect(),
+    };
+    let mut needed: HashSet<ColumnId> = output_ids.iter().copied().collect();
+    needed.insert(metadata.time_index_column().column_id);
+    let mut prune_filters = Vec::new();
+    for filter in &req.filters {
+        let mut key_only = true;
+        for col in filter.column_refs() {
+            let Some(c) = metadata.column_by_name(&col.name) else {
+                return Err(invalid(format!(
+                    "filter {filter} names unknown column '{}'",
+                    col.name
+                )));
+            };
+            key_only &= c.semantic_type != SemanticType::Field;
+            needed.insert(c.column_id);
+        }
+        if key_only {
+            prune_filters.push(filter.clone());
+        }
+    }
+    let read_ids: Vec<ColumnId> = metadata
+        .column_metadatas()
+        .iter()
+        .map(|c| c.column_id)
+        .filter(|id| needed.contains(id))
+        .collect();
+    let indices: Vec<usize> = read_ids
+        .iter()
+        .filter_map(|id| metadata.column_index_by_id(*id))
+        .collect();
+    let read_schema = compat::read_schema(metadata, &indices);
+    let output = output_ids
+        .iter()
+        .map(|id| position(&read_ids, *id))
+        .collect();
+    let exact = if req.filters.is_empty() {
+        Vec::new()
+    } else {
+        let df_schema = DFSchema::try_from(read_schema.as_ref().clone())
+            .map_err(|e| invalid(format!("schema for filters: {e}")))?;
+        let props = ExecutionProps::new();
+        req.filters
+            .iter()
+            .map(|f| {
+                datafusion_physical_expr::create_physical_expr(
+                    f,
+                    &df_schema,
+                    &props,
+                    &PhysicalPlanningContext::default(),
+                )
+                .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(Plan {
+        region_id,
+        read_ids,
+        read_schema,
+        output,
+        time_range: req.time_range,
+        prune_filters,
+        exact,
+        snapshot,
+    })
+}
+
+impl Plan {
+    /// Exact filters and the output projection of one merged batch.
+    fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut batch = batch;
+        for f in &self.exact {
+            if batch.num_rows() == 0 {
+                break;
+            }
+            let value = f.evaluate(&batch).map_err(|e| {
+                FilterSnafu {
+                    region_id: self.region_id,
+                    reason: e.to_string(),
+                }
+                .build()
+            })?;
+            let mask = value.into_array(batch.num_rows()).map_err(|e| {
+                FilterSnafu {
+                    region_id: self.region_id,
+                    reason: e.to_string(),
+                }
+                .build()
+            })?;
+            let Some(mask) = mask.as_boolean_opt() else {
+                return FilterSnafu {
+                    region_id: self.region_id,
+                    reason: format!("{f} is not a predicate (type {})", mask.data_type()),
+                }
+                .fail();
+            };
+            batch = arrow_select::filter::filter_record_batch(&batch, mask)?;
+        }
+        Ok(batch.project(&self.output)?)
+    }
+}
+
+/// One stream of a group of sources: merged if several, as is (tombstones dropped) if one.
+fn combine(mut streams: Vec<Stream>, options: &MergeOptions) -> Stream {
+    match streams.len() {
+        0 => futures::stream::empty().boxed(),
+        1 => {
+            let op_col = options.schema.fields().len().saturating_sub(1);
+            streams
+                .pop()
+                .map(|s| {
+                    s.and_then(move |b| futures::future::ready(drop_deletes(b, op_col)))
+                        .boxed()
+                })
+                .unwrap_or_else(|| futures::stream::empty().boxed())
+        }
+        _ => merge(streams, options.clone()),
+    }
+}
+
+fn drop_deletes(batch: RecordBatch, op_col: usize) -> Result<RecordBatch> {
+    let Some(ops) = batch.column(op_col).as_primitive_opt::<UInt8Type>() else {
+        return Ok(batch);
+    };
+    if !ops.values().contains(&OpType::Delete.as_u8()) {
+        return Ok(batch);
+    }
+    let mask: BooleanArray = ops
+        .values()
+        .iter()
+        .map(|o| Some(*o != OpType::Delete.as_u8()))
+        .collect();
+    Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+}
+
+fn drop_above(batch: RecordBatch, snapshot: SequenceNumber) -> Result<RecordBatch> {
+    let seq_col = batch.num_columns().saturating_sub(2);
+    let Some(seqs) = batch.column(seq_col).as_primitive_opt::<UInt64Type>() else {
+        return Ok(batch);
+    };
+    if seqs.values().iter().all(|s| *s <= snapshot) {
+        return Ok(batch);
+    }
+    let mask: BooleanArray = seqs.values().iter().map(|s| Some(*s <= snapshot)).collect();
+    Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+}
+
+/// Groups of sources whose time spans overlap (transitively).
+fn group_overlapping(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
+    sources.sort_by_key(|s| (s.min, s.max));
+    let mut groups: Vec<Vec<Source>> = Vec::new();
+    let mut group_max = i64::MIN;
+    for s in sources {
+        match groups.last_mut() {
+            Some(g) if s.min <= group_max => {
+                group_max = group_max.max(s.max);
+                g.push(s);
+            }
+            _ => {
+                group_max = s.max;
+                groups.push(vec![s]);
+            }
+        }
+    }
+    groups
+}
+
+/// Runs a source in its own task; its batches arrive through a small channel.
+fn open_source(
+    source: Source,
+    plan: Arc<Plan>,
+    ctx: ScanContext,
+    region_dir: Arc<str>,
+    metadata: store_api::metadata::RegionMetadataRef,
+) -> Stream {
+    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(PREFETCH);
+    tokio::spawn(async move {
+        let region_id = plan.region_id;
+        match source.kind {
+            SourceKind::Memtable(m) => {
+                let req = MemtableRead {
+                    projection: Some(plan.read_ids.clone()),
+                    time_range: plan.time_range,
+                    sequence: Some(plan.snapshot),
+                    partition: None,
+                    keep_deletes: true,
+                    batch_rows: ctx.batch_rows,
+                };
+                match m.read(&req).context(MemtableSnafu { region_id }) {
+                    Ok(iter) => {
+                        for b in iter {
+                            if tx
+                                .send(b.context(MemtableSnafu { region_id }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                }
+            }
+            SourceKind::File(f) => {
+                let filter_seq = f.meta().max_sequence > plan.snapshot;
+                let reader = match ctx
+                    .cache
+                    .reader(&ctx.op, &region_dir, f.meta(), &metadata)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let req = SstReadRequest {
+                    projection: Some(plan.read_ids.clone()),
+                    time_range: plan.time_range,
+                    filters: plan.prune_filters.clone(),
+                    batch_rows: ctx.batch_rows,
+                };
+                let mut stream = match reader.read(&req).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(crate::error::Error::Sst {
+                                region_id,
+                                source: Box::new(e),
+                                location: snafu::location!(),
+                            }))
+                            .await;
+                        return;
+                    }
+                };
+                while let Some(b) = stream.next().await {
+                    let b = b
+                        .map_err(|e| crate::error::Error::Sst {
+                            region_id,
+                            source: Box::new(e),
+                            location: snafu::location!(),
+                        })
+                        .and_then(|b| {
+                            if filter_seq {
+                                drop_above(b, plan.snapshot)
+                            } else {
+                                Ok(b)
+                            }
+                        });
+                    let failed = b.is_err();
+                    if tx.send(b).await.is_err() || failed {
+                        return;
+                    }
+                }
+                // Keep the file alive until its last batch is out.
+                drop(f);
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
+}

@@ -1,0 +1,1200 @@
+//! Region workers: each a tokio task owning a shard of the regions and serializing every
+//! mutation of them.
+//!
+//! ```text
+//!  requests ─► channel ─► worker: take up to `worker_request_batch` at once
+//!    writes:  validate each (bad ones answered, the rest go on) -> assign entry ids and
+//!             sequences -> ONE WAL append for the group -> memtable inserts -> publish the
+//!             committed sequence -> answer -> flush if a buffer limit is passed
+//!    DDL:     create / open (manifest + WAL replay) / close / drop / flush / truncate
+//!    flush:   freeze the mutable memtable, spawn the job (SSTs + one manifest edit); the job
+//!             reports back, and only then the worker drops the immutable memtables and
+//!             obsoletes the WAL
+//!    tick:    flush regions idle for `auto_flush_interval`, retry stalled writes
+//! ```
+//!
+//! Close, drop and truncate of a region with a flush in flight wait for it to finish.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use futures::StreamExt;
+use mito_manifest::{
+    Action, ManifestOptions, RegionEdit, RegionManifestManager, RegionRemove, RegionTruncate,
+};
+use mito_memtable::{Memtable, MemtableOptions};
+use mito_read::{DedupOptions, OpType};
+use mito_sst::WriteOptions;
+use opendal::Operator;
+use snafu::{IntoError, ResultExt};
+use store_api::clock::ClockRef;
+use store_api::engine::RegionRole;
+use store_api::logstore::{Entry, LogStoreRef};
+use store_api::metadata::RegionMetadataRef;
+use store_api::region_request::{
+    RegionCloseRequest, RegionCreateRequest, RegionOpenRequest, RegionResponse,
+    RegionTruncateRequest,
+};
+use store_api::{EntryId, RegionId, SequenceNumber};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::config::MitoConfig;
+use crate::error::{
+    BadWalEntrySnafu, EncodeWalSnafu, Error, FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu,
+    MemtableSnafu, ObjectStoreSnafu, ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result,
+    StoppedSnafu, UnsupportedSnafu, WalAppendSnafu, WalReadSnafu, WriteBufferFullSnafu,
+};
+use crate::flush::{FlushJob, FlushOutput, flush};
+use crate::metrics::Metrics;
+use crate::region::{FileHandle, FileSet, MitoRegion, MitoRegionRef, Version, region_dir};
+use crate::validate;
+use crate::wal_entry::{self, WalEntry};
+use crate::write_buffer::{Pressure, WriteBufferManager, pick_flushes};
+
+/// Regions open on the engine, shared by workers (writers) and scans (readers).
+pub(crate) type RegionMap = Arc<RwLock<HashMap<RegionId, MitoRegionRef>>>;
+
+/// Time between worker ticks (idle-flush checks, stalled-write retries).
+const TICK: Duration = Duration::from_millis(500);
+
+/// What every worker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Arc<MitoConfig>,
+    pub op: Operator,
+    pub log_store: LogStoreRef,
+    pub regions: RegionMap,
+    pub write_buffer: Arc<WriteBufferManager>,
+    pub flush_slots: Arc<Semaphore>,
+    pub clock: ClockRef,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn manifest_options(&self) -> ManifestOptions {
+        ManifestOptions {
+            checkpoint_distance: self.config.manifest_checkpoint_distance,
+        }
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            row_group_rows: self.config.sst_row_group_size,
+            ..WriteOptions::default()
+        }
+    }
+
+    fn insert_region(&self, region: MitoRegionRef) {
+        self.regions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(region.region_id(), region);
+    }
+
+    fn remove_region(&self, region_id: RegionId) {
+        self.regions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&region_id);
+    }
+}
+
+/// A write request.
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub region_id: RegionId,
+    pub op: OpType,
+    pub batch: RecordBatch,
+    pub tx: oneshot::Sender<Result<RegionResponse>>,
+}
+
+/// A request that changes a region's state.
+#[derive(Debug)]
+pub(crate) enum DdlRequest {
+    Create(RegionCreateRequest),
+    Open(RegionOpenRequest),
+    Close(RegionCloseRequest),
+    Drop,
+    Flush,
+    Truncate(RegionTruncateRequest),
+}
+
+type Reply = oneshot::Sender<Result<RegionResponse>>;
+
+/// What a worker's channel carries.
+#[derive(Debug)]
+pub(crate) enum WorkerRequest {
+    Write(WriteRequest),
+    Ddl {
+        region_id: RegionId,
+        request: DdlRequest,
+        tx: Reply,
+    },
+    FlushDone(FlushDone),
+    Stop {
+        tx: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct FlushDone {
+    region_id: RegionId,
+    memtables: Vec<Arc<Memtable>>,
+    flushed_entry_id: EntryId,
+    flushed_sequence: SequenceNumber,
+    result: std::result::Result<FlushOutput, Arc<Error>>,
+}
+
+/// A DDL request waiting for the region's flush. `needs_flush` requests fail if it fails.
+#[derive(Debug)]
+struct Deferred {
+    request: DdlRequest,
+    tx: Reply,
+    needs_flush: bool,
+}
+
+/// The worker's private state of a region.
+#[derive(Debug)]
+struct RegionState {
+    region: MitoRegionRef,
+    next_entry_id: EntryId,
+    next_sequence: SequenceNumber,
+    /// Bytes of the mutable memtable accounted in the write buffer.
+    mutable_bytes: u64,
+    /// Frozen memtables and the bytes accounted for each.
+    frozen: Vec<(Arc<Memtable>, u64)>,
+    flushing: bool,
+    /// Waiters of the running flush.
+    flush_waiters: Vec<Reply>,
+    /// Waiters that arrived while a flush ran; they need the next one.
+    next_waiters: Vec<Reply>,
+    flush_again: bool,
+    deferred: Vec<Deferred>,
+    last_write_ms: i64,
+}
+
+impl RegionState {
+    fn new(
+        region: MitoRegionRef,
+        next_entry_id: EntryId,
+        next_sequence: SequenceNumber,
+        now: i64,
+    ) -> Self {
+        Self {
+            region,
+            next_entry_id,
+            next_sequence,
+            mutable_bytes: 0,
+            frozen: Vec::new(),
+            flushing: false,
+            flush_waiters: Vec::new(),
+            next_waiters: Vec::new(),
+            flush_again: false,
+            deferred: Vec::new(),
+            last_write_ms: now,
+        }
+    }
+}
+
+/// Handle to a running worker.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerHandle {
+    pub tx: mpsc::Sender<WorkerRequest>,
+}
+
+impl WorkerHandle {
+    /// Starts a worker on the current runtime.
+    pub fn start(id: usize, shared: Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::channel(shared.config.worker_channel_size);
+        let worker = RegionWorker {
+            id,
+            shared,
+            rx,
+            tx: tx.clone(),
+            regions: HashMap::new(),
+            stalled: Vec::new(),
+            stopping: None,
+        };
+        tokio::spawn(worker.run());
+        Self { tx }
+    }
+}
+
+struct RegionWorker {
+    id: usize,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<WorkerRequest>,
+    tx: mpsc::Sender<WorkerRequest>,
+    regions: HashMap<RegionId, RegionState>,
+    stalled: Vec<WriteRequest>,
+    stopping: Option<oneshot::Sender<()>>,
+}
+
+fn reply<T>(tx: oneshot::Sender<Result<T>>, result: Result<T>) {
+    // The requester may have gone away (cancelled); nothing to do then.
+    let _ = tx.send(result);
+}
+
+fn memtable_options(version: &Version) -> MemtableOptions {
+    MemtableOptions {
+        dedup: version.dedup,
+        ..MemtableOptions::default()
+    }
+}
+
+impl RegionWorker {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let notify = self.shared.write_buffer.clone();
+        loop {
+            let first = tokio::select! {
+                req = self.rx.recv() => match req {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.retry_stalled().await;
+                    continue;
+                }
+                _ = notify.freed(), if !self.stalled.is_empty() => {
+                    self.retry_stalled().await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.shared.config.worker_request_batch {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.handle_batch(batch).await;
+            if self.stopping.is_some() && self.regions.values().all(|s| !s.flushing) {
+                break;
+            }
+        }
+        // Stopped: answer whatever is left.
+        for w in std::mem::take(&mut self.stalled) {
+            reply(
+                w.tx,
+                StoppedSnafu {
+                    hint: String::new(),
+                }
+                .fail(),
+            );
+        }
+        self.shared
+            .metrics
+            .memtable_bytes
+            .set(i64::try_from(self.shared.write_buffer.total_bytes()).unwrap_or(i64::MAX));
+        if let Some(tx) = self.stopping.take() {
+            let _ = tx.send(());
+        }
+        tracing::debug!(worker = self.id, "region worker stopped");
+    }
+
+    async fn handle_batch(&mut self, batch: Vec<WorkerRequest>) {
+        let mut writes = Vec::new();
+        for req in batch {
+            match req {
+                WorkerRequest::Write(w) => {
+                    if self.stopping.is_some() {
+                        reply(
+                            w.tx,
+                            StoppedSnafu {
+                                hint: String::new(),
+                            }
+                            .fail(),
+                        );
+                    } else {
+                        writes.push(w);
+                    }
+                }
+                other => {
+                    // Keep the order: writes before this request go first.
+                    if !writes.is_empty() {
+                        self.handle_writes(std::mem::take(&mut writes)).await;
+                    }
+                    self.handle_other(other).await;
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.handle_writes(writes).await;
+        }
+    }
+
+    async fn handle_other(&mut self, req: WorkerRequest) {
+        match req {
+            WorkerRequest::Write(w) => self.handle_writes(vec![w]).await,
+            WorkerRequest::Ddl {
+                region_id,
+                request,
+                tx,
+            } => {
+                if self.stopping.is_some() {
+                    reply(
+                        tx,
+                        StoppedSnafu {
+                            hint: String::new(),
+                        }
+                        .fail(),
+                    );
+                } else {
+                    self.handle_ddl(region_id, request, tx).await;
+                }
+            }
+            WorkerRequest::FlushDone(done) => {
+                let deferred = self.on_flush_done(done).await;
+                for (region_id, d) in deferred {
+                    self.handle_ddl(region_id, d.request, d.tx).await;
+                }
+                self.retry_stalled().await;
+            }
+            WorkerRequest::Stop { tx } => {
+                self.stopping = Some(tx);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    async fn handle_writes(&mut self, writes: Vec<WriteRequest>) {
+        let metrics = self.shared.metrics.clone();
+        let wb = self.shared.write_buffer.clone();
+        match wb.pressure() {
+            Pressure::Reject => {
+                for w in writes {
+                    metrics
+                        .write_requests
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    reply(
+                        w.tx,
+                        WriteBufferFullSnafu {
+                            used: wb.total_bytes(),
+                            limit: wb.limit(),
+                        }
+                        .fail(),
+                    );
+                }
+                self.flush_for_pressure();
+                return;
+            }
+            Pressure::Stall => {
+                metrics.write_stalls.inc_by(writes.len() as u64);
+                self.stalled.extend(writes);
+                self.flush_for_pressure();
+                return;
+            }
+            Pressure::Normal | Pressure::Flush => {}
+        }
+
+        struct Pending {
+            req: WriteRequest,
+            batch: RecordBatch,
+            first_sequence: SequenceNumber,
+            rows: u64,
+        }
+        let max_bytes = self.shared.config.max_write_bytes.as_bytes();
+        let mut entries = Vec::new();
+        let mut pending = Vec::new();
+        for w in writes {
+            let region_id = w.region_id;
+            let Some(state) = self.regions.get_mut(&region_id) else {
+                metrics.write_requests.with_label_values(&["invalid"]).inc();
+                reply(w.tx, not_open(region_id));
+                continue;
+            };
+            if state.region.role() == RegionRole::Follower {
+                metrics.write_requests.with_label_values(&["invalid"]).inc();
+                reply(w.tx, ReadOnlySnafu { region_id }.fail());
+                continue;
+            }
+            let version = state.region.version();
+            let batch = match validate::normalize(&version.metadata, &w.batch, w.op) {
+                Ok(b) => b,
+                Err(reason) => {
+                    metrics.write_requests.with_label_values(&["invalid"]).inc();
+                    reply(w.tx, InvalidRequestSnafu { region_id, reason }.fail());
+                    continue;
+                }
+            };
+            let rows = batch.num_rows() as u64;
+            let entry = WalEntry {
+                op: w.op,
+                first_sequence: state.next_sequence,
+                schema_version: version.metadata.schema_version(),
+                batch,
+            };
+            let data = match wal_entry::encode(&entry).context(EncodeWalSnafu { region_id }) {
+                Ok(d) => d,
+                Err(e) => {
+                    metrics.write_requests.with_label_values(&["failed"]).inc();
+                    reply(w.tx, Err(e));
+                    continue;
+                }
+            };
+            if data.len() as u64 > max_bytes {
+                metrics.write_requests.with_label_values(&["invalid"]).inc();
+                reply(
+                    w.tx,
+                    InvalidRequestSnafu {
+                        region_id,
+                        reason: format!(
+                            "the request encodes to {} bytes, over max_write_bytes ({max_bytes}); split it",
+                            data.len()
+                        ),
+                    }
+                    .fail(),
+                );
+                continue;
+            }
+            let entry_id = state.next_entry_id;
+            state.next_entry_id += 1;
+            state.next_sequence += rows;
+            entries.push(Entry {
+                region_id,
+                entry_id,
+                data: Bytes::from(data),
+            });
+            pending.push(Pending {
+                req: w,
+                batch: entry.batch,
+                first_sequence: entry.first_sequence,
+                rows,
+            });
+        }
+        if entries.is_empty() {
+            return;
+        }
+        metrics.wal_group_requests.observe(entries.len() as f64);
+        let timer = metrics.wal_append_seconds.start_timer();
+        let appended = self.shared.log_store.append_batch(entries).await;
+        timer.observe_duration();
+        if let Err(e) = appended {
+            // The outcome is unknown: the entry ids and sequences stay used.
+            let e = Arc::new(e);
+            for p in pending {
+                metrics.write_requests.with_label_values(&["failed"]).inc();
+                reply(
+                    p.req.tx,
+                    Err(WalAppendSnafu {
+                        region_id: p.req.region_id,
+                    }
+                    .into_error(e.clone())),
+                );
+            }
+            return;
+        }
+        let now = self.shared.clock.now_millis();
+        let mut touched = HashSet::new();
+        for p in pending {
+            let region_id = p.req.region_id;
+            let Some(state) = self.regions.get_mut(&region_id) else {
+                continue;
+            };
+            let version = state.region.version();
+            match version
+                .mutable
+                .write(&p.batch, p.first_sequence, p.req.op)
+                .context(MemtableSnafu { region_id })
+            {
+                Ok(_) => {
+                    state.region.publish(p.first_sequence + p.rows - 1);
+                    let op = if p.req.op == OpType::Put {
+                        "put"
+                    } else {
+                        "delete"
+                    };
+                    metrics.write_rows.with_label_values(&[op]).inc_by(p.rows);
+                    metrics.write_requests.with_label_values(&["ok"]).inc();
+                    reply(p.req.tx, Ok(RegionResponse::new(p.rows as usize)));
+                }
+                Err(e) => {
+                    // Validation makes this unreachable; the rows are in the WAL and come
+                    // back at the next open, so the outcome is reported as unknown.
+                    tracing::error!(%region_id, error = %e, "memtable insert failed after the WAL append");
+                    metrics.write_requests.with_label_values(&["failed"]).inc();
+                    reply(p.req.tx, Err(e));
+                }
+            }
+            state.last_write_ms = now;
+            touched.insert(region_id);
+        }
+        let region_limit = self.shared.config.region_write_buffer_size.as_bytes();
+        let mut to_flush = Vec::new();
+        for region_id in touched {
+            let Some(state) = self.regions.get_mut(&region_id) else {
+                continue;
+            };
+            let bytes = state.region.version().mutable.stats().bytes as u64;
+            if bytes > state.mutable_bytes {
+                wb.reserve(bytes - state.mutable_bytes);
+            }
+            state.mutable_bytes = bytes.max(state.mutable_bytes);
+            if state.mutable_bytes > region_limit && !state.flushing {
+                to_flush.push(region_id);
+            }
+        }
+        for region_id in to_flush {
+            self.schedule_flush(region_id, None);
+        }
+        if wb.pressure() >= Pressure::Flush {
+            self.flush_for_pressure();
+        }
+        metrics
+            .memtable_bytes
+            .set(i64::try_from(wb.total_bytes()).unwrap_or(i64::MAX));
+    }
+
+    async fn retry_stalled(&mut self) {
+        if self.stalled.is_empty() || self.shared.write_buffer.pressure() >= Pressure::Stall {
+            return;
+        }
+        let stalled = std::mem::take(&mut self.stalled);
+        self.handle_writes(stalled).await;
+    }
+
+    /// Flushes this worker's largest regions when the global buffer asks for it.
+    fn flush_for_pressure(&mut self) {
+        let sizes: Vec<(RegionId, u64)> = self
+            .regions
+            .iter()
+            .filter(|(_, s)| !s.flushing)
+            .map(|(id, s)| (*id, s.mutable_bytes))
+            .collect();
+        for region_id in pick_flushes(&sizes, self.shared.write_buffer.limit()) {
+            self.schedule_flush(region_id, None);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.shared.clock.now_millis();
+        let idle =
+            i64::try_from(self.shared.config.auto_flush_interval.as_millis()).unwrap_or(i64::MAX);
+        let due: Vec<RegionId> = self
+            .regions
+            .iter()
+            .filter(|(_, s)| {
+                !s.flushing && s.mutable_bytes > 0 && now.saturating_sub(s.last_write_ms) >= idle
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for region_id in due {
+            tracing::debug!(%region_id, "flushing an idle region");
+            self.schedule_flush(region_id, None);
+        }
+    }
+
+    // ---------------------------------------------------------------- flush
+
+    /// Freezes the region's mutable memtable (if it holds rows) and starts a flush of every
+    /// frozen memtable. With a flush running, the request is remembered and served next.
+    fn schedule_flush(&mut self, region_id: RegionId, waiter: Option<Reply>) {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            if let Some(tx) = waiter {
+                reply(tx, not_open(region_id));
+            }
+            return;
+        };
+        if state.flushing {
+            state.flush_again = true;
+            state.next_waiters.extend(waiter);
+            return;
+        }
+        state.flush_waiters.extend(waiter);
+        let mut version = (*state.region.version()).clone();
+        if !version.mutable.is_empty() {
+            let fresh = match Memtable::new(version.metadata.clone(), memtable_options(&version))
+                .context(MemtableSnafu { region_id })
+            {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for tx in state.flush_waiters.drain(..) {
+                        reply(
+                            tx,
+                            Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
+                        );
+                    }
+                    return;
+                }
+            };
+            let old = std::mem::replace(&mut version.mutable, fresh);
+            old.freeze();
+            version.immutables.push(old.clone());
+            self.shared.write_buffer.freeze(state.mutable_bytes);
+            state.frozen.push((old, state.mutable_bytes));
+            state.mutable_bytes = 0;
+            state.region.set_version(version.clone());
+        }
+        if version.immutables.is_empty() {
+            for tx in state.flush_waiters.drain(..) {
+                reply(tx, Ok(RegionResponse::new(0)));
+            }
+            return;
+        }
+        state.flushing = true;
+        let memtables = version.immutables.clone();
+        let flushed_entry_id = state
+            .next_entry_id
+            .saturating_sub(1)
+            .max(version.flushed_entry_id);
+        let flushed_sequence = state
+            .next_sequence
+            .saturating_sub(1)
+            .max(version.flushed_sequence);
+        let region = state.region.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let metadata = version.metadata.clone();
+        tokio::spawn(async move {
+            let _slot = shared.flush_slots.clone().acquire_owned().await;
+            let timer = shared.metrics.flush_seconds.start_timer();
+            let result = {
+                let mut manifest = region.manifest.lock().await;
+                flush(
+                    FlushJob {
+                        op: shared.op.clone(),
+                        region_dir: region.region_dir(),
+                        metadata,
+                        memtables: &memtables,
+                        flushed_entry_id,
+                        flushed_sequence,
+                        write_options: shared.write_options(),
+                    },
+                    &mut manifest,
+                )
+                .await
+            };
+            timer.observe_duration();
+            let done = FlushDone {
+                region_id,
+                memtables,
+                flushed_entry_id,
+                flushed_sequence,
+                result: result.map_err(Arc::new),
+            };
+            if tx.send(WorkerRequest::FlushDone(done)).await.is_err() {
+                tracing::warn!(%region_id, "flush finished after its worker stopped");
+            }
+        });
+    }
+
+    async fn on_flush_done(&mut self, done: FlushDone) -> Vec<(RegionId, Deferred)> {
+        let region_id = done.region_id;
+        let metrics = self.shared.metrics.clone();
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            return Vec::new();
+        };
+        state.flushing = false;
+        let ok = match done.result {
+            Ok(output) => {
+                metrics.flushes.with_label_values(&["ok"]).inc();
+                let mut version = (*state.region.version()).clone();
+                version
+                    .immutables
+                    .retain(|m| !done.memtables.iter().any(|f| Arc::ptr_eq(f, m)));
+                let mut files = (*version.files).clone();
+                for f in output.files {
+                    metrics.flush_bytes.inc_by(f.file_size);
+                    files.insert(
+                        f.file_id,
+                        Arc::new(FileHandle::new(
+                            f,
+                            state.region.region_dir().clone(),
+                            self.shared.op.clone(),
+                        )),
+                    );
+                }
+                version.files = Arc::new(files);
+                version.flushed_entry_id = version.flushed_entry_id.max(done.flushed_entry_id);
+                version.flushed_sequence = version.flushed_sequence.max(done.flushed_sequence);
+                state.region.set_version(version);
+                let mut freed = 0;
+                state.frozen.retain(|(m, bytes)| {
+                    let flushed = done.memtables.iter().any(|f| Arc::ptr_eq(f, m));
+                    if flushed {
+                        freed += bytes;
+                    }
+                    !flushed
+                });
+                self.shared.write_buffer.free(freed);
+                if let Err(e) = self
+                    .shared
+                    .log_store
+                    .obsolete(region_id, done.flushed_entry_id)
+                    .await
+                {
+                    // The entries are only replayed needlessly (and skipped) at the next open.
+                    tracing::warn!(%region_id, error = %e, "obsoleting flushed WAL entries failed");
+                }
+                for tx in state.flush_waiters.drain(..) {
+                    reply(tx, Ok(RegionResponse::new(0)));
+                }
+                true
+            }
+            Err(e) => {
+                metrics.flushes.with_label_values(&["failed"]).inc();
+                tracing::warn!(%region_id, error = %e, "flush failed; the rows stay in the memtables and the WAL");
+                for tx in state
+                    .flush_waiters
+                    .drain(..)
+                    .chain(state.next_waiters.drain(..))
+                {
+                    reply(
+                        tx,
+                        Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
+                    );
+                }
+                state.flush_again = false;
+                for d in std::mem::take(&mut state.deferred) {
+                    if d.needs_flush {
+                        reply(
+                            d.tx,
+                            Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
+                        );
+                    } else {
+                        state.deferred.push(d);
+                    }
+                }
+                false
+            }
+        };
+        if ok && state.flush_again {
+            state.flush_again = false;
+            let waiters = std::mem::take(&mut state.next_waiters);
+            self.schedule_flush(region_id, None);
+            if let Some(state) = self.regions.get_mut(&region_id) {
+                if state.flushing {
+                    state.flush_waiters.extend(waiters);
+                    return Vec::new();
+                }
+                for tx in waiters {
+                    reply(tx, Ok(RegionResponse::new(0)));
+                }
+            }
+        }
+        self.regions.get_mut(&region_id).map_or_else(Vec::new, |s| {
+            std::mem::take(&mut s.deferred)
+                .into_iter()
+                .map(|d| (region_id, d))
+                .collect()
+        })
+    }
+
+    // ---------------------------------------------------------------- DDL
+
+    async fn handle_ddl(&mut self, region_id: RegionId, request: DdlRequest, tx: Reply) {
+        let waits_for_flush = matches!(
+            request,
+            DdlRequest::Close(_) | DdlRequest::Drop | DdlRequest::Truncate(_)
+        );
+        if waits_for_flush
+            && let Some(state) = self.regions.get_mut(&region_id)
+            && state.flushing
+        {
+            state.deferred.push(Deferred {
+                request,
+                tx,
+                needs_flush: false,
+            });
+            return;
+        }
+        match request {
+            DdlRequest::Create(req) => reply(tx, self.create(region_id, req).await),
+            DdlRequest::Open(req) => reply(tx, self.open(region_id, req).await),
+            DdlRequest::Close(req) => {
+                let has_data = self.regions.get(&region_id).is_some_and(|s| {
+                    let v = s.region.version();
+                    !v.mutable.is_empty() || !v.immutables.is_empty()
+                });
+                if req.flush && has_data {
+                    if let Some(state) = self.regions.get_mut(&region_id) {
+                        state.deferred.push(Deferred {
+                            request: DdlRequest::Close(RegionCloseRequest { flush: false }),
+                            tx,
+                            needs_flush: true,
+                        });
+                    }
+                    self.schedule_flush(region_id, None);
+                } else {
+                    reply(tx, self.close(region_id));
+                }
+            }
+            DdlRequest::Drop => reply(tx, self.drop_region(region_id).await),
+            DdlRequest::Flush => self.schedule_flush(region_id, Some(tx)),
+            DdlRequest::Truncate(RegionTruncateRequest::All) => {
+                reply(tx, self.truncate(region_id).await);
+            }
+            DdlRequest::Truncate(RegionTruncateRequest::TimeRange(_)) => reply(
+                tx,
+                UnsupportedSnafu {
+                    region_id,
+                    what: "truncating a time range (issue 6)",
+                }
+                .fail(),
+            ),
+        }
+    }
+
+    fn is_open_anywhere(&self, region_id: RegionId) -> bool {
+        self.shared
+            .regions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&region_id)
+    }
+
+    async fn create(
+        &mut self,
+        region_id: RegionId,
+        req: RegionCreateRequest,
+    ) -> Result<RegionResponse> {
+        if self.is_open_anywhere(region_id) {
+            return RegionExistsSnafu {
+                region_id,
+                hint: " (it is open)",
+            }
+            .fail();
+        }
+        check_no_options(region_id, &req.options)?;
+        let metadata = req.build_metadata(region_id).map_err(|e| {
+            InvalidRequestSnafu {
+                region_id,
+                reason: e.to_string(),
+            }
+            .build()
+        })?;
+        let dir = region_dir(region_id);
+        let mut manifest = RegionManifestManager::create(
+            self.shared.op.clone(),
+            &dir,
+            metadata.clone(),
+            self.shared.manifest_options(),
+        )
+        .await
+        .context(ManifestSnafu { region_id })?;
+        // A WAL may still hold entries of an earlier region with this id (dropped, not yet
+        // reclaimed): the new region starts after them.
+        let last = self.shared.log_store.last_entry_id(region_id).unwrap_or(0);
+        if last > 0 {
+            manifest
+                .update(vec![Action::Edit(RegionEdit {
+                    flushed_entry_id: Some(last),
+                    ..RegionEdit::default()
+                })])
+                .await
+                .context(ManifestSnafu { region_id })?;
+        }
+        let metadata: RegionMetadataRef = Arc::new(metadata);
+        let version = Version {
+            mutable: Arc::new(
+                Memtable::new(metadata.clone(), MemtableOptions::default())
+                    .context(MemtableSnafu { region_id })?,
+            ),
+            metadata,
+            dedup: DedupOptions::default(),
+            immutables: Vec::new(),
+            files: Arc::new(FileSet::new()),
+            flushed_entry_id: last,
+            flushed_sequence: 0,
+        };
+        let region = Arc::new(MitoRegion::new(dir.into(), version, 0, manifest));
+        self.regions.insert(
+            region_id,
+            RegionState::new(region.clone(), last + 1, 1, self.shared.clock.now_millis()),
+        );
+        self.shared.insert_region(region);
+        tracing::info!(%region_id, "region created");
+        Ok(RegionResponse::new(0))
+    }
+
+    async fn open(
+        &mut self,
+        region_id: RegionId,
+        req: RegionOpenRequest,
+    ) -> Result<RegionResponse> {
+        if self.regions.contains_key(&region_id) {
+            return Ok(RegionResponse::new(0));
+        }
+        check_no_options(region_id, &req.options)?;
+        let dir = region_dir(region_id);
+        let Some(manifest) = RegionManifestManager::open(
+            self.shared.op.clone(),
+            &dir,
+            self.shared.manifest_options(),
+        )
+        .await
+        .context(ManifestSnafu { region_id })?
+        else {
+            return RegionNotFoundSnafu {
+                region_id,
+                hint: format!(": no manifest under '{dir}'"),
+            }
+            .fail();
+        };
+        let state = manifest.manifest();
+        if state.removed {
+            return RegionNotFoundSnafu {
+                region_id,
+                hint: format!(": it was dropped (manifest under '{dir}')"),
+            }
+            .fail();
+        }
+        if state.region_id() != region_id {
+            return InvalidRequestSnafu {
+                region_id,
+                reason: format!(
+                    "the manifest under '{dir}' belongs to region {}",
+                    state.region_id()
+                ),
+            }
+            .fail();
+        }
+        let metadata: RegionMetadataRef = Arc::new(state.metadata.clone());
+        let dir: Arc<str> = dir.into();
+        let files: FileSet = state
+            .files
+            .values()
+            .map(|f| {
+                (
+                    f.file_id,
+                    Arc::new(FileHandle::new(
+                        f.clone(),
+                        dir.clone(),
+                        self.shared.op.clone(),
+                    )),
+                )
+            })
+            .collect();
+        let dedup = DedupOptions::default();
+        let mutable = Memtable::new(
+            metadata.clone(),
+            MemtableOptions {
+                dedup,
+                ..MemtableOptions::default()
+            },
+        )
+        .context(MemtableSnafu { region_id })?;
+        let flushed_entry_id = state.flushed_entry_id;
+        let flushed_sequence = state.flushed_sequence;
+        let mut committed = flushed_sequence;
+        let mut last_entry = flushed_entry_id;
+        if !req.skip_wal_replay {
+            let (c, l) = self
+                .replay(region_id, &metadata, &mutable, flushed_entry_id)
+                .await?;
+            committed = committed.max(c);
+            last_entry = last_entry.max(l);
+        }
+        let wal_last = self.shared.log_store.last_entry_id(region_id).unwrap_or(0);
+        let next_entry_id = last_entry.max(wal_last) + 1;
+        let version = Version {
+            metadata,
+            dedup,
+            mutable: Arc::new(mutable),
+            immutables: Vec::new(),
+            files: Arc::new(files),
+            flushed_entry_id,
+            flushed_sequence,
+        };
+        let mutable_bytes = version.mutable.stats().bytes as u64;
+        let region = Arc::new(MitoRegion::new(dir, version, committed, manifest));
+        let mut rs = RegionState::new(
+            region.clone(),
+            next_entry_id,
+            committed + 1,
+            self.shared.clock.now_millis(),
+        );
+        rs.mutable_bytes = mutable_bytes;
+        self.shared.write_buffer.reserve(mutable_bytes);
+        self.regions.insert(region_id, rs);
+        self.shared.insert_region(region);
+        tracing::info!(%region_id, committed, next_entry_id, "region opened");
+        Ok(RegionResponse::new(0))
+    }
+
+    /// Replays the region's WAL after `flushed_entry_id` into `memtable`; returns the last
+    /// sequence and the last entry id replayed.
+    async fn replay(
+        &self,
+        region_id: RegionId,
+        metadata: &RegionMetadataRef,
+        memtable: &Memtable,
+        flushed_entry_id: EntryId,
+    ) -> Result<(SequenceNumber, EntryId)> {
+        let mut stream = self
+            .shared
+            .log_store
+            .read(region_id, flushed_entry_id.saturating_add(1))
+            .await
+            .context(WalReadSnafu { region_id })?;
+        let (mut committed, mut last_entry, mut count) = (0, 0, 0u64);
+        while let Some(chunk) = stream.next().await {
+            for entry in chunk.context(WalReadSnafu { region_id })? {
+                if entry.entry_id <= flushed_entry_id {
+                    continue;
+                }
+                let entry_id = entry.entry_id;
+                let bad = |reason: String| {
+                    BadWalEntrySnafu {
+                        region_id,
+                        entry_id,
+                        reason,
+                    }
+                    .build()
+                };
+                let e = wal_entry::decode(&entry.data).map_err(bad)?;
+                let batch = validate::normalize(metadata, &e.batch, e.op).map_err(bad)?;
+                let rows = batch.num_rows() as u64;
+                memtable
+                    .write(&batch, e.first_sequence, e.op)
+                    .context(MemtableSnafu { region_id })?;
+                committed = committed.max(e.first_sequence + rows - 1);
+                last_entry = entry_id;
+                count += 1;
+            }
+        }
+        self.shared.metrics.replayed_entries.inc_by(count);
+        tracing::info!(%region_id, entries = count, last_entry, "WAL replayed");
+        Ok((committed, last_entry))
+    }
+
+    /// Forgets the region; its unflushed rows stay in the WAL.
+    fn close(&mut self, region_id: RegionId) -> Result<RegionResponse> {
+        let Some(state) = self.regions.remove(&region_id) else {
+            return Ok(RegionResponse::new(0));
+        };
+        self.release(&state);
+        self.shared.remove_region(region_id);
+        tracing::info!(%region_id, "region closed");
+        Ok(RegionResponse::new(0))
+    }
+
+    fn release(&self, state: &RegionState) {
+        let wb = &self.shared.write_buffer;
+        wb.freeze(state.mutable_bytes);
+        wb.free(state.mutable_bytes + state.frozen.iter().map(|(_, b)| *b).sum::<u64>());
+    }
+
+    async fn drop_region(&mut self, region_id: RegionId) -> Result<RegionResponse> {
+        let Some(state) = self.regions.get(&region_id) else {
+            return not_open(region_id);
+        };
+        let region = state.region.clone();
+        region
+            .manifest
+            .lock()
+            .await
+            .update(vec![Action::Remove(RegionRemove { region_id })])
+            .await
+            .context(ManifestSnafu { region_id })?;
+        if let Some(state) = self.regions.remove(&region_id) {
+            self.release(&state);
+        }
+        self.shared.remove_region(region_id);
+        if let Err(e) = self
+            .shared
+            .log_store
+            .obsolete(region_id, EntryId::MAX)
+            .await
+        {
+            tracing::warn!(%region_id, error = %e, "obsoleting the WAL of a dropped region failed");
+        }
+        let dir = region.region_dir().to_string();
+        self.shared
+            .op
+            .delete_with(&dir)
+            .recursive(true)
+            .await
+            .context(ObjectStoreSnafu {
+                op: "remove_all",
+                path: dir,
+            })?;
+        tracing::info!(%region_id, "region dropped");
+        Ok(RegionResponse::new(0))
+    }
+
+    async fn truncate(&mut self, region_id: RegionId) -> Result<RegionResponse> {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            return not_open(region_id);
+        };
+        let truncated_entry_id = state.next_entry_id.saturating_sub(1);
+        let truncated_sequence = state.next_sequence.saturating_sub(1);
+        state
+            .region
+            .manifest
+            .lock()
+            .await
+            .update(vec![Action::Truncate(RegionTruncate {
+                truncated_entry_id,
+                truncated_sequence,
+            })])
+            .await
+            .context(ManifestSnafu { region_id })?;
+        let old = state.region.version();
+        for f in old.files.values() {
+            f.mark_removed();
+        }
+        let version = Version {
+            metadata: old.metadata.clone(),
+            dedup: old.dedup,
+            mutable: Arc::new(
+                Memtable::new(old.metadata.clone(), memtable_options(&old))
+                    .context(MemtableSnafu { region_id })?,
+            ),
+            immutables: Vec::new(),
+            files: Arc::new(FileSet::new()),
+            flushed_entry_id: truncated_entry_id,
+            flushed_sequence: truncated_sequence,
+        };
+        state.region.set_version(version);
+        let wb = &self.shared.write_buffer;
+        wb.freeze(state.mutable_bytes);
+        wb.free(state.mutable_bytes + state.frozen.iter().map(|(_, b)| *b).sum::<u64>());
+        state.mutable_bytes = 0;
+        state.frozen.clear();
+        if let Err(e) = self
+            .shared
+            .log_store
+            .obsolete(region_id, truncated_entry_id)
+            .await
+        {
+            tracing::warn!(%region_id, error = %e, "obsoleting the WAL of a truncated region failed");
+        }
+        tracing::info!(%region_id, truncated_entry_id, truncated_sequence, "region truncated");
+        Ok(RegionResponse::new(0))
+    }
+}
+
+fn not_open<T>(region_id: RegionId) -> Result<T> {
+    RegionNotFoundSnafu {
+        region_id,
+        hint: String::new(),
+    }
+    .fail()
+}
+
+fn check_no_options(
+    region_id: RegionId,
+    options: &store_api::region_request::RegionOptionsMap,
+) -> Result<()> {
+    if options.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = options.keys().map(String::as_str).collect();
+    InvalidRequestSnafu {
+        region_id,
+        reason: format!(
+            "region options {keys:?} are not supported yet (they need to be persisted in the manifest, issue 6)"
+        ),
+    }
+    .fail()
+}
