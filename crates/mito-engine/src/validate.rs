@@ -92,7 +92,10 @@ pub fn normalize(
                             c.name
                         ));
                     }
+                    // Defaults come in the read type (tags as dictionaries): unpack to the
+                    // write type.
                     mito_read::compat::default_array(c, rows)
+                        .and_then(|a| arrow_cast::cast(&a, &c.data_type))
                         .map_err(|e| format!("default of column '{}': {e}", c.name))?
                 }
             },

@@ -7,7 +7,7 @@
 //!  5       8     first sequence (u64 LE): row i has sequence first + i
 //!  13      8     schema version the rows were validated against (u64 LE)
 //!  21      4     rows (u32 LE)
-//!  25      4     CRC32C of the body (u32 LE)
+//!  25      4     CRC32C of bytes 0..25 followed by the body (u32 LE)
 //!  29      ..    body: an Arrow IPC stream (schema + one record batch, LZ4-frame buffers)
 //! ```
 //!
@@ -63,11 +63,17 @@ pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, ArrowError> {
         writer.write(&entry.batch)?;
         writer.finish()?;
     }
-    let crc = crc32c::crc32c(out.get(HEADER_LEN..).unwrap_or_default());
+    let crc = checksum(&out);
     if let Some(slot) = out.get_mut(25..29) {
         slot.copy_from_slice(&crc.to_le_bytes());
     }
     Ok(out)
+}
+
+/// CRC32C of the header fields (bytes 0..25) and the body.
+fn checksum(data: &[u8]) -> u32 {
+    let head = crc32c::crc32c(data.get(..25).unwrap_or_default());
+    crc32c::crc32c_append(head, data.get(HEADER_LEN..).unwrap_or_default())
 }
 
 fn u64_at(data: &[u8], at: usize) -> Option<u64> {
@@ -108,9 +114,9 @@ pub fn decode(data: &[u8]) -> Result<WalEntry, String> {
     let rows = u32_at(data, 21).ok_or("short header")?;
     let crc = u32_at(data, 25).ok_or("short header")?;
     let body = data.get(HEADER_LEN..).unwrap_or_default();
-    let actual = crc32c::crc32c(body);
+    let actual = checksum(data);
     if actual != crc {
-        return Err(format!("body checksum {actual:08x} != stored {crc:08x}"));
+        return Err(format!("checksum {actual:08x} != stored {crc:08x}"));
     }
     let batch = decode_body(body)?;
     if batch.num_rows() != rows as usize {
@@ -163,8 +169,12 @@ pub fn fuzz_decode(data: &[u8]) {
     framed.extend_from_slice(&0u64.to_le_bytes());
     let rows = decode_body(data).map_or(0, |b| b.num_rows() as u32);
     framed.extend_from_slice(&rows.to_le_bytes());
-    framed.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    framed.extend_from_slice(&[0; 4]);
     framed.extend_from_slice(data);
+    let crc = checksum(&framed);
+    if let Some(slot) = framed.get_mut(25..29) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
     if let Ok(e) = decode(&framed) {
         // A decoded batch must be internally consistent.
         let _ = Arc::new(e.batch).num_columns();
@@ -175,7 +185,7 @@ pub fn fuzz_decode(data: &[u8]) {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Float64Array, StringArray, TimestampMillisecondArray};
+    use arrow_array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;

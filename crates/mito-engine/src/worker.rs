@@ -426,6 +426,22 @@ impl RegionWorker {
                 }
             };
             let rows = batch.num_rows() as u64;
+            // Both the decoded size (memory) and the encoded size (WAL entry) are bounded.
+            let decoded = batch.get_array_memory_size() as u64;
+            if decoded > max_bytes {
+                metrics.write_requests.with_label_values(&["invalid"]).inc();
+                reply(
+                    w.tx,
+                    InvalidRequestSnafu {
+                        region_id,
+                        reason: format!(
+                            "the request holds {decoded} bytes of columns, over max_write_bytes ({max_bytes}); split it"
+                        ),
+                    }
+                    .fail(),
+                );
+                continue;
+            }
             let entry = WalEntry {
                 op: w.op,
                 first_sequence: state.next_sequence,

@@ -1,0 +1,381 @@
+//! The engine through `RegionEngine`: lifecycle, reopen, flush, truncate, drop, scans and bad
+//! input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
+mod common;
+
+use common::*;
+use datafusion_expr::{col, lit};
+use store_api::RegionId;
+use store_api::engine::RegionEngine;
+use store_api::error::ErrorKind;
+use store_api::region_request::{
+    RegionCloseRequest, RegionDropRequest, RegionFlushRequest, RegionOpenRequest, RegionPutRequest,
+    RegionRequest, RegionTruncateRequest,
+};
+use store_api::scan::{ScanOrder, ScanRequest, TimeRange};
+
+fn r(h: &str, ts: i64, v: f64) -> Row {
+    (h.to_string(), ts, Some(v))
+}
+
+async fn flush(engine: &mito_engine::MitoEngine, region: RegionId) {
+    engine
+        .handle_request(region, RegionRequest::Flush(RegionFlushRequest))
+        .await
+        .unwrap();
+}
+
+async fn close(engine: &mito_engine::MitoEngine, region: RegionId) {
+    engine
+        .handle_request(
+            region,
+            RegionRequest::Close(RegionCloseRequest { flush: false }),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_flush_reopen_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("b", 2, Some(2.0)), ("a", 1, Some(1.0))])
+        .await
+        .unwrap();
+    flush(&engine, REGION).await;
+    put(
+        &engine,
+        REGION,
+        &[("a", 1, Some(10.0)), ("c", 3, Some(f64::NAN))],
+    )
+    .await
+    .unwrap();
+    delete(&engine, REGION, &[("b", 2)]).await.unwrap();
+    let want = vec![r("a", 1, 10.0), r("c", 3, f64::NAN)];
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    let stats = engine.region_statistics(REGION).unwrap();
+    assert_eq!(stats.files, 1);
+
+    // Reopen in a new engine: the WAL replays what was not flushed.
+    engine.stop().await.unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    assert!(engine.scan(REGION, ScanRequest::default()).await.is_err());
+    open(&engine, REGION).await;
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    // Sequences continue after the replayed ones: a new write wins over the replayed rows.
+    put(&engine, REGION, &[("c", 3, Some(3.0))]).await.unwrap();
+    flush(&engine, REGION).await;
+    let want = vec![r("a", 1, 10.0), r("c", 3, 3.0)];
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    close(&engine, REGION).await;
+    open(&engine, REGION).await;
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_project_filter_limit_and_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    let rows: Vec<(String, i64, f64)> = (0..300)
+        .map(|i| (format!("h{}", i % 3), i64::from(i / 3) * 1000, f64::from(i)))
+        .collect();
+    let refs: Vec<(&str, i64, Option<f64>)> = rows
+        .iter()
+        .map(|(h, t, v)| (h.as_str(), *t, Some(*v)))
+        .collect();
+    put(&engine, REGION, &refs[..150]).await.unwrap();
+    flush(&engine, REGION).await;
+    let snapshot = engine.region_statistics(REGION).unwrap().committed_sequence;
+    put(&engine, REGION, &refs[150..]).await.unwrap();
+
+    let all = scan_all(&engine, REGION).await;
+    assert_eq!(all.len(), 300);
+    assert!(
+        all.windows(2)
+            .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1))
+    );
+
+    // Snapshot: only the first 150 rows existed.
+    let old = scan(
+        &engine,
+        REGION,
+        ScanRequest {
+            snapshot: Some(snapshot),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(old.len(), 150);
+
+    // Filters on a tag and a field, a time range, a limit, a projection.
+    let req = ScanRequest {
+        filters: vec![col("host").eq(lit("h1")), col("cpu").gt(lit(100.0))],
+        time_range: Some(TimeRange::new(0, 90_000)),
+        ..Default::default()
+    };
+    let got = scan(&engine, REGION, req).await;
+    let want: Vec<Row> = all
+        .iter()
+        .filter(|r| r.0 == "h1" && r.2.unwrap() > 100.0 && r.1 < 90_000)
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    assert!(same_rows(&got, &want));
+    let limited = scan(
+        &engine,
+        REGION,
+        ScanRequest {
+            limit: Some(7),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(same_rows(&limited, &all[..7]));
+    let unordered = scan(
+        &engine,
+        REGION,
+        ScanRequest {
+            order: ScanOrder::Unordered,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut sorted = unordered.clone();
+    sorted.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert!(same_rows(&sorted, &all));
+    let stream = engine
+        .scan(
+            REGION,
+            ScanRequest {
+                projection: Some(vec![2, 0]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["cpu", "host"]);
+    // Bad scans are clear errors.
+    for bad in [
+        ScanRequest {
+            projection: Some(vec![9]),
+            ..Default::default()
+        },
+        ScanRequest {
+            filters: vec![col("nope").eq(lit(1))],
+            ..Default::default()
+        },
+    ] {
+        let err = engine.scan(REGION, bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    }
+    // The second identical scan hits the caches.
+    let _ = scan_all(&engine, REGION).await;
+    let metrics = engine.metrics_text();
+    assert!(
+        metrics.contains("mito_cache_lookups_total{cache=\"sst_meta\",result=\"hit\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mito_cache_lookups_total{cache=\"page\",result=\"hit\"}"),
+        "{metrics}"
+    );
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 1, Some(1.0))]).await.unwrap();
+    flush(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 2, Some(2.0))]).await.unwrap();
+    engine
+        .handle_request(REGION, RegionRequest::Truncate(RegionTruncateRequest::All))
+        .await
+        .unwrap();
+    assert!(scan_all(&engine, REGION).await.is_empty());
+    put(&engine, REGION, &[("z", 9, Some(9.0))]).await.unwrap();
+    close(&engine, REGION).await;
+    open(&engine, REGION).await;
+    assert!(same_rows(
+        &scan_all(&engine, REGION).await,
+        &[r("z", 9, 9.0)]
+    ));
+
+    engine
+        .handle_request(REGION, RegionRequest::Drop(RegionDropRequest))
+        .await
+        .unwrap();
+    assert!(engine.scan(REGION, ScanRequest::default()).await.is_err());
+    let err = engine
+        .handle_request(REGION, RegionRequest::Open(RegionOpenRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(!dir.path().join("data/regions/1/1").exists());
+    // The id can be used again, and the old WAL entries do not come back.
+    create(&engine, REGION).await;
+    assert!(scan_all(&engine, REGION).await.is_empty());
+    engine.stop().await.unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    open(&engine, REGION).await;
+    assert!(scan_all(&engine, REGION).await.is_empty());
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_regions_and_close_with_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    let regions: Vec<RegionId> = (0..8).map(|i| RegionId::new(7, i)).collect();
+    for (i, region) in regions.iter().enumerate() {
+        create(&engine, *region).await;
+        put(&engine, *region, &[("h", i as i64, Some(i as f64))])
+            .await
+            .unwrap();
+    }
+    for region in &regions {
+        engine
+            .handle_request(
+                *region,
+                RegionRequest::Close(RegionCloseRequest { flush: true }),
+            )
+            .await
+            .unwrap();
+    }
+    engine.stop().await.unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    for (i, region) in regions.iter().enumerate() {
+        open(&engine, *region).await;
+        assert_eq!(engine.region_statistics(*region).unwrap().files, 1);
+        assert!(same_rows(
+            &scan_all(&engine, *region).await,
+            &[r("h", i as i64, i as f64)]
+        ));
+    }
+    // Creating an open region again is refused, not silently accepted.
+    let err = engine
+        .handle_request(regions[0], RegionRequest::Create(create_request()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_changes_nothing() {
+    use std::sync::Arc;
+
+    use arrow_array::{
+        ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 1, Some(1.0))]).await.unwrap();
+    let host = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+    let ts = |v: Option<i64>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v])) };
+    let huge = "x".repeat(40 << 20);
+    let bad: Vec<(&str, RecordBatch)> = vec![
+        (
+            "wrong type",
+            RecordBatch::try_from_iter([
+                ("host", host("b")),
+                ("ts", ts(Some(2))),
+                ("cpu", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+            ])
+            .unwrap(),
+        ),
+        (
+            "missing time index",
+            RecordBatch::try_from_iter([
+                ("host", host("b")),
+                ("cpu", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+            ])
+            .unwrap(),
+        ),
+        (
+            "null time index",
+            RecordBatch::try_from_iter([("host", host("b")), ("ts", ts(None))]).unwrap(),
+        ),
+        (
+            "unknown column",
+            RecordBatch::try_from_iter([
+                ("host", host("b")),
+                ("ts", ts(Some(2))),
+                ("disk", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+            ])
+            .unwrap(),
+        ),
+        ("empty batch", put_batch(&[])),
+        (
+            "huge string",
+            RecordBatch::try_from_iter([("host", host(&huge)), ("ts", ts(Some(2)))]).unwrap(),
+        ),
+    ];
+    for (what, batch) in bad {
+        let err = engine
+            .handle_request(REGION, RegionRequest::Put(RegionPutRequest { rows: batch }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{what}: {err}");
+        assert!(
+            err.to_string().contains("region 1(1)") || err.to_string().contains("Invalid request"),
+            "{what}: {err}"
+        );
+    }
+    // NaN, extreme timestamps and a 1 MiB tag are fine; nothing was lost.
+    let big = "y".repeat(1 << 20);
+    put(
+        &engine,
+        REGION,
+        &[
+            ("n", i64::MIN, Some(f64::NAN)),
+            ("n", i64::MAX, Some(f64::INFINITY)),
+            (big.as_str(), 0, None),
+        ],
+    )
+    .await
+    .unwrap();
+    let want = vec![
+        r("a", 1, 1.0),
+        r("n", i64::MIN, f64::NAN),
+        r("n", i64::MAX, f64::INFINITY),
+        (big.clone(), 0, None),
+    ];
+    let mut got = scan_all(&engine, REGION).await;
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert!(same_rows(&got, &want));
+    flush(&engine, REGION).await;
+    close(&engine, REGION).await;
+    open(&engine, REGION).await;
+    let mut got = scan_all(&engine, REGION).await;
+    got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert!(same_rows(&got, &want));
+    // Requests for unknown regions and unsupported requests are typed errors.
+    let err = put(&engine, RegionId::new(9, 9), &[("a", 1, None)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    engine.stop().await.unwrap();
+    let err = put(&engine, REGION, &[("a", 1, None)]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+}
