@@ -98,11 +98,24 @@ pub(crate) async fn scan(
         .scan_seconds
         .with_label_values(&["build"])
         .start_timer();
-    let committed = region.committed();
+    // Version first, then the committed sequence: every row in the version's files is then
+    // at or below the snapshot (a flush only covers committed rows), so files need no
+    // sequence filter unless the caller asks for an older snapshot.
     let version = region.version();
+    let committed = region.committed();
     let snapshot = req.snapshot.map_or(committed, |s| s.min(committed));
     let metadata = version.metadata.clone();
     let region_id = metadata.region_id();
+    if snapshot < version.flushed_sequence {
+        return InvalidRequestSnafu {
+            region_id,
+            reason: format!(
+                "snapshot {snapshot} is older than the last flush (sequence {}): versions older than a flush are not kept",
+                version.flushed_sequence
+            ),
+        }
+        .fail();
+    }
     if req.order == ScanOrder::SeriesTimeDesc {
         return UnsupportedSnafu {
             region_id,
