@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info
+FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry
 
 .DEFAULT_GOAL := help
 
@@ -47,9 +47,4 @@ deny: ## Check dependency bans, licenses and sources (installs cargo-deny if mis
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_SECONDS (nightly; installs cargo-fuzz if missing)
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	@for t in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/corpus/$$t fuzz/.work/$$t && \
-		(cd fuzz && $(CARGO) +nightly fuzz run $$t .work/$$t corpus/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536) || exit 1; \
-	done
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" ./.ci/fuzz

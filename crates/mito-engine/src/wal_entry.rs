@@ -267,6 +267,25 @@ mod tests {
         assert!(decode(&bytes).unwrap_err().contains("format version"));
     }
 
+    /// Writes the seed corpus of the `wal_entry` fuzz target (`MITO_BLESS=1`) and replays
+    /// the checked-in corpus as a normal test.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_entry");
+        if std::env::var("MITO_BLESS").is_ok() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let bytes = encode(&entry()).unwrap();
+            std::fs::write(dir.join("entry_v1"), &bytes).unwrap();
+            std::fs::write(dir.join("body_v1"), &bytes[HEADER_LEN..]).unwrap();
+        }
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            fuzz_decode(&std::fs::read(e.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus at {}", dir.display());
+    }
+
     #[test]
     fn fuzz_entry_survives_garbage() {
         let bytes = encode(&entry()).unwrap();

@@ -1,0 +1,10 @@
+//! Arbitrary bytes as the engine's WAL payload (a whole entry, and the body of an entry with
+//! a valid header and checksum, so the Arrow IPC decoder is reached): no panic. Body:
+//! `mito_engine::wal_entry::fuzz_decode`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    mito_engine::wal_entry::fuzz_decode(data);
+});
