@@ -271,7 +271,8 @@ mod tests {
     /// the checked-in corpus as a normal test.
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_entry");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_entry");
         if std::env::var("MITO_BLESS").is_ok() {
             std::fs::create_dir_all(&dir).unwrap();
             let bytes = encode(&entry()).unwrap();
