@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use log_store::{LocalLogStore, WalConfig};
 use mito_read::OpType;
@@ -26,7 +27,7 @@ use crate::error::{
 use crate::metrics::Metrics;
 use crate::region::MitoRegionRef;
 use crate::scan::{ScanContext, scan};
-use crate::worker::{DdlRequest, Shared, WorkerHandle, WorkerRequest, WriteRequest};
+use crate::worker::{DdlRequest, Shared, WorkerHandle, WorkerRequest, WriteRequest, prepare};
 use crate::write_buffer::WriteBufferManager;
 
 /// The Mito region engine. Cheap to clone; every clone is the same engine.
@@ -251,28 +252,8 @@ impl MitoEngine {
             }
         };
         match request {
-            RegionRequest::Put(p) => {
-                self.send(region_id, |tx| {
-                    WorkerRequest::Write(WriteRequest {
-                        region_id,
-                        op: OpType::Put,
-                        batch: p.rows,
-                        tx,
-                    })
-                })
-                .await
-            }
-            RegionRequest::Delete(d) => {
-                self.send(region_id, |tx| {
-                    WorkerRequest::Write(WriteRequest {
-                        region_id,
-                        op: OpType::Delete,
-                        batch: d.keys,
-                        tx,
-                    })
-                })
-                .await
-            }
+            RegionRequest::Put(p) => self.write(region_id, OpType::Put, p.rows).await,
+            RegionRequest::Delete(d) => self.write(region_id, OpType::Delete, d.keys).await,
             RegionRequest::Create(c) => self.send(region_id, ddl(DdlRequest::Create(c))).await,
             RegionRequest::Open(o) => self.send(region_id, ddl(DdlRequest::Open(o))).await,
             RegionRequest::Close(c) => self.send(region_id, ddl(DdlRequest::Close(c))).await,
@@ -290,6 +271,47 @@ impl MitoEngine {
             }
             .fail(),
         }
+    }
+
+    /// A put or delete: validated and WAL-encoded here, in the caller's task (so that many
+    /// writers use many cores), then sequenced, logged and applied by the region's worker.
+    async fn write(
+        &self,
+        region_id: RegionId,
+        op: OpType,
+        batch: RecordBatch,
+    ) -> Result<RegionResponse> {
+        self.check_running()?;
+        let prepared = match self.region(region_id) {
+            Ok(region) => Some(
+                prepare(
+                    &region.version().metadata,
+                    &batch,
+                    op,
+                    self.inner.shared.config.max_write_bytes.as_bytes(),
+                )
+                .inspect_err(|_| {
+                    self.inner
+                        .shared
+                        .metrics
+                        .write_requests
+                        .with_label_values(&["invalid"])
+                        .inc();
+                })?,
+            ),
+            // The worker answers (the region may be opening right now).
+            Err(_) => None,
+        };
+        self.send(region_id, |tx| {
+            WorkerRequest::Write(WriteRequest {
+                region_id,
+                op,
+                batch,
+                prepared,
+                tx,
+            })
+        })
+        .await
     }
 
     /// Scans with the engine's own error type.

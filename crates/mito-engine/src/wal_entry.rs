@@ -44,30 +44,84 @@ pub struct WalEntry {
     pub batch: RecordBatch,
 }
 
-/// Encodes an entry.
-pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, ArrowError> {
-    let rows = u32::try_from(entry.batch.num_rows())
+/// An entry's body encoded ahead of its header: the expensive part of encoding, done in the
+/// requester's task so that the region worker only fills in the header.
+#[derive(Debug)]
+pub struct EncodedBody {
+    /// `HEADER_LEN` bytes of room, then the body.
+    buf: Vec<u8>,
+    body_crc: u32,
+    rows: u32,
+}
+
+impl EncodedBody {
+    /// Bytes of the whole entry once sealed.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the buffer is empty (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// Encodes the rows of an entry (Arrow IPC stream, LZ4-frame buffers).
+pub fn encode_body(batch: &RecordBatch) -> Result<EncodedBody, ArrowError> {
+    let rows = u32::try_from(batch.num_rows())
         .map_err(|_| ArrowError::InvalidArgumentError("more than u32::MAX rows".into()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + entry.batch.get_array_memory_size() / 2);
-    out.extend_from_slice(&MAGIC);
-    out.push(entry.op.as_u8());
-    out.extend_from_slice(&entry.first_sequence.to_le_bytes());
-    out.extend_from_slice(&entry.schema_version.to_le_bytes());
-    out.extend_from_slice(&rows.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let mut buf = Vec::with_capacity(HEADER_LEN + batch.get_array_memory_size() / 2);
+    buf.resize(HEADER_LEN, 0);
     let options =
         IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
     {
-        let mut writer =
-            StreamWriter::try_new_with_options(&mut out, &entry.batch.schema(), options)?;
-        writer.write(&entry.batch)?;
+        let mut writer = StreamWriter::try_new_with_options(&mut buf, &batch.schema(), options)?;
+        writer.write(batch)?;
         writer.finish()?;
     }
-    let crc = checksum(&out);
-    if let Some(slot) = out.get_mut(25..29) {
-        slot.copy_from_slice(&crc.to_le_bytes());
+    let body_crc = crc32c::crc32c(buf.get(HEADER_LEN..).unwrap_or_default());
+    Ok(EncodedBody {
+        buf,
+        body_crc,
+        rows,
+    })
+}
+
+/// Completes an entry: writes the header (op, sequence, schema version) and the checksum.
+pub fn seal(
+    body: EncodedBody,
+    op: OpType,
+    first_sequence: SequenceNumber,
+    schema_version: u64,
+) -> Vec<u8> {
+    let EncodedBody {
+        mut buf,
+        body_crc,
+        rows,
+    } = body;
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4] = op.as_u8();
+    header[5..13].copy_from_slice(&first_sequence.to_le_bytes());
+    header[13..21].copy_from_slice(&schema_version.to_le_bytes());
+    header[21..25].copy_from_slice(&rows.to_le_bytes());
+    let body_len = buf.len().saturating_sub(HEADER_LEN);
+    let crc = crc32c::crc32c_combine(crc32c::crc32c(&header[..25]), body_crc, body_len);
+    header[25..29].copy_from_slice(&crc.to_le_bytes());
+    if let Some(slot) = buf.get_mut(..HEADER_LEN) {
+        slot.copy_from_slice(&header);
     }
-    Ok(out)
+    buf
+}
+
+/// Encodes an entry.
+pub fn encode(entry: &WalEntry) -> Result<Vec<u8>, ArrowError> {
+    Ok(seal(
+        encode_body(&entry.batch)?,
+        entry.op,
+        entry.first_sequence,
+        entry.schema_version,
+    ))
 }
 
 /// CRC32C of the header fields (bytes 0..25) and the body.

@@ -51,7 +51,7 @@ use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;
 use crate::region::{FileHandle, FileSet, MitoRegion, MitoRegionRef, Version, region_dir};
 use crate::validate;
-use crate::wal_entry::{self, WalEntry};
+use crate::wal_entry;
 use crate::write_buffer::{Pressure, WriteBufferManager, pick_flushes};
 
 /// Regions open on the engine, shared by workers (writers) and scans (readers).
@@ -108,7 +108,51 @@ pub(crate) struct WriteRequest {
     pub region_id: RegionId,
     pub op: OpType,
     pub batch: RecordBatch,
+    /// Validated and encoded by the requester's task (against `schema_version`), if it could.
+    pub prepared: Option<Prepared>,
     pub tx: oneshot::Sender<Result<RegionResponse>>,
+}
+
+/// A write validated against one schema version, its WAL body encoded.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub schema_version: u64,
+    pub batch: RecordBatch,
+    pub body: wal_entry::EncodedBody,
+}
+
+/// Validates a write against `metadata` and encodes its WAL body; both sizes are bounded.
+pub(crate) fn prepare(
+    metadata: &RegionMetadataRef,
+    batch: &RecordBatch,
+    op: OpType,
+    max_bytes: u64,
+) -> Result<Prepared> {
+    let region_id = metadata.region_id();
+    let batch = validate::normalize(metadata, batch, op)
+        .map_err(|reason| InvalidRequestSnafu { region_id, reason }.build())?;
+    let too_big = |what: &str, bytes: u64| {
+        InvalidRequestSnafu {
+            region_id,
+            reason: format!(
+                "the request holds {bytes} bytes {what}, over max_write_bytes ({max_bytes}); split it"
+            ),
+        }
+        .build()
+    };
+    let decoded = batch.get_array_memory_size() as u64;
+    if decoded > max_bytes {
+        return Err(too_big("of columns", decoded));
+    }
+    let body = wal_entry::encode_body(&batch).context(EncodeWalSnafu { region_id })?;
+    if body.len() as u64 > max_bytes {
+        return Err(too_big("encoded", body.len() as u64));
+    }
+    Ok(Prepared {
+        schema_version: metadata.schema_version(),
+        batch,
+        body,
+    })
 }
 
 /// A request that changes a region's state.
@@ -404,7 +448,7 @@ impl RegionWorker {
         let max_bytes = self.shared.config.max_write_bytes.as_bytes();
         let mut entries = Vec::new();
         let mut pending = Vec::new();
-        for w in writes {
+        for mut w in writes {
             let region_id = w.region_id;
             let Some(state) = self.regions.get_mut(&region_id) else {
                 metrics.write_requests.with_label_values(&["invalid"]).inc();
@@ -417,60 +461,27 @@ impl RegionWorker {
                 continue;
             }
             let version = state.region.version();
-            let batch = match validate::normalize(&version.metadata, &w.batch, w.op) {
-                Ok(b) => b,
-                Err(reason) => {
-                    metrics.write_requests.with_label_values(&["invalid"]).inc();
-                    reply(w.tx, InvalidRequestSnafu { region_id, reason }.fail());
-                    continue;
-                }
+            let schema_version = version.metadata.schema_version();
+            let prepared = match w.prepared.take() {
+                Some(p) if p.schema_version == schema_version => Ok(p),
+                _ => prepare(&version.metadata, &w.batch, w.op, max_bytes),
             };
-            let rows = batch.num_rows() as u64;
-            // Both the decoded size (memory) and the encoded size (WAL entry) are bounded.
-            let decoded = batch.get_array_memory_size() as u64;
-            if decoded > max_bytes {
-                metrics.write_requests.with_label_values(&["invalid"]).inc();
-                reply(
-                    w.tx,
-                    InvalidRequestSnafu {
-                        region_id,
-                        reason: format!(
-                            "the request holds {decoded} bytes of columns, over max_write_bytes ({max_bytes}); split it"
-                        ),
-                    }
-                    .fail(),
-                );
-                continue;
-            }
-            let entry = WalEntry {
-                op: w.op,
-                first_sequence: state.next_sequence,
-                schema_version: version.metadata.schema_version(),
-                batch,
-            };
-            let data = match wal_entry::encode(&entry).context(EncodeWalSnafu { region_id }) {
-                Ok(d) => d,
+            let prepared = match prepared {
+                Ok(p) => p,
                 Err(e) => {
-                    metrics.write_requests.with_label_values(&["failed"]).inc();
+                    let outcome = if matches!(e, Error::InvalidRequest { .. }) {
+                        "invalid"
+                    } else {
+                        "failed"
+                    };
+                    metrics.write_requests.with_label_values(&[outcome]).inc();
                     reply(w.tx, Err(e));
                     continue;
                 }
             };
-            if data.len() as u64 > max_bytes {
-                metrics.write_requests.with_label_values(&["invalid"]).inc();
-                reply(
-                    w.tx,
-                    InvalidRequestSnafu {
-                        region_id,
-                        reason: format!(
-                            "the request encodes to {} bytes, over max_write_bytes ({max_bytes}); split it",
-                            data.len()
-                        ),
-                    }
-                    .fail(),
-                );
-                continue;
-            }
+            let rows = prepared.batch.num_rows() as u64;
+            let first_sequence = state.next_sequence;
+            let data = wal_entry::seal(prepared.body, w.op, first_sequence, schema_version);
             let entry_id = state.next_entry_id;
             state.next_entry_id += 1;
             state.next_sequence += rows;
@@ -481,8 +492,8 @@ impl RegionWorker {
             });
             pending.push(Pending {
                 req: w,
-                batch: entry.batch,
-                first_sequence: entry.first_sequence,
+                batch: prepared.batch,
+                first_sequence,
                 rows,
             });
         }
