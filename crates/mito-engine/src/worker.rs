@@ -192,6 +192,28 @@ pub(crate) struct FlushDone {
     result: std::result::Result<FlushOutput, Arc<Error>>,
 }
 
+/// A sequenced write waiting for its WAL append.
+#[derive(Debug)]
+struct Pending {
+    req: WriteRequest,
+    batch: RecordBatch,
+    first_sequence: SequenceNumber,
+    entry_id: EntryId,
+    rows: u64,
+}
+
+/// A group's WAL append in flight, and the writes it carries.
+type Inflight = futures::future::BoxFuture<
+    'static,
+    (
+        std::result::Result<store_api::logstore::AppendResponse, store_api::error::BoxedError>,
+        Vec<Pending>,
+    ),
+>;
+
+/// WAL appends a worker keeps in flight before it waits for the oldest.
+const MAX_INFLIGHT: usize = 4;
+
 /// A DDL request waiting for the region's flush. `needs_flush` requests fail if it fails.
 #[derive(Debug)]
 struct Deferred {
@@ -206,6 +228,10 @@ struct RegionState {
     region: MitoRegionRef,
     next_entry_id: EntryId,
     next_sequence: SequenceNumber,
+    /// Last entry and sequence whose rows are in the memtables (appends may be in flight
+    /// after them).
+    applied_entry_id: EntryId,
+    applied_sequence: SequenceNumber,
     /// Bytes of the mutable memtable accounted in the write buffer.
     mutable_bytes: u64,
     /// Frozen memtables and the bytes accounted for each.
@@ -231,6 +257,8 @@ impl RegionState {
             region,
             next_entry_id,
             next_sequence,
+            applied_entry_id: next_entry_id.saturating_sub(1),
+            applied_sequence: next_sequence.saturating_sub(1),
             mutable_bytes: 0,
             frozen: Vec::new(),
             flushing: false,
@@ -261,6 +289,7 @@ impl WorkerHandle {
             regions: HashMap::new(),
             stalled: Vec::new(),
             stopping: None,
+            inflight: futures::stream::FuturesOrdered::new(),
         };
         tokio::spawn(worker.run());
         Self { tx }
@@ -275,6 +304,7 @@ struct RegionWorker {
     regions: HashMap<RegionId, RegionState>,
     stalled: Vec<WriteRequest>,
     stopping: Option<oneshot::Sender<()>>,
+    inflight: futures::stream::FuturesOrdered<Inflight>,
 }
 
 fn reply<T>(tx: oneshot::Sender<Result<T>>, result: Result<T>) {
@@ -296,11 +326,20 @@ impl RegionWorker {
         let notify = self.shared.write_buffer.clone();
         loop {
             let first = tokio::select! {
+                // Completed appends first: they free writers and memtable room.
+                biased;
+                done = self.inflight.next(), if !self.inflight.is_empty() => {
+                    if let Some((result, pending)) = done {
+                        self.complete(result, pending);
+                    }
+                    continue;
+                }
                 req = self.rx.recv() => match req {
                     Some(r) => r,
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.drain_inflight().await;
                     self.on_tick();
                     self.retry_stalled().await;
                     continue;
@@ -318,6 +357,9 @@ impl RegionWorker {
                 }
             }
             self.handle_batch(batch).await;
+            if self.stopping.is_some() {
+                self.drain_inflight().await;
+            }
             if self.stopping.is_some() && self.regions.values().all(|s| !s.flushing) {
                 break;
             }
@@ -374,6 +416,8 @@ impl RegionWorker {
     }
 
     async fn handle_other(&mut self, req: WorkerRequest) {
+        // DDL and flush bookkeeping need every sequenced write applied first.
+        self.drain_inflight().await;
         match req {
             WorkerRequest::Write(w) => self.handle_writes(vec![w]).await,
             WorkerRequest::Ddl {
@@ -439,12 +483,6 @@ impl RegionWorker {
             Pressure::Normal | Pressure::Flush => {}
         }
 
-        struct Pending {
-            req: WriteRequest,
-            batch: RecordBatch,
-            first_sequence: SequenceNumber,
-            rows: u64,
-        }
         let max_bytes = self.shared.config.max_write_bytes.as_bytes();
         let mut entries = Vec::new();
         let mut pending = Vec::new();
@@ -494,6 +532,7 @@ impl RegionWorker {
                 req: w,
                 batch: prepared.batch,
                 first_sequence,
+                entry_id,
                 rows,
             });
         }
@@ -501,9 +540,45 @@ impl RegionWorker {
             return;
         }
         metrics.wal_group_requests.observe(entries.len() as f64);
+        while self.inflight.len() >= MAX_INFLIGHT {
+            self.complete_next().await;
+        }
+        let log_store = self.shared.log_store.clone();
         let timer = metrics.wal_append_seconds.start_timer();
-        let appended = self.shared.log_store.append_batch(entries).await;
-        timer.observe_duration();
+        self.inflight.push_back(Box::pin(async move {
+            let result = log_store.append_batch(entries).await;
+            timer.observe_duration();
+            (result, pending)
+        }));
+    }
+
+    /// Waits for the oldest WAL append in flight and applies it.
+    async fn complete_next(&mut self) {
+        if let Some((result, pending)) = self.inflight.next().await {
+            self.complete(result, pending);
+        }
+    }
+
+    /// Applies every WAL append in flight (before anything that needs the memtables to hold
+    /// every sequenced write: DDL, flush scheduling, stop).
+    async fn drain_inflight(&mut self) {
+        while !self.inflight.is_empty() {
+            self.complete_next().await;
+        }
+    }
+
+    /// After a WAL append: memtable inserts, the committed sequence, the answers, then flushes
+    /// if a buffer limit is passed.
+    fn complete(
+        &mut self,
+        appended: std::result::Result<
+            store_api::logstore::AppendResponse,
+            store_api::error::BoxedError,
+        >,
+        pending: Vec<Pending>,
+    ) {
+        let metrics = self.shared.metrics.clone();
+        let wb = self.shared.write_buffer.clone();
         if let Err(e) = appended {
             // The outcome is unknown: the entry ids and sequences stay used.
             let e = Arc::new(e);
@@ -533,7 +608,10 @@ impl RegionWorker {
                 .context(MemtableSnafu { region_id })
             {
                 Ok(_) => {
-                    state.region.publish(p.first_sequence + p.rows - 1);
+                    let last = p.first_sequence + p.rows - 1;
+                    state.region.publish(last);
+                    state.applied_entry_id = p.entry_id;
+                    state.applied_sequence = last;
                     let op = if p.req.op == OpType::Put {
                         "put"
                     } else {
@@ -669,14 +747,11 @@ impl RegionWorker {
         }
         state.flushing = true;
         let memtables = version.immutables.clone();
-        let flushed_entry_id = state
-            .next_entry_id
-            .saturating_sub(1)
-            .max(version.flushed_entry_id);
-        let flushed_sequence = state
-            .next_sequence
-            .saturating_sub(1)
-            .max(version.flushed_sequence);
+        // What the frozen memtables hold: every applied write. Sequenced writes whose WAL
+        // append is still in flight land in the new mutable memtable and stay in the WAL, so
+        // they must not count as flushed (the crash test caught exactly that).
+        let flushed_entry_id = state.applied_entry_id.max(version.flushed_entry_id);
+        let flushed_sequence = state.applied_sequence.max(version.flushed_sequence);
         let region = state.region.clone();
         let shared = self.shared.clone();
         let tx = self.tx.clone();
@@ -1015,9 +1090,14 @@ impl RegionWorker {
         let mut committed = flushed_sequence;
         let mut last_entry = flushed_entry_id;
         if !req.skip_wal_replay {
-            let (c, l) = self
-                .replay(region_id, &metadata, &mutable, flushed_entry_id)
-                .await?;
+            let (c, l) = Self::replay(
+                self.shared.clone(),
+                region_id,
+                &metadata,
+                &mutable,
+                flushed_entry_id,
+            )
+            .await?;
             committed = committed.max(c);
             last_entry = last_entry.max(l);
         }
@@ -1051,14 +1131,13 @@ impl RegionWorker {
     /// Replays the region's WAL after `flushed_entry_id` into `memtable`; returns the last
     /// sequence and the last entry id replayed.
     async fn replay(
-        &self,
+        shared: Arc<Shared>,
         region_id: RegionId,
         metadata: &RegionMetadataRef,
         memtable: &Memtable,
         flushed_entry_id: EntryId,
     ) -> Result<(SequenceNumber, EntryId)> {
-        let mut stream = self
-            .shared
+        let mut stream = shared
             .log_store
             .read(region_id, flushed_entry_id.saturating_add(1))
             .await
@@ -1089,7 +1168,7 @@ impl RegionWorker {
                 count += 1;
             }
         }
-        self.shared.metrics.replayed_entries.inc_by(count);
+        shared.metrics.replayed_entries.inc_by(count);
         tracing::info!(%region_id, entries = count, last_entry, "WAL replayed");
         Ok((committed, last_entry))
     }
