@@ -27,7 +27,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use benchmarks::tsbs::{CpuGenerator, cpu_metadata};
 use log_store::WalConfig;

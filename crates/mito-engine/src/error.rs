@@ -148,7 +148,8 @@ pub enum Error {
     ObjectStore {
         op: &'static str,
         path: String,
-        source: opendal::Error,
+        #[snafu(source(from(opendal::Error, Box::new)))]
+        source: Box<opendal::Error>,
         #[snafu(implicit)]
         location: Location,
     },

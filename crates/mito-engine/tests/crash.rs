@@ -143,7 +143,7 @@ fn crash_child() {
                 let mut counter = 0u64;
                 loop {
                     counter += 1;
-                    if counter % 1000 == 0 {
+                    if counter.is_multiple_of(1000) {
                         engine
                             .handle_request(REGION, RegionRequest::Flush(RegionFlushRequest))
                             .await

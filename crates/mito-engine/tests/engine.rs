@@ -379,3 +379,90 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let err = put(&engine, REGION, &[("a", 1, None)]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_regions_flush_on_their_own() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use store_api::clock::ManualClock;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let op = mito_sst::store::fs_operator(&dir.path().join("data").to_string_lossy()).unwrap();
+    let wal = log_store::LocalLogStore::open(log_store::WalConfig::new(dir.path().join("wal")))
+        .await
+        .unwrap();
+    let config = mito_engine::MitoConfig {
+        auto_flush_interval: Duration::from_secs(60),
+        ..small_config()
+    };
+    let engine = mito_engine::MitoEngine::new(config, op, Arc::new(wal), clock.clone()).unwrap();
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 1, Some(1.0))]).await.unwrap();
+    // Not idle long enough: nothing happens over a few worker ticks.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    for _ in 0..4 {
+        tick.tick().await;
+    }
+    assert_eq!(engine.region_statistics(REGION).unwrap().files, 0);
+    // A minute later by the engine's clock, the next tick flushes it.
+    clock.advance(61_000);
+    let mut flushed = false;
+    for _ in 0..40 {
+        tick.tick().await;
+        if engine.region_statistics(REGION).unwrap().files == 1 {
+            flushed = true;
+            break;
+        }
+    }
+    assert!(flushed, "the idle region was not flushed");
+    assert!(same_rows(
+        &scan_all(&engine, REGION).await,
+        &[r("a", 1, 1.0)]
+    ));
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_write_buffer_stalls_and_flushes_but_loses_nothing() {
+    use store_api::config::ReadableSize;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = mito_engine::MitoConfig {
+        global_write_buffer_size: ReadableSize::mib(1),
+        region_write_buffer_size: ReadableSize::mib(1),
+        ..small_config()
+    };
+    let engine = start(dir.path(), config).await;
+    create(&engine, REGION).await;
+    let mut want = Vec::new();
+    for step in 0..60 {
+        let rows: Vec<(String, i64, Option<f64>)> = (0..500)
+            .map(|h| {
+                (
+                    format!("host-{h:04}"),
+                    step * 1000,
+                    Some(f64::from(h) + step as f64),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, i64, Option<f64>)> =
+            rows.iter().map(|(h, t, v)| (h.as_str(), *t, *v)).collect();
+        put(&engine, REGION, &refs).await.unwrap();
+        want.extend(rows);
+    }
+    want.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    // One explicit flush at the end; every other file was a flush the buffer asked for.
+    flush(&engine, REGION).await;
+    let stats = engine.region_statistics(REGION).unwrap();
+    assert!(stats.files >= 2, "{stats:?}");
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    let metrics = engine.metrics_text();
+    assert!(
+        metrics.contains("mito_flushes_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    engine.stop().await.unwrap();
+}

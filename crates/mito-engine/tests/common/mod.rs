@@ -52,8 +52,10 @@ pub fn small_config() -> MitoConfig {
 }
 
 pub async fn start(dir: &Path, config: MitoConfig) -> MitoEngine {
-    let mut wal = WalConfig::default();
-    wal.durability = Durability::Sync;
+    let wal = WalConfig {
+        durability: Durability::Sync,
+        ..WalConfig::default()
+    };
     MitoEngine::open_local(dir, config, wal).await.unwrap()
 }
 
