@@ -18,7 +18,7 @@ use snafu::ResultExt;
 use store_api::metadata::RegionMetadataRef;
 use store_api::{EntryId, SequenceNumber};
 
-use crate::error::{ManifestSnafu, MemtableSnafu, Result, SstSnafu};
+use crate::error::{ManifestSnafu, MemtableSnafu, ObjectStoreSnafu, Result, SstSnafu};
 
 /// What one flush writes.
 #[derive(Debug)]
@@ -104,6 +104,16 @@ async fn write_and_commit(
         flushed_sequence: Some(job.flushed_sequence),
         ..RegionEdit::default()
     };
+    fail::fail_point!("mito-flush-commit", |_| {
+        Err(opendal::Error::new(
+            opendal::ErrorKind::Unexpected,
+            "injected by failpoint mito-flush-commit",
+        ))
+        .context(ObjectStoreSnafu {
+            op: "write",
+            path: manifest.dir().to_string(),
+        })
+    });
     let version = manifest
         .update(vec![Action::Edit(edit)])
         .await

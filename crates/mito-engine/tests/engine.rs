@@ -466,3 +466,46 @@ async fn a_tiny_write_buffer_stalls_and_flushes_but_loses_nothing() {
     );
     engine.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_in_a_group_fail_alone() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    // Many concurrent requests land in the same worker groups; every third one is bad.
+    let tasks: Vec<_> = (0..60i64)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let batch = if i % 3 == 0 {
+                    let host: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["bad"]));
+                    let cpu: ArrayRef = Arc::new(Int64Array::from(vec![i]));
+                    RecordBatch::try_from_iter([("host", host), ("cpu", cpu)]).unwrap()
+                } else {
+                    put_batch(&[("good", i, Some(i as f64))])
+                };
+                engine
+                    .handle_request(REGION, RegionRequest::Put(RegionPutRequest { rows: batch }))
+                    .await
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let result = t.await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        } else {
+            assert_eq!(result.unwrap().affected_rows, 1);
+        }
+    }
+    let want: Vec<Row> = (0..60i64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| r("good", i, i as f64))
+        .collect();
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    engine.stop().await.unwrap();
+}
