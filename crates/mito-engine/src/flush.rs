@@ -18,7 +18,7 @@ use snafu::ResultExt;
 use store_api::metadata::RegionMetadataRef;
 use store_api::{EntryId, SequenceNumber};
 
-use crate::error::{ManifestSnafu, MemtableSnafu, ObjectStoreSnafu, Result, SstSnafu};
+use crate::error::{ManifestSnafu, MemtableSnafu, Result, SstSnafu};
 
 /// What one flush writes.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ async fn write_and_commit(
             opendal::ErrorKind::Unexpected,
             "injected by failpoint mito-flush-commit",
         ))
-        .context(ObjectStoreSnafu {
+        .context(crate::error::ObjectStoreSnafu {
             op: "write",
             path: manifest.dir().to_string(),
         })

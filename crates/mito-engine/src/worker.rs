@@ -247,6 +247,15 @@ struct RegionState {
 }
 
 impl RegionState {
+    /// Gives every memtable byte the region holds back to the write buffer (close, drop,
+    /// truncate).
+    fn release(&mut self, wb: &WriteBufferManager) {
+        wb.freeze(self.mutable_bytes);
+        wb.free(self.mutable_bytes + self.frozen.iter().map(|(_, b)| *b).sum::<u64>());
+        self.mutable_bytes = 0;
+        self.frozen.clear();
+    }
+
     fn new(
         region: MitoRegionRef,
         next_entry_id: EntryId,
@@ -1175,19 +1184,13 @@ impl RegionWorker {
 
     /// Forgets the region; its unflushed rows stay in the WAL.
     fn close(&mut self, region_id: RegionId) -> Result<RegionResponse> {
-        let Some(state) = self.regions.remove(&region_id) else {
+        let Some(mut state) = self.regions.remove(&region_id) else {
             return Ok(RegionResponse::new(0));
         };
-        self.release(&state);
+        state.release(&self.shared.write_buffer);
         self.shared.remove_region(region_id);
         tracing::info!(%region_id, "region closed");
         Ok(RegionResponse::new(0))
-    }
-
-    fn release(&self, state: &RegionState) {
-        let wb = &self.shared.write_buffer;
-        wb.freeze(state.mutable_bytes);
-        wb.free(state.mutable_bytes + state.frozen.iter().map(|(_, b)| *b).sum::<u64>());
     }
 
     async fn drop_region(&mut self, region_id: RegionId) -> Result<RegionResponse> {
@@ -1202,8 +1205,8 @@ impl RegionWorker {
             .update(vec![Action::Remove(RegionRemove { region_id })])
             .await
             .context(ManifestSnafu { region_id })?;
-        if let Some(state) = self.regions.remove(&region_id) {
-            self.release(&state);
+        if let Some(mut state) = self.regions.remove(&region_id) {
+            state.release(&self.shared.write_buffer);
         }
         self.shared.remove_region(region_id);
         if let Err(e) = self
@@ -1262,11 +1265,7 @@ impl RegionWorker {
             flushed_sequence: truncated_sequence,
         };
         state.region.set_version(version);
-        let wb = &self.shared.write_buffer;
-        wb.freeze(state.mutable_bytes);
-        wb.free(state.mutable_bytes + state.frozen.iter().map(|(_, b)| *b).sum::<u64>());
-        state.mutable_bytes = 0;
-        state.frozen.clear();
+        state.release(&self.shared.write_buffer);
         if let Err(e) = self
             .shared
             .log_store
