@@ -704,6 +704,16 @@ impl RegionWorker {
             tracing::debug!(%region_id, "flushing an idle region");
             self.schedule_flush(region_id, None);
         }
+        // Memory held by this worker's idle regions must not stall another worker's writers:
+        // every worker answers global pressure on its tick, not only when it writes, if it
+        // holds at least its share of the mutable half (so small regions are not flushed
+        // into tiny files every tick while someone else's flush runs).
+        let wb = &self.shared.write_buffer;
+        let share = wb.limit() / 2 / self.shared.config.num_workers.max(1) as u64;
+        let mine: u64 = self.regions.values().map(|s| s.mutable_bytes).sum();
+        if wb.pressure() >= Pressure::Flush && mine >= share {
+            self.flush_for_pressure();
+        }
     }
 
     // ---------------------------------------------------------------- flush
