@@ -12,4 +12,4 @@ pub mod picker;
 pub mod task;
 
 pub use picker::{CompactionPlan, CompactionTask, TwcsOptions, WINDOW_CHOICES_SECS, pick};
-pub use task::{CompactionJob, CompactionOutput, compact};
+pub use task::{CompactionJob, CompactionOutput, Merged, commit, compact, write_outputs};

@@ -63,24 +63,80 @@ pub async fn compact(
     job: CompactionJob,
     manifest: &mut RegionManifestManager,
 ) -> Result<CompactionOutput> {
-    let mut written: Vec<FileMeta> = Vec::new();
-    let result = run(&job, manifest, &mut written).await;
-    if result.is_err() {
-        for f in &written {
-            let path = sst_path(&job.region_dir, f.file_id);
-            if let Err(e) = job.op.delete(&path).await {
-                tracing::warn!(path, error = %e, "deleting an output of a failed compaction failed");
-            }
-        }
-    }
-    result
+    let merged = write_outputs(&job).await?;
+    commit(&job, merged, manifest).await
 }
 
-async fn run(
+/// The outputs of a compaction, written but not committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// Files written.
+    pub outputs: Vec<FileMeta>,
+    /// Rows read from the inputs.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows_out: u64,
+}
+
+/// Merges the inputs into outputs (deleted again if anything fails). The caller commits them
+/// with [`commit`]; splitting the two lets it hold the manifest only for the edit.
+pub async fn write_outputs(job: &CompactionJob) -> Result<Merged> {
+    let mut written: Vec<FileMeta> = Vec::new();
+    let result = run(job, &mut written).await;
+    match result {
+        Ok((rows_in, rows_out)) => Ok(Merged {
+            outputs: written,
+            rows_in,
+            rows_out,
+        }),
+        Err(e) => {
+            delete_outputs(job, &written).await;
+            Err(e)
+        }
+    }
+}
+
+/// Commits written outputs with one manifest edit (outputs in, inputs out); deletes the
+/// outputs if the edit fails.
+pub async fn commit(
     job: &CompactionJob,
+    merged: Merged,
     manifest: &mut RegionManifestManager,
-    written: &mut Vec<FileMeta>,
 ) -> Result<CompactionOutput> {
+    let region_id = job.metadata.region_id();
+    let edit = RegionEdit {
+        files_to_add: merged.outputs.clone(),
+        files_to_remove: job.inputs.iter().map(|f| f.file_id).collect(),
+        ..RegionEdit::default()
+    };
+    match manifest
+        .update(vec![Action::Edit(edit)])
+        .await
+        .context(ManifestSnafu { region_id })
+    {
+        Ok(manifest_version) => Ok(CompactionOutput {
+            outputs: merged.outputs,
+            rows_in: merged.rows_in,
+            rows_out: merged.rows_out,
+            manifest_version,
+        }),
+        Err(e) => {
+            delete_outputs(job, &merged.outputs).await;
+            Err(e)
+        }
+    }
+}
+
+async fn delete_outputs(job: &CompactionJob, outputs: &[FileMeta]) {
+    for f in outputs {
+        let path = sst_path(&job.region_dir, f.file_id);
+        if let Err(e) = job.op.delete(&path).await {
+            tracing::warn!(path, error = %e, "deleting an output of a failed compaction failed");
+        }
+    }
+}
+
+async fn run(job: &CompactionJob, written: &mut Vec<FileMeta>) -> Result<(u64, u64)> {
     let metadata = &job.metadata;
     let region_id = metadata.region_id();
     if job.inputs.is_empty() {
@@ -164,19 +220,5 @@ async fn run(
     if let Some(last) = writer.take() {
         written.push(last.finish().await.context(SstSnafu { region_id })?);
     }
-    let edit = RegionEdit {
-        files_to_add: written.clone(),
-        files_to_remove: job.inputs.iter().map(|f| f.file_id).collect(),
-        ..RegionEdit::default()
-    };
-    let manifest_version = manifest
-        .update(vec![Action::Edit(edit)])
-        .await
-        .context(ManifestSnafu { region_id })?;
-    Ok(CompactionOutput {
-        outputs: written.clone(),
-        rows_in,
-        rows_out,
-        manifest_version,
-    })
+    Ok((rows_in, rows_out))
 }
