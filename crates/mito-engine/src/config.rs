@@ -32,6 +32,8 @@ pub struct MitoConfig {
     pub auto_flush_interval: Duration,
     /// Write-amplification guard: at most this many flushes run at once. Default num_workers.
     pub max_background_flushes: usize,
+    /// At most this many compactions run at once in the engine (one per region). Default 1.
+    pub max_background_compactions: usize,
     /// Byte limit of the SST metadata cache. Default 64MiB.
     pub sst_meta_cache_size: ReadableSize,
     /// Byte limit of the decoded page cache. Default 512MiB.
@@ -64,6 +66,7 @@ impl Default for MitoConfig {
             region_write_buffer_size: ReadableSize(buffer.as_bytes() / 8),
             auto_flush_interval: Duration::from_secs(30 * 60),
             max_background_flushes: workers,
+            max_background_compactions: 1,
             sst_meta_cache_size: ReadableSize::mib(64),
             page_cache_size: ReadableSize::mib(512),
             manifest_checkpoint_distance: 10,
@@ -126,6 +129,13 @@ impl MitoConfig {
             self.worker_channel_size > 0,
             &mut || {
                 self.worker_channel_size = defaults.worker_channel_size;
+            },
+        );
+        fix(
+            "max_background_compactions",
+            self.max_background_compactions > 0,
+            &mut || {
+                self.max_background_compactions = 1;
             },
         );
         fix(

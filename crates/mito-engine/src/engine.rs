@@ -69,6 +69,7 @@ impl MitoEngine {
                 config.global_write_buffer_size.as_bytes(),
             )),
             flush_slots: Arc::new(Semaphore::new(config.max_background_flushes)),
+            compaction_slots: Arc::new(Semaphore::new(config.max_background_compactions)),
             clock,
             metrics: metrics.clone(),
             config: config.clone(),
@@ -265,11 +266,7 @@ impl MitoEngine {
                 what: "alter (issue 6)",
             }
             .fail(),
-            RegionRequest::Compact(_) => UnsupportedSnafu {
-                region_id,
-                what: "compaction (issue 6)",
-            }
-            .fail(),
+            RegionRequest::Compact(c) => self.send(region_id, ddl(DdlRequest::Compact(c))).await,
         }
     }
 

@@ -180,6 +180,25 @@ pub enum Error {
         location: Location,
     },
 
+    /// A compaction failed; the region keeps its files.
+    #[snafu(display("Compaction of region {region_id} failed: {source}"))]
+    Compaction {
+        region_id: RegionId,
+        #[snafu(source(from(mito_compaction::error::Error, Box::new)))]
+        source: Box<mito_compaction::error::Error>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A compaction failed (shared by everyone waiting for it).
+    #[snafu(display("Compaction of region {region_id} failed: {source}"))]
+    CompactionFailed {
+        region_id: RegionId,
+        source: Arc<Error>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The engine is stopped, or the request was dropped when it stopped.
     #[snafu(display("Engine stopped{hint}"))]
     Stopped {
@@ -223,6 +242,8 @@ impl ErrorExt for Error {
             Error::Filter { .. } => ErrorKind::InvalidArgument,
             Error::FlushFailed { source, .. } => source.kind(),
             Error::Stopped { .. } => ErrorKind::Cancelled,
+            Error::Compaction { source, .. } => source.kind(),
+            Error::CompactionFailed { source, .. } => source.kind(),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// Bytes of SSTs written by flushes.
     pub flush_bytes: IntCounter,
+    /// Compactions, by outcome (`ok`, `failed`).
+    pub compactions: IntCounterVec,
+    /// Seconds per compaction run (every task of one pick).
+    pub compaction_seconds: Histogram,
     /// Seconds of scan stages (`build`, `first_batch`, `total`).
     pub scan_seconds: HistogramVec,
     /// Rows returned by scans.
@@ -69,6 +73,12 @@ impl Metrics {
             HistogramOpts::new("flush_seconds", "Seconds per flush").buckets(buckets()),
         )?;
         let flush_bytes = IntCounter::new("flush_bytes_total", "SST bytes written by flushes")?;
+        let compactions =
+            IntCounterVec::new(Opts::new("compactions_total", "Compactions"), &["outcome"])?;
+        let compaction_seconds = Histogram::with_opts(
+            HistogramOpts::new("compaction_seconds", "Seconds per compaction run")
+                .buckets(buckets()),
+        )?;
         let scan_seconds = HistogramVec::new(
             HistogramOpts::new("scan_seconds", "Seconds of scan stages").buckets(buckets()),
             &["stage"],
@@ -89,6 +99,8 @@ impl Metrics {
         registry.register(Box::new(flushes.clone()))?;
         registry.register(Box::new(flush_seconds.clone()))?;
         registry.register(Box::new(flush_bytes.clone()))?;
+        registry.register(Box::new(compactions.clone()))?;
+        registry.register(Box::new(compaction_seconds.clone()))?;
         registry.register(Box::new(scan_seconds.clone()))?;
         registry.register(Box::new(scan_rows.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
@@ -104,6 +116,8 @@ impl Metrics {
             flushes,
             flush_seconds,
             flush_bytes,
+            compactions,
+            compaction_seconds,
             scan_seconds,
             scan_rows,
             cache_lookups,

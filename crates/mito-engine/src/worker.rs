@@ -22,12 +22,13 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use futures::StreamExt;
+use mito_compaction::{CompactionJob, TwcsOptions, commit, pick, write_outputs};
 use mito_manifest::{
     Action, ManifestOptions, RegionEdit, RegionManifestManager, RegionRemove, RegionTruncate,
 };
 use mito_memtable::{Memtable, MemtableOptions};
 use mito_read::{DedupOptions, OpType};
-use mito_sst::WriteOptions;
+use mito_sst::{FileId, FileMeta, WriteOptions};
 use opendal::Operator;
 use snafu::{IntoError, ResultExt};
 use store_api::clock::ClockRef;
@@ -35,17 +36,18 @@ use store_api::engine::RegionRole;
 use store_api::logstore::{Entry, LogStoreRef};
 use store_api::metadata::RegionMetadataRef;
 use store_api::region_request::{
-    RegionCloseRequest, RegionCreateRequest, RegionOpenRequest, RegionResponse,
-    RegionTruncateRequest,
+    CompactOptions, RegionCloseRequest, RegionCompactRequest, RegionCreateRequest,
+    RegionOpenRequest, RegionResponse, RegionTruncateRequest,
 };
 use store_api::{EntryId, RegionId, SequenceNumber};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::MitoConfig;
 use crate::error::{
-    BadWalEntrySnafu, EncodeWalSnafu, Error, FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu,
-    MemtableSnafu, ObjectStoreSnafu, ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result,
-    StoppedSnafu, UnsupportedSnafu, WalAppendSnafu, WalReadSnafu, WriteBufferFullSnafu,
+    BadWalEntrySnafu, CompactionFailedSnafu, CompactionSnafu, EncodeWalSnafu, Error,
+    FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, ObjectStoreSnafu,
+    ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, UnsupportedSnafu,
+    WalAppendSnafu, WalReadSnafu, WriteBufferFullSnafu,
 };
 use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;
@@ -69,6 +71,7 @@ pub(crate) struct Shared {
     pub regions: RegionMap,
     pub write_buffer: Arc<WriteBufferManager>,
     pub flush_slots: Arc<Semaphore>,
+    pub compaction_slots: Arc<Semaphore>,
     pub clock: ClockRef,
     pub metrics: Arc<Metrics>,
 }
@@ -163,6 +166,7 @@ pub(crate) enum DdlRequest {
     Close(RegionCloseRequest),
     Drop,
     Flush,
+    Compact(RegionCompactRequest),
     Truncate(RegionTruncateRequest),
 }
 
@@ -178,6 +182,7 @@ pub(crate) enum WorkerRequest {
         tx: Reply,
     },
     FlushDone(FlushDone),
+    CompactionDone(CompactionDone),
     Stop {
         tx: oneshot::Sender<()>,
     },
@@ -214,6 +219,15 @@ type Inflight = futures::future::BoxFuture<
 /// WAL appends a worker keeps in flight before it waits for the oldest.
 const MAX_INFLIGHT: usize = 4;
 
+/// What a compaction run did: per task, the inputs removed and the outputs added (committed),
+/// and the error that stopped it, if any.
+#[derive(Debug)]
+pub(crate) struct CompactionDone {
+    region_id: RegionId,
+    applied: Vec<(Vec<FileId>, Vec<FileMeta>)>,
+    error: Option<Arc<Error>>,
+}
+
 /// A DDL request waiting for the region's flush. `needs_flush` requests fail if it fails.
 #[derive(Debug)]
 struct Deferred {
@@ -244,6 +258,10 @@ struct RegionState {
     flush_again: bool,
     deferred: Vec<Deferred>,
     last_write_ms: i64,
+    compacting: bool,
+    compact_waiters: Vec<Reply>,
+    /// A compaction asked for while one ran: its strict window and waiters; it runs next.
+    next_compaction: Option<(Option<u64>, Vec<Reply>)>,
 }
 
 impl RegionState {
@@ -276,6 +294,9 @@ impl RegionState {
             flush_again: false,
             deferred: Vec::new(),
             last_write_ms: now,
+            compacting: false,
+            compact_waiters: Vec::new(),
+            next_compaction: None,
         }
     }
 }
@@ -369,7 +390,9 @@ impl RegionWorker {
             if self.stopping.is_some() {
                 self.drain_inflight().await;
             }
-            if self.stopping.is_some() && self.regions.values().all(|s| !s.flushing) {
+            if self.stopping.is_some()
+                && self.regions.values().all(|s| !s.flushing && !s.compacting)
+            {
                 break;
             }
         }
@@ -444,6 +467,11 @@ impl RegionWorker {
                     );
                 } else {
                     self.handle_ddl(region_id, request, tx).await;
+                }
+            }
+            WorkerRequest::CompactionDone(done) => {
+                for (region_id, d) in self.on_compaction_done(done) {
+                    self.handle_ddl(region_id, d.request, d.tx).await;
                 }
             }
             WorkerRequest::FlushDone(done) => {
@@ -902,12 +930,117 @@ impl RegionWorker {
                 }
             }
         }
-        self.regions.get_mut(&region_id).map_or_else(Vec::new, |s| {
-            std::mem::take(&mut s.deferred)
-                .into_iter()
-                .map(|d| (region_id, d))
-                .collect()
-        })
+        let deferred: Vec<(RegionId, Deferred)> =
+            self.regions.get_mut(&region_id).map_or_else(Vec::new, |s| {
+                std::mem::take(&mut s.deferred)
+                    .into_iter()
+                    .map(|d| (region_id, d))
+                    .collect()
+            });
+        // New files may make a window due; not when a close, drop or truncate waits.
+        if ok && deferred.is_empty() {
+            self.schedule_compaction(region_id, None, None);
+        }
+        deferred
+    }
+
+    // ---------------------------------------------------------------- compaction
+
+    /// Starts a compaction run of the region (TWCS pick, then each task: merge, write, one
+    /// manifest edit). With one running, the waiter gets that run's outcome.
+    fn schedule_compaction(
+        &mut self,
+        region_id: RegionId,
+        waiter: Option<Reply>,
+        strict_window: Option<u64>,
+    ) {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            if let Some(tx) = waiter {
+                reply(tx, not_open(region_id));
+            }
+            return;
+        };
+        if state.compacting {
+            // An explicit request runs after the current run, with its own options; a
+            // background trigger is covered by the run in progress.
+            if let Some(tx) = waiter {
+                let next = state
+                    .next_compaction
+                    .get_or_insert((strict_window, Vec::new()));
+                next.0 = strict_window.or(next.0);
+                next.1.push(tx);
+            }
+            return;
+        }
+        state.compact_waiters.extend(waiter);
+        state.compacting = true;
+        let region = state.region.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let done = run_compaction(&shared, &region, strict_window).await;
+            if tx.send(WorkerRequest::CompactionDone(done)).await.is_err() {
+                tracing::warn!(%region_id, "compaction finished after its worker stopped");
+            }
+        });
+    }
+
+    fn on_compaction_done(&mut self, done: CompactionDone) -> Vec<(RegionId, Deferred)> {
+        let region_id = done.region_id;
+        let metrics = self.shared.metrics.clone();
+        let op = self.shared.op.clone();
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            return Vec::new();
+        };
+        state.compacting = false;
+        if !done.applied.is_empty() {
+            let mut version = (*state.region.version()).clone();
+            let mut files = (*version.files).clone();
+            for (inputs, outputs) in &done.applied {
+                for id in inputs {
+                    // Deleted from the object store when the last scan holding it ends.
+                    if let Some(h) = files.remove(id) {
+                        h.mark_removed();
+                    }
+                }
+                for f in outputs {
+                    files.insert(
+                        f.file_id,
+                        Arc::new(FileHandle::new(
+                            f.clone(),
+                            state.region.region_dir().clone(),
+                            op.clone(),
+                        )),
+                    );
+                }
+            }
+            version.files = Arc::new(files);
+            state.region.set_version(version);
+        }
+        let outcome = if done.error.is_some() { "failed" } else { "ok" };
+        metrics.compactions.with_label_values(&[outcome]).inc();
+        for tx in state.compact_waiters.drain(..) {
+            let result = match &done.error {
+                Some(e) => Err(CompactionFailedSnafu { region_id }.into_error(e.clone())),
+                None => Ok(RegionResponse::new(0)),
+            };
+            reply(tx, result);
+        }
+        if let Some(e) = &done.error {
+            tracing::warn!(%region_id, error = %e, "compaction failed; the region keeps its files");
+        }
+        if let Some((strict_window, waiters)) = state.next_compaction.take() {
+            state.compact_waiters = waiters;
+            self.schedule_compaction(region_id, None, strict_window);
+            return Vec::new();
+        }
+        if state.flushing {
+            return Vec::new();
+        }
+        std::mem::take(&mut state.deferred)
+            .into_iter()
+            .map(|d| (region_id, d))
+            .collect()
     }
 
     // ---------------------------------------------------------------- DDL
@@ -919,7 +1052,7 @@ impl RegionWorker {
         );
         if waits_for_flush
             && let Some(state) = self.regions.get_mut(&region_id)
-            && state.flushing
+            && (state.flushing || state.compacting)
         {
             state.deferred.push(Deferred {
                 request,
@@ -951,6 +1084,20 @@ impl RegionWorker {
             }
             DdlRequest::Drop => reply(tx, self.drop_region(region_id).await),
             DdlRequest::Flush => self.schedule_flush(region_id, Some(tx)),
+            DdlRequest::Compact(req) => match req.options {
+                CompactOptions::Regular => self.schedule_compaction(region_id, Some(tx), None),
+                CompactOptions::StrictWindow { window_seconds } => match u64::try_from(window_seconds) {
+                    Ok(w) if w > 0 => self.schedule_compaction(region_id, Some(tx), Some(w)),
+                    _ => reply(
+                        tx,
+                        InvalidRequestSnafu {
+                            region_id,
+                            reason: format!("strict-window compaction needs a positive window, got {window_seconds} s"),
+                        }
+                        .fail(),
+                    ),
+                },
+            },
             DdlRequest::Truncate(RegionTruncateRequest::All) => {
                 reply(tx, self.truncate(region_id).await);
             }
@@ -1312,4 +1459,124 @@ fn check_no_options(
         ),
     }
     .fail()
+}
+
+/// Time-index units per second of a region (1 for seconds, 1000 for milliseconds, ...).
+fn units_per_second(metadata: &RegionMetadataRef) -> i64 {
+    match &metadata.time_index_column().data_type {
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => 1_000,
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => 1_000_000,
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => 1_000_000_000,
+        _ => 1,
+    }
+}
+
+/// One compaction run: pick over the current files, persist an inferred window, then each
+/// task: merge and write (manifest not held), commit (manifest held for the edit only).
+async fn run_compaction(
+    shared: &Shared,
+    region: &MitoRegion,
+    strict_window: Option<u64>,
+) -> CompactionDone {
+    let region_id = region.region_id();
+    let mut done = CompactionDone {
+        region_id,
+        applied: Vec::new(),
+        error: None,
+    };
+    let Ok(_slot) = shared.compaction_slots.clone().acquire_owned().await else {
+        return done;
+    };
+    let timer = shared.metrics.compaction_seconds.start_timer();
+    let version = region.version();
+    let files: Vec<FileMeta> = version.files.values().map(|f| f.meta().clone()).collect();
+    let stored_window = region
+        .manifest
+        .lock()
+        .await
+        .manifest()
+        .compaction_time_window_secs;
+    let options = match strict_window {
+        Some(w) => TwcsOptions {
+            time_window_secs: Some(w),
+            trigger_files: 2,
+            ..TwcsOptions::default()
+        },
+        None => TwcsOptions {
+            time_window_secs: stored_window,
+            ..TwcsOptions::default()
+        },
+    };
+    let plan = pick(
+        &files,
+        &options,
+        shared.clock.now_millis(),
+        units_per_second(&version.metadata),
+    );
+    if plan.inferred && strict_window.is_none() && !files.is_empty() {
+        let persisted = region
+            .manifest
+            .lock()
+            .await
+            .update(vec![Action::Edit(RegionEdit {
+                compaction_time_window_secs: Some(plan.window_secs),
+                ..RegionEdit::default()
+            })])
+            .await
+            .context(ManifestSnafu { region_id });
+        if let Err(e) = persisted {
+            done.error = Some(Arc::new(e));
+            return done;
+        }
+    }
+    for task in plan.tasks {
+        let inputs: Vec<FileMeta> = files
+            .iter()
+            .filter(|f| task.inputs.contains(&f.file_id))
+            .cloned()
+            .collect();
+        let lo = inputs
+            .iter()
+            .map(|f| f.time_range.min)
+            .min()
+            .unwrap_or(i64::MIN);
+        let hi = inputs
+            .iter()
+            .map(|f| f.time_range.max)
+            .max()
+            .unwrap_or(i64::MAX);
+        // Tombstones may go only if no older row for their keys can be outside the inputs.
+        // Files flushed while this runs hold newer sequences, so the snapshot suffices.
+        let drop_deletes = files
+            .iter()
+            .filter(|f| !task.inputs.contains(&f.file_id))
+            .all(|f| !f.overlaps_time(lo, hi));
+        let job = CompactionJob {
+            op: shared.op.clone(),
+            region_dir: region.region_dir().to_string(),
+            metadata: version.metadata.clone(),
+            inputs,
+            dedup: version.dedup,
+            drop_deletes,
+            max_output_file_size: task.max_output_file_size,
+            write_options: shared.write_options(),
+            batch_rows: shared.config.scan_batch_rows,
+        };
+        let result = match write_outputs(&job).await {
+            Ok(merged) => {
+                let mut manifest = region.manifest.lock().await;
+                commit(&job, merged, &mut manifest).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(out) => done.applied.push((task.inputs, out.outputs)),
+            Err(e) => {
+                done.error = Some(Arc::new(CompactionSnafu { region_id }.into_error(e)));
+                break;
+            }
+        }
+    }
+    timer.observe_duration();
+    done
 }

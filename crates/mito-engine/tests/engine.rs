@@ -509,3 +509,91 @@ async fn bad_requests_in_a_group_fail_alone() {
     assert!(same_rows(&scan_all(&engine, REGION).await, &want));
     engine.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_files_and_changes_no_row() {
+    use store_api::region_request::{CompactOptions, RegionCompactRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    let compact = |options| RegionRequest::Compact(RegionCompactRequest { options });
+    // Three hours of rows, each hour written by three overlapping flushes, with overwrites
+    // and deletes across files.
+    let mut want = std::collections::BTreeMap::new();
+    for hour in 0..3i64 {
+        for round in 0..3 {
+            let rows: Vec<(String, i64, Option<f64>)> = (0..50)
+                .map(|i| {
+                    let v = (round * 100 + i) as f64;
+                    (format!("h{}", i % 5), hour * 3_600_000 + i * 1000, Some(v))
+                })
+                .collect();
+            let refs: Vec<(&str, i64, Option<f64>)> =
+                rows.iter().map(|(h, t, v)| (h.as_str(), *t, *v)).collect();
+            put(&engine, REGION, &refs).await.unwrap();
+            for (h, t, v) in rows {
+                want.insert((h, t), v);
+            }
+            let gone = ("h1", hour * 3_600_000 + round * 5000 + 1000);
+            delete(&engine, REGION, &[gone]).await.unwrap();
+            want.remove(&(gone.0.to_string(), gone.1));
+            flush(&engine, REGION).await;
+        }
+    }
+    let want: Vec<Row> = want.into_iter().map(|((h, t), v)| (h, t, v)).collect();
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    // Strict hourly windows: one file per hour.
+    engine
+        .handle_request(
+            REGION,
+            compact(CompactOptions::StrictWindow {
+                window_seconds: 3600,
+            }),
+        )
+        .await
+        .unwrap();
+    let stats = engine.region_statistics(REGION).unwrap();
+    assert_eq!(stats.files, 3, "{stats:?}");
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    // A regular compaction finds nothing more to do in closed windows with one file each.
+    engine
+        .handle_request(REGION, compact(CompactOptions::Regular))
+        .await
+        .unwrap();
+    assert_eq!(engine.region_statistics(REGION).unwrap().files, 3);
+    // A bad window is refused.
+    let err = engine
+        .handle_request(
+            REGION,
+            compact(CompactOptions::StrictWindow { window_seconds: 0 }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // The removed inputs are deleted once no scan holds them; reopen sees the same rows.
+    close(&engine, REGION).await;
+    open(&engine, REGION).await;
+    assert_eq!(engine.region_statistics(REGION).unwrap().files, 3);
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    let parquet = std::fs::read_dir(dir.path().join("data/regions/1/1/data"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    assert_eq!(parquet, 3, "inputs of the compaction were not deleted");
+    // Truncate after compaction: nothing comes back.
+    engine
+        .handle_request(REGION, RegionRequest::Truncate(RegionTruncateRequest::All))
+        .await
+        .unwrap();
+    close(&engine, REGION).await;
+    open(&engine, REGION).await;
+    assert!(scan_all(&engine, REGION).await.is_empty());
+    engine.stop().await.unwrap();
+}

@@ -29,7 +29,8 @@ use store_api::config::ReadableSize;
 use store_api::engine::RegionEngine;
 use store_api::error::ErrorKind;
 use store_api::region_request::{
-    RegionCloseRequest, RegionFlushRequest, RegionOpenRequest, RegionRequest,
+    CompactOptions, RegionCloseRequest, RegionCompactRequest, RegionFlushRequest,
+    RegionOpenRequest, RegionRequest,
 };
 use store_api::scan::{ScanOrder, ScanRequest};
 use tokio::sync::RwLock;
@@ -168,10 +169,24 @@ async fn task(
                 );
                 scans += 1;
             }
-            86..=90 => {
+            86..=88 => {
                 e.handle_request(REGION, RegionRequest::Flush(RegionFlushRequest))
                     .await
                     .unwrap();
+            }
+            89..=90 => {
+                // Regular (TWCS) or strict-window compaction; runs after flushes on its own too.
+                let options = if rng.random_bool(0.5) {
+                    CompactOptions::Regular
+                } else {
+                    CompactOptions::StrictWindow { window_seconds: 10 }
+                };
+                e.handle_request(
+                    REGION,
+                    RegionRequest::Compact(RegionCompactRequest { options }),
+                )
+                .await
+                .unwrap();
             }
             91..=95 => {
                 let committed = e.region_statistics(REGION).unwrap().committed_sequence;
