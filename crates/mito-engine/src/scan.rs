@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt8Type, UInt64Type};
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::{ArrowPrimitiveType, BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::cache::CacheManager;
 use crate::error::{
-    Error, FilterSnafu, InvalidRequestSnafu, MemtableSnafu, Result, UnsupportedSnafu,
+    Error, FilterSnafu, InvalidRequestSnafu, MemtableSnafu, Result, SstSnafu, UnsupportedSnafu,
 };
 use crate::metrics::Metrics;
 use crate::region::{FileHandle, MitoRegion};
@@ -318,30 +318,26 @@ impl Plan {
     /// Exact filters and the output projection of one merged batch.
     fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mut batch = batch;
+        let failed = |reason: String| {
+            FilterSnafu {
+                region_id: self.region_id,
+                reason,
+            }
+            .build()
+        };
         for f in &self.exact {
             if batch.num_rows() == 0 {
                 break;
             }
-            let value = f.evaluate(&batch).map_err(|e| {
-                FilterSnafu {
-                    region_id: self.region_id,
-                    reason: e.to_string(),
-                }
-                .build()
-            })?;
-            let mask = value.into_array(batch.num_rows()).map_err(|e| {
-                FilterSnafu {
-                    region_id: self.region_id,
-                    reason: e.to_string(),
-                }
-                .build()
-            })?;
+            let mask = f
+                .evaluate(&batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(|e| failed(e.to_string()))?;
             let Some(mask) = mask.as_boolean_opt() else {
-                return FilterSnafu {
-                    region_id: self.region_id,
-                    reason: format!("{f} is not a predicate (type {})", mask.data_type()),
-                }
-                .fail();
+                return Err(failed(format!(
+                    "{f} is not a predicate (type {})",
+                    mask.data_type()
+                )));
             };
             batch = arrow_select::filter::filter_record_batch(&batch, mask)?;
         }
@@ -368,29 +364,27 @@ fn combine(mut streams: Vec<Stream>, options: &MergeOptions) -> Stream {
 }
 
 fn drop_deletes(batch: RecordBatch, op_col: usize) -> Result<RecordBatch> {
-    let Some(ops) = batch.column(op_col).as_primitive_opt::<UInt8Type>() else {
-        return Ok(batch);
-    };
-    if !ops.values().contains(&OpType::Delete.as_u8()) {
-        return Ok(batch);
-    }
-    let mask: BooleanArray = ops
-        .values()
-        .iter()
-        .map(|o| Some(*o != OpType::Delete.as_u8()))
-        .collect();
-    Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+    keep_rows::<UInt8Type>(batch, op_col, |op| op != OpType::Delete.as_u8())
 }
 
 fn drop_above(batch: RecordBatch, snapshot: SequenceNumber) -> Result<RecordBatch> {
     let seq_col = batch.num_columns().saturating_sub(2);
-    let Some(seqs) = batch.column(seq_col).as_primitive_opt::<UInt64Type>() else {
+    keep_rows::<UInt64Type>(batch, seq_col, |seq| seq <= snapshot)
+}
+
+/// The rows whose value in internal column `col` passes `keep` (the batch itself if all do).
+fn keep_rows<T: ArrowPrimitiveType>(
+    batch: RecordBatch,
+    col: usize,
+    keep: impl Fn(T::Native) -> bool,
+) -> Result<RecordBatch> {
+    let Some(values) = batch.column(col).as_primitive_opt::<T>() else {
         return Ok(batch);
     };
-    if seqs.values().iter().all(|s| *s <= snapshot) {
+    if values.values().iter().all(|v| keep(*v)) {
         return Ok(batch);
     }
-    let mask: BooleanArray = seqs.values().iter().map(|s| Some(*s <= snapshot)).collect();
+    let mask: BooleanArray = values.values().iter().map(|v| Some(keep(*v))).collect();
     Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
 }
 
@@ -474,30 +468,18 @@ fn open_source(
                 let mut stream = match reader.read(&req).await {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(crate::error::Error::Sst {
-                                region_id,
-                                source: Box::new(e),
-                                location: snafu::location!(),
-                            }))
-                            .await;
+                        let _ = tx.send(Err(e).context(SstSnafu { region_id })).await;
                         return;
                     }
                 };
                 while let Some(b) = stream.next().await {
-                    let b = b
-                        .map_err(|e| crate::error::Error::Sst {
-                            region_id,
-                            source: Box::new(e),
-                            location: snafu::location!(),
-                        })
-                        .and_then(|b| {
-                            if filter_seq {
-                                drop_above(b, plan.snapshot)
-                            } else {
-                                Ok(b)
-                            }
-                        });
+                    let b = b.context(SstSnafu { region_id }).and_then(|b| {
+                        if filter_seq {
+                            drop_above(b, plan.snapshot)
+                        } else {
+                            Ok(b)
+                        }
+                    });
                     let failed = b.is_err();
                     if tx.send(b).await.is_err() || failed {
                         return;

@@ -342,9 +342,9 @@ fn reply<T>(tx: oneshot::Sender<Result<T>>, result: Result<T>) {
     let _ = tx.send(result);
 }
 
-fn memtable_options(version: &Version) -> MemtableOptions {
+fn memtable_options(dedup: DedupOptions) -> MemtableOptions {
     MemtableOptions {
-        dedup: version.dedup,
+        dedup,
         ..MemtableOptions::default()
     }
 }
@@ -763,21 +763,22 @@ impl RegionWorker {
         state.flush_waiters.extend(waiter);
         let mut version = (*state.region.version()).clone();
         if !version.mutable.is_empty() {
-            let fresh = match Memtable::new(version.metadata.clone(), memtable_options(&version))
-                .context(MemtableSnafu { region_id })
-            {
-                Ok(m) => Arc::new(m),
-                Err(e) => {
-                    let e = Arc::new(e);
-                    for tx in state.flush_waiters.drain(..) {
-                        reply(
-                            tx,
-                            Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
-                        );
+            let fresh =
+                match Memtable::new(version.metadata.clone(), memtable_options(version.dedup))
+                    .context(MemtableSnafu { region_id })
+                {
+                    Ok(m) => Arc::new(m),
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        for tx in state.flush_waiters.drain(..) {
+                            reply(
+                                tx,
+                                Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
+                            );
+                        }
+                        return;
                     }
-                    return;
-                }
-            };
+                };
             let old = std::mem::replace(&mut version.mutable, fresh);
             old.freeze();
             version.immutables.push(old.clone());
@@ -1164,7 +1165,7 @@ impl RegionWorker {
         let metadata: RegionMetadataRef = Arc::new(metadata);
         let version = Version {
             mutable: Arc::new(
-                Memtable::new(metadata.clone(), MemtableOptions::default())
+                Memtable::new(metadata.clone(), memtable_options(DedupOptions::default()))
                     .context(MemtableSnafu { region_id })?,
             ),
             metadata,
@@ -1243,14 +1244,8 @@ impl RegionWorker {
             })
             .collect();
         let dedup = DedupOptions::default();
-        let mutable = Memtable::new(
-            metadata.clone(),
-            MemtableOptions {
-                dedup,
-                ..MemtableOptions::default()
-            },
-        )
-        .context(MemtableSnafu { region_id })?;
+        let mutable = Memtable::new(metadata.clone(), memtable_options(dedup))
+            .context(MemtableSnafu { region_id })?;
         let flushed_entry_id = state.flushed_entry_id;
         let flushed_sequence = state.flushed_sequence;
         let mut committed = flushed_sequence;
@@ -1413,7 +1408,7 @@ impl RegionWorker {
             metadata: old.metadata.clone(),
             dedup: old.dedup,
             mutable: Arc::new(
-                Memtable::new(old.metadata.clone(), memtable_options(&old))
+                Memtable::new(old.metadata.clone(), memtable_options(old.dedup))
                     .context(MemtableSnafu { region_id })?,
             ),
             immutables: Vec::new(),
