@@ -22,6 +22,15 @@ pub enum Action {
     Truncate(RegionTruncate),
     /// The region is dropped; its files are garbage.
     Remove(RegionRemove),
+    /// The region's options (create, alter): the whole validated map from now on.
+    Options(RegionOptionsChange),
+}
+
+/// New region options. The engine parses and validates them; the manifest keeps the map.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RegionOptionsChange {
+    /// Every option set from now on (absent keys take their defaults).
+    pub options: BTreeMap<String, String>,
 }
 
 /// New region metadata.
@@ -80,6 +89,9 @@ pub struct RegionManifest {
     pub flushed_sequence: SequenceNumber,
     /// The compaction time window in seconds, if known.
     pub compaction_time_window_secs: Option<u64>,
+    /// The region's options (`ttl`, `append_mode`, ...), as last set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
     /// The entry id of the last truncate, if any.
     pub truncated_entry_id: Option<EntryId>,
     /// Whether the region was removed.
@@ -100,6 +112,7 @@ impl RegionManifest {
             flushed_entry_id: 0,
             flushed_sequence: 0,
             compaction_time_window_secs: None,
+            options: BTreeMap::new(),
             truncated_entry_id: None,
             removed: false,
             manifest_version: 0,
@@ -197,6 +210,9 @@ impl RegionManifest {
                     return Err(format!("removal of region {}", r.region_id));
                 }
                 self.removed = true;
+            }
+            Action::Options(o) => {
+                self.options = o.options.clone();
             }
         }
         Ok(())

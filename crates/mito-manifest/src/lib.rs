@@ -13,5 +13,8 @@ pub mod error;
 pub mod format;
 pub mod manager;
 
-pub use action::{Action, RegionChange, RegionEdit, RegionManifest, RegionRemove, RegionTruncate};
+pub use action::{
+    Action, RegionChange, RegionEdit, RegionManifest, RegionOptionsChange, RegionRemove,
+    RegionTruncate,
+};
 pub use manager::{ManifestOptions, RegionManifestManager, manifest_dir};

@@ -95,12 +95,25 @@ impl RegionManifestManager {
         metadata: RegionMetadata,
         options: ManifestOptions,
     ) -> Result<Self> {
+        Self::create_with(op, region_dir, metadata, Vec::new(), options).await
+    }
+
+    /// Creates the manifest of a new region whose version 1 holds its metadata followed by
+    /// `more` (its options, say), in one atomic write. Fails if one exists.
+    pub async fn create_with(
+        op: Operator,
+        region_dir: &str,
+        metadata: RegionMetadata,
+        more: Vec<Action>,
+        options: ManifestOptions,
+    ) -> Result<Self> {
         let dir = manifest_dir(region_dir);
         let listing = list(&op, &dir).await?;
         ensure!(listing.is_empty(), AlreadyExistsSnafu { dir: &dir });
-        let actions = vec![Action::Change(RegionChange {
+        let mut actions = vec![Action::Change(RegionChange {
             metadata: metadata.clone(),
         })];
+        actions.extend(more);
         let state = RegionManifest::from_first(1, &actions).map_err(|reason| {
             InvalidActionSnafu {
                 region_id: metadata.region_id(),

@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 
 use arrow_schema::{DataType, TimeUnit};
-use mito_manifest::action::{RegionChange, RegionEdit, RegionRemove, RegionTruncate};
+use mito_manifest::action::{
+    RegionChange, RegionEdit, RegionOptionsChange, RegionRemove, RegionTruncate,
+};
 use mito_manifest::error::Error;
 use mito_manifest::format::{self, Checkpoint, Delta, Pointer};
 use mito_manifest::{Action, ManifestOptions, RegionManifest, RegionManifestManager};
@@ -464,6 +466,19 @@ fn fixture_values() -> Vec<(&'static str, Vec<u8>)> {
                 vec![Action::Truncate(RegionTruncate {
                     truncated_entry_id: 5,
                     truncated_sequence: 50,
+                })],
+            ),
+        ),
+        (
+            "delta_options.json",
+            delta(
+                5,
+                vec![Action::Options(RegionOptionsChange {
+                    options: [
+                        ("ttl".to_string(), "7days".to_string()),
+                        ("append_mode".to_string(), "true".to_string()),
+                    ]
+                    .into(),
                 })],
             ),
         ),
