@@ -27,7 +27,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use snafu::{Snafu, ensure};
 use store_api::error::{ErrorExt, ErrorKind};
-use store_api::metadata::RegionMetadata;
+use store_api::metadata::{RegionMetadata, Value};
 
 const NULL: u8 = 0x00;
 const NOT_NULL: u8 = 0x01;
@@ -132,6 +132,52 @@ impl PrimaryKeyCodec {
             .map(|c| KeyType::from_arrow(&c.data_type))
             .collect::<Result<_>>()?;
         Ok(Self::new(types))
+    }
+
+    /// What keys written under `old` lack under `current`: the encoding of the default of
+    /// every tag `current` appended to the primary key since (empty if none). Elements are
+    /// self-delimiting, so `old_key + suffix` is the key the row has under `current`, and the
+    /// order of old keys is kept. `Err` if `current`'s key does not extend `old`'s.
+    pub fn appended_key_suffix(old: &RegionMetadata, current: &RegionMetadata) -> Result<Vec<u8>> {
+        let (old_key, new_key) = (old.primary_key(), current.primary_key());
+        let Some(added) = new_key.strip_prefix(old_key) else {
+            return TypeMismatchSnafu {
+                position: 0usize,
+                expected: format!("a primary key extending {old_key:?}, got {new_key:?}"),
+            }
+            .fail();
+        };
+        let mut types = Vec::with_capacity(added.len());
+        let mut values = Vec::with_capacity(added.len());
+        for (position, id) in added.iter().enumerate() {
+            let mismatch = || {
+                TypeMismatchSnafu {
+                    position,
+                    expected: format!("a tag column with id {id}"),
+                }
+                .build()
+            };
+            let c = current.column_by_id(*id).ok_or_else(mismatch)?;
+            let t = KeyType::from_arrow(&c.data_type)?;
+            let v = match (&c.default, t) {
+                (None | Some(Value::Null), _) => KeyValue::Null,
+                (Some(Value::String(s)), KeyType::String) => KeyValue::String(s.clone()),
+                (Some(Value::Int(i)), KeyType::Int(_)) => KeyValue::Int(*i),
+                (Some(Value::UInt(u)), KeyType::UInt(_)) => KeyValue::UInt(*u),
+                (Some(Value::Int(i)), KeyType::UInt(_)) => {
+                    KeyValue::UInt(u64::try_from(*i).map_err(|_| mismatch())?)
+                }
+                (Some(Value::UInt(u)), KeyType::Int(_)) => {
+                    KeyValue::Int(i64::try_from(*u).map_err(|_| mismatch())?)
+                }
+                _ => return Err(mismatch()),
+            };
+            types.push(t);
+            values.push(v);
+        }
+        let mut out = Vec::new();
+        Self::new(types).encode(&values, &mut out)?;
+        Ok(out)
     }
 
     /// The element types.

@@ -21,9 +21,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::cache::CacheManager;
 use crate::config::MitoConfig;
-use crate::error::{
-    InvalidConfigSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, UnsupportedSnafu,
-};
+use crate::error::{InvalidConfigSnafu, RegionNotFoundSnafu, Result, StoppedSnafu};
 use crate::metrics::Metrics;
 use crate::region::MitoRegionRef;
 use crate::scan::{ScanContext, scan};
@@ -89,6 +87,7 @@ impl MitoEngine {
                     cache,
                     metrics,
                     batch_rows: config.scan_batch_rows,
+                    clock: shared.clock.clone(),
                 },
                 shared,
                 workers,
@@ -261,11 +260,7 @@ impl MitoEngine {
             RegionRequest::Drop(_) => self.send(region_id, ddl(DdlRequest::Drop)).await,
             RegionRequest::Flush(_) => self.send(region_id, ddl(DdlRequest::Flush)).await,
             RegionRequest::Truncate(t) => self.send(region_id, ddl(DdlRequest::Truncate(t))).await,
-            RegionRequest::Alter(_) => UnsupportedSnafu {
-                region_id,
-                what: "alter (issue 6)",
-            }
-            .fail(),
+            RegionRequest::Alter(a) => self.send(region_id, ddl(DdlRequest::Alter(a))).await,
             RegionRequest::Compact(c) => self.send(region_id, ddl(DdlRequest::Compact(c))).await,
         }
     }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod flush;
 pub mod metrics;
+pub mod options;
 pub mod region;
 mod scan;
 pub mod validate;

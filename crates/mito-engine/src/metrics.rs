@@ -30,6 +30,12 @@ pub struct Metrics {
     pub compactions: IntCounterVec,
     /// Seconds per compaction run (every task of one pick).
     pub compaction_seconds: Histogram,
+    /// SST bytes written by compactions.
+    pub compaction_bytes: IntCounter,
+    /// Rows written by compactions.
+    pub compaction_rows: IntCounter,
+    /// Files removed whole because every row was past the TTL.
+    pub expired_files: IntCounter,
     /// Seconds of scan stages (`build`, `first_batch`, `total`).
     pub scan_seconds: HistogramVec,
     /// Rows returned by scans.
@@ -79,6 +85,14 @@ impl Metrics {
             HistogramOpts::new("compaction_seconds", "Seconds per compaction run")
                 .buckets(buckets()),
         )?;
+        let compaction_bytes =
+            IntCounter::new("compaction_bytes_total", "SST bytes written by compactions")?;
+        let compaction_rows =
+            IntCounter::new("compaction_rows_total", "Rows written by compactions")?;
+        let expired_files = IntCounter::new(
+            "expired_files_total",
+            "SST files removed whole because every row was past the TTL",
+        )?;
         let scan_seconds = HistogramVec::new(
             HistogramOpts::new("scan_seconds", "Seconds of scan stages").buckets(buckets()),
             &["stage"],
@@ -101,6 +115,9 @@ impl Metrics {
         registry.register(Box::new(flush_bytes.clone()))?;
         registry.register(Box::new(compactions.clone()))?;
         registry.register(Box::new(compaction_seconds.clone()))?;
+        registry.register(Box::new(compaction_bytes.clone()))?;
+        registry.register(Box::new(compaction_rows.clone()))?;
+        registry.register(Box::new(expired_files.clone()))?;
         registry.register(Box::new(scan_seconds.clone()))?;
         registry.register(Box::new(scan_rows.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
@@ -118,6 +135,9 @@ impl Metrics {
             flush_bytes,
             compactions,
             compaction_seconds,
+            compaction_bytes,
+            compaction_rows,
+            expired_files,
             scan_seconds,
             scan_rows,
             cache_lookups,

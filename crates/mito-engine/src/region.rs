@@ -20,13 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use mito_manifest::RegionManifestManager;
-use mito_memtable::Memtable;
-use mito_read::DedupOptions;
+use mito_memtable::{Memtable, MemtableOptions};
 use mito_sst::{FileId, FileMeta, sst_path};
 use opendal::Operator;
 use store_api::engine::RegionRole;
 use store_api::metadata::RegionMetadataRef;
 use store_api::{EntryId, RegionId, SequenceNumber};
+
+use crate::options::RegionOptions;
 
 /// The directory of a region under the engine's root (ends with `/`).
 pub fn region_dir(region_id: RegionId) -> String {
@@ -100,6 +101,19 @@ impl Drop for FileHandle {
     }
 }
 
+/// How a region's memtables partition and deduplicate: one partition per compaction window,
+/// so that a flush writes one file per window.
+pub fn memtable_options(options: &RegionOptions, window_secs: Option<u64>) -> MemtableOptions {
+    let mut o = MemtableOptions {
+        dedup: options.dedup(),
+        ..MemtableOptions::default()
+    };
+    if let Some(w) = window_secs.filter(|w| *w > 0) {
+        o.time_window = std::time::Duration::from_secs(w);
+    }
+    o
+}
+
 /// Files of a version by id.
 pub type FileSet = BTreeMap<FileId, Arc<FileHandle>>;
 
@@ -108,8 +122,10 @@ pub type FileSet = BTreeMap<FileId, Arc<FileHandle>>;
 pub struct Version {
     /// The schema.
     pub metadata: RegionMetadataRef,
-    /// Merge and append mode.
-    pub dedup: DedupOptions,
+    /// The region's options (TTL, merge and append mode, compaction, WAL).
+    pub options: Arc<RegionOptions>,
+    /// The compaction window in seconds: configured, else inferred and persisted, else none.
+    pub window_secs: Option<u64>,
     /// The memtable taking writes.
     pub mutable: Arc<Memtable>,
     /// Frozen memtables waiting for (or in) a flush, oldest first.
@@ -123,6 +139,14 @@ pub struct Version {
 }
 
 impl Version {
+    /// A new, empty memtable for this version.
+    pub fn new_memtable(&self) -> mito_memtable::error::Result<Memtable> {
+        Memtable::new(
+            self.metadata.clone(),
+            memtable_options(&self.options, self.window_secs),
+        )
+    }
+
     /// Every memtable, mutable first.
     pub fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
         std::iter::once(&self.mutable).chain(self.immutables.iter())

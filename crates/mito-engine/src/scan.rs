@@ -56,6 +56,8 @@ pub(crate) struct ScanContext {
     pub cache: Arc<CacheManager>,
     pub metrics: Arc<Metrics>,
     pub batch_rows: usize,
+    /// Wall-clock time, for the TTL.
+    pub clock: store_api::clock::ClockRef,
 }
 
 type Stream = mito_read::merge::BatchStream<Error>;
@@ -106,6 +108,16 @@ pub(crate) async fn scan(
     let snapshot = req.snapshot.map_or(committed, |s| s.min(committed));
     let metadata = version.metadata.clone();
     let region_id = metadata.region_id();
+    // Rows past the TTL are invisible whether or not a compaction has dropped their files.
+    let mut req = req;
+    if let Some(cutoff) = version
+        .options
+        .ttl_cutoff(&metadata, ctx.clock.now_millis())
+    {
+        let mut range = req.time_range.unwrap_or_default();
+        range.start = Some(range.start.map_or(cutoff, |s| s.max(cutoff)));
+        req.time_range = Some(range);
+    }
     if snapshot < version.flushed_sequence {
         return InvalidRequestSnafu {
             region_id,
@@ -166,7 +178,7 @@ pub(crate) async fn scan(
             .collect(),
         dedup: mito_read::DedupOptions {
             keep_deletes: false,
-            ..version.dedup
+            ..version.options.dedup()
         },
         batch_rows: ctx.batch_rows,
     };

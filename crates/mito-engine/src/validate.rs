@@ -38,7 +38,11 @@ pub fn normalize(
             return Err(format!("column '{}' appears twice", f.name()));
         }
         let Some(c) = metadata.column_by_name(f.name()) else {
-            return Err(format!("unknown column '{}'", f.name()));
+            return Err(format!(
+                "unknown column '{}': not in the region's schema (version {}); was it dropped, or is the writer's schema stale?",
+                f.name(),
+                metadata.schema_version()
+            ));
         };
         if op == OpType::Delete && c.semantic_type == SemanticType::Field {
             return Err(format!(
@@ -105,6 +109,22 @@ pub fn normalize(
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| format!("cannot assemble the batch: {e}"))
+}
+
+/// The columns of `batch` the region still has (by name).
+pub fn known_columns(
+    metadata: &RegionMetadata,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, Reason> {
+    let keep: Vec<usize> = batch
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| metadata.column_by_name(f.name()).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    batch.project(&keep).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -24,10 +24,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mito_compaction::{CompactionJob, TwcsOptions, commit, pick, write_outputs};
 use mito_manifest::{
-    Action, ManifestOptions, RegionEdit, RegionManifestManager, RegionRemove, RegionTruncate,
+    Action, ManifestOptions, RegionChange, RegionEdit, RegionManifestManager, RegionOptionsChange,
+    RegionRemove, RegionTruncate,
 };
-use mito_memtable::{Memtable, MemtableOptions};
-use mito_read::{DedupOptions, OpType};
+use mito_memtable::Memtable;
+use mito_read::OpType;
 use mito_sst::{FileId, FileMeta, WriteOptions};
 use opendal::Operator;
 use snafu::{IntoError, ResultExt};
@@ -36,8 +37,9 @@ use store_api::engine::RegionRole;
 use store_api::logstore::{Entry, LogStoreRef};
 use store_api::metadata::RegionMetadataRef;
 use store_api::region_request::{
-    CompactOptions, RegionCloseRequest, RegionCompactRequest, RegionCreateRequest,
-    RegionOpenRequest, RegionResponse, RegionTruncateRequest,
+    AlterKind, CompactOptions, RegionAlterRequest, RegionCloseRequest, RegionCompactRequest,
+    RegionCreateRequest, RegionOpenRequest, RegionOptionsMap, RegionResponse,
+    RegionTruncateRequest,
 };
 use store_api::{EntryId, RegionId, SequenceNumber};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -51,7 +53,10 @@ use crate::error::{
 };
 use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;
-use crate::region::{FileHandle, FileSet, MitoRegion, MitoRegionRef, Version, region_dir};
+use crate::options::{RegionOptions, units_per_second};
+use crate::region::{
+    FileHandle, FileSet, MitoRegion, MitoRegionRef, Version, memtable_options, region_dir,
+};
 use crate::validate;
 use crate::wal_entry;
 use crate::write_buffer::{Pressure, WriteBufferManager, pick_flushes};
@@ -168,6 +173,7 @@ pub(crate) enum DdlRequest {
     Flush,
     Compact(RegionCompactRequest),
     Truncate(RegionTruncateRequest),
+    Alter(RegionAlterRequest),
 }
 
 type Reply = oneshot::Sender<Result<RegionResponse>>;
@@ -225,6 +231,8 @@ const MAX_INFLIGHT: usize = 4;
 pub(crate) struct CompactionDone {
     region_id: RegionId,
     applied: Vec<(Vec<FileId>, Vec<FileMeta>)>,
+    /// A window inferred and persisted by this run.
+    inferred_window_secs: Option<u64>,
     error: Option<Arc<Error>>,
 }
 
@@ -262,6 +270,18 @@ struct RegionState {
     compact_waiters: Vec<Reply>,
     /// A compaction asked for while one ran: its strict window and waiters; it runs next.
     next_compaction: Option<(Option<u64>, Vec<Reply>)>,
+    /// Writes that arrived while an alter waits for the memtables to be flushed; they run
+    /// after it, against the new schema.
+    held: Vec<WriteRequest>,
+}
+
+impl RegionState {
+    /// Whether an alter is waiting (writes are held meanwhile).
+    fn alter_waiting(&self) -> bool {
+        self.deferred
+            .iter()
+            .any(|d| matches!(d.request, DdlRequest::Alter(_)))
+    }
 }
 
 impl RegionState {
@@ -297,6 +317,7 @@ impl RegionState {
             compacting: false,
             compact_waiters: Vec::new(),
             next_compaction: None,
+            held: Vec::new(),
         }
     }
 }
@@ -340,13 +361,6 @@ struct RegionWorker {
 fn reply<T>(tx: oneshot::Sender<Result<T>>, result: Result<T>) {
     // The requester may have gone away (cancelled); nothing to do then.
     let _ = tx.send(result);
-}
-
-fn memtable_options(dedup: DedupOptions) -> MemtableOptions {
-    MemtableOptions {
-        dedup,
-        ..MemtableOptions::default()
-    }
 }
 
 impl RegionWorker {
@@ -485,6 +499,20 @@ impl RegionWorker {
                 self.stopping = Some(tx);
             }
         }
+        self.release_held().await;
+    }
+
+    /// Runs the writes held for alters that are done (or failed).
+    async fn release_held(&mut self) {
+        let mut ready = Vec::new();
+        for state in self.regions.values_mut() {
+            if !state.held.is_empty() && !state.alter_waiting() {
+                ready.append(&mut state.held);
+            }
+        }
+        if !ready.is_empty() {
+            self.handle_writes(ready).await;
+        }
     }
 
     // ---------------------------------------------------------------- writes
@@ -535,6 +563,10 @@ impl RegionWorker {
                 reply(w.tx, ReadOnlySnafu { region_id }.fail());
                 continue;
             }
+            if state.alter_waiting() {
+                state.held.push(w);
+                continue;
+            }
             let version = state.region.version();
             let schema_version = version.metadata.schema_version();
             let prepared = match w.prepared.take() {
@@ -556,15 +588,22 @@ impl RegionWorker {
             };
             let rows = prepared.batch.num_rows() as u64;
             let first_sequence = state.next_sequence;
-            let data = wal_entry::seal(prepared.body, w.op, first_sequence, schema_version);
-            let entry_id = state.next_entry_id;
-            state.next_entry_id += 1;
             state.next_sequence += rows;
-            entries.push(Entry {
-                region_id,
-                entry_id,
-                data: Bytes::from(data),
-            });
+            let entry_id = if version.options.wal {
+                let data = wal_entry::seal(prepared.body, w.op, first_sequence, schema_version);
+                let entry_id = state.next_entry_id;
+                state.next_entry_id += 1;
+                entries.push(Entry {
+                    region_id,
+                    entry_id,
+                    data: Bytes::from(data),
+                });
+                entry_id
+            } else {
+                // No WAL: the rows live in the memtable only, until a flush. The entry id
+                // stays at the last one assigned (applied in order with everything before).
+                state.next_entry_id.saturating_sub(1)
+            };
             pending.push(Pending {
                 req: w,
                 batch: prepared.batch,
@@ -573,13 +612,23 @@ impl RegionWorker {
                 rows,
             });
         }
-        if entries.is_empty() {
+        if pending.is_empty() {
             return;
         }
-        metrics.wal_group_requests.observe(entries.len() as f64);
         while self.inflight.len() >= MAX_INFLIGHT {
             self.complete_next().await;
         }
+        if entries.is_empty() {
+            // Only regions without a WAL: nothing to wait for, but still in order.
+            self.inflight.push_back(Box::pin(async move {
+                let done = store_api::logstore::AppendResponse {
+                    last_entry_ids: HashMap::new(),
+                };
+                (Ok(done), pending)
+            }));
+            return;
+        }
+        metrics.wal_group_requests.observe(entries.len() as f64);
         let log_store = self.shared.log_store.clone();
         let timer = metrics.wal_append_seconds.start_timer();
         self.inflight.push_back(Box::pin(async move {
@@ -669,13 +718,19 @@ impl RegionWorker {
             state.last_write_ms = now;
             touched.insert(region_id);
         }
-        let region_limit = self.shared.config.region_write_buffer_size.as_bytes();
+        let default_limit = self.shared.config.region_write_buffer_size;
         let mut to_flush = Vec::new();
         for region_id in touched {
             let Some(state) = self.regions.get_mut(&region_id) else {
                 continue;
             };
-            let bytes = state.region.version().mutable.stats().bytes as u64;
+            let version = state.region.version();
+            let region_limit = version
+                .options
+                .write_buffer_size
+                .unwrap_or(default_limit)
+                .as_bytes();
+            let bytes = version.mutable.stats().bytes as u64;
             if bytes > state.mutable_bytes {
                 wb.reserve(bytes - state.mutable_bytes);
             }
@@ -763,22 +818,19 @@ impl RegionWorker {
         state.flush_waiters.extend(waiter);
         let mut version = (*state.region.version()).clone();
         if !version.mutable.is_empty() {
-            let fresh =
-                match Memtable::new(version.metadata.clone(), memtable_options(version.dedup))
-                    .context(MemtableSnafu { region_id })
-                {
-                    Ok(m) => Arc::new(m),
-                    Err(e) => {
-                        let e = Arc::new(e);
-                        for tx in state.flush_waiters.drain(..) {
-                            reply(
-                                tx,
-                                Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
-                            );
-                        }
-                        return;
+            let fresh = match version.new_memtable().context(MemtableSnafu { region_id }) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for tx in state.flush_waiters.drain(..) {
+                        reply(
+                            tx,
+                            Err(FlushFailedSnafu { region_id }.into_error(e.clone())),
+                        );
                     }
-                };
+                    return;
+                }
+            };
             let old = std::mem::replace(&mut version.mutable, fresh);
             old.freeze();
             version.immutables.push(old.clone());
@@ -994,6 +1046,14 @@ impl RegionWorker {
             return Vec::new();
         };
         state.compacting = false;
+        if let Some(w) = done.inferred_window_secs {
+            let mut version = (*state.region.version()).clone();
+            if version.options.time_window_secs.is_none() {
+                // Memtables created from now on partition by it.
+                version.window_secs = Some(w);
+                state.region.set_version(version);
+            }
+        }
         if !done.applied.is_empty() {
             let mut version = (*state.region.version()).clone();
             let mut files = (*version.files).clone();
@@ -1062,7 +1122,12 @@ impl RegionWorker {
             });
             return;
         }
+        if let DdlRequest::Alter(req) = request {
+            self.handle_alter(region_id, req, tx).await;
+            return;
+        }
         match request {
+            DdlRequest::Alter(_) => {}
             DdlRequest::Create(req) => reply(tx, self.create(region_id, req).await),
             DdlRequest::Open(req) => reply(tx, self.open(region_id, req).await),
             DdlRequest::Close(req) => {
@@ -1113,6 +1178,100 @@ impl RegionWorker {
         }
     }
 
+    /// An alter runs on a region with empty memtables, no flush and no compaction running:
+    /// until then it waits (flushing what the memtables hold) and the region's writes are
+    /// held; they run after it against the new schema.
+    async fn handle_alter(&mut self, region_id: RegionId, req: RegionAlterRequest, tx: Reply) {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            reply(tx, not_open(region_id));
+            return;
+        };
+        if state.region.role() == RegionRole::Follower {
+            reply(tx, ReadOnlySnafu { region_id }.fail());
+            return;
+        }
+        let version = state.region.version();
+        let has_data = !version.mutable.is_empty() || !version.immutables.is_empty();
+        if has_data || state.flushing || state.compacting {
+            state.deferred.push(Deferred {
+                request: DdlRequest::Alter(req),
+                tx,
+                needs_flush: has_data,
+            });
+            if has_data {
+                self.schedule_flush(region_id, None);
+            }
+            return;
+        }
+        reply(tx, self.alter(region_id, req).await);
+    }
+
+    async fn alter(
+        &mut self,
+        region_id: RegionId,
+        req: RegionAlterRequest,
+    ) -> Result<RegionResponse> {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            return not_open(region_id);
+        };
+        let invalid = |reason: String| InvalidRequestSnafu { region_id, reason }.build();
+        let version = state.region.version();
+        let mut manifest = state.region.manifest.lock().await;
+        let stored = manifest.manifest();
+        let metadata = req
+            .apply(&version.metadata)
+            .map_err(|e| invalid(e.to_string()))?;
+        let (map, options) = match &req.kind {
+            AlterKind::SetOptions { options } => {
+                RegionOptions::merged(&stored.options, options, &[]).map_err(invalid)?
+            }
+            AlterKind::UnsetOptions { keys } => {
+                RegionOptions::merged(&stored.options, &RegionOptionsMap::new(), keys)
+                    .map_err(invalid)?
+            }
+            AlterKind::AddColumns { columns } => {
+                // Old files may still hold a dropped column's id: ids are never reused.
+                let used = stored.used_column_id();
+                if let Some(c) = columns.iter().find(|c| c.column_id <= used) {
+                    return Err(invalid(format!(
+                        "new column '{}' has id {}, but ids up to {used} are taken (now or before); use a larger one",
+                        c.name, c.column_id
+                    )));
+                }
+                (stored.options.clone(), (*version.options).clone())
+            }
+            AlterKind::DropColumns { .. } => (stored.options.clone(), (*version.options).clone()),
+        };
+        let mut actions = Vec::new();
+        if metadata != *version.metadata {
+            actions.push(Action::Change(RegionChange {
+                metadata: metadata.clone(),
+            }));
+        }
+        if map != stored.options {
+            actions.push(Action::Options(RegionOptionsChange {
+                options: map.clone(),
+            }));
+        }
+        let stored_window = stored.compaction_time_window_secs;
+        if actions.is_empty() {
+            return Ok(RegionResponse::new(0));
+        }
+        manifest
+            .update(actions)
+            .await
+            .context(ManifestSnafu { region_id })?;
+        drop(manifest);
+        let mut next = (*version).clone();
+        next.metadata = Arc::new(metadata);
+        next.window_secs = options.time_window_secs.or(stored_window);
+        next.options = Arc::new(options);
+        next.mutable = Arc::new(next.new_memtable().context(MemtableSnafu { region_id })?);
+        state.region.set_version(next);
+        tracing::info!(%region_id, kind = ?req.kind, "region altered");
+        Ok(RegionResponse::new(0))
+    }
+
     fn is_open_anywhere(&self, region_id: RegionId) -> bool {
         self.shared
             .regions
@@ -1133,19 +1292,24 @@ impl RegionWorker {
             }
             .fail();
         }
-        check_no_options(region_id, &req.options)?;
-        let metadata = req.build_metadata(region_id).map_err(|e| {
-            InvalidRequestSnafu {
-                region_id,
-                reason: e.to_string(),
-            }
-            .build()
-        })?;
+        let invalid = |reason: String| InvalidRequestSnafu { region_id, reason }.build();
+        let options = RegionOptions::parse(&req.options).map_err(invalid)?;
+        let metadata = req
+            .build_metadata(region_id)
+            .map_err(|e| invalid(e.to_string()))?;
         let dir = region_dir(region_id);
-        let mut manifest = RegionManifestManager::create(
+        let more = if req.options.is_empty() {
+            Vec::new()
+        } else {
+            vec![Action::Options(RegionOptionsChange {
+                options: req.options.clone(),
+            })]
+        };
+        let mut manifest = RegionManifestManager::create_with(
             self.shared.op.clone(),
             &dir,
             metadata.clone(),
+            more,
             self.shared.manifest_options(),
         )
         .await
@@ -1163,13 +1327,15 @@ impl RegionWorker {
                 .context(ManifestSnafu { region_id })?;
         }
         let metadata: RegionMetadataRef = Arc::new(metadata);
+        let window_secs = options.time_window_secs;
         let version = Version {
             mutable: Arc::new(
-                Memtable::new(metadata.clone(), memtable_options(DedupOptions::default()))
+                Memtable::new(metadata.clone(), memtable_options(&options, window_secs))
                     .context(MemtableSnafu { region_id })?,
             ),
             metadata,
-            dedup: DedupOptions::default(),
+            options: Arc::new(options),
+            window_secs,
             immutables: Vec::new(),
             files: Arc::new(FileSet::new()),
             flushed_entry_id: last,
@@ -1193,7 +1359,6 @@ impl RegionWorker {
         if self.regions.contains_key(&region_id) {
             return Ok(RegionResponse::new(0));
         }
-        check_no_options(region_id, &req.options)?;
         let dir = region_dir(region_id);
         let Some(manifest) = RegionManifestManager::open(
             self.shared.op.clone(),
@@ -1243,8 +1408,19 @@ impl RegionWorker {
                 )
             })
             .collect();
-        let dedup = DedupOptions::default();
-        let mutable = Memtable::new(metadata.clone(), memtable_options(dedup))
+        // The stored options, with this open's overrides (not persisted).
+        let (_, options) =
+            RegionOptions::merged(&state.options, &req.options, &[]).map_err(|reason| {
+                InvalidRequestSnafu {
+                    region_id,
+                    reason: format!("opening with the stored options and the given ones: {reason}"),
+                }
+                .build()
+            })?;
+        let window_secs = options
+            .time_window_secs
+            .or(state.compaction_time_window_secs);
+        let mutable = Memtable::new(metadata.clone(), memtable_options(&options, window_secs))
             .context(MemtableSnafu { region_id })?;
         let flushed_entry_id = state.flushed_entry_id;
         let flushed_sequence = state.flushed_sequence;
@@ -1266,7 +1442,8 @@ impl RegionWorker {
         let next_entry_id = last_entry.max(wal_last) + 1;
         let version = Version {
             metadata,
-            dedup,
+            options: Arc::new(options),
+            window_secs,
             mutable: Arc::new(mutable),
             immutables: Vec::new(),
             files: Arc::new(files),
@@ -1319,7 +1496,14 @@ impl RegionWorker {
                     .build()
                 };
                 let e = wal_entry::decode(&entry.data).map_err(bad)?;
-                let batch = validate::normalize(metadata, &e.batch, e.op).map_err(bad)?;
+                let logged = if e.schema_version < metadata.schema_version() {
+                    // Logged before an alter (its flush normally covers it): read in today's
+                    // schema, without the columns dropped since.
+                    validate::known_columns(metadata, &e.batch).map_err(bad)?
+                } else {
+                    e.batch
+                };
+                let batch = validate::normalize(metadata, &logged, e.op).map_err(bad)?;
                 let rows = batch.num_rows() as u64;
                 memtable
                     .write(&batch, e.first_sequence, e.op)
@@ -1406,11 +1590,9 @@ impl RegionWorker {
         }
         let version = Version {
             metadata: old.metadata.clone(),
-            dedup: old.dedup,
-            mutable: Arc::new(
-                Memtable::new(old.metadata.clone(), memtable_options(old.dedup))
-                    .context(MemtableSnafu { region_id })?,
-            ),
+            options: old.options.clone(),
+            window_secs: old.window_secs,
+            mutable: Arc::new(old.new_memtable().context(MemtableSnafu { region_id })?),
             immutables: Vec::new(),
             files: Arc::new(FileSet::new()),
             flushed_entry_id: truncated_entry_id,
@@ -1439,33 +1621,6 @@ fn not_open<T>(region_id: RegionId) -> Result<T> {
     .fail()
 }
 
-fn check_no_options(
-    region_id: RegionId,
-    options: &store_api::region_request::RegionOptionsMap,
-) -> Result<()> {
-    if options.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&str> = options.keys().map(String::as_str).collect();
-    InvalidRequestSnafu {
-        region_id,
-        reason: format!(
-            "region options {keys:?} are not supported yet (they need to be persisted in the manifest, issue 6)"
-        ),
-    }
-    .fail()
-}
-
-/// Time-index units per second of a region (1 for seconds, 1000 for milliseconds, ...).
-fn units_per_second(metadata: &RegionMetadataRef) -> i64 {
-    match &metadata.time_index_column().data_type {
-        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => 1_000,
-        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => 1_000_000,
-        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => 1_000_000_000,
-        _ => 1,
-    }
-}
-
 /// One compaction run: pick over the current files, persist an inferred window, then each
 /// task: merge and write (manifest not held), commit (manifest held for the edit only).
 async fn run_compaction(
@@ -1477,6 +1632,7 @@ async fn run_compaction(
     let mut done = CompactionDone {
         region_id,
         applied: Vec::new(),
+        inferred_window_secs: None,
         error: None,
     };
     let Ok(_slot) = shared.compaction_slots.clone().acquire_owned().await else {
@@ -1485,6 +1641,7 @@ async fn run_compaction(
     let timer = shared.metrics.compaction_seconds.start_timer();
     let version = region.version();
     let files: Vec<FileMeta> = version.files.values().map(|f| f.meta().clone()).collect();
+    let units = units_per_second(&version.metadata);
     let stored_window = region
         .manifest
         .lock()
@@ -1495,19 +1652,12 @@ async fn run_compaction(
         Some(w) => TwcsOptions {
             time_window_secs: Some(w),
             trigger_files: 2,
+            ttl_secs: version.options.ttl_secs(),
             ..TwcsOptions::default()
         },
-        None => TwcsOptions {
-            time_window_secs: stored_window,
-            ..TwcsOptions::default()
-        },
+        None => version.options.twcs(stored_window),
     };
-    let plan = pick(
-        &files,
-        &options,
-        shared.clock.now_millis(),
-        units_per_second(&version.metadata),
-    );
+    let plan = pick(&files, &options, shared.clock.now_millis(), units);
     if plan.inferred && strict_window.is_none() && !files.is_empty() {
         let persisted = region
             .manifest
@@ -1522,6 +1672,34 @@ async fn run_compaction(
         if let Err(e) = persisted {
             done.error = Some(Arc::new(e));
             return done;
+        }
+        done.inferred_window_secs = Some(plan.window_secs);
+    }
+    if !plan.expired.is_empty() {
+        // Whole files past the TTL: removed without being read (their rows are already
+        // invisible to scans).
+        let removed = region
+            .manifest
+            .lock()
+            .await
+            .update(vec![Action::Edit(RegionEdit {
+                files_to_remove: plan.expired.clone(),
+                ..RegionEdit::default()
+            })])
+            .await
+            .context(ManifestSnafu { region_id });
+        match removed {
+            Ok(_) => {
+                shared
+                    .metrics
+                    .expired_files
+                    .inc_by(plan.expired.len() as u64);
+                done.applied.push((plan.expired.clone(), Vec::new()));
+            }
+            Err(e) => {
+                done.error = Some(Arc::new(e));
+                return done;
+            }
         }
     }
     for task in plan.tasks {
@@ -1551,7 +1729,7 @@ async fn run_compaction(
             region_dir: region.region_dir().to_string(),
             metadata: version.metadata.clone(),
             inputs,
-            dedup: version.dedup,
+            dedup: version.options.dedup(),
             drop_deletes,
             max_output_file_size: task.max_output_file_size,
             write_options: shared.write_options(),
@@ -1565,7 +1743,13 @@ async fn run_compaction(
             Err(e) => Err(e),
         };
         match result {
-            Ok(out) => done.applied.push((task.inputs, out.outputs)),
+            Ok(out) => {
+                for f in &out.outputs {
+                    shared.metrics.compaction_bytes.inc_by(f.file_size);
+                    shared.metrics.compaction_rows.inc_by(f.num_rows);
+                }
+                done.applied.push((task.inputs, out.outputs));
+            }
             Err(e) => {
                 done.error = Some(Arc::new(CompactionSnafu { region_id }.into_error(e)));
                 break;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use mito_sst::{FileId, FileMeta};
 use serde::{Deserialize, Serialize};
 use store_api::metadata::RegionMetadata;
-use store_api::{EntryId, RegionId, SequenceNumber};
+use store_api::{ColumnId, EntryId, RegionId, SequenceNumber};
 
 /// One change to a region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +89,10 @@ pub struct RegionManifest {
     pub flushed_sequence: SequenceNumber,
     /// The compaction time window in seconds, if known.
     pub compaction_time_window_secs: Option<u64>,
+    /// The largest column id any schema of the region has used, once a schema changed (a
+    /// dropped column's id is never reused: old files still hold it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_column_id: Option<ColumnId>,
     /// The region's options (`ttl`, `append_mode`, ...), as last set.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
@@ -112,11 +116,19 @@ impl RegionManifest {
             flushed_entry_id: 0,
             flushed_sequence: 0,
             compaction_time_window_secs: None,
+            max_column_id: None,
             options: BTreeMap::new(),
             truncated_entry_id: None,
             removed: false,
             manifest_version: 0,
         }
+    }
+
+    /// The largest column id the region has ever used.
+    pub fn used_column_id(&self) -> ColumnId {
+        self.max_column_id
+            .unwrap_or(0)
+            .max(self.metadata.max_column_id())
     }
 
     /// The region id.
@@ -162,6 +174,7 @@ impl RegionManifest {
                         self.metadata.schema_version()
                     ));
                 }
+                self.max_column_id = Some(self.used_column_id().max(m.max_column_id()));
                 self.metadata = m.clone();
             }
             Action::Edit(edit) => {

@@ -80,6 +80,9 @@ pub struct SstReader {
     parquet: Arc<ParquetMetaData>,
     arrow: ArrowReaderMetadata,
     current: RegionMetadataRef,
+    /// Appended to every key: the defaults of tags added to the key since the file was
+    /// written.
+    key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<ChunkCache>>,
 }
 
@@ -226,6 +229,16 @@ impl SstReader {
                 arrow.schema()
             )));
         }
+        let key_suffix =
+            mito_codec::PrimaryKeyCodec::appended_key_suffix(&info.region_metadata, &current)
+                .map_err(|e| {
+                    SchemaMismatchSnafu {
+                        path: path.to_string(),
+                        region_id: current.region_id(),
+                        reason: format!("the file's primary key cannot be read as today's: {e}"),
+                    }
+                    .build()
+                })?;
         Ok(Self {
             op,
             path,
@@ -234,6 +247,7 @@ impl SstReader {
             parquet,
             arrow,
             current,
+            key_suffix: key_suffix.into(),
             chunk_cache: None,
         })
     }
@@ -454,6 +468,7 @@ impl SstReader {
             out_schema,
             ts_name,
             time_range: req.time_range,
+            key_suffix: self.key_suffix.clone(),
         };
         let path = self.path.clone();
         Ok(stream
@@ -492,6 +507,7 @@ struct Adapter {
     out_schema: SchemaRef,
     ts_name: String,
     time_range: Option<TimeRange>,
+    key_suffix: Arc<[u8]>,
 }
 
 impl Adapter {
@@ -522,9 +538,12 @@ impl Adapter {
             columns.push(array);
         }
         for name in [PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN] {
-            let array = by_name
+            let mut array = by_name
                 .remove(name)
                 .ok_or_else(|| corrupted(format!("column {name} not decoded")))?;
+            if name == PRIMARY_KEY_COLUMN && !self.key_suffix.is_empty() {
+                array = extend_keys(&array, &self.key_suffix).map_err(corrupted)?;
+            }
             columns.push(array);
         }
         let out = RecordBatch::try_new(self.out_schema.clone(), columns).context(ArrowSnafu {
@@ -549,6 +568,37 @@ impl Adapter {
             path: self.path.to_string(),
         })
     }
+}
+
+/// Appends `suffix` to every key of a dictionary-encoded key column (only the dictionary
+/// values change; the keys keep their order since every old key gains the same suffix).
+fn extend_keys(array: &ArrayRef, suffix: &[u8]) -> std::result::Result<ArrayRef, String> {
+    let dict = array
+        .as_any()
+        .downcast_ref::<arrow_array::DictionaryArray<arrow_array::types::UInt32Type>>()
+        .ok_or_else(|| format!("key column of type {}", array.data_type()))?;
+    let values = dict
+        .values()
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .ok_or_else(|| format!("key values of type {}", dict.values().data_type()))?;
+    let extended: arrow_array::BinaryArray = values
+        .iter()
+        .map(|v| {
+            v.map(|k| {
+                let mut out = Vec::with_capacity(k.len() + suffix.len());
+                out.extend_from_slice(k);
+                out.extend_from_slice(suffix);
+                out
+            })
+        })
+        .collect();
+    let out = arrow_array::DictionaryArray::<arrow_array::types::UInt32Type>::try_new(
+        dict.keys().clone(),
+        Arc::new(extended),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(out))
 }
 
 /// Serves the footer and page index from the checked tail bytes.
