@@ -167,7 +167,20 @@ impl MitoEngine {
             committed_sequence: region.committed(),
             flushed_entry_id: v.flushed_entry_id,
             flushed_sequence: v.flushed_sequence,
+            schema_version: v.metadata.schema_version(),
+            compaction_window_secs: v.window_secs,
         })
+    }
+
+    /// The options set on an open region (as stored in its manifest; absent keys take their
+    /// defaults, see [`crate::options`]).
+    pub async fn region_options(
+        &self,
+        region_id: RegionId,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let region = self.region(region_id)?;
+        let manifest = region.manifest.lock().await;
+        Ok(manifest.manifest().options.clone())
     }
 
     fn regions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<RegionId, MitoRegionRef>> {
@@ -363,6 +376,10 @@ pub struct RegionStatistics {
     pub flushed_entry_id: u64,
     /// Last sequence in the SSTs.
     pub flushed_sequence: u64,
+    /// The schema version (bumped by every column change).
+    pub schema_version: u64,
+    /// The compaction window in seconds, once configured or inferred.
+    pub compaction_window_secs: Option<u64>,
 }
 
 #[async_trait]
