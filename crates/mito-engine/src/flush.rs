@@ -10,15 +10,19 @@
 
 use std::sync::Arc;
 
+use arrow_array::{BooleanArray, RecordBatch};
 use mito_manifest::{Action, RegionEdit, RegionManifestManager};
 use mito_memtable::{Memtable, MemtableRead};
 use mito_sst::{FileId, FileMeta, SstWriter, WriteOptions, sst_path};
 use opendal::Operator;
 use snafu::ResultExt;
 use store_api::metadata::RegionMetadataRef;
+use store_api::scan::TimeRange;
 use store_api::{EntryId, SequenceNumber};
 
-use crate::error::{ManifestSnafu, MemtableSnafu, Result, SstSnafu};
+use crate::error::{
+    ArrowSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, Result, SstSnafu,
+};
 
 /// What one flush writes.
 #[derive(Debug)]
@@ -37,6 +41,10 @@ pub struct FlushJob<'a> {
     pub flushed_sequence: SequenceNumber,
     /// How SSTs are written.
     pub write_options: WriteOptions,
+    /// Rows in this range are not written (a truncate of a time range).
+    pub exclude: Option<TimeRange>,
+    /// Files the same manifest edit removes (a truncate of a time range).
+    pub remove: Vec<FileId>,
 }
 
 /// What a flush committed.
@@ -86,7 +94,13 @@ async fn write_and_commit(
             );
             let mut any = false;
             for batch in rows.by_ref() {
-                let batch = batch.context(MemtableSnafu { region_id })?;
+                let mut batch = batch.context(MemtableSnafu { region_id })?;
+                if let Some(range) = &job.exclude {
+                    batch = exclude_range(&batch, &job.metadata, range)?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                }
                 any |= batch.num_rows() > 0;
                 writer.write(&batch).await.context(SstSnafu { region_id })?;
             }
@@ -100,6 +114,7 @@ async fn write_and_commit(
     }
     let edit = RegionEdit {
         files_to_add: written.clone(),
+        files_to_remove: job.remove.clone(),
         flushed_entry_id: Some(job.flushed_entry_id),
         flushed_sequence: Some(job.flushed_sequence),
         ..RegionEdit::default()
@@ -122,4 +137,31 @@ async fn write_and_commit(
         files: written.clone(),
         manifest_version: version,
     })
+}
+
+/// The rows of `batch` whose timestamp is outside `range`.
+fn exclude_range(
+    batch: &RecordBatch,
+    metadata: &RegionMetadataRef,
+    range: &TimeRange,
+) -> Result<RecordBatch> {
+    let region_id = metadata.region_id();
+    let ts_name = &metadata.time_index_column().name;
+    let ts = batch
+        .column_by_name(ts_name)
+        .map(|c| c.to_data())
+        .filter(|d| d.buffers().len() == 1 && d.len() == batch.num_rows());
+    let Some(ts) = ts else {
+        return InvalidRequestSnafu {
+            region_id,
+            reason: format!("memtable rows without time index '{ts_name}'"),
+        }
+        .fail();
+    };
+    let keep: BooleanArray = ts
+        .buffer::<i64>(0)
+        .iter()
+        .map(|t| Some(!range.contains(*t)))
+        .collect();
+    arrow_select::filter::filter_record_batch(batch, &keep).context(ArrowSnafu)
 }

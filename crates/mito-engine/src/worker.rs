@@ -41,6 +41,7 @@ use store_api::region_request::{
     RegionCreateRequest, RegionOpenRequest, RegionOptionsMap, RegionResponse,
     RegionTruncateRequest,
 };
+use store_api::scan::TimeRange;
 use store_api::{EntryId, RegionId, SequenceNumber};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -48,8 +49,8 @@ use crate::config::MitoConfig;
 use crate::error::{
     BadWalEntrySnafu, CompactionFailedSnafu, CompactionSnafu, EncodeWalSnafu, Error,
     FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, ObjectStoreSnafu,
-    ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, UnsupportedSnafu,
-    WalAppendSnafu, WalReadSnafu, WriteBufferFullSnafu,
+    ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, WalAppendSnafu,
+    WalReadSnafu, WriteBufferFullSnafu,
 };
 use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;
@@ -870,6 +871,8 @@ impl RegionWorker {
                         flushed_entry_id,
                         flushed_sequence,
                         write_options: shared.write_options(),
+                        exclude: None,
+                        remove: Vec::new(),
                     },
                     &mut manifest,
                 )
@@ -1167,14 +1170,9 @@ impl RegionWorker {
             DdlRequest::Truncate(RegionTruncateRequest::All) => {
                 reply(tx, self.truncate(region_id).await);
             }
-            DdlRequest::Truncate(RegionTruncateRequest::TimeRange(_)) => reply(
-                tx,
-                UnsupportedSnafu {
-                    region_id,
-                    what: "truncating a time range (issue 6)",
-                }
-                .fail(),
-            ),
+            DdlRequest::Truncate(RegionTruncateRequest::TimeRange(range)) => {
+                reply(tx, self.truncate_range(region_id, range).await);
+            }
         }
     }
 
@@ -1609,6 +1607,93 @@ impl RegionWorker {
             tracing::warn!(%region_id, error = %e, "obsoleting the WAL of a truncated region failed");
         }
         tracing::info!(%region_id, truncated_entry_id, truncated_sequence, "region truncated");
+        Ok(RegionResponse::new(0))
+    }
+}
+
+impl RegionWorker {
+    /// Removes the files fully inside `range` and the memtable rows in it: the memtable is
+    /// written out without those rows (in this worker, so no write can slip in between),
+    /// and one manifest edit adds its files, removes the covered ones and moves the flushed
+    /// entry id. Rows in range in files that stick out of it stay.
+    async fn truncate_range(
+        &mut self,
+        region_id: RegionId,
+        range: TimeRange,
+    ) -> Result<RegionResponse> {
+        let Some(state) = self.regions.get_mut(&region_id) else {
+            return not_open(region_id);
+        };
+        if range.is_empty() {
+            return InvalidRequestSnafu {
+                region_id,
+                reason: format!("truncating an empty time range {range:?}"),
+            }
+            .fail();
+        }
+        let old = state.region.version();
+        let inside = |min: i64, max: i64| range.contains(min) && range.contains(max);
+        let remove: Vec<FileId> = old
+            .files
+            .values()
+            .filter(|f| inside(f.meta().time_range.min, f.meta().time_range.max))
+            .map(|f| f.file_id())
+            .collect();
+        let memtables: Vec<Arc<Memtable>> =
+            old.memtables().filter(|m| !m.is_empty()).cloned().collect();
+        let flushed_entry_id = state.applied_entry_id.max(old.flushed_entry_id);
+        let flushed_sequence = state.applied_sequence.max(old.flushed_sequence);
+        let output = {
+            let mut manifest = state.region.manifest.lock().await;
+            flush(
+                FlushJob {
+                    op: self.shared.op.clone(),
+                    region_dir: state.region.region_dir(),
+                    metadata: old.metadata.clone(),
+                    memtables: &memtables,
+                    flushed_entry_id,
+                    flushed_sequence,
+                    write_options: self.shared.write_options(),
+                    exclude: Some(range),
+                    remove: remove.clone(),
+                },
+                &mut manifest,
+            )
+            .await?
+        };
+        let mut files = (*old.files).clone();
+        for id in &remove {
+            if let Some(h) = files.remove(id) {
+                h.mark_removed();
+            }
+        }
+        for f in output.files {
+            files.insert(
+                f.file_id,
+                Arc::new(FileHandle::new(
+                    f,
+                    state.region.region_dir().clone(),
+                    self.shared.op.clone(),
+                )),
+            );
+        }
+        let mut next = (*old).clone();
+        next.mutable = Arc::new(old.new_memtable().context(MemtableSnafu { region_id })?);
+        next.immutables.clear();
+        next.files = Arc::new(files);
+        next.flushed_entry_id = flushed_entry_id;
+        next.flushed_sequence = flushed_sequence;
+        state.region.set_version(next);
+        state.release(&self.shared.write_buffer);
+        if let Err(e) = self
+            .shared
+            .log_store
+            .obsolete(region_id, flushed_entry_id)
+            .await
+        {
+            tracing::warn!(%region_id, error = %e, "obsoleting the WAL after a range truncate failed");
+        }
+        tracing::info!(%region_id, ?range, removed = remove.len(), "time range truncated");
         Ok(RegionResponse::new(0))
     }
 }

@@ -528,3 +528,64 @@ async fn writes_during_an_alter_land_in_the_new_schema_or_fail_clearly() {
     let engine = Arc::into_inner(engine).unwrap();
     engine.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncating_a_time_range_removes_files_inside_it_and_memtable_rows_in_it() {
+    use store_api::region_request::RegionTruncateRequest;
+    use store_api::scan::TimeRange;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    // File A spans 0h..2h (sticks out of the range), file B holds 1h only (inside).
+    put(
+        &engine,
+        REGION,
+        &[("a", 0, Some(0.0)), ("a", 2 * HOUR, Some(2.0))],
+    )
+    .await
+    .unwrap();
+    request(&engine, RegionRequest::Flush(RegionFlushRequest)).await;
+    put(&engine, REGION, &[("b", HOUR, Some(1.0))])
+        .await
+        .unwrap();
+    request(&engine, RegionRequest::Flush(RegionFlushRequest)).await;
+    // Memtable rows: one in the range, one after it.
+    put(
+        &engine,
+        REGION,
+        &[("c", HOUR + 1, Some(1.5)), ("c", 5 * HOUR, Some(5.0))],
+    )
+    .await
+    .unwrap();
+    let err = engine
+        .handle_request(
+            REGION,
+            RegionRequest::Truncate(RegionTruncateRequest::TimeRange(TimeRange::new(5, 5))),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty time range"), "{err}");
+    request(
+        &engine,
+        RegionRequest::Truncate(RegionTruncateRequest::TimeRange(TimeRange::new(
+            HOUR,
+            3 * HOUR,
+        ))),
+    )
+    .await;
+    let want = vec![
+        ("a".to_string(), 0, Some(0.0)),
+        ("a".to_string(), 2 * HOUR, Some(2.0)),
+        ("c".to_string(), 5 * HOUR, Some(5.0)),
+    ];
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    let stats = engine.region_statistics(REGION).unwrap();
+    assert_eq!((stats.files, stats.memtable_rows), (2, 0));
+    // Durable: the truncate is one manifest edit and the WAL is obsolete up to it.
+    engine.stop().await.unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    open(&engine, REGION).await;
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    engine.stop().await.unwrap();
+}
