@@ -108,6 +108,8 @@ async fn flush_writes_one_file_per_window_and_commits_once() {
             flushed_entry_id: 7,
             flushed_sequence: 31,
             write_options: WriteOptions::default(),
+            exclude: None,
+            remove: Vec::new(),
         },
         &mut manifest,
     )
@@ -165,6 +167,8 @@ async fn a_failed_commit_deletes_the_files() {
             flushed_entry_id: 7,
             flushed_sequence: 31,
             write_options: WriteOptions::default(),
+            exclude: None,
+            remove: Vec::new(),
         },
         &mut manifest,
     )
