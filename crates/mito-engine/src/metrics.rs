@@ -36,6 +36,8 @@ pub struct Metrics {
     pub compaction_rows: IntCounter,
     /// Files removed whole because every row was past the TTL.
     pub expired_files: IntCounter,
+    /// Unreferenced SSTs deleted when a region opened.
+    pub orphan_files: IntCounter,
     /// Seconds of scan stages (`build`, `first_batch`, `total`).
     pub scan_seconds: HistogramVec,
     /// Rows returned by scans.
@@ -93,6 +95,10 @@ impl Metrics {
             "expired_files_total",
             "SST files removed whole because every row was past the TTL",
         )?;
+        let orphan_files = IntCounter::new(
+            "orphan_files_total",
+            "Unreferenced SST files deleted when a region opened",
+        )?;
         let scan_seconds = HistogramVec::new(
             HistogramOpts::new("scan_seconds", "Seconds of scan stages").buckets(buckets()),
             &["stage"],
@@ -118,6 +124,7 @@ impl Metrics {
         registry.register(Box::new(compaction_bytes.clone()))?;
         registry.register(Box::new(compaction_rows.clone()))?;
         registry.register(Box::new(expired_files.clone()))?;
+        registry.register(Box::new(orphan_files.clone()))?;
         registry.register(Box::new(scan_seconds.clone()))?;
         registry.register(Box::new(scan_rows.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
@@ -138,6 +145,7 @@ impl Metrics {
             compaction_bytes,
             compaction_rows,
             expired_files,
+            orphan_files,
             scan_seconds,
             scan_rows,
             cache_lookups,

@@ -1391,6 +1391,7 @@ impl RegionWorker {
             .fail();
         }
         let metadata: RegionMetadataRef = Arc::new(state.metadata.clone());
+        remove_orphans(&self.shared, region_id, &dir, &state.files).await;
         let dir: Arc<str> = dir.into();
         let files: FileSet = state
             .files
@@ -1698,6 +1699,45 @@ impl RegionWorker {
     }
 }
 
+/// Deletes the SSTs under the region's data directory that the manifest does not reference:
+/// outputs of a flush or compaction that died before its edit, inputs of one that died after
+/// it. Only names that parse as SST files are considered; a referenced file is never touched.
+/// Runs at open, when no job of the region is running. Failures are logged, not fatal.
+async fn remove_orphans(
+    shared: &Shared,
+    region_id: RegionId,
+    region_dir: &str,
+    live: &std::collections::BTreeMap<FileId, FileMeta>,
+) {
+    let dir = format!("{region_dir}{}", mito_sst::DATA_DIR);
+    let entries = match shared.op.list(&dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(%region_id, dir, error = %e, "listing SSTs for orphans failed");
+            return;
+        }
+    };
+    let mut removed = 0u64;
+    for entry in entries {
+        let Some(file_id) = mito_sst::parse_sst_file_name(entry.name()) else {
+            continue;
+        };
+        if live.contains_key(&file_id) {
+            continue;
+        }
+        let path = mito_sst::sst_path(region_dir, file_id);
+        match shared.op.delete(&path).await {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(%region_id, path, error = %e, "deleting an orphan SST failed"),
+        }
+    }
+    if removed > 0 {
+        shared.metrics.orphan_files.inc_by(removed);
+        tracing::info!(%region_id, removed, "orphan SSTs removed at open");
+    }
+}
+
 fn not_open<T>(region_id: RegionId) -> Result<T> {
     RegionNotFoundSnafu {
         region_id,
@@ -1822,11 +1862,15 @@ async fn run_compaction(
         };
         let result = match write_outputs(&job).await {
             Ok(merged) => {
+                // Crash point for tests: outputs written, not yet in the manifest.
+                fail::fail_point!("mito-compaction-before-commit");
                 let mut manifest = region.manifest.lock().await;
                 commit(&job, merged, &mut manifest).await
             }
             Err(e) => Err(e),
         };
+        // Crash point for tests: the edit is durable, the inputs are not deleted yet.
+        fail::fail_point!("mito-compaction-after-commit");
         match result {
             Ok(out) => {
                 for f in &out.outputs {

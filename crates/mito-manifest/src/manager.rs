@@ -230,12 +230,16 @@ impl RegionManifestManager {
             bytes,
         )
         .await?;
+        // Crash points for tests: a checkpoint written but not pointed to, and one pointed
+        // to with its redundant files still there.
+        fail::fail_point!("mito-manifest-checkpoint-before-pointer");
         write(
             &self.op,
             &format!("{}{POINTER_FILE}", self.dir),
             encode_pointer(&pointer),
         )
         .await?;
+        fail::fail_point!("mito-manifest-checkpoint-before-purge");
         let previous = self.last_checkpoint.replace(version);
         if let Some(prev) = previous {
             self.purge(prev).await;
