@@ -1,6 +1,11 @@
-//! Model-based stress test: tasks put, delete, scan, flush and reopen at random (seeded); every
-//! scan is checked against an in-memory oracle at its snapshot, and the final state (also
-//! after a restart) equals the oracle.
+//! Model-based stress test: tasks put, delete, scan, flush, compact, alter and reopen at
+//! random (seeded) while an injected clock moves and a TTL expires rows; every scan is checked
+//! against an in-memory oracle at its snapshot, and the final state (also after a restart)
+//! equals the oracle.
+//!
+//! TTL: a row is visible while its timestamp is at least `now - ttl`. The clock moves only
+//! under the write lock, so a scan and its oracle see the same `now`. The TTL only ever
+//! shrinks (an alter), since rows in files dropped as expired cannot come back.
 //!
 //! Each task owns its hosts, so its oracle is exact at any moment between its own requests:
 //! a scan of its hosts must equal it, and a snapshot taken right after one of its writes
@@ -19,18 +24,21 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use common::*;
 use datafusion_expr::{col, lit};
 use mito_engine::MitoEngine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use store_api::clock::{Clock, ManualClock};
 use store_api::config::ReadableSize;
 use store_api::engine::RegionEngine;
 use store_api::error::ErrorKind;
+use store_api::metadata::{ColumnMetadata, SemanticType};
 use store_api::region_request::{
-    CompactOptions, RegionCloseRequest, RegionCompactRequest, RegionFlushRequest,
-    RegionOpenRequest, RegionRequest,
+    AlterKind, CompactOptions, RegionAlterRequest, RegionCloseRequest, RegionCompactRequest,
+    RegionCreateRequest, RegionFlushRequest, RegionOpenRequest, RegionRequest,
 };
 use store_api::scan::{ScanOrder, ScanRequest};
 use tokio::sync::RwLock;
@@ -50,6 +58,38 @@ fn config() -> mito_engine::MitoConfig {
     }
 }
 
+/// The clock starts here (ms); rows are written up to 6 minutes back and 1 minute ahead.
+const START_MS: i64 = 10_000_000;
+/// The initial TTL; alters only shrink it, down to `MIN_TTL_S`.
+const TTL_S: i64 = 300;
+const MIN_TTL_S: i64 = 120;
+
+/// What every task shares.
+struct World {
+    engine: RwLock<MitoEngine>,
+    clock: Arc<ManualClock>,
+    /// The region's TTL in seconds.
+    ttl_s: AtomicI64,
+    /// Alters that succeeded.
+    alters: std::sync::atomic::AtomicUsize,
+    dir: std::path::PathBuf,
+}
+
+impl World {
+    /// Rows at or after this timestamp are visible now.
+    fn cutoff(&self) -> i64 {
+        self.clock.now_millis() - self.ttl_s.load(Ordering::SeqCst) * 1000
+    }
+}
+
+async fn start_at(dir: &std::path::Path, clock: Arc<ManualClock>) -> MitoEngine {
+    let op = mito_sst::store::fs_operator(&dir.join("data").to_string_lossy()).unwrap();
+    let wal = log_store::LocalLogStore::open(log_store::WalConfig::new(dir.join("wal")))
+        .await
+        .unwrap();
+    MitoEngine::new(config(), op, Arc::new(wal), clock).unwrap()
+}
+
 fn rows_of_state(state: &State) -> Vec<Row> {
     state
         .iter()
@@ -64,12 +104,9 @@ fn own(rows: Vec<Row>, task: usize) -> Vec<Row> {
         .collect()
 }
 
-async fn task(
-    id: usize,
-    seed: u64,
-    engine: Arc<RwLock<MitoEngine>>,
-    dir: std::path::PathBuf,
-) -> (State, usize, usize) {
+async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) {
+    let engine = &world.engine;
+    let dir = &world.dir;
     let (mut scans, mut snapshot_scans) = (0, 0);
     let mut rng = StdRng::seed_from_u64(seed ^ (id as u64) << 32);
     let mut state = State::new();
@@ -92,8 +129,34 @@ async fn task(
                     .unwrap();
             } else {
                 guard.stop().await.unwrap();
-                *guard = start(&dir, config()).await;
+                *guard = start_at(dir, world.clock.clone()).await;
                 open(&guard, REGION).await;
+            }
+            continue;
+        }
+        if dice < 5 {
+            // Time passes (rows expire); no request is in flight meanwhile.
+            let guard = engine.write().await;
+            world.clock.advance(rng.random_range(10..40) * 1000);
+            let ttl = world.ttl_s.load(Ordering::SeqCst);
+            if ttl > MIN_TTL_S && rng.random_bool(0.3) {
+                // The TTL shrinks (an alter); no scan runs meanwhile.
+                let next = (ttl - rng.random_range(1..30)).max(MIN_TTL_S);
+                let version = guard.region_statistics(REGION).unwrap().schema_version;
+                guard
+                    .handle_request(
+                        REGION,
+                        RegionRequest::Alter(RegionAlterRequest {
+                            schema_version: version,
+                            kind: AlterKind::SetOptions {
+                                options: [("ttl".to_string(), format!("{next}s"))].into(),
+                            },
+                        }),
+                    )
+                    .await
+                    .unwrap();
+                world.ttl_s.store(next, Ordering::SeqCst);
+                world.alters.fetch_add(1, Ordering::SeqCst);
             }
             continue;
         }
@@ -103,9 +166,10 @@ async fn task(
             3..=55 => {
                 let n = rng.random_range(1..40);
                 let mut rows = Vec::new();
+                let now_s = world.clock.now_millis() / 1000;
                 for _ in 0..n {
                     let h = &hosts[rng.random_range(0..hosts.len())];
-                    let t = rng.random_range(0..60) * 1000;
+                    let t = (now_s + rng.random_range(-360..60)) * 1000;
                     let v = match rng.random_range(0..20) {
                         0 => None,
                         1 => Some(f64::NAN),
@@ -120,17 +184,25 @@ async fn task(
             }
             56..=70 => {
                 let n = rng.random_range(1..10);
-                let keys: Vec<(&str, i64)> = (0..n)
+                let now_s = world.clock.now_millis() / 1000;
+                let existing: Vec<(String, i64)> = state.keys().cloned().collect();
+                let keys: Vec<(String, i64)> = (0..n)
                     .map(|_| {
-                        (
-                            hosts[rng.random_range(0..hosts.len())].as_str(),
-                            rng.random_range(0..60) * 1000,
-                        )
+                        // Mostly rows that exist, sometimes a miss.
+                        if !existing.is_empty() && rng.random_bool(0.7) {
+                            existing[rng.random_range(0..existing.len())].clone()
+                        } else {
+                            (
+                                hosts[rng.random_range(0..hosts.len())].clone(),
+                                (now_s + rng.random_range(-360..60)) * 1000,
+                            )
+                        }
                     })
                     .collect();
-                delete(e, REGION, &keys).await.unwrap();
-                for (h, t) in keys {
-                    state.remove(&(h.to_string(), t));
+                let refs: Vec<(&str, i64)> = keys.iter().map(|(h, t)| (h.as_str(), *t)).collect();
+                delete(e, REGION, &refs).await.unwrap();
+                for k in keys {
+                    state.remove(&k);
                 }
             }
             71..=85 => {
@@ -162,7 +234,7 @@ async fn task(
                 if order == ScanOrder::Unordered {
                     got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
                 }
-                let want = expected(&state);
+                let want = expected(&state, world.cutoff());
                 assert!(
                     same_rows(&got, &want),
                     "seed {seed} task {id} op {op}: scan differs\n got {got:?}\nwant {want:?}"
@@ -179,7 +251,9 @@ async fn task(
                 let options = if rng.random_bool(0.5) {
                     CompactOptions::Regular
                 } else {
-                    CompactOptions::StrictWindow { window_seconds: 10 }
+                    CompactOptions::StrictWindow {
+                        window_seconds: 120,
+                    }
                 };
                 e.handle_request(
                     REGION,
@@ -188,7 +262,8 @@ async fn task(
                 .await
                 .unwrap();
             }
-            91..=95 => {
+            91..=92 => alter(e, &world, &mut rng).await,
+            93..=95 => {
                 let committed = e.region_statistics(REGION).unwrap().committed_sequence;
                 snapshots.push((committed, state.clone()));
             }
@@ -208,7 +283,7 @@ async fn task(
                             let batches: Vec<_> =
                                 futures::TryStreamExt::try_collect(stream).await.unwrap();
                             let got = own(rows_of(&batches), id);
-                            let want = expected(&old);
+                            let want = expected(&old, world.cutoff());
                             assert!(
                                 same_rows(&got, &want),
                                 "seed {seed} task {id} op {op}: snapshot {seq} differs"
@@ -224,8 +299,78 @@ async fn task(
     (state, scans, snapshot_scans)
 }
 
-fn expected(state: &State) -> Vec<Row> {
-    let mut rows = rows_of_state(state);
+/// A random alter: add a nullable field, drop an added one, or change the compaction
+/// trigger. Tasks alter concurrently, so one made against a version another just
+/// replaced is refused as stale; that is the only error allowed.
+async fn alter(e: &MitoEngine, world: &World, rng: &mut StdRng) {
+    let stats = e.region_statistics(REGION).unwrap();
+    let version = stats.schema_version;
+    let kind = match rng.random_range(0..3) {
+        0 => {
+            // Column ids above every id used so far: 3 + the schema version + a margin per
+            // task race (a collision is refused, which is also checked below).
+            let id = 100 + u32::try_from(version).unwrap() * 3 + rng.random_range(0..3);
+            AlterKind::AddColumns {
+                columns: vec![ColumnMetadata::new(
+                    id,
+                    format!("extra{id}"),
+                    arrow_schema::DataType::Int64,
+                    SemanticType::Field,
+                )],
+            }
+        }
+        1 => {
+            let metadata = e.metadata(REGION).await.unwrap();
+            let extra: Vec<String> = metadata
+                .column_metadatas()
+                .iter()
+                .filter(|c| c.name.starts_with("extra"))
+                .map(|c| c.name.clone())
+                .collect();
+            if extra.is_empty() {
+                return;
+            }
+            AlterKind::DropColumns {
+                names: vec![extra[rng.random_range(0..extra.len())].clone()],
+            }
+        }
+        _ => AlterKind::SetOptions {
+            options: [(
+                "compaction.twcs.trigger_file_num".to_string(),
+                rng.random_range(2..8).to_string(),
+            )]
+            .into(),
+        },
+    };
+    let result = e
+        .handle_request(
+            REGION,
+            RegionRequest::Alter(RegionAlterRequest {
+                schema_version: version,
+                kind: kind.clone(),
+            }),
+        )
+        .await;
+    if result.is_ok() {
+        world.alters.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Err(err) = result {
+        let msg = err.to_string();
+        assert!(
+            msg.contains("made against schema version")
+                || msg.contains("are taken")
+                || msg.contains("duplicate column name")
+                || msg.contains("cannot drop unknown column"),
+            "alter {kind:?} failed: {msg}"
+        );
+    }
+}
+
+fn expected(state: &State, cutoff: i64) -> Vec<Row> {
+    let mut rows: Vec<Row> = rows_of_state(state)
+        .into_iter()
+        .filter(|r| r.1 >= cutoff)
+        .collect();
     for r in &mut rows {
         if r.2.map(f64::to_bits) == Some(u64::MAX) {
             r.2 = None;
@@ -236,11 +381,29 @@ fn expected(state: &State) -> Vec<Row> {
 
 async fn run(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = start(dir.path(), config()).await;
-    create(&engine, REGION).await;
-    let engine = Arc::new(RwLock::new(engine));
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let engine = start_at(dir.path(), clock.clone()).await;
+    let create = RegionCreateRequest {
+        options: [
+            ("ttl".to_string(), format!("{TTL_S}s")),
+            ("compaction.twcs.time_window".to_string(), "1m".to_string()),
+        ]
+        .into(),
+        ..create_request()
+    };
+    engine
+        .handle_request(REGION, RegionRequest::Create(create))
+        .await
+        .unwrap();
+    let world = Arc::new(World {
+        engine: RwLock::new(engine),
+        clock,
+        ttl_s: AtomicI64::new(TTL_S),
+        alters: std::sync::atomic::AtomicUsize::new(0),
+        dir: dir.path().to_path_buf(),
+    });
     let handles: Vec<_> = (0..TASKS)
-        .map(|id| tokio::spawn(task(id, seed, engine.clone(), dir.path().to_path_buf())))
+        .map(|id| tokio::spawn(task(id, seed, world.clone())))
         .collect();
     let mut all = State::new();
     let (mut scans, mut snapshot_scans) = (0, 0);
@@ -250,12 +413,20 @@ async fn run(seed: u64) {
         scans += s;
         snapshot_scans += ss;
     }
-    eprintln!("seed {seed}: {scans} scans and {snapshot_scans} snapshot scans matched the oracle");
+    let want = expected(&all, world.cutoff());
+    let alters = world.alters.load(Ordering::SeqCst);
+    let expired = all.len() - want.len();
+    eprintln!(
+        "seed {seed}: {scans} scans and {snapshot_scans} snapshot scans matched the oracle; \
+         {alters} alters; {expired} of {} rows expired by the TTL ({} s at the end)",
+        all.len(),
+        world.ttl_s.load(Ordering::SeqCst)
+    );
     assert!(
-        scans > 0 && snapshot_scans > 0,
+        scans > 0 && snapshot_scans > 0 && alters > 0 && expired > 0,
         "seed {seed}: too few checks"
     );
-    let want = expected(&all);
+    let engine = &world.engine;
     let guard = engine.read().await;
     assert!(
         same_rows(&scan_all(&guard, REGION).await, &want),
@@ -264,7 +435,7 @@ async fn run(seed: u64) {
     let stats = guard.region_statistics(REGION).unwrap();
     assert!(stats.files > 0, "seed {seed}: no flush happened");
     guard.stop().await.unwrap();
-    let engine = start(dir.path(), config()).await;
+    let engine = start_at(dir.path(), world.clock.clone()).await;
     open(&engine, REGION).await;
     assert!(
         same_rows(&scan_all(&engine, REGION).await, &want),
