@@ -34,6 +34,9 @@ pub struct MitoConfig {
     pub max_background_flushes: usize,
     /// At most this many compactions run at once in the engine (one per region). Default 1.
     pub max_background_compactions: usize,
+    /// Compact after flushes on the engine's own initiative. With `false` only `Compact`
+    /// requests compact (bulk loads, benchmarks). Default true.
+    pub auto_compaction: bool,
     /// Byte limit of the SST metadata cache. Default 64MiB.
     pub sst_meta_cache_size: ReadableSize,
     /// Byte limit of the decoded page cache. Default 512MiB.
@@ -67,6 +70,7 @@ impl Default for MitoConfig {
             auto_flush_interval: Duration::from_secs(30 * 60),
             max_background_flushes: workers,
             max_background_compactions: 1,
+            auto_compaction: true,
             sst_meta_cache_size: ReadableSize::mib(64),
             page_cache_size: ReadableSize::mib(512),
             manifest_checkpoint_distance: 10,

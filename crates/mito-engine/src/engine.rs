@@ -172,6 +172,13 @@ impl MitoEngine {
         })
     }
 
+    /// The SST files of an open region, in file-id order.
+    pub fn region_files(&self, region_id: RegionId) -> Option<Vec<mito_sst::FileMeta>> {
+        let region = self.region(region_id).ok()?;
+        let v = region.version();
+        Some(v.files.values().map(|f| f.meta().clone()).collect())
+    }
+
     /// The options set on an open region (as stored in its manifest; absent keys take their
     /// defaults, see [`crate::options`]).
     pub async fn region_options(

@@ -994,7 +994,7 @@ impl RegionWorker {
                     .collect()
             });
         // New files may make a window due; not when a close, drop or truncate waits.
-        if ok && deferred.is_empty() {
+        if ok && deferred.is_empty() && self.shared.config.auto_compaction {
             self.schedule_compaction(region_id, None, None);
         }
         deferred
