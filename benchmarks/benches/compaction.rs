@@ -87,7 +87,13 @@ async fn run_once(compaction: bool) -> BTreeMap<String, f64> {
         RegionRequest::Create(RegionCreateRequest {
             column_metadatas: meta.column_metadatas().to_vec(),
             primary_key: meta.primary_key().to_vec(),
-            options: Default::default(),
+            // `BENCH_WINDOW=1h` configures the window instead of letting the first compaction
+            // infer it.
+            options: std::env::var("BENCH_WINDOW")
+                .ok()
+                .filter(|w| !w.is_empty())
+                .map(|w| [("compaction.twcs.time_window".to_string(), w)].into())
+                .unwrap_or_default(),
         }),
     )
     .await;

@@ -8,7 +8,8 @@
 //!        ──► per window:
 //!              the newest (active) window: compact once it holds `trigger_files` files
 //!              a closed window: compact when its files overlap in time, or once it holds
-//!                `trigger_files` files, so that it ends as one sorted run
+//!                `trigger_files` files, so that it ends as one sorted run; disjoint files
+//!                beyond two: all but the largest are merged, so it ends with at most two
 //!            at most `max_input_files` inputs per task (the oldest by sequence first);
 //!            outputs roll at `max_output_file_size`
 //! ```
@@ -17,6 +18,9 @@ use mito_sst::{FileId, FileMeta};
 
 /// The windows an inferred window is rounded up to, in seconds: 1h, 2h, 12h, 1d, 1w.
 pub const WINDOW_CHOICES_SECS: [u64; 5] = [3600, 7200, 43_200, 86_400, LARGEST_WINDOW_SECS];
+
+/// A closed window of disjoint files is merged once it holds more files than this.
+pub const MAX_CLOSED_WINDOW_FILES: usize = 2;
 
 /// The largest window an inference picks (a week).
 const LARGEST_WINDOW_SECS: u64 = 604_800;
@@ -117,13 +121,25 @@ pub fn pick(
     let mut tasks = Vec::new();
     for (start, mut files) in by_window {
         let is_active = Some(start) == active;
+        let overlap = files.len() >= 2 && any_overlap(&files);
         let due = if is_active {
             files.len() >= trigger
         } else {
-            files.len() >= trigger || (files.len() >= 2 && any_overlap(&files))
+            files.len() >= trigger || overlap || files.len() > MAX_CLOSED_WINDOW_FILES
         };
         if !due {
             continue;
+        }
+        if !is_active && !overlap && files.len() < trigger {
+            // A closed window of disjoint files, too many of them: merge all but the
+            // largest (usually the window's earlier compaction output), which is left as is.
+            // That ends the window with two files without rewriting the big one.
+            let keep = files
+                .iter()
+                .copied()
+                .max_by_key(|f| (f.file_size, std::cmp::Reverse((f.max_sequence, f.file_id))))
+                .map(|f| f.file_id);
+            files.retain(|f| Some(f.file_id) != keep);
         }
         files.sort_by_key(|f| (f.max_sequence, f.file_id));
         files.truncate(options.max_input_files.max(2));
@@ -258,17 +274,19 @@ mod tests {
     }
 
     #[test]
-    fn disjoint_files_of_a_closed_window_wait_for_the_trigger() {
-        // Given hour 0 with three files that do not overlap, and an active hour 1
-        let files = [
-            file(1, 0, 10, 1),
-            file(2, 20, 30, 2),
-            file(3, 40, 50, 3),
-            file(9, H, H, 9),
-        ];
-        // Then nothing is due (one sorted run already)
+    fn disjoint_files_of_a_closed_window_end_as_at_most_two() {
+        // Given hour 0 with two files that do not overlap, and an active hour 1
+        let files = [file(1, 0, 10, 1), file(2, 20, 30, 2), file(9, H, H, 9)];
+        // Then nothing is due (one sorted run already, two files)
         assert!(pick(&files, &hourly(), 0, 1).tasks.is_empty());
-        // And a fourth small file makes the run due
+        // And a third file merges all but the largest (the oldest among equals)
+        let mut three = files.to_vec();
+        three.push(file(3, 40, 50, 3));
+        let plan = pick(&three, &hourly(), 0, 1);
+        assert_eq!(plan.tasks.len(), 1);
+        assert_eq!(plan.tasks[0].inputs, ids(&[2, 3]));
+        let files = three;
+        // And a fourth small file makes the whole run due (the trigger)
         let mut more = files.to_vec();
         more.push(file(4, 60, 70, 4));
         let plan = pick(&more, &hourly(), 0, 1);
