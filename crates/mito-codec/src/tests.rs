@@ -240,3 +240,71 @@ proptest! {
         fuzz_decode(&bytes);
     }
 }
+
+fn meta_with_tags(
+    tags: &[(
+        u32,
+        &str,
+        arrow_schema::DataType,
+        Option<store_api::metadata::Value>,
+    )],
+) -> RegionMetadata {
+    use store_api::RegionId;
+    use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, SemanticType};
+    let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
+    b.push_column(ColumnMetadata::new(
+        0,
+        "ts",
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+        SemanticType::Timestamp,
+    ));
+    let mut key = Vec::new();
+    for (id, name, t, default) in tags {
+        let mut c = ColumnMetadata::new(*id, *name, t.clone(), SemanticType::Tag);
+        if let Some(d) = default {
+            c = c.with_default(d.clone());
+        }
+        b.push_column(c);
+        key.push(*id);
+    }
+    b.primary_key(key).build().unwrap()
+}
+
+#[test]
+fn keys_of_an_older_key_extend_to_the_new_one() {
+    use arrow_schema::DataType;
+    use store_api::metadata::Value;
+    let old = meta_with_tags(&[(1, "host", DataType::Utf8, None)]);
+    let new = meta_with_tags(&[
+        (1, "host", DataType::Utf8, None),
+        (2, "dc", DataType::Utf8, None),
+        (3, "rack", DataType::UInt16, Some(Value::Int(7))),
+    ]);
+    let suffix = PrimaryKeyCodec::appended_key_suffix(&old, &new).unwrap();
+    let old_codec = PrimaryKeyCodec::from_metadata(&old).unwrap();
+    let new_codec = PrimaryKeyCodec::from_metadata(&new).unwrap();
+    // An old key plus the suffix is the new key of (host, null, 7), and decodes as such.
+    let mut a = enc(&old_codec, &[s("a")]);
+    a.extend_from_slice(&suffix);
+    assert_eq!(
+        a,
+        enc(&new_codec, &[s("a"), KeyValue::Null, KeyValue::UInt(7)])
+    );
+    assert_eq!(
+        new_codec.decode(&a).unwrap(),
+        vec![s("a"), KeyValue::Null, KeyValue::UInt(7)]
+    );
+    // Order among old keys is kept.
+    let mut b = enc(&old_codec, &[s("a\u{0}")]);
+    b.extend_from_slice(&suffix);
+    let mut c = enc(&old_codec, &[s("ab")]);
+    c.extend_from_slice(&suffix);
+    assert!(a < b && b < c);
+    // No change: empty suffix. A key that does not extend the old one: an error.
+    assert!(
+        PrimaryKeyCodec::appended_key_suffix(&new, &new)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(PrimaryKeyCodec::appended_key_suffix(&new, &old).is_err());
+}
