@@ -1815,6 +1815,7 @@ async fn run_compaction(
             .context(ManifestSnafu { region_id });
         match removed {
             Ok(_) => {
+                tracing::info!(%region_id, files = plan.expired.len(), "expired files removed");
                 shared
                     .metrics
                     .expired_files
@@ -1873,10 +1874,23 @@ async fn run_compaction(
         fail::fail_point!("mito-compaction-after-commit");
         match result {
             Ok(out) => {
+                let (mut rows, mut bytes) = (0, 0);
                 for f in &out.outputs {
                     shared.metrics.compaction_bytes.inc_by(f.file_size);
                     shared.metrics.compaction_rows.inc_by(f.num_rows);
+                    rows += f.num_rows;
+                    bytes += f.file_size;
                 }
+                tracing::info!(
+                    %region_id,
+                    window_start = task.window_start,
+                    inputs = task.inputs.len(),
+                    input_bytes = job.inputs.iter().map(|f| f.file_size).sum::<u64>(),
+                    outputs = out.outputs.len(),
+                    rows,
+                    bytes,
+                    "compaction task committed"
+                );
                 done.applied.push((task.inputs, out.outputs));
             }
             Err(e) => {
