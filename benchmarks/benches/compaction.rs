@@ -222,10 +222,7 @@ fn main() {
         println!("RESULT {}", line.join(" "));
         return;
     }
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let runs = benchmarks::child::runs(1);
     println!(
         "{} hosts x {} steps = {} rows; write buffer 256 MiB, region 16 MiB",
         HOSTS,
@@ -235,21 +232,10 @@ fn main() {
     let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for i in 0..runs {
         for mode in ["off", "on"] {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .arg("--bench")
-                .env("BENCH_COMPACTION_CHILD", mode)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let Some(line) = text.lines().find(|l| l.starts_with("RESULT ")) else {
-                panic!(
-                    "run {i} ({mode}) printed no result: {text} {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
+            let line = benchmarks::child::run_child("BENCH_COMPACTION_CHILD", mode)
+                .unwrap_or_else(|e| panic!("run {i} ({mode}): {e}"));
             let r: BTreeMap<String, f64> = line
                 .split_whitespace()
-                .skip(1)
                 .filter_map(|kv| kv.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
                 .collect();

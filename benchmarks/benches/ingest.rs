@@ -102,10 +102,10 @@ impl Run {
         )
     }
 
+    /// Parses what follows `RESULT ` in [`Run::to_line`]'s output.
     fn from_line(line: &str) -> Self {
         let v: Vec<f64> = line
             .split_whitespace()
-            .skip(1)
             .map(|x| x.parse().unwrap())
             .collect();
         Self {
@@ -230,10 +230,7 @@ fn main() {
         println!("{}", rt.block_on(run_once()).to_line());
         return;
     }
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = benchmarks::child::runs(3);
     let t = Instant::now();
     let mut g = CpuGenerator::new(HOSTS, 42);
     for _ in 0..STEPS {
@@ -253,19 +250,9 @@ fn main() {
     );
     let mut results = Vec::new();
     for i in 0..runs {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--bench")
-            .env("BENCH_INGEST_CHILD", "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = text.lines().find(|l| l.starts_with("RESULT ")) else {
-            panic!(
-                "run {i} printed no result: {text} {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let r = Run::from_line(line);
+        let line = benchmarks::child::run_child("BENCH_INGEST_CHILD", "1")
+            .unwrap_or_else(|e| panic!("run {i}: {e}"));
+        let r = Run::from_line(&line);
         println!(
             "run {i}: {:.3} M rows/s acknowledged, {:.3} M rows/s to the end of the last flush; SST+manifest {:.1} MB ({:.2} B/row, {} files); WAL left {:.1} MB; peak RSS +{} MiB (process {} MiB); reopen replaying {} rows {:.0} ms, after a flush {:.1} ms",
             r.rows_per_sec / 1e6,
