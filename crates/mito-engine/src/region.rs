@@ -117,6 +117,30 @@ pub fn memtable_options(options: &RegionOptions, window_secs: Option<u64>) -> Me
 /// Files of a version by id.
 pub type FileSet = BTreeMap<FileId, Arc<FileHandle>>;
 
+/// `files` after a manifest edit: the `removed` ones leave (and are deleted from the object
+/// store once the last version holding them is gone), the `added` ones join.
+pub fn edit_files(
+    files: &FileSet,
+    removed: &[FileId],
+    added: impl IntoIterator<Item = FileMeta>,
+    region_dir: &Arc<str>,
+    op: &Operator,
+) -> FileSet {
+    let mut next = files.clone();
+    for id in removed {
+        if let Some(h) = next.remove(id) {
+            h.mark_removed();
+        }
+    }
+    for f in added {
+        next.insert(
+            f.file_id,
+            Arc::new(FileHandle::new(f, region_dir.clone(), op.clone())),
+        );
+    }
+    next
+}
+
 /// What a scan reads: everything of a region at one moment.
 #[derive(Debug, Clone)]
 pub struct Version {

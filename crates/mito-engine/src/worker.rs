@@ -56,7 +56,7 @@ use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;
 use crate::options::{RegionOptions, units_per_second};
 use crate::region::{
-    FileHandle, FileSet, MitoRegion, MitoRegionRef, Version, memtable_options, region_dir,
+    FileSet, MitoRegion, MitoRegionRef, Version, edit_files, memtable_options, region_dir,
 };
 use crate::validate;
 use crate::wal_entry;
@@ -277,6 +277,17 @@ struct RegionState {
 }
 
 impl RegionState {
+    /// The last entry and sequence whose rows are in `version`'s memtables or files: what a
+    /// flush of every memtable makes durable. Sequenced writes whose WAL append is still in
+    /// flight are not in the memtables yet, so they must not count (the crash test caught
+    /// exactly that).
+    fn applied_through(&self, version: &Version) -> (EntryId, SequenceNumber) {
+        (
+            self.applied_entry_id.max(version.flushed_entry_id),
+            self.applied_sequence.max(version.flushed_sequence),
+        )
+    }
+
     /// Whether an alter is waiting (writes are held meanwhile).
     fn alter_waiting(&self) -> bool {
         self.deferred
@@ -848,11 +859,8 @@ impl RegionWorker {
         }
         state.flushing = true;
         let memtables = version.immutables.clone();
-        // What the frozen memtables hold: every applied write. Sequenced writes whose WAL
-        // append is still in flight land in the new mutable memtable and stay in the WAL, so
-        // they must not count as flushed (the crash test caught exactly that).
-        let flushed_entry_id = state.applied_entry_id.max(version.flushed_entry_id);
-        let flushed_sequence = state.applied_sequence.max(version.flushed_sequence);
+        // What the frozen memtables hold: every applied write (see `applied_through`).
+        let (flushed_entry_id, flushed_sequence) = state.applied_through(&version);
         let region = state.region.clone();
         let shared = self.shared.clone();
         let tx = self.tx.clone();
@@ -906,19 +914,16 @@ impl RegionWorker {
                 version
                     .immutables
                     .retain(|m| !done.memtables.iter().any(|f| Arc::ptr_eq(f, m)));
-                let mut files = (*version.files).clone();
-                for f in output.files {
+                for f in &output.files {
                     metrics.flush_bytes.inc_by(f.file_size);
-                    files.insert(
-                        f.file_id,
-                        Arc::new(FileHandle::new(
-                            f,
-                            state.region.region_dir().clone(),
-                            self.shared.op.clone(),
-                        )),
-                    );
                 }
-                version.files = Arc::new(files);
+                version.files = Arc::new(edit_files(
+                    &version.files,
+                    &[],
+                    output.files,
+                    state.region.region_dir(),
+                    &self.shared.op,
+                ));
                 version.flushed_entry_id = version.flushed_entry_id.max(done.flushed_entry_id);
                 version.flushed_sequence = version.flushed_sequence.max(done.flushed_sequence);
                 state.region.set_version(version);
@@ -1060,23 +1065,8 @@ impl RegionWorker {
         if !done.applied.is_empty() {
             let mut version = (*state.region.version()).clone();
             let mut files = (*version.files).clone();
-            for (inputs, outputs) in &done.applied {
-                for id in inputs {
-                    // Deleted from the object store when the last scan holding it ends.
-                    if let Some(h) = files.remove(id) {
-                        h.mark_removed();
-                    }
-                }
-                for f in outputs {
-                    files.insert(
-                        f.file_id,
-                        Arc::new(FileHandle::new(
-                            f.clone(),
-                            state.region.region_dir().clone(),
-                            op.clone(),
-                        )),
-                    );
-                }
+            for (inputs, outputs) in done.applied {
+                files = edit_files(&files, &inputs, outputs, state.region.region_dir(), &op);
             }
             version.files = Arc::new(files);
             state.region.set_version(version);
@@ -1393,20 +1383,13 @@ impl RegionWorker {
         let metadata: RegionMetadataRef = Arc::new(state.metadata.clone());
         remove_orphans(&self.shared, region_id, &dir, &state.files).await;
         let dir: Arc<str> = dir.into();
-        let files: FileSet = state
-            .files
-            .values()
-            .map(|f| {
-                (
-                    f.file_id,
-                    Arc::new(FileHandle::new(
-                        f.clone(),
-                        dir.clone(),
-                        self.shared.op.clone(),
-                    )),
-                )
-            })
-            .collect();
+        let files = edit_files(
+            &FileSet::new(),
+            &[],
+            state.files.values().cloned(),
+            &dir,
+            &self.shared.op,
+        );
         // The stored options, with this open's overrides (not persisted).
         let (_, options) =
             RegionOptions::merged(&state.options, &req.options, &[]).map_err(|reason| {
@@ -1642,8 +1625,7 @@ impl RegionWorker {
             .collect();
         let memtables: Vec<Arc<Memtable>> =
             old.memtables().filter(|m| !m.is_empty()).cloned().collect();
-        let flushed_entry_id = state.applied_entry_id.max(old.flushed_entry_id);
-        let flushed_sequence = state.applied_sequence.max(old.flushed_sequence);
+        let (flushed_entry_id, flushed_sequence) = state.applied_through(&old);
         let output = {
             let mut manifest = state.region.manifest.lock().await;
             flush(
@@ -1662,22 +1644,13 @@ impl RegionWorker {
             )
             .await?
         };
-        let mut files = (*old.files).clone();
-        for id in &remove {
-            if let Some(h) = files.remove(id) {
-                h.mark_removed();
-            }
-        }
-        for f in output.files {
-            files.insert(
-                f.file_id,
-                Arc::new(FileHandle::new(
-                    f,
-                    state.region.region_dir().clone(),
-                    self.shared.op.clone(),
-                )),
-            );
-        }
+        let files = edit_files(
+            &old.files,
+            &remove,
+            output.files,
+            state.region.region_dir(),
+            &self.shared.op,
+        );
         let mut next = (*old).clone();
         next.mutable = Arc::new(old.new_memtable().context(MemtableSnafu { region_id })?);
         next.immutables.clear();
