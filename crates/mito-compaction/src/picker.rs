@@ -36,8 +36,10 @@ pub struct TwcsOptions {
     pub max_input_files: usize,
     /// Outputs roll at this size. Default 512 MiB.
     pub max_output_file_size: u64,
-    /// Files whose every row is older than this many seconds are dropped.
-    pub ttl_secs: Option<u64>,
+    /// Files whose every timestamp is before this one (in the time index's unit: the TTL's
+    /// cutoff, `now - ttl`, computed by the caller with the same rule its scans use) are
+    /// dropped.
+    pub expire_before: Option<i64>,
 }
 
 impl Default for TwcsOptions {
@@ -47,7 +49,7 @@ impl Default for TwcsOptions {
             trigger_files: 4,
             max_input_files: 32,
             max_output_file_size: 512 << 20,
-            ttl_secs: None,
+            expire_before: None,
         }
     }
 }
@@ -77,26 +79,13 @@ pub struct CompactionPlan {
 }
 
 /// Picks what to compact. `units_per_second` converts seconds to the time index's unit
-/// (1 for seconds, 1000 for milliseconds, ...); `now_millis` is wall-clock time.
-pub fn pick(
-    files: &[FileMeta],
-    options: &TwcsOptions,
-    now_millis: i64,
-    units_per_second: i64,
-) -> CompactionPlan {
+/// (1 for seconds, 1000 for milliseconds, ...).
+pub fn pick(files: &[FileMeta], options: &TwcsOptions, units_per_second: i64) -> CompactionPlan {
     let units_per_second = units_per_second.max(1);
     let mut expired = Vec::new();
     let mut live: Vec<&FileMeta> = Vec::with_capacity(files.len());
-    let cutoff = options.ttl_secs.map(|ttl| {
-        let now = now_millis.saturating_mul(units_per_second) / 1000;
-        now.saturating_sub(
-            i64::try_from(ttl)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(units_per_second),
-        )
-    });
     for f in files {
-        match cutoff {
+        match options.expire_before {
             Some(c) if f.time_range.max < c => expired.push(f.file_id),
             _ => live.push(f),
         }
@@ -241,7 +230,7 @@ mod tests {
             file(3, 90, 200, 30),
         ];
         // When picking with a trigger of 4
-        let plan = pick(&files, &hourly(), 0, 1);
+        let plan = pick(&files, &hourly(), 1);
         // Then nothing is compacted yet
         assert!(plan.tasks.is_empty());
         // And a fourth file triggers one task with all four, oldest first
@@ -251,7 +240,7 @@ mod tests {
             file(4, 0, 10, 40),
             files[1].clone(),
         ];
-        let plan = pick(&files, &hourly(), 0, 1);
+        let plan = pick(&files, &hourly(), 1);
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].inputs, ids(&[1, 2, 3, 4]));
         assert_eq!(plan.tasks[0].window_start, 0);
@@ -266,7 +255,7 @@ mod tests {
             file(3, H, H + 10, 3),
         ];
         // When picking
-        let plan = pick(&files, &hourly(), 0, 1);
+        let plan = pick(&files, &hourly(), 1);
         // Then hour 0 is merged; the active hour is left alone
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].window_start, 0);
@@ -278,28 +267,28 @@ mod tests {
         // Given hour 0 with two files that do not overlap, and an active hour 1
         let files = [file(1, 0, 10, 1), file(2, 20, 30, 2), file(9, H, H, 9)];
         // Then nothing is due (one sorted run already, two files)
-        assert!(pick(&files, &hourly(), 0, 1).tasks.is_empty());
+        assert!(pick(&files, &hourly(), 1).tasks.is_empty());
         // And a third file merges all but the largest (the oldest among equals)
         let mut three = files.to_vec();
         three.push(file(3, 40, 50, 3));
-        let plan = pick(&three, &hourly(), 0, 1);
+        let plan = pick(&three, &hourly(), 1);
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].inputs, ids(&[2, 3]));
         let files = three;
         // And a fourth small file makes the whole run due (the trigger)
         let mut more = files.to_vec();
         more.push(file(4, 60, 70, 4));
-        let plan = pick(&more, &hourly(), 0, 1);
+        let plan = pick(&more, &hourly(), 1);
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].inputs, ids(&[1, 2, 3, 4]));
     }
 
     #[test]
     fn files_wholly_older_than_the_ttl_expire_without_being_read() {
-        // Given a TTL of one hour at t = 10h, a file ending at 8h, one spanning 8h..9.5h,
-        // and a recent one
+        // Given a TTL of one hour at t = 10h (so a cutoff at 9h), a file ending at 8h, one
+        // spanning 8h..9.5h, and a recent one
         let options = TwcsOptions {
-            ttl_secs: Some(3600),
+            expire_before: Some(9 * H),
             ..hourly()
         };
         let files = [
@@ -307,7 +296,7 @@ mod tests {
             file(2, 8 * H, 9 * H + H / 2, 2),
             file(3, 10 * H - 5, 10 * H - 1, 3),
         ];
-        let plan = pick(&files, &options, 10 * H * 1000, 1);
+        let plan = pick(&files, &options, 1);
         // Then only the file entirely before 9h expires
         assert_eq!(plan.expired, ids(&[1]));
         assert!(plan.tasks.is_empty());
@@ -318,18 +307,18 @@ mod tests {
         // Given millisecond timestamps and a widest file of 3 hours
         let ms = 1000;
         let files = [file(1, 0, 3 * H * ms, 1), file(2, 0, 10 * ms, 2)];
-        let plan = pick(&files, &TwcsOptions::default(), 0, ms);
+        let plan = pick(&files, &TwcsOptions::default(), ms);
         // Then the window is 12h, marked as inferred
         assert_eq!(plan.window_secs, 43_200);
         assert!(plan.inferred);
         // And with no file, 1h; with a configured window, that one, not inferred
-        assert_eq!(pick(&[], &TwcsOptions::default(), 0, ms).window_secs, 3600);
-        let plan = pick(&files, &hourly(), 0, ms);
+        assert_eq!(pick(&[], &TwcsOptions::default(), ms).window_secs, 3600);
+        let plan = pick(&files, &hourly(), ms);
         assert_eq!((plan.window_secs, plan.inferred), (3600, false));
         // And files wider than a week get a week
         let wide = [file(1, 0, 30 * 24 * H * ms, 1)];
         assert_eq!(
-            pick(&wide, &TwcsOptions::default(), 0, ms).window_secs,
+            pick(&wide, &TwcsOptions::default(), ms).window_secs,
             604_800
         );
     }
@@ -343,7 +332,7 @@ mod tests {
             max_input_files: 3,
             ..hourly()
         };
-        let plan = pick(&files, &options, 0, 1);
+        let plan = pick(&files, &options, 1);
         // Then one task for window [-1h, 0) with the 3 oldest files by sequence
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].window_start, -H);

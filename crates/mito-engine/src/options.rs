@@ -223,27 +223,23 @@ impl RegionOptions {
         }
     }
 
-    /// What the compaction picker needs; `stored_window` is a window inferred earlier.
-    pub fn twcs(&self, stored_window: Option<u64>) -> TwcsOptions {
+    /// What the compaction picker needs; `stored_window` is a window inferred earlier,
+    /// `expire_before` the TTL's cutoff ([`RegionOptions::ttl_cutoff`]).
+    pub fn twcs(&self, stored_window: Option<u64>, expire_before: Option<i64>) -> TwcsOptions {
         TwcsOptions {
             time_window_secs: self.time_window_secs.or(stored_window),
             trigger_files: self.trigger_files,
             max_output_file_size: self.max_output_file_size,
-            ttl_secs: self.ttl.map(|d| d.as_secs().max(1)),
+            expire_before,
             ..TwcsOptions::default()
         }
-    }
-
-    /// The TTL in seconds.
-    pub fn ttl_secs(&self) -> Option<u64> {
-        self.ttl.map(|d| d.as_secs().max(1))
     }
 
     /// The oldest timestamp (in the time index's unit) still alive at `now_millis`: rows
     /// before it are expired. `None` without a TTL.
     pub fn ttl_cutoff(&self, metadata: &RegionMetadata, now_millis: i64) -> Option<i64> {
         let units = units_per_second(metadata);
-        let ttl = i64::try_from(self.ttl_secs()?).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(self.ttl?.as_secs().max(1)).unwrap_or(i64::MAX);
         let now = i128::from(now_millis) * i128::from(units) / 1000;
         let now = i64::try_from(now).unwrap_or(if now < 0 { i64::MIN } else { i64::MAX });
         Some(now.saturating_sub(ttl.saturating_mul(units)))
@@ -339,6 +335,43 @@ mod tests {
             let err = RegionOptions::parse(&map(&pairs)).unwrap_err();
             assert!(err.contains(want), "{err} should contain {want}");
         }
+    }
+
+    #[test]
+    fn the_ttl_cutoff_is_exact_in_every_time_unit() {
+        use store_api::RegionId;
+        use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, SemanticType};
+        let meta = |unit| {
+            let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
+            b.push_column(ColumnMetadata::new(
+                0,
+                "ts",
+                DataType::Timestamp(unit, None),
+                SemanticType::Timestamp,
+            ));
+            b.build().unwrap()
+        };
+        let o = RegionOptions::parse(&map(&[("ttl", "1h")])).unwrap();
+        // 2026-11-22 in milliseconds: in nanoseconds it is past what `now * 10^9` could
+        // hold as i64 before the division, so the cutoff is computed in i128.
+        let now_ms: i64 = 1_795_000_000_000;
+        for (unit, per_ms) in [
+            (TimeUnit::Second, 0),
+            (TimeUnit::Millisecond, 1),
+            (TimeUnit::Microsecond, 1_000),
+            (TimeUnit::Nanosecond, 1_000_000),
+        ] {
+            let want = if per_ms == 0 {
+                now_ms / 1000 - 3600
+            } else {
+                (now_ms - 3_600_000) * per_ms
+            };
+            assert_eq!(o.ttl_cutoff(&meta(unit), now_ms), Some(want), "{unit:?}");
+        }
+        assert_eq!(
+            RegionOptions::default().ttl_cutoff(&meta(TimeUnit::Nanosecond), now_ms),
+            None
+        );
     }
 
     #[test]

@@ -1746,16 +1746,20 @@ async fn run_compaction(
         .await
         .manifest()
         .compaction_time_window_secs;
+    // The scans' cutoff: a file is dropped only when every row of it is already invisible.
+    let expire_before = version
+        .options
+        .ttl_cutoff(&version.metadata, shared.clock.now_millis());
     let options = match strict_window {
         Some(w) => TwcsOptions {
             time_window_secs: Some(w),
             trigger_files: 2,
-            ttl_secs: version.options.ttl_secs(),
+            expire_before,
             ..TwcsOptions::default()
         },
-        None => version.options.twcs(stored_window),
+        None => version.options.twcs(stored_window, expire_before),
     };
-    let plan = pick(&files, &options, shared.clock.now_millis(), units);
+    let plan = pick(&files, &options, units);
     if plan.inferred && strict_window.is_none() && !files.is_empty() {
         let persisted = region
             .manifest
