@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 use mito_manifest::{Action, RegionEdit, RegionManifestManager};
 use mito_memtable::{Memtable, MemtableRead};
 use mito_sst::{FileId, FileMeta, SstWriter, WriteOptions, sst_path};
@@ -158,10 +158,6 @@ fn exclude_range(
         }
         .fail();
     };
-    let keep: BooleanArray = ts
-        .buffer::<i64>(0)
-        .iter()
-        .map(|t| Some(!range.contains(*t)))
-        .collect();
-    arrow_select::filter::filter_record_batch(batch, &keep).context(ArrowSnafu)
+    mito_read::keep_rows(batch.clone(), ts.buffer::<i64>(0), |t| !range.contains(t))
+        .context(ArrowSnafu)
 }

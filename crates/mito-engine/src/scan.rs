@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt8Type, UInt64Type};
-use arrow_array::{ArrowPrimitiveType, BooleanArray, RecordBatch};
+use arrow_array::{ArrowPrimitiveType, RecordBatch};
 use arrow_schema::SchemaRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
@@ -390,14 +390,10 @@ fn keep_rows<T: ArrowPrimitiveType>(
     col: usize,
     keep: impl Fn(T::Native) -> bool,
 ) -> Result<RecordBatch> {
-    let Some(values) = batch.column(col).as_primitive_opt::<T>() else {
+    let Some(values) = batch.column(col).as_primitive_opt::<T>().cloned() else {
         return Ok(batch);
     };
-    if values.values().iter().all(|v| keep(*v)) {
-        return Ok(batch);
-    }
-    let mask: BooleanArray = values.values().iter().map(|v| Some(keep(*v))).collect();
-    Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+    Ok(mito_read::keep_rows(batch, values.values(), keep)?)
 }
 
 /// Groups of sources whose time spans overlap (transitively).

@@ -13,6 +13,8 @@
 //! Rows are addressed through [`SortedRows`], so the same code runs over a memtable's
 //! permutation and over merged SST batches.
 
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
 use serde::{Deserialize, Serialize};
 
 pub mod compat;
@@ -151,6 +153,27 @@ pub fn dedup(rows: &impl SortedRows, options: DedupOptions) -> Selection {
         start = end;
     }
     out
+}
+
+/// The rows of `batch` whose value in `values` (one per row: a column's raw values) passes
+/// `keep`; the batch itself when every row does.
+pub fn keep_rows<N: Copy>(
+    batch: RecordBatch,
+    values: &[N],
+    keep: impl Fn(N) -> bool,
+) -> Result<RecordBatch, ArrowError> {
+    if values.len() != batch.num_rows() {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "{} values to filter {} rows",
+            values.len(),
+            batch.num_rows()
+        )));
+    }
+    if values.iter().all(|v| keep(*v)) {
+        return Ok(batch);
+    }
+    let mask: arrow_array::BooleanArray = values.iter().map(|v| Some(keep(*v))).collect();
+    arrow_select::filter::filter_record_batch(&batch, &mask)
 }
 
 #[cfg(test)]

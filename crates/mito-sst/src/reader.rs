@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_expr::Expr;
@@ -559,12 +559,7 @@ impl Adapter {
         if ts.buffers().len() != 1 || ts.len() != rows {
             return Err(corrupted("time index of unexpected layout".to_string()));
         }
-        let values = ts.buffer::<i64>(0);
-        if values.iter().all(|t| range.contains(*t)) {
-            return Ok(out);
-        }
-        let keep: BooleanArray = values.iter().map(|t| Some(range.contains(*t))).collect();
-        arrow_select::filter::filter_record_batch(&out, &keep).context(ArrowSnafu {
+        mito_read::keep_rows(out, ts.buffer::<i64>(0), |t| range.contains(t)).context(ArrowSnafu {
             path: self.path.to_string(),
         })
     }
