@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -37,14 +36,6 @@ fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-async fn engine_with_clock(dir: &Path, clock: Arc<ManualClock>) -> MitoEngine {
-    let op = mito_sst::store::fs_operator(&dir.join("data").to_string_lossy()).unwrap();
-    let wal = log_store::LocalLogStore::open(log_store::WalConfig::new(dir.join("wal")))
-        .await
-        .unwrap();
-    MitoEngine::new(small_config(), op, Arc::new(wal), clock).unwrap()
 }
 
 async fn create_with(
@@ -196,7 +187,7 @@ async fn options_persist_and_alter_changes_them() {
 async fn ttl_hides_expired_rows_and_compaction_drops_expired_files() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(90 * HOUR));
-    let engine = engine_with_clock(dir.path(), clock.clone()).await;
+    let engine = start_with_clock(dir.path(), small_config(), clock.clone()).await;
     create_with(
         &engine,
         &[("ttl", "10h"), ("compaction.twcs.time_window", "1h")],

@@ -389,15 +389,11 @@ async fn idle_regions_flush_on_their_own() {
 
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let op = mito_sst::store::fs_operator(&dir.path().join("data").to_string_lossy()).unwrap();
-    let wal = log_store::LocalLogStore::open(log_store::WalConfig::new(dir.path().join("wal")))
-        .await
-        .unwrap();
     let config = mito_engine::MitoConfig {
         auto_flush_interval: Duration::from_secs(60),
         ..small_config()
     };
-    let engine = mito_engine::MitoEngine::new(config, op, Arc::new(wal), clock.clone()).unwrap();
+    let engine = start_with_clock(dir.path(), config, clock.clone()).await;
     create(&engine, REGION).await;
     put(&engine, REGION, &[("a", 1, Some(1.0))]).await.unwrap();
     // Not idle long enough: nothing happens over a few worker ticks.

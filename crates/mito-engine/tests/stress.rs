@@ -82,14 +82,6 @@ impl World {
     }
 }
 
-async fn start_at(dir: &std::path::Path, clock: Arc<ManualClock>) -> MitoEngine {
-    let op = mito_sst::store::fs_operator(&dir.join("data").to_string_lossy()).unwrap();
-    let wal = log_store::LocalLogStore::open(log_store::WalConfig::new(dir.join("wal")))
-        .await
-        .unwrap();
-    MitoEngine::new(config(), op, Arc::new(wal), clock).unwrap()
-}
-
 fn rows_of_state(state: &State) -> Vec<Row> {
     state
         .iter()
@@ -129,7 +121,7 @@ async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) 
                     .unwrap();
             } else {
                 guard.stop().await.unwrap();
-                *guard = start_at(dir, world.clock.clone()).await;
+                *guard = start_with_clock(dir, config(), world.clock.clone()).await;
                 open(&guard, REGION).await;
             }
             continue;
@@ -382,7 +374,7 @@ fn expected(state: &State, cutoff: i64) -> Vec<Row> {
 async fn run(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(START_MS));
-    let engine = start_at(dir.path(), clock.clone()).await;
+    let engine = start_with_clock(dir.path(), config(), clock.clone()).await;
     let create = RegionCreateRequest {
         options: [
             ("ttl".to_string(), format!("{TTL_S}s")),
@@ -435,7 +427,7 @@ async fn run(seed: u64) {
     let stats = guard.region_statistics(REGION).unwrap();
     assert!(stats.files > 0, "seed {seed}: no flush happened");
     guard.stop().await.unwrap();
-    let engine = start_at(dir.path(), world.clock.clone()).await;
+    let engine = start_with_clock(dir.path(), config(), world.clock.clone()).await;
     open(&engine, REGION).await;
     assert!(
         same_rows(&scan_all(&engine, REGION).await, &want),

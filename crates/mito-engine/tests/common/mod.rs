@@ -59,6 +59,19 @@ pub async fn start(dir: &Path, config: MitoConfig) -> MitoEngine {
     MitoEngine::open_local(dir, config, wal).await.unwrap()
 }
 
+/// An engine over `dir` (data under `data/`, WAL under `wal/`) whose clock the test drives.
+pub async fn start_with_clock(
+    dir: &Path,
+    config: MitoConfig,
+    clock: Arc<store_api::clock::ManualClock>,
+) -> MitoEngine {
+    let op = mito_sst::store::fs_operator(&dir.join("data").to_string_lossy()).unwrap();
+    let wal = log_store::LocalLogStore::open(WalConfig::new(dir.join("wal")))
+        .await
+        .unwrap();
+    MitoEngine::new(config, op, Arc::new(wal), clock).unwrap()
+}
+
 pub fn put_batch(rows: &[(&str, i64, Option<f64>)]) -> RecordBatch {
     let host: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
     let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from_iter_values(
