@@ -1,0 +1,343 @@
+//! `mito`: the embedded time-series database on a local data directory.
+//!
+//! ```text
+//! mito write   [--data-dir DIR] [--precision ns|us|ms|s] [--strict] [FILE|-]
+//! mito sql     [--data-dir DIR] [--format table|csv|json|ndjson] "SELECT ..."
+//! mito tables  [--data-dir DIR]            tables with rows, files and bytes
+//! mito describe TABLE                      columns with their roles
+//! mito flush   TABLE | --all               write memtables to SST files
+//! mito compact TABLE | --all [--window S]  merge SST files
+//! mito options TABLE                       the table's options
+//! ```
+//!
+//! Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when some input lines were
+//! refused (the valid ones were written, unless `--strict`).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use frontend::batcher::Precision;
+use frontend::ingest::{IngestOptions, IngestReport, Input, Progress, ingest};
+use frontend::{Instance, InstanceOptions};
+use store_api::clock::{ClockRef, SystemClock};
+use store_api::region_request::CompactOptions;
+
+mod format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mito",
+    version,
+    about = "Mito: an embedded time-series database"
+)]
+struct Cli {
+    /// The data directory (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "MITO_DATA_DIR",
+        default_value = "mito-data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write InfluxDB line protocol from a file or standard input (`-`).
+    Write {
+        /// The input file; `-` or nothing reads standard input.
+        input: Option<PathBuf>,
+        /// The unit of the timestamps.
+        #[arg(long, default_value = "ns", value_parser = parse_precision)]
+        precision: Precision,
+        /// Write nothing if any line is invalid.
+        #[arg(long)]
+        strict: bool,
+        /// Rows per batch sent to the engine.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        batch_rows: u32,
+        /// Leave the rows in the WAL and memtables instead of flushing at the end.
+        #[arg(long)]
+        no_flush: bool,
+        /// Show progress even when standard error is not a terminal.
+        #[arg(long)]
+        progress: bool,
+    },
+    /// Run one SQL query (read-only) and print its result.
+    Sql {
+        /// The query.
+        query: String,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List the tables with their rows, files and bytes.
+    Tables {
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a table's columns and their roles.
+    Describe {
+        /// The table.
+        table: String,
+    },
+    /// Write a table's memtables to SST files.
+    Flush {
+        /// The table.
+        table: Option<String>,
+        /// Every table.
+        #[arg(long, conflicts_with = "table")]
+        all: bool,
+    },
+    /// Merge a table's SST files (TWCS, or every window of `--window` seconds).
+    Compact {
+        /// The table.
+        table: Option<String>,
+        /// Every table.
+        #[arg(long, conflicts_with = "table")]
+        all: bool,
+        /// Merge every window of this many seconds into one sorted run.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        window: Option<i64>,
+    },
+    /// Show the options set on a table.
+    Options {
+        /// The table.
+        table: String,
+    },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).ok_or_else(|| format!("'{s}' is not one of ns, us, ms, s"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    let instance = Instance::open(&cli.data_dir, InstanceOptions::default()).await?;
+    let result = command(&instance, cli.command).await;
+    let flush = matches!(&result, Ok((_, true)));
+    let closed = instance.close(flush).await;
+    let (code, _) = result?;
+    closed?;
+    Ok(code)
+}
+
+/// Runs a command; returns the exit code and whether to flush on close.
+async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, bool), BoxError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Write {
+            input,
+            precision,
+            strict,
+            batch_rows,
+            no_flush,
+            progress,
+        } => {
+            let input = match input {
+                None => Input::Stdin,
+                Some(p) if p.as_os_str() == "-" => Input::Stdin,
+                Some(p) => Input::File(p),
+            };
+            let options = IngestOptions {
+                precision,
+                strict,
+                batch_rows: batch_rows as usize,
+                ..IngestOptions::default()
+            };
+            let code = write(instance, input, &options, progress).await?;
+            Ok((code, !no_flush))
+        }
+        Command::Sql { query, format } => {
+            let (schema, batches) = frontend::provider::query(instance, &query).await?;
+            format::print(&mut out, &schema, &batches, format)?;
+            Ok((ExitCode::SUCCESS, false))
+        }
+        Command::Tables { format } => {
+            let (schema, batches) = format::tables(instance).await?;
+            format::print(&mut out, &schema, &batches, format)?;
+            Ok((ExitCode::SUCCESS, false))
+        }
+        Command::Describe { table } => {
+            let (schema, batches) = format::describe(instance, &table).await?;
+            format::print(&mut out, &schema, &batches, Format::Table)?;
+            Ok((ExitCode::SUCCESS, false))
+        }
+        Command::Flush { table, all } => {
+            for name in targets(instance, table, all).await? {
+                instance.flush(&name).await?;
+                writeln!(out, "flushed {name}")?;
+            }
+            Ok((ExitCode::SUCCESS, false))
+        }
+        Command::Compact { table, all, window } => {
+            let options = match window {
+                Some(window_seconds) => CompactOptions::StrictWindow { window_seconds },
+                None => CompactOptions::Regular,
+            };
+            for name in targets(instance, table, all).await? {
+                let before = files_of(instance, &name).await;
+                instance.compact(&name, options).await?;
+                let after = files_of(instance, &name).await;
+                writeln!(out, "compacted {name}: {before} files -> {after} files")?;
+            }
+            Ok((ExitCode::SUCCESS, false))
+        }
+        Command::Options { table } => {
+            let options = instance.options(&table).await?;
+            if options.is_empty() {
+                writeln!(out, "{table}: no option set (every option at its default)")?;
+            }
+            for (k, v) in options {
+                writeln!(out, "{k} = {v}")?;
+            }
+            Ok((ExitCode::SUCCESS, false))
+        }
+    }
+}
+
+async fn targets(
+    instance: &Instance,
+    table: Option<String>,
+    all: bool,
+) -> Result<Vec<String>, BoxError> {
+    match (table, all) {
+        (Some(t), _) => {
+            instance.table(&t).await?;
+            Ok(vec![t])
+        }
+        (None, true) => Ok(instance
+            .tables()
+            .await
+            .into_iter()
+            .map(|t| t.name)
+            .collect()),
+        (None, false) => Err("name a table, or pass --all".into()),
+    }
+}
+
+async fn files_of(instance: &Instance, name: &str) -> usize {
+    instance
+        .summaries()
+        .await
+        .iter()
+        .find(|s| s.entry.name == name)
+        .map_or(0, |s| s.stats.files)
+}
+
+async fn write(
+    instance: &Instance,
+    input: Input,
+    options: &IngestOptions,
+    force_progress: bool,
+) -> Result<ExitCode, BoxError> {
+    let clock: ClockRef = Arc::new(SystemClock);
+    let total = match &input {
+        Input::File(p) => std::fs::metadata(p).map(|m| m.len()).ok(),
+        _ => None,
+    };
+    let started = clock.now_millis();
+    let show = force_progress || std::io::stderr().is_terminal();
+    let progress_clock = clock.clone();
+    let progress = show.then(|| {
+        Arc::new(move |p: Progress| {
+            let secs = (progress_clock.now_millis() - started).max(1) as f64 / 1000.0;
+            let what = if p.validating { "checking" } else { "writing" };
+            let share = total
+                .filter(|t| *t > 0)
+                .map(|t| format!(" ({:.0}%)", p.bytes as f64 * 100.0 / t as f64))
+                .unwrap_or_default();
+            eprint!(
+                "\r{what}: {} read{share}, {} lines, {:.0} lines/s   ",
+                format::bytes(p.bytes),
+                p.lines,
+                p.lines as f64 / secs
+            );
+        }) as Arc<dyn Fn(Progress) + Send + Sync>
+    });
+    let report = ingest(instance, input, options, clock.clone(), progress).await?;
+    if show {
+        eprintln!();
+    }
+    let secs = (clock.now_millis() - started).max(1) as f64 / 1000.0;
+    summarize(&report, secs);
+    Ok(if report.refused > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn summarize(report: &IngestReport, secs: f64) {
+    for e in &report.errors {
+        eprintln!("{e}");
+    }
+    if report.refused > report.errors.len() as u64 {
+        eprintln!(
+            "... and {} more refused lines",
+            report.refused - report.errors.len() as u64
+        );
+    }
+    if report.aborted_strict {
+        eprintln!(
+            "strict: {} of {} lines refused; nothing written",
+            report.refused, report.lines
+        );
+        return;
+    }
+    let created = if report.tables_created.is_empty() {
+        String::new()
+    } else {
+        format!(", created {}", report.tables_created.join(", "))
+    };
+    eprintln!(
+        "wrote {} rows from {} lines ({}) in {:.2} s: {:.0} rows/s; {} lines refused{created}",
+        report.rows_written,
+        report.lines,
+        format::bytes(report.bytes),
+        secs,
+        report.rows_written as f64 / secs,
+        report.refused,
+    );
+}

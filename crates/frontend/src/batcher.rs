@@ -1,0 +1,689 @@
+//! [`Batcher`]: parsed lines into one Arrow batch per table, checked against the tables'
+//! schemas. Pure and synchronous (no engine, no runtime): the ingest pipeline runs it on a
+//! thread of its own and sends the batches it returns to the engine.
+//!
+//! ```text
+//! line text --parse_line--> Line --check (types, roles, names)--> append to the table's
+//! column builders --(batch_rows reached)--> Ready { table, new columns, RecordBatch }
+//! ```
+//!
+//! A line is checked whole before any of it is appended, so a refused line leaves nothing
+//! behind. A measurement seen for the first time becomes a new table (tags as the primary
+//! key in the order of its first line, `time` as the time index, nanoseconds); a tag or field
+//! seen for the first time becomes a new nullable column, announced in the first batch that
+//! holds it so that the caller can alter the table before writing the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::ArrayBuilder;
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch, TimestampNanosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use foldhash::HashMapExt;
+use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
+
+use crate::line_protocol::{FieldKind, FieldValue, Line, ParseError, parse_line};
+
+/// Name of the time index of tables the line protocol creates.
+pub const TIME_COLUMN: &str = "time";
+
+/// The unit of line-protocol timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Nanoseconds (the line protocol's default).
+    #[default]
+    Nanosecond,
+    /// Microseconds.
+    Microsecond,
+    /// Milliseconds.
+    Millisecond,
+    /// Seconds.
+    Second,
+}
+
+impl Precision {
+    /// Nanoseconds per unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Nanosecond => 1,
+            Precision::Microsecond => 1_000,
+            Precision::Millisecond => 1_000_000,
+            Precision::Second => 1_000_000_000,
+        }
+    }
+
+    /// Parses `ns`, `us`, `ms` or `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ns" | "n" => Precision::Nanosecond,
+            "us" | "u" => Precision::Microsecond,
+            "ms" => Precision::Millisecond,
+            "s" => Precision::Second,
+            _ => return None,
+        })
+    }
+}
+
+/// The role and type of a column as the line protocol sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Tag,
+    Field(FieldKind),
+    Time,
+    /// A column of a type the line protocol cannot write (the table was made otherwise).
+    Other,
+}
+
+#[derive(Debug)]
+struct Column {
+    name: String,
+    role: Role,
+    /// Whether the engine's table has it (otherwise the next batch announces it).
+    in_table: bool,
+}
+
+#[derive(Debug)]
+enum Builder {
+    Str(StringBuilder),
+    F64(Float64Builder),
+    I64(Int64Builder),
+    U64(UInt64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl Builder {
+    fn new(role: Role, capacity: usize) -> Option<Self> {
+        Some(match role {
+            Role::Tag | Role::Field(FieldKind::String) => {
+                Builder::Str(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
+            Role::Field(FieldKind::Float) => Builder::F64(Float64Builder::with_capacity(capacity)),
+            Role::Field(FieldKind::Int) => Builder::I64(Int64Builder::with_capacity(capacity)),
+            Role::Field(FieldKind::UInt) => Builder::U64(UInt64Builder::with_capacity(capacity)),
+            Role::Field(FieldKind::Bool) => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
+            Role::Time | Role::Other => return None,
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Builder::Str(b) => b.len(),
+            Builder::F64(b) => b.len(),
+            Builder::I64(b) => b.len(),
+            Builder::U64(b) => b.len(),
+            Builder::Bool(b) => b.len(),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            Builder::Str(b) => b.append_nulls(n),
+            Builder::F64(b) => b.append_nulls(n),
+            Builder::I64(b) => b.append_nulls(n),
+            Builder::U64(b) => b.append_nulls(n),
+            Builder::Bool(b) => b.append_nulls(n),
+        }
+    }
+
+    /// Appends a checked value (its kind matches the builder).
+    fn append(&mut self, v: &FieldValue<'_>) {
+        match (self, v) {
+            (Builder::F64(b), FieldValue::Float(x)) => b.append_value(*x),
+            (Builder::I64(b), FieldValue::Int(x)) => b.append_value(*x),
+            (Builder::U64(b), FieldValue::UInt(x)) => b.append_value(*x),
+            (Builder::Bool(b), FieldValue::Bool(x)) => b.append_value(*x),
+            (Builder::Str(b), FieldValue::Str(x)) => b.append_value(x),
+            // Unreachable after `check`; a null keeps the columns aligned regardless.
+            (b, _) => b.append_nulls(1),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::F64(b) => Arc::new(b.finish()),
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::U64(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The rows buffered for one table.
+#[derive(Debug)]
+struct TableBuffer {
+    exists: bool,
+    columns: Vec<Column>,
+    by_name: foldhash::HashMap<String, usize>,
+    /// Builders by column index, created when a batch first holds the column.
+    builders: Vec<Option<Builder>>,
+    time: Vec<i64>,
+    /// Column index used for the n-th tag / field of the previous line (lines of one source
+    /// usually list them in the same order, so most lookups skip the hash map).
+    tag_hint: Vec<usize>,
+    field_hint: Vec<usize>,
+    /// Scratch: resolved column index of each tag and field of the line being checked.
+    resolved: Vec<Option<usize>>,
+}
+
+impl TableBuffer {
+    fn new(existing: Option<&RegionMetadata>) -> Self {
+        let mut t = Self {
+            exists: existing.is_some(),
+            columns: Vec::new(),
+            by_name: foldhash::HashMap::new(),
+            builders: Vec::new(),
+            time: Vec::new(),
+            tag_hint: Vec::new(),
+            field_hint: Vec::new(),
+            resolved: Vec::new(),
+        };
+        match existing {
+            Some(m) => {
+                for c in m.column_metadatas() {
+                    let role = match c.semantic_type {
+                        SemanticType::Timestamp => Role::Time,
+                        SemanticType::Tag if c.data_type == DataType::Utf8 => Role::Tag,
+                        SemanticType::Field => {
+                            kind_of(&c.data_type).map_or(Role::Other, Role::Field)
+                        }
+                        SemanticType::Tag => Role::Other,
+                    };
+                    t.push_column(c.name.clone(), role, true);
+                }
+            }
+            None => {
+                t.push_column(TIME_COLUMN.to_string(), Role::Time, false);
+            }
+        }
+        t
+    }
+
+    fn push_column(&mut self, name: String, role: Role, in_table: bool) -> usize {
+        let i = self.columns.len();
+        self.by_name.insert(name.clone(), i);
+        self.columns.push(Column {
+            name,
+            role,
+            in_table,
+        });
+        self.builders.push(None);
+        i
+    }
+
+    fn lookup(&self, name: &str, hint: Option<&usize>) -> Option<usize> {
+        if let Some(&h) = hint
+            && self.columns.get(h).is_some_and(|c| c.name == name)
+        {
+            return Some(h);
+        }
+        self.by_name.get(name).copied()
+    }
+
+    fn rows(&self) -> usize {
+        self.time.len()
+    }
+
+    /// Checks a line against the table; fills `resolved` (tags, then fields).
+    fn check(&mut self, line: &Line<'_>) -> Result<(), String> {
+        self.resolved.clear();
+        for (n, (key, _)) in line.tags.iter().enumerate() {
+            check_column_name(key, "tag")?;
+            let found = self.lookup(key, self.tag_hint.get(n));
+            if let Some(i) = found {
+                let c = self.columns.get(i).ok_or("column index out of range")?;
+                match c.role {
+                    Role::Tag => {}
+                    Role::Time => {
+                        return Err(format!("tag '{key}' has the name of the time index"));
+                    }
+                    Role::Field(_) => return Err(format!("tag '{key}' is a field of this table")),
+                    Role::Other => {
+                        return Err(format!(
+                            "tag '{key}' is a column the line protocol cannot write"
+                        ));
+                    }
+                }
+            }
+            if line.tags.iter().take(n).any(|(k, _)| k == key) {
+                return Err(format!("tag '{key}' appears twice"));
+            }
+            self.resolved.push(found);
+        }
+        for (n, (key, value)) in line.fields.iter().enumerate() {
+            check_column_name(key, "field")?;
+            let found = self.lookup(key, self.field_hint.get(n));
+            if let Some(i) = found {
+                let c = self.columns.get(i).ok_or("column index out of range")?;
+                match c.role {
+                    Role::Field(kind) if kind == value.kind() => {}
+                    Role::Field(kind) => {
+                        return Err(format!(
+                            "field '{key}' is {kind} in this table, the line has {}",
+                            value.kind()
+                        ));
+                    }
+                    Role::Time => {
+                        return Err(format!("field '{key}' has the name of the time index"));
+                    }
+                    Role::Tag => return Err(format!("field '{key}' is a tag of this table")),
+                    Role::Other => {
+                        return Err(format!(
+                            "field '{key}' is a column the line protocol cannot write"
+                        ));
+                    }
+                }
+            }
+            if line.fields.iter().take(n).any(|(k, _)| k == key) {
+                return Err(format!("field '{key}' appears twice"));
+            }
+            if line.tags.iter().any(|(k, _)| k == key) {
+                return Err(format!("'{key}' is both a tag and a field"));
+            }
+            self.resolved.push(found);
+        }
+        Ok(())
+    }
+
+    /// Appends a checked line (after [`check`](Self::check)).
+    fn append(&mut self, line: &Line<'_>, ts_ns: i64, capacity: usize) {
+        let row = self.rows();
+        let tags = line.tags.len();
+        for n in 0..tags + line.fields.len() {
+            let resolved = self.resolved.get(n).copied().flatten();
+            let (key, role) = match (line.tags.get(n), line.fields.get(n.wrapping_sub(tags))) {
+                (Some((k, _)), _) => (k, Role::Tag),
+                (None, Some((k, v))) => (k, Role::Field(v.kind())),
+                (None, None) => continue,
+            };
+            let i = resolved.unwrap_or_else(|| self.push_column(key.to_string(), role, false));
+            let hints = if n < tags {
+                &mut self.tag_hint
+            } else {
+                &mut self.field_hint
+            };
+            let slot = if n < tags { n } else { n - tags };
+            if let Some(h) = hints.get_mut(slot) {
+                *h = i;
+            } else {
+                hints.push(i);
+            }
+            let Some(builder) = self.builders.get_mut(i) else {
+                continue;
+            };
+            if builder.is_none() {
+                *builder = Builder::new(role, capacity).map(|mut b| {
+                    b.append_nulls(row);
+                    b
+                });
+            }
+            if let Some(b) = builder {
+                match (line.tags.get(n), line.fields.get(n.wrapping_sub(tags))) {
+                    (Some((_, v)), _) => {
+                        if let Builder::Str(s) = b {
+                            s.append_value(v);
+                        }
+                    }
+                    (None, Some((_, v))) => b.append(v),
+                    (None, None) => {}
+                }
+            }
+        }
+        self.time.push(ts_ns);
+        for b in self.builders.iter_mut().flatten() {
+            if b.len() <= row {
+                b.append_nulls(1);
+            }
+        }
+    }
+
+    /// Takes the buffered rows as a batch, with the columns the table still lacks.
+    fn take(&mut self, name: &str) -> Option<Ready> {
+        if self.time.is_empty() {
+            return None;
+        }
+        let create = !self.exists;
+        let mut new_columns = Vec::new();
+        let mut fields = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for (c, b) in self.columns.iter_mut().zip(self.builders.iter_mut()) {
+            if c.role == Role::Time {
+                fields.push(Field::new(
+                    &c.name,
+                    DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    false,
+                ));
+                arrays.push(Arc::new(TimestampNanosecondArray::from(std::mem::take(
+                    &mut self.time,
+                ))));
+                if !c.in_table {
+                    new_columns.push(column_metadata(&c.name, c.role));
+                    c.in_table = true;
+                }
+                continue;
+            }
+            let Some(mut builder) = b.take() else {
+                continue;
+            };
+            let data_type = data_type_of(c.role);
+            fields.push(Field::new(&c.name, data_type, true));
+            arrays.push(builder.finish());
+            if !c.in_table {
+                new_columns.push(column_metadata(&c.name, c.role));
+                c.in_table = true;
+            }
+        }
+        self.exists = true;
+        // Every array has `rows` entries and its field's type, by construction.
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ok()?;
+        Some(Ready {
+            table: name.to_string(),
+            create,
+            new_columns,
+            batch,
+        })
+    }
+}
+
+/// A batch ready for the engine.
+#[derive(Debug)]
+pub struct Ready {
+    /// The table.
+    pub table: String,
+    /// Whether the table must be created first (with `new_columns`, tags in key order).
+    pub create: bool,
+    /// Columns the table lacks: create or alter before writing `batch`.
+    pub new_columns: Vec<ColumnMetadata>,
+    /// The rows, columns by name.
+    pub batch: RecordBatch,
+}
+
+/// Why one line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number in the input.
+    pub line: u64,
+    /// What is wrong (with the column for syntax errors).
+    pub reason: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// Turns lines into per-table batches.
+#[derive(Debug)]
+pub struct Batcher {
+    precision: Precision,
+    batch_rows: usize,
+    tables: HashMap<String, TableBuffer>,
+    /// Schemas of the tables that existed when the batcher started.
+    existing: HashMap<String, Arc<RegionMetadata>>,
+}
+
+impl Batcher {
+    /// A batcher over the tables that exist now (their schemas), emitting batches of
+    /// `batch_rows` rows.
+    pub fn new(
+        existing: HashMap<String, Arc<RegionMetadata>>,
+        precision: Precision,
+        batch_rows: usize,
+    ) -> Self {
+        Self {
+            precision,
+            batch_rows: batch_rows.max(1),
+            tables: HashMap::new(),
+            existing,
+        }
+    }
+
+    /// Parses, checks and buffers one line (`number` is 1-based, for errors); `now_ns` is
+    /// the timestamp of a line without one. Returns a batch when the line's table has
+    /// `batch_rows` rows buffered.
+    pub fn push<'a>(
+        &mut self,
+        number: u64,
+        text: &'a str,
+        scratch: &mut Line<'a>,
+        now_ns: i64,
+    ) -> Result<Option<Ready>, LineError> {
+        let err = |reason: String| LineError {
+            line: number,
+            reason,
+        };
+        parse_line(text, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+        let ts = match scratch.timestamp {
+            Some(t) => t.checked_mul(self.precision.nanos()).ok_or_else(|| {
+                err(format!(
+                    "timestamp {t} in {:?} is outside the nanosecond range (years 1677-2262)",
+                    self.precision
+                ))
+            })?,
+            None => now_ns,
+        };
+        let name = scratch.measurement.as_ref();
+        if !self.tables.contains_key(name) {
+            crate::catalog::check_name(name).map_err(&err)?;
+            let buffer = TableBuffer::new(self.existing.get(name).map(|m| m.as_ref()));
+            self.tables.insert(name.to_string(), buffer);
+        }
+        let batch_rows = self.batch_rows;
+        let Some(table) = self.tables.get_mut(name) else {
+            return Ok(None);
+        };
+        table.check(scratch).map_err(&err)?;
+        table.append(scratch, ts, batch_rows);
+        if table.rows() >= batch_rows {
+            return Ok(table.take(name));
+        }
+        Ok(None)
+    }
+
+    /// Every buffered batch, tables in name order.
+    pub fn finish(&mut self) -> Vec<Ready> {
+        let mut names: Vec<String> = self.tables.keys().cloned().collect();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|n| self.tables.get_mut(n).and_then(|t| t.take(n)))
+            .collect()
+    }
+}
+
+fn check_column_name(name: &str, what: &str) -> Result<(), String> {
+    if name.starts_with("__") {
+        return Err(format!(
+            "{what} '{name}': names starting with '__' are reserved"
+        ));
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "{what} name is {} bytes, more than 255",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+fn kind_of(data_type: &DataType) -> Option<FieldKind> {
+    Some(match data_type {
+        DataType::Float64 => FieldKind::Float,
+        DataType::Int64 => FieldKind::Int,
+        DataType::UInt64 => FieldKind::UInt,
+        DataType::Boolean => FieldKind::Bool,
+        DataType::Utf8 => FieldKind::String,
+        _ => return None,
+    })
+}
+
+fn data_type_of(role: Role) -> DataType {
+    match role {
+        Role::Tag | Role::Field(FieldKind::String) | Role::Other => DataType::Utf8,
+        Role::Field(FieldKind::Float) => DataType::Float64,
+        Role::Field(FieldKind::Int) => DataType::Int64,
+        Role::Field(FieldKind::UInt) => DataType::UInt64,
+        Role::Field(FieldKind::Bool) => DataType::Boolean,
+        Role::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
+    }
+}
+
+fn column_metadata(name: &str, role: Role) -> ColumnMetadata {
+    let semantic = match role {
+        Role::Tag => SemanticType::Tag,
+        Role::Time => SemanticType::Timestamp,
+        Role::Field(_) | Role::Other => SemanticType::Field,
+    };
+    // Ids are assigned by the instance when it creates or alters the table.
+    ColumnMetadata::new(0, name, data_type_of(role), semantic).with_nullable(role != Role::Time)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+
+    use super::*;
+
+    fn run(batcher: &mut Batcher, text: &str) -> (Vec<Ready>, Vec<LineError>) {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            let mut scratch = Line::default();
+            match batcher.push(i as u64 + 1, l, &mut scratch, 42) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        out.extend(batcher.finish());
+        (out, errors)
+    }
+
+    fn batcher(rows: usize) -> Batcher {
+        Batcher::new(HashMap::new(), Precision::Nanosecond, rows)
+    }
+
+    #[test]
+    fn a_new_table_with_later_columns() {
+        let mut b = batcher(100);
+        let (ready, errors) = run(
+            &mut b,
+            "cpu,host=a usage=1 10\ncpu,host=b usage=2,n=5i 20\ncpu,host=c,dc=x usage=3\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(ready.len(), 1);
+        let r = &ready[0];
+        assert!(r.create);
+        let names: Vec<&str> = r.new_columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["time", "host", "usage", "n", "dc"]);
+        let batch = &r.batch;
+        assert_eq!(batch.num_rows(), 3);
+        let time = batch.column_by_name("time").unwrap();
+        let time = time
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(time.values().to_vec(), vec![10, 20, 42]);
+        let n = batch.column_by_name("n").unwrap();
+        let n = n.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(n.iter().collect::<Vec<_>>(), vec![None, Some(5), None]);
+        let dc = batch.column_by_name("dc").unwrap();
+        let dc = dc.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(dc.iter().collect::<Vec<_>>(), vec![None, None, Some("x")]);
+        let u = batch.column_by_name("usage").unwrap();
+        let u = u.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(u.values().to_vec(), vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn batches_roll_and_announce_each_column_once() {
+        let mut b = batcher(2);
+        let (ready, errors) = run(
+            &mut b,
+            "m a=1 1\nm a=2 2\nm a=3,b=t 3\nm a=4 4\nm c=\"s\" 5\n",
+        );
+        assert!(errors.is_empty());
+        assert_eq!(ready.len(), 3);
+        assert!(ready[0].create && !ready[1].create && !ready[2].create);
+        let announced: Vec<Vec<&str>> = ready
+            .iter()
+            .map(|r| r.new_columns.iter().map(|c| c.name.as_str()).collect())
+            .collect();
+        assert_eq!(announced, vec![vec!["time", "a"], vec!["b"], vec!["c"]]);
+        assert_eq!(ready[2].batch.num_columns(), 2, "only columns with values");
+    }
+
+    #[test]
+    fn bad_lines_leave_nothing_and_are_numbered() {
+        let mut b = batcher(100);
+        let text = "m,t=a v=1 1\n\
+                    m v=1i 2\n\
+                    m,v=x w=1 3\n\
+                    m t=1 4\n\
+                    m time=1 5\n\
+                    m,time=a v=1 6\n\
+                    m v=1,v=2 7\n\
+                    m,x=1,x=2 v=1 8\n\
+                    m,__k=1 v=1 9\n\
+                    m v=1 99999999999999999999\n\
+                    m,t=b v=2 11\n\
+                    m,q=1 q=1 12\n";
+        let (ready, errors) = run(&mut b, text);
+        let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 12], "{errors:#?}");
+        assert!(
+            errors[0]
+                .reason
+                .contains("field 'v' is float in this table, the line has integer")
+        );
+        assert!(errors[1].reason.contains("tag 'v' is a field"));
+        assert!(errors[2].reason.contains("field 't' is a tag"));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].batch.num_rows(), 2);
+        let names: Vec<&str> = ready[0]
+            .new_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["time", "t", "v"], "refused lines add no column");
+    }
+
+    #[test]
+    fn existing_tables_are_checked_against_their_schema() {
+        let mut first = batcher(10);
+        let (ready, _) = run(&mut first, "m,t=a v=1 1\n");
+        let cols = ready[0].new_columns.clone();
+        let mut builder =
+            store_api::metadata::RegionMetadataBuilder::new(store_api::RegionId::new(1024, 0));
+        let mut key = Vec::new();
+        for (i, mut c) in cols.into_iter().enumerate() {
+            c.column_id = i as u32;
+            if c.semantic_type == SemanticType::Tag {
+                key.push(c.column_id);
+            }
+            builder.push_column(c);
+        }
+        let meta = Arc::new(builder.primary_key(key).build().unwrap());
+        let mut b = Batcher::new(
+            HashMap::from([("m".to_string(), meta)]),
+            Precision::Second,
+            10,
+        );
+        let (ready, errors) = run(&mut b, "m v=1i 1\nm,t=b v=2 3\n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 1);
+        assert!(!ready[0].create);
+        assert!(ready[0].new_columns.is_empty());
+        let time = ready[0].batch.column_by_name("time").unwrap();
+        let time = time
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(time.value(0), 3_000_000_000);
+        assert_eq!(time.null_count(), 0);
+    }
+}

@@ -1,0 +1,372 @@
+//! Line-protocol ingest into an [`Instance`]: read, parse and batch on a thread of its own,
+//! create or alter tables and write the batches on the runtime.
+//!
+//! ```text
+//! reader thread: read 8 MiB chunks -> split lines -> Batcher --Ready--> channel (bounded)
+//! runtime:       channel -> create table / add columns (in order) -> put
+//! ```
+//!
+//! Puts of one input are issued one after another, so a point written twice keeps its last
+//! line's values. In `strict` mode the whole input is parsed and checked first and nothing
+//! is written if any line is refused; a file is read twice, standard input is held in memory.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use snafu::ResultExt;
+use store_api::clock::ClockRef;
+use store_api::metadata::RegionMetadata;
+use store_api::region_request::RegionOptionsMap;
+use tokio::sync::mpsc;
+
+use crate::batcher::{Batcher, LineError, Precision, Ready};
+use crate::error::{InputSnafu, Result};
+use crate::instance::Instance;
+use crate::line_protocol::{Line, is_skipped};
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The unit of the timestamps.
+    pub precision: Precision,
+    /// Refuse the whole input if any line is invalid.
+    pub strict: bool,
+    /// Rows per batch sent to the engine.
+    pub batch_rows: usize,
+    /// Options of the tables this ingest creates.
+    pub table_options: RegionOptionsMap,
+    /// Refused lines kept (with their reasons) in the report; the rest are only counted.
+    pub max_reported_errors: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            precision: Precision::Nanosecond,
+            strict: false,
+            batch_rows: 8192,
+            // A point written in two lines keeps the fields of both, as in InfluxDB.
+            table_options: RegionOptionsMap::from([(
+                "merge_mode".to_string(),
+                "last_non_null".to_string(),
+            )]),
+            max_reported_errors: 1000,
+        }
+    }
+}
+
+/// Where the lines come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file.
+    File(std::path::PathBuf),
+    /// Standard input.
+    Stdin,
+    /// Bytes in memory.
+    Bytes(Arc<[u8]>),
+}
+
+impl Input {
+    fn name(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "stdin".into(),
+            Input::Bytes(_) => "input".into(),
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            Input::File(p) => Box::new(std::fs::File::open(p)?),
+            Input::Stdin => Box::new(std::io::stdin()),
+            Input::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        })
+    }
+}
+
+/// Progress of a running ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Input bytes read.
+    pub bytes: u64,
+    /// Lines read (including refused and skipped ones).
+    pub lines: u64,
+    /// Whether this is the validation pass of a strict ingest.
+    pub validating: bool,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Lines read (including blank and comment lines).
+    pub lines: u64,
+    /// Input bytes read.
+    pub bytes: u64,
+    /// Rows written to the engine.
+    pub rows_written: u64,
+    /// Lines refused.
+    pub refused: u64,
+    /// The first refused lines, with reasons.
+    pub errors: Vec<LineError>,
+    /// Tables created.
+    pub tables_created: Vec<String>,
+    /// Columns added to existing tables.
+    pub columns_added: usize,
+    /// Whether nothing was written because a strict ingest found refused lines.
+    pub aborted_strict: bool,
+}
+
+type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Reads `input` into `instance`, reporting progress to `progress` about every chunk.
+pub async fn ingest(
+    instance: &Instance,
+    input: Input,
+    options: &IngestOptions,
+    clock: ClockRef,
+    progress: Option<ProgressFn>,
+) -> Result<IngestReport> {
+    let input = match (&input, options.strict) {
+        (Input::Stdin, true) => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context(InputSnafu { input: "stdin" })?;
+            Input::Bytes(bytes.into())
+        }
+        _ => input,
+    };
+    let existing = existing_schemas(instance).await?;
+    if options.strict {
+        let check = run_reader(
+            &input,
+            existing.clone(),
+            options,
+            &clock,
+            progress.clone(),
+            true,
+        );
+        let mut report = drain(check, None).await?;
+        if report.refused > 0 {
+            report.aborted_strict = true;
+            report.rows_written = 0;
+            return Ok(report);
+        }
+    }
+    let rx = run_reader(&input, existing, options, &clock, progress, false);
+    drain(rx, Some((instance, options))).await
+}
+
+/// What the reader thread sends.
+enum Message {
+    Batch(Ready),
+    Refused(LineError),
+    Done { lines: u64, bytes: u64 },
+    Failed(std::io::Error),
+}
+
+struct Reader {
+    rx: mpsc::Receiver<Message>,
+    stop: Arc<AtomicBool>,
+    name: String,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+async fn existing_schemas(instance: &Instance) -> Result<HashMap<String, Arc<RegionMetadata>>> {
+    let mut out = HashMap::new();
+    for t in instance.tables().await {
+        let m = instance.metadata(&t.name).await?;
+        out.insert(t.name.clone(), m);
+    }
+    Ok(out)
+}
+
+fn run_reader(
+    input: &Input,
+    existing: HashMap<String, Arc<RegionMetadata>>,
+    options: &IngestOptions,
+    clock: &ClockRef,
+    progress: Option<ProgressFn>,
+    validating: bool,
+) -> Reader {
+    let (tx, rx) = mpsc::channel(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = Reader {
+        rx,
+        stop: stop.clone(),
+        name: input.name(),
+    };
+    let input = input.clone();
+    let clock = clock.clone();
+    let mut batcher = Batcher::new(existing, options.precision, options.batch_rows);
+    std::thread::spawn(move || {
+        let send = |m: Message| tx.blocking_send(m).is_ok() && !stop.load(Ordering::Acquire);
+        let mut lines = 0u64;
+        let result = read_chunks(&input, |chunk, bytes| {
+            let now_ns = clock.now_millis().saturating_mul(1_000_000);
+            // One scratch line per chunk: its vectors keep their capacity from line to line.
+            let mut scratch = Line::default();
+            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+            for raw in body.split(|c| *c == b'\n') {
+                lines += 1;
+                if is_skipped(raw) {
+                    continue;
+                }
+                let pushed = match std::str::from_utf8(raw) {
+                    Ok(text) => batcher.push(lines, text, &mut scratch, now_ns),
+                    Err(e) => Err(LineError {
+                        line: lines,
+                        reason: format!(
+                            "not UTF-8 (invalid byte at column {})",
+                            e.valid_up_to() + 1
+                        ),
+                    }),
+                };
+                let ok = match pushed {
+                    Ok(Some(ready)) => send(Message::Batch(ready)),
+                    Ok(None) => true,
+                    Err(e) => send(Message::Refused(e)),
+                };
+                if !ok {
+                    return false;
+                }
+            }
+            if let Some(p) = &progress {
+                p(Progress {
+                    bytes,
+                    lines,
+                    validating,
+                });
+            }
+            true
+        });
+        match result {
+            Ok(bytes) => {
+                for ready in batcher.finish() {
+                    if !send(Message::Batch(ready)) {
+                        return;
+                    }
+                }
+                let _ = send(Message::Done { lines, bytes });
+            }
+            Err(e) => {
+                let _ = send(Message::Failed(e));
+            }
+        }
+    });
+    reader
+}
+
+/// Calls `f(whole lines, bytes read so far)` for each chunk of the input (the last chunk may
+/// lack its final newline); stops early when `f` returns false. Returns the bytes read.
+fn read_chunks(input: &Input, mut f: impl FnMut(&[u8], u64) -> bool) -> std::io::Result<u64> {
+    const CHUNK: usize = 8 << 20;
+    let mut reader = input.open()?;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut bytes = 0u64;
+    loop {
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        let n = read_full(&mut reader, buf.get_mut(start..).unwrap_or_default())?;
+        buf.truncate(start + n);
+        bytes += n as u64;
+        if n == 0 {
+            if !buf.is_empty() {
+                f(&buf, bytes);
+            }
+            return Ok(bytes);
+        }
+        // Whole lines only; a line longer than a chunk waits for more input.
+        let Some(end) = memchr::memrchr(b'\n', &buf).map(|i| i + 1) else {
+            continue;
+        };
+        if !f(buf.get(..end).unwrap_or_default(), bytes) {
+            return Ok(bytes);
+        }
+        buf.drain(..end);
+    }
+}
+
+fn read_full(r: &mut dyn Read, mut out: &mut [u8]) -> std::io::Result<usize> {
+    let mut total = 0;
+    while !out.is_empty() {
+        match r.read(out) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n;
+                out = out.get_mut(n..).unwrap_or_default();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// Consumes the reader's messages; writes batches when `write` is given.
+async fn drain(
+    mut reader: Reader,
+    write: Option<(&Instance, &IngestOptions)>,
+) -> Result<IngestReport> {
+    let mut report = IngestReport::default();
+    let max_errors = write.map_or(1000, |(_, o)| o.max_reported_errors);
+    while let Some(m) = reader.rx.recv().await {
+        match m {
+            Message::Batch(ready) => {
+                if let Some((instance, options)) = write {
+                    write_batch(instance, options, ready, &mut report).await?;
+                }
+            }
+            Message::Refused(e) => {
+                report.refused += 1;
+                if report.errors.len() < max_errors {
+                    report.errors.push(e);
+                }
+            }
+            Message::Done { lines, bytes } => {
+                report.lines = lines;
+                report.bytes = bytes;
+            }
+            Message::Failed(source) => {
+                return Err(source).context(InputSnafu {
+                    input: reader.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn write_batch(
+    instance: &Instance,
+    options: &IngestOptions,
+    ready: Ready,
+    report: &mut IngestReport,
+) -> Result<()> {
+    if ready.create {
+        let (_, created) = instance
+            .create_table_if_absent(
+                &ready.table,
+                ready.new_columns.clone(),
+                options.table_options.clone(),
+            )
+            .await?;
+        if created {
+            report.tables_created.push(ready.table.clone());
+        }
+    } else if !ready.new_columns.is_empty() {
+        report.columns_added += ready.new_columns.len();
+        instance
+            .add_columns(&ready.table, ready.new_columns.clone())
+            .await?;
+    }
+    report.rows_written += instance.put(&ready.table, ready.batch).await? as u64;
+    Ok(())
+}

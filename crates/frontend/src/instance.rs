@@ -1,0 +1,411 @@
+//! [`Instance`]: the embedded standalone mode. One process owns a data directory: the engine
+//! (`data/`, `wal/`), the catalog file and a lock file that keeps a second process out.
+//!
+//! ```text
+//! DIR/LOCK            held (flock) while an Instance is open
+//! DIR/catalog.mito    table names -> ids (crate::catalog)
+//! DIR/data/regions/.. SSTs and manifests (mito-engine)
+//! DIR/wal/            the write-ahead log (log-store)
+//! ```
+//!
+//! Creating a table writes the catalog twice: first to reserve the id (so a crash between
+//! the region's creation and the table's entry never hands the same id out again), then with
+//! the table. A crash in between leaves an unreferenced region directory and no table.
+
+use std::collections::BTreeMap;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use log_store::WalConfig;
+use mito_engine::{MitoConfig, MitoEngine, RegionStatistics};
+use snafu::{OptionExt, ResultExt};
+use store_api::RegionId;
+use store_api::error::BoxedError;
+use store_api::metadata::{ColumnMetadata, RegionMetadataRef};
+use store_api::region_request::{
+    AlterKind, CompactOptions, RegionAlterRequest, RegionCloseRequest, RegionCompactRequest,
+    RegionCreateRequest, RegionFlushRequest, RegionOpenRequest, RegionOptionsMap, RegionPutRequest,
+    RegionRequest,
+};
+use tokio::sync::Mutex;
+
+use crate::catalog::{self, Catalog, TableEntry};
+use crate::error::{
+    CatalogSnafu, DataDirLockedSnafu, DataDirSnafu, EngineSnafu, EngineStartSnafu,
+    InvalidTableSnafu, Result, TableNotFoundSnafu,
+};
+
+/// Name of the lock file inside the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How to open an [`Instance`].
+#[derive(Debug, Clone, Default)]
+pub struct InstanceOptions {
+    /// The engine's configuration.
+    pub engine: MitoConfig,
+    /// The WAL's configuration (its directory is always `DIR/wal`).
+    pub wal: WalConfig,
+}
+
+/// One table with its figures, as `mito tables` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSummary {
+    /// The table.
+    pub entry: TableEntry,
+    /// Figures summed over the table's regions.
+    pub stats: RegionStatistics,
+}
+
+/// The embedded database over one data directory.
+#[derive(Debug)]
+pub struct Instance {
+    dir: PathBuf,
+    engine: MitoEngine,
+    catalog: Mutex<Catalog>,
+    _lock: File,
+}
+
+impl Instance {
+    /// Opens (creating if needed) the data directory `dir` and every table in it.
+    pub async fn open(dir: &Path, options: InstanceOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir).context(DataDirSnafu { dir })?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context(DataDirSnafu { dir })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return DataDirLockedSnafu {
+                    dir,
+                    lock: lock_path,
+                }
+                .fail();
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(source).context(DataDirSnafu { dir });
+            }
+        }
+        let catalog = catalog::load(dir).context(CatalogSnafu)?;
+        let engine = MitoEngine::open_local(dir, options.engine, options.wal)
+            .await
+            .map_err(BoxedError::new)
+            .context(EngineStartSnafu { dir })?;
+        let instance = Self {
+            dir: dir.to_path_buf(),
+            engine,
+            catalog: Mutex::new(catalog.clone()),
+            _lock: lock,
+        };
+        for table in &catalog.tables {
+            for region_id in table.region_ids() {
+                instance
+                    .request(
+                        &table.name,
+                        "open",
+                        region_id,
+                        RegionRequest::Open(RegionOpenRequest::default()),
+                    )
+                    .await?;
+            }
+        }
+        Ok(instance)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The engine under the tables.
+    pub fn engine(&self) -> &MitoEngine {
+        &self.engine
+    }
+
+    /// Every table, in creation order.
+    pub async fn tables(&self) -> Vec<TableEntry> {
+        self.catalog.lock().await.tables.clone()
+    }
+
+    /// The table named `name`.
+    pub async fn table(&self, name: &str) -> Result<TableEntry> {
+        let catalog = self.catalog.lock().await;
+        catalog.table(name).cloned().with_context(|| {
+            let names: Vec<&str> = catalog.tables.iter().map(|t| t.name.as_str()).collect();
+            TableNotFoundSnafu {
+                name,
+                hint: if names.is_empty() {
+                    " (the data directory holds no table)".to_string()
+                } else {
+                    format!(" (tables: {})", names.join(", "))
+                },
+            }
+        })
+    }
+
+    /// The current schema of a table (its first region's metadata).
+    pub async fn metadata(&self, name: &str) -> Result<RegionMetadataRef> {
+        let region_id = first_region(&self.table(name).await?)?;
+        self.metadata_of(name, region_id).await
+    }
+
+    async fn metadata_of(&self, name: &str, region_id: RegionId) -> Result<RegionMetadataRef> {
+        use store_api::engine::RegionEngine;
+        self.engine.metadata(region_id).await.context(EngineSnafu {
+            table: name,
+            action: "metadata",
+        })
+    }
+
+    /// Creates table `name` unless it exists; returns its entry and whether it was created.
+    /// Column ids of `columns` are reassigned in order from 0.
+    pub async fn create_table_if_absent(
+        &self,
+        name: &str,
+        mut columns: Vec<ColumnMetadata>,
+        options: RegionOptionsMap,
+    ) -> Result<(TableEntry, bool)> {
+        catalog::check_name(name).map_err(|reason| InvalidTableSnafu { name, reason }.build())?;
+        let mut catalog = self.catalog.lock().await;
+        if let Some(t) = catalog.table(name) {
+            return Ok((t.clone(), false));
+        }
+        let table_id = catalog.next_table_id;
+        let next = table_id.checked_add(1).context(InvalidTableSnafu {
+            name,
+            reason: "no table id is left",
+        })?;
+        let mut reserved = catalog.clone();
+        reserved.next_table_id = next;
+        catalog::store(&self.dir, &reserved).context(CatalogSnafu)?;
+        *catalog = reserved;
+
+        for (i, c) in columns.iter_mut().enumerate() {
+            c.column_id = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        let primary_key = columns
+            .iter()
+            .filter(|c| c.semantic_type == store_api::metadata::SemanticType::Tag)
+            .map(|c| c.column_id)
+            .collect();
+        let entry = TableEntry {
+            name: name.to_string(),
+            table_id,
+            regions: vec![0],
+        };
+        let region_id = first_region(&entry)?;
+        self.request(
+            name,
+            "create",
+            region_id,
+            RegionRequest::Create(RegionCreateRequest {
+                column_metadatas: columns,
+                primary_key,
+                options,
+            }),
+        )
+        .await?;
+        let mut with_table = catalog.clone();
+        with_table.tables.push(entry.clone());
+        catalog::store(&self.dir, &with_table).context(CatalogSnafu)?;
+        *catalog = with_table;
+        Ok((entry, true))
+    }
+
+    /// Adds columns (nullable or with defaults) to every region of a table; their ids are
+    /// assigned after the largest id in use. Returns the new schema.
+    pub async fn add_columns(
+        &self,
+        name: &str,
+        mut columns: Vec<ColumnMetadata>,
+    ) -> Result<RegionMetadataRef> {
+        let table = self.table(name).await?;
+        let mut last = None;
+        for region_id in table.region_ids() {
+            let current = self.metadata_of(name, region_id).await?;
+            let mut next = current.max_column_id();
+            for c in &mut columns {
+                next = next.checked_add(1).context(InvalidTableSnafu {
+                    name,
+                    reason: "no column id is left",
+                })?;
+                c.column_id = next;
+            }
+            self.request(
+                name,
+                "alter",
+                region_id,
+                RegionRequest::Alter(RegionAlterRequest {
+                    schema_version: current.schema_version(),
+                    kind: AlterKind::AddColumns {
+                        columns: columns.clone(),
+                    },
+                }),
+            )
+            .await?;
+            last = Some(self.metadata_of(name, region_id).await?);
+        }
+        last.context(InvalidTableSnafu {
+            name,
+            reason: "the table has no region",
+        })
+    }
+
+    /// Writes rows (columns by name) into a table; returns the rows written.
+    pub async fn put(&self, name: &str, rows: RecordBatch) -> Result<usize> {
+        let region_id = first_region(&self.table(name).await?)?;
+        self.put_region(name, region_id, rows).await
+    }
+
+    /// Writes rows into one region of a table already looked up.
+    pub async fn put_region(
+        &self,
+        name: &str,
+        region_id: RegionId,
+        rows: RecordBatch,
+    ) -> Result<usize> {
+        self.request(
+            name,
+            "put",
+            region_id,
+            RegionRequest::Put(RegionPutRequest { rows }),
+        )
+        .await
+    }
+
+    /// Flushes every region of a table.
+    pub async fn flush(&self, name: &str) -> Result<()> {
+        for region_id in self.table(name).await?.region_ids() {
+            self.request(
+                name,
+                "flush",
+                region_id,
+                RegionRequest::Flush(RegionFlushRequest),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts every region of a table (and waits for it).
+    pub async fn compact(&self, name: &str, options: CompactOptions) -> Result<()> {
+        for region_id in self.table(name).await?.region_ids() {
+            self.request(
+                name,
+                "compact",
+                region_id,
+                RegionRequest::Compact(RegionCompactRequest { options }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The options set on a table (its first region's; absent keys take their defaults).
+    pub async fn options(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        let region_id = first_region(&self.table(name).await?)?;
+        self.engine
+            .region_options(region_id)
+            .await
+            .map_err(BoxedError::new)
+            .context(EngineSnafu {
+                table: name,
+                action: "options",
+            })
+    }
+
+    /// Every table with its rows, files and bytes.
+    pub async fn summaries(&self) -> Vec<TableSummary> {
+        let mut out = Vec::new();
+        for entry in self.tables().await {
+            let mut stats = RegionStatistics {
+                memtable_bytes: 0,
+                memtable_rows: 0,
+                files: 0,
+                sst_bytes: 0,
+                sst_rows: 0,
+                committed_sequence: 0,
+                flushed_entry_id: 0,
+                flushed_sequence: 0,
+                schema_version: 0,
+                compaction_window_secs: None,
+            };
+            for region_id in entry.region_ids() {
+                if let Some(s) = self.engine.region_statistics(region_id) {
+                    stats.memtable_bytes += s.memtable_bytes;
+                    stats.memtable_rows += s.memtable_rows;
+                    stats.files += s.files;
+                    stats.sst_bytes += s.sst_bytes;
+                    stats.sst_rows += s.sst_rows;
+                    stats.committed_sequence = stats.committed_sequence.max(s.committed_sequence);
+                    stats.schema_version = stats.schema_version.max(s.schema_version);
+                    stats.compaction_window_secs = s.compaction_window_secs;
+                }
+            }
+            out.push(TableSummary { entry, stats });
+        }
+        out
+    }
+
+    /// Closes every table (flushing first if `flush`) and stops the engine.
+    pub async fn close(self, flush: bool) -> Result<()> {
+        let tables = self.tables().await;
+        let mut first_error = None;
+        for table in &tables {
+            for region_id in table.region_ids() {
+                let r = self
+                    .request(
+                        &table.name,
+                        "close",
+                        region_id,
+                        RegionRequest::Close(RegionCloseRequest { flush }),
+                    )
+                    .await;
+                if let Err(e) = r {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let stopped = self
+            .engine
+            .shutdown()
+            .await
+            .map_err(BoxedError::new)
+            .context(EngineStartSnafu { dir: &self.dir });
+        match first_error {
+            Some(e) => Err(e),
+            None => stopped,
+        }
+    }
+
+    async fn request(
+        &self,
+        table: &str,
+        action: &'static str,
+        region_id: RegionId,
+        request: RegionRequest,
+    ) -> Result<usize> {
+        self.engine
+            .handle(region_id, request)
+            .await
+            .map(|r| r.affected_rows)
+            .map_err(BoxedError::new)
+            .context(EngineSnafu { table, action })
+    }
+}
+
+/// The table's first region (every table has at least one: the catalog checks it).
+fn first_region(table: &TableEntry) -> Result<RegionId> {
+    table.region_ids().next().context(InvalidTableSnafu {
+        name: table.name.as_str(),
+        reason: "the table has no region",
+    })
+}
+
+/// Shared handle to an instance.
+pub type InstanceRef = Arc<Instance>;

@@ -1,0 +1,560 @@
+//! The InfluxDB line protocol: one point per line.
+//!
+//! ```text
+//! measurement[,tag=value...] field=value[,field=value...] [timestamp]
+//! ```
+//!
+//! - Measurement, tag keys, tag values and field keys are identifiers: a backslash before
+//!   `,`, `=`, a space or another backslash escapes it; any other backslash is kept as is.
+//!   They may not be empty.
+//! - Field values: floats (`1`, `-1.5`, `2e10`), signed integers (`1i`), unsigned integers
+//!   (`1u`), booleans (`t`, `T`, `true`, `True`, `TRUE`, and the same for false), and double
+//!   quoted strings where `\"` and `\\` are escapes. NaN and infinities are refused, as
+//!   InfluxDB does. At least one field is required.
+//! - The timestamp is an optional signed integer in the writer's precision (nanoseconds by
+//!   default); without one the writer uses the time the line is read.
+//! - Blank lines and lines starting with `#` are skipped; a trailing `\r` is ignored.
+//!
+//! [`parse_line`] is a pure function over one line (no newline inside); it either fills the
+//! whole [`Line`] or returns a [`ParseError`] with the byte column of the problem, so a bad
+//! line never yields part of a point.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// One field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue<'a> {
+    /// A float (no suffix).
+    Float(f64),
+    /// A signed integer (`i` suffix).
+    Int(i64),
+    /// An unsigned integer (`u` suffix).
+    UInt(u64),
+    /// A boolean.
+    Bool(bool),
+    /// A string (quoted).
+    Str(Cow<'a, str>),
+}
+
+impl FieldValue<'_> {
+    /// The kind of the value.
+    pub fn kind(&self) -> FieldKind {
+        match self {
+            FieldValue::Float(_) => FieldKind::Float,
+            FieldValue::Int(_) => FieldKind::Int,
+            FieldValue::UInt(_) => FieldKind::UInt,
+            FieldValue::Bool(_) => FieldKind::Bool,
+            FieldValue::Str(_) => FieldKind::String,
+        }
+    }
+}
+
+/// The type of a field, as the line protocol spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// `float64`.
+    Float,
+    /// `int64`.
+    Int,
+    /// `uint64`.
+    UInt,
+    /// `bool`.
+    Bool,
+    /// `string`.
+    String,
+}
+
+impl fmt::Display for FieldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldKind::Float => "float",
+            FieldKind::Int => "integer",
+            FieldKind::UInt => "unsigned integer",
+            FieldKind::Bool => "boolean",
+            FieldKind::String => "string",
+        })
+    }
+}
+
+/// One parsed point. Reused from line to line (its vectors keep their capacity).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Line<'a> {
+    /// The measurement (the table).
+    pub measurement: Cow<'a, str>,
+    /// Tags, in the order of the line.
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Fields, in the order of the line; never empty after a successful parse.
+    pub fields: Vec<(Cow<'a, str>, FieldValue<'a>)>,
+    /// The timestamp in the writer's precision, if the line has one.
+    pub timestamp: Option<i64>,
+}
+
+/// Why a line does not parse, and where (0-based byte column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Byte offset inside the line.
+    pub column: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "column {}: {}", self.column + 1, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Whether a line holds no point (blank or a comment).
+pub fn is_skipped(line: &[u8]) -> bool {
+    let trimmed = trim_ascii_start(line);
+    trimmed.is_empty() || trimmed == b"\r" || trimmed.first() == Some(&b'#')
+}
+
+fn trim_ascii_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
+    b.get(n..).unwrap_or_default()
+}
+
+/// Parses one line (without its `\n`) into `out`, replacing what `out` held.
+pub fn parse_line<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), ParseError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    out.tags.clear();
+    out.fields.clear();
+    out.timestamp = None;
+    let mut p = Parser {
+        s: line,
+        b: line.as_bytes(),
+        pos: 0,
+    };
+    out.measurement = p.ident(Ident::Measurement)?;
+    while p.peek() == Some(b',') {
+        p.pos += 1;
+        let key = p.ident(Ident::TagKey)?;
+        p.expect(b'=', "expected '=' after a tag key")?;
+        let value = p.ident(Ident::TagValue)?;
+        out.tags.push((key, value));
+    }
+    p.spaces("expected a space before the fields")?;
+    loop {
+        let key = p.ident(Ident::FieldKey)?;
+        p.expect(b'=', "expected '=' after a field key")?;
+        let value = p.field_value()?;
+        out.fields.push((key, value));
+        if p.peek() == Some(b',') {
+            p.pos += 1;
+        } else {
+            break;
+        }
+    }
+    match p.peek() {
+        None => return Ok(()),
+        Some(b' ') => {}
+        Some(_) => return Err(p.error("expected ',', a space or the end after a field value")),
+    }
+    p.skip_spaces();
+    if p.peek().is_none() {
+        return Ok(());
+    }
+    let start = p.pos;
+    while p.peek().is_some_and(|c| c != b' ') {
+        p.pos += 1;
+    }
+    let token = p.s.get(start..p.pos).unwrap_or_default();
+    out.timestamp = Some(token.parse::<i64>().map_err(|_| ParseError {
+        column: start,
+        reason: format!("timestamp '{token}' is not an integer in the range of i64"),
+    })?);
+    p.skip_spaces();
+    if p.peek().is_some() {
+        return Err(p.error("unexpected text after the timestamp"));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ident {
+    Measurement,
+    TagKey,
+    TagValue,
+    FieldKey,
+}
+
+impl Ident {
+    fn name(self) -> &'static str {
+        match self {
+            Ident::Measurement => "measurement",
+            Ident::TagKey => "tag key",
+            Ident::TagValue => "tag value",
+            Ident::FieldKey => "field key",
+        }
+    }
+
+    /// Whether an unescaped `c` ends the identifier.
+    fn ends_at(self, c: u8) -> bool {
+        match self {
+            Ident::Measurement | Ident::TagValue => c == b',' || c == b' ',
+            Ident::TagKey | Ident::FieldKey => c == b',' || c == b' ' || c == b'=',
+        }
+    }
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn error(&self, reason: impl Into<String>) -> ParseError {
+        ParseError {
+            column: self.pos,
+            reason: reason.into(),
+        }
+    }
+
+    fn expect(&mut self, c: u8, reason: &str) -> Result<(), ParseError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(reason))
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn spaces(&mut self, reason: &str) -> Result<(), ParseError> {
+        if self.peek() != Some(b' ') {
+            return Err(self.error(reason));
+        }
+        self.skip_spaces();
+        Ok(())
+    }
+
+    /// An identifier up to its first unescaped terminator; borrowed unless it has escapes.
+    fn ident(&mut self, kind: Ident) -> Result<Cow<'a, str>, ParseError> {
+        let start = self.pos;
+        let mut escaped = false;
+        while let Some(c) = self.peek() {
+            if c == b'\\' {
+                if self
+                    .b
+                    .get(self.pos + 1)
+                    .is_some_and(|n| matches!(n, b',' | b'=' | b' ' | b'\\'))
+                {
+                    escaped = true;
+                    self.pos += 2;
+                    continue;
+                }
+            } else if kind.ends_at(c) {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.error(format!("empty {}", kind.name())));
+        }
+        let raw = self.s.get(start..self.pos).unwrap_or_default();
+        if raw.starts_with('#') && kind == Ident::Measurement {
+            return Err(ParseError {
+                column: start,
+                reason: "a measurement cannot start with '#'".into(),
+            });
+        }
+        Ok(if escaped {
+            Cow::Owned(unescape_ident(raw))
+        } else {
+            Cow::Borrowed(raw)
+        })
+    }
+
+    fn field_value(&mut self) -> Result<FieldValue<'a>, ParseError> {
+        let start = self.pos;
+        if self.peek() == Some(b'"') {
+            return self.string_value();
+        }
+        while self.peek().is_some_and(|c| c != b',' && c != b' ') {
+            self.pos += 1;
+        }
+        let token = self.s.get(start..self.pos).unwrap_or_default();
+        parse_scalar(token).ok_or_else(|| ParseError {
+            column: start,
+            reason: if token.is_empty() {
+                "missing field value".to_string()
+            } else {
+                format!(
+                    "field value '{token}' is not a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"
+                )
+            },
+        })
+    }
+
+    fn string_value(&mut self) -> Result<FieldValue<'a>, ParseError> {
+        let open = self.pos;
+        self.pos += 1;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(ParseError {
+                        column: open,
+                        reason: "unterminated string field value".into(),
+                    });
+                }
+                Some(b'\\') if matches!(self.b.get(self.pos + 1), Some(b'"' | b'\\')) => {
+                    escaped = true;
+                    self.pos += 2;
+                }
+                Some(b'"') => break,
+                Some(_) => self.pos += 1,
+            }
+        }
+        let raw = self.s.get(start..self.pos).unwrap_or_default();
+        self.pos += 1;
+        Ok(FieldValue::Str(if escaped {
+            Cow::Owned(unescape_string(raw))
+        } else {
+            Cow::Borrowed(raw)
+        }))
+    }
+}
+
+/// A field value that is not a string.
+fn parse_scalar(token: &str) -> Option<FieldValue<'static>> {
+    let first = *token.as_bytes().first()?;
+    match token {
+        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValue::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValue::Bool(false)),
+        _ => {}
+    }
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return None;
+    }
+    if let Some(int) = token.strip_suffix('i') {
+        return int.parse::<i64>().ok().map(FieldValue::Int);
+    }
+    if let Some(uint) = token.strip_suffix('u') {
+        return uint.parse::<u64>().ok().map(FieldValue::UInt);
+    }
+    // Only digits, signs, dots and exponents: keeps out `inf`/`nan` spellings Rust accepts.
+    if !token
+        .bytes()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let v = token.parse::<f64>().ok()?;
+    v.is_finite().then_some(FieldValue::Float(v))
+}
+
+fn unescape_ident(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&n) = chars.peek()
+            && matches!(n, ',' | '=' | ' ' | '\\')
+        {
+            out.push(n);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn unescape_string(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&n) = chars.peek()
+            && matches!(n, '"' | '\\')
+        {
+            out.push(n);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Line<'_>, ParseError> {
+        let mut line = Line::default();
+        parse_line(s, &mut line).map(|()| line)
+    }
+
+    fn fields<'a>(l: &'a Line<'_>) -> Vec<(&'a str, FieldValue<'a>)> {
+        l.fields
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_line() {
+        let l =
+            parse("cpu,host=a,region=us usage=1.5,n=3i,u=4u,ok=t,msg=\"hi\" 1700000000000000000")
+                .unwrap();
+        assert_eq!(l.measurement, "cpu");
+        assert_eq!(
+            l.tags,
+            vec![("host".into(), "a".into()), ("region".into(), "us".into())]
+        );
+        assert_eq!(
+            fields(&l),
+            vec![
+                ("usage", FieldValue::Float(1.5)),
+                ("n", FieldValue::Int(3)),
+                ("u", FieldValue::UInt(4)),
+                ("ok", FieldValue::Bool(true)),
+                ("msg", FieldValue::Str("hi".into())),
+            ]
+        );
+        assert_eq!(l.timestamp, Some(1_700_000_000_000_000_000));
+    }
+
+    #[test]
+    fn no_tags_no_timestamp_and_trailing_cr() {
+        let l = parse("m v=1\r").unwrap();
+        assert_eq!(l.measurement, "m");
+        assert!(l.tags.is_empty());
+        assert_eq!(fields(&l), vec![("v", FieldValue::Float(1.0))]);
+        assert_eq!(l.timestamp, None);
+        let l = parse("m v=-2e3 -5").unwrap();
+        assert_eq!(fields(&l), vec![("v", FieldValue::Float(-2000.0))]);
+        assert_eq!(l.timestamp, Some(-5));
+    }
+
+    #[test]
+    fn escapes() {
+        let l = parse(r#"my\ cpu,ho\,st=a\ b\=c f\=x="say \"hi\" \\ \n" 1"#).unwrap();
+        assert_eq!(l.measurement, "my cpu");
+        assert_eq!(l.tags, vec![("ho,st".into(), "a b=c".into())]);
+        assert_eq!(
+            fields(&l),
+            vec![("f=x", FieldValue::Str(r#"say "hi" \ \n"#.into()))]
+        );
+        // A backslash before anything else is kept.
+        let l = parse(r"m,t=a\b v=1").unwrap();
+        assert_eq!(l.tags, vec![("t".into(), r"a\b".into())]);
+        // Commas and spaces inside strings need no escape.
+        let l = parse(r#"m s="a, b=c" 2"#).unwrap();
+        assert_eq!(fields(&l), vec![("s", FieldValue::Str("a, b=c".into()))]);
+        assert_eq!(l.timestamp, Some(2));
+    }
+
+    #[test]
+    fn booleans_and_integers() {
+        for (t, v) in [
+            ("t", true),
+            ("T", true),
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("f", false),
+            ("F", false),
+            ("false", false),
+            ("False", false),
+            ("FALSE", false),
+        ] {
+            assert_eq!(
+                fields(&parse(&format!("m b={t}")).unwrap()),
+                vec![("b", FieldValue::Bool(v))]
+            );
+        }
+        let l = parse("m a=-9223372036854775808i,b=18446744073709551615u").unwrap();
+        assert_eq!(
+            fields(&l),
+            vec![
+                ("a", FieldValue::Int(i64::MIN)),
+                ("b", FieldValue::UInt(u64::MAX))
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_the_column() {
+        let cases = [
+            ("cpu", 3, "expected a space"),
+            ("cpu ", 4, "empty field key"),
+            (",t=1 v=1", 0, "empty measurement"),
+            ("m,t v=1", 3, "expected '='"),
+            ("m,=a v=1", 2, "empty tag key"),
+            ("m,t= v=1", 4, "empty tag value"),
+            ("m v=", 4, "missing field value"),
+            ("m v=abc", 4, "not a float"),
+            ("m v=1x", 4, "not a float"),
+            ("m v=nan", 4, "not a float"),
+            ("m v=inf", 4, "not a float"),
+            ("m v=1e999", 4, "not a float"),
+            ("m v=1.5i", 4, "not a float"),
+            ("m v=-1u", 4, "not a float"),
+            ("m v=99999999999999999999i", 4, "not a float"),
+            ("m v=\"abc", 4, "unterminated string"),
+            ("m v=1 12x", 6, "timestamp '12x'"),
+            ("m v=1 99999999999999999999", 6, "timestamp"),
+            ("m v=1 1 2", 8, "after the timestamp"),
+            ("m v=\"a\"x", 7, "expected ','"),
+            ("m v=1,", 6, "empty field key"),
+            ("#m v=1", 0, "cannot start with '#'"),
+        ];
+        for (line, column, reason) in cases {
+            let err = parse(line).unwrap_err();
+            assert_eq!(err.column, column, "{line}: {err}");
+            assert!(err.reason.contains(reason), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn skipped_lines() {
+        assert!(is_skipped(b""));
+        assert!(is_skipped(b"   "));
+        assert!(is_skipped(b"\r"));
+        assert!(is_skipped(b"# a comment"));
+        assert!(is_skipped(b"  # indented comment"));
+        assert!(!is_skipped(b"m v=1"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any string either parses or errors inside the line; never panics.
+        #[test]
+        fn never_panics(s in "\\PC{0,64}") {
+            let mut line = Line::default();
+            if let Err(e) = parse_line(&s, &mut line) {
+                proptest::prop_assert!(e.column <= s.len());
+            }
+        }
+
+        /// Escaped identifiers and strings come back as written.
+        #[test]
+        fn escaping_round_trips(m in "[a-z ,=\\\\]{1,8}", t in "[a-z ,=\\\\]{1,8}", s in "[a-z \"\\\\,=]{0,8}") {
+            let esc = |x: &str| x.replace('\\', "\\\\").replace(',', "\\,").replace('=', "\\=").replace(' ', "\\ ");
+            let text = format!("{},k={} v=\"{}\"", esc(&m), esc(&t), s.replace('\\', "\\\\").replace('"', "\\\""));
+            let mut line = Line::default();
+            parse_line(&text, &mut line).unwrap();
+            proptest::prop_assert_eq!(line.measurement.as_ref(), m.as_str());
+            proptest::prop_assert_eq!(line.tags[0].1.as_ref(), t.as_str());
+            proptest::prop_assert_eq!(&line.fields[0].1, &FieldValue::Str(s.as_str().into()));
+        }
+    }
+}
