@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry
+FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry line_protocol catalog
 
 .DEFAULT_GOAL := help
 

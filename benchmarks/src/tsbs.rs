@@ -223,6 +223,49 @@ impl CpuGenerator {
     }
 }
 
+/// Appends `batch` (a [`CpuGenerator`] batch) to `out` as line protocol, as TSBS and
+/// `gen.py` print it: tags in key order, fields with two decimals, nanosecond timestamps.
+pub fn write_line_protocol(batch: &RecordBatch, out: &mut String) {
+    use std::fmt::Write;
+    let strings = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+    };
+    let tags: Vec<StringArray> = TAGS.iter().filter_map(|t| strings(t)).collect();
+    let fields: Vec<Float64Array> = FIELDS
+        .iter()
+        .filter_map(|f| {
+            batch
+                .column_by_name(f)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+        })
+        .collect();
+    let time = batch.column_by_name("time").and_then(|c| {
+        c.as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .cloned()
+    });
+    let Some(time) = time else {
+        return;
+    };
+    for row in 0..batch.num_rows() {
+        out.push_str("cpu");
+        for (name, col) in TAGS.iter().zip(&tags) {
+            let _ = write!(out, ",{name}={}", col.value(row));
+        }
+        for (i, (name, col)) in FIELDS.iter().zip(&fields).enumerate() {
+            let _ = write!(
+                out,
+                "{}{name}={:.2}",
+                if i == 0 { ' ' } else { ',' },
+                col.value(row)
+            );
+        }
+        let _ = writeln!(out, " {}", time.value(row));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,6 +167,9 @@ struct TableBuffer {
     field_hint: Vec<usize>,
     /// Scratch: resolved column index of each tag and field of the line being checked.
     resolved: Vec<Option<usize>>,
+    /// Per column, the last line (`line_stamp`) that used it.
+    stamps: Vec<u32>,
+    line_stamp: u32,
 }
 
 impl TableBuffer {
@@ -180,6 +183,8 @@ impl TableBuffer {
             tag_hint: Vec::new(),
             field_hint: Vec::new(),
             resolved: Vec::new(),
+            stamps: Vec::new(),
+            line_stamp: 0,
         };
         match existing {
             Some(m) => {
@@ -211,6 +216,7 @@ impl TableBuffer {
             in_table,
         });
         self.builders.push(None);
+        self.stamps.push(0);
         i
     }
 
@@ -230,58 +236,97 @@ impl TableBuffer {
     /// Checks a line against the table; fills `resolved` (tags, then fields).
     fn check(&mut self, line: &Line<'_>) -> Result<(), String> {
         self.resolved.clear();
+        // A key used twice resolves to one column twice: a stamp per column finds it without
+        // comparing names. Keys the table lacks are compared by name (they are rare).
+        self.line_stamp = self.line_stamp.wrapping_add(1);
+        if self.line_stamp == 0 {
+            self.stamps.iter_mut().for_each(|s| *s = 0);
+            self.line_stamp = 1;
+        }
+        let stamp = self.line_stamp;
+        let mut fresh: Vec<&str> = Vec::new();
         for (n, (key, _)) in line.tags.iter().enumerate() {
-            check_column_name(key, "tag")?;
             let found = self.lookup(key, self.tag_hint.get(n));
-            if let Some(i) = found {
-                let c = self.columns.get(i).ok_or("column index out of range")?;
-                match c.role {
-                    Role::Tag => {}
-                    Role::Time => {
-                        return Err(format!("tag '{key}' has the name of the time index"));
+            match found {
+                Some(i) => {
+                    let c = self.columns.get(i).ok_or("column index out of range")?;
+                    match c.role {
+                        Role::Tag => {}
+                        Role::Time => {
+                            return Err(format!("tag '{key}' has the name of the time index"));
+                        }
+                        Role::Field(_) => {
+                            return Err(format!("tag '{key}' is a field of this table"));
+                        }
+                        Role::Other => {
+                            return Err(format!(
+                                "tag '{key}' is a column the line protocol cannot write"
+                            ));
+                        }
                     }
-                    Role::Field(_) => return Err(format!("tag '{key}' is a field of this table")),
-                    Role::Other => {
-                        return Err(format!(
-                            "tag '{key}' is a column the line protocol cannot write"
-                        ));
+                    if let Some(s) = self.stamps.get_mut(i) {
+                        if *s == stamp {
+                            return Err(format!("tag '{key}' appears twice"));
+                        }
+                        *s = stamp;
                     }
                 }
-            }
-            if line.tags.iter().take(n).any(|(k, _)| k == key) {
-                return Err(format!("tag '{key}' appears twice"));
+                None => {
+                    check_column_name(key, "tag")?;
+                    if fresh.contains(&key.as_ref()) {
+                        return Err(format!("tag '{key}' appears twice"));
+                    }
+                    fresh.push(key);
+                }
             }
             self.resolved.push(found);
         }
+        let new_tags = fresh.len();
         for (n, (key, value)) in line.fields.iter().enumerate() {
-            check_column_name(key, "field")?;
             let found = self.lookup(key, self.field_hint.get(n));
-            if let Some(i) = found {
-                let c = self.columns.get(i).ok_or("column index out of range")?;
-                match c.role {
-                    Role::Field(kind) if kind == value.kind() => {}
-                    Role::Field(kind) => {
-                        return Err(format!(
-                            "field '{key}' is {kind} in this table, the line has {}",
-                            value.kind()
-                        ));
+            match found {
+                Some(i) => {
+                    let c = self.columns.get(i).ok_or("column index out of range")?;
+                    let twice = self.stamps.get(i) == Some(&stamp);
+                    match c.role {
+                        Role::Field(_) if twice => {
+                            return Err(format!("field '{key}' appears twice"));
+                        }
+                        Role::Field(kind) if kind == value.kind() => {}
+                        Role::Field(kind) => {
+                            return Err(format!(
+                                "field '{key}' is {kind} in this table, the line has {}",
+                                value.kind()
+                            ));
+                        }
+                        Role::Time => {
+                            return Err(format!("field '{key}' has the name of the time index"));
+                        }
+                        Role::Tag if twice => {
+                            return Err(format!("'{key}' is both a tag and a field"));
+                        }
+                        Role::Tag => return Err(format!("field '{key}' is a tag of this table")),
+                        Role::Other => {
+                            return Err(format!(
+                                "field '{key}' is a column the line protocol cannot write"
+                            ));
+                        }
                     }
-                    Role::Time => {
-                        return Err(format!("field '{key}' has the name of the time index"));
-                    }
-                    Role::Tag => return Err(format!("field '{key}' is a tag of this table")),
-                    Role::Other => {
-                        return Err(format!(
-                            "field '{key}' is a column the line protocol cannot write"
-                        ));
+                    if let Some(s) = self.stamps.get_mut(i) {
+                        *s = stamp;
                     }
                 }
-            }
-            if line.fields.iter().take(n).any(|(k, _)| k == key) {
-                return Err(format!("field '{key}' appears twice"));
-            }
-            if line.tags.iter().any(|(k, _)| k == key) {
-                return Err(format!("'{key}' is both a tag and a field"));
+                None => {
+                    check_column_name(key, "field")?;
+                    if let Some(pos) = fresh.iter().position(|k| *k == key.as_ref()) {
+                        return Err(if pos < new_tags {
+                            format!("'{key}' is both a tag and a field")
+                        } else {
+                            format!("field '{key}' appears twice")
+                        });
+                    }
+                    fresh.push(key);
+                }
             }
             self.resolved.push(found);
         }

@@ -236,6 +236,20 @@ pub fn store(dir: &Path, catalog: &Catalog) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// The fuzz body of `fuzz/fuzz_targets/catalog.rs`: any bytes either fail to decode or
+/// decode into a catalog that keeps its rules and re-encodes to the same bytes.
+pub fn fuzz_catalog(data: &[u8]) -> Result<(), String> {
+    let Ok(catalog) = decode(data) else {
+        return Ok(());
+    };
+    catalog.check()?;
+    let again = decode(&encode(&catalog))?;
+    if again != catalog {
+        return Err(format!("{catalog:?} re-decodes as {again:?}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +317,20 @@ mod tests {
         let mut long = sample();
         long.tables[0].name = "x".repeat(256);
         assert!(decode(&encode(&long)).unwrap_err().contains("256 bytes"));
+    }
+
+    /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/catalog");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            fuzz_catalog(&data).unwrap();
+            n += 1;
+        }
+        assert!(n >= 2, "corpus at {} has {n} inputs", dir.display());
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub enum Error {
         source: BoxedError,
     },
     /// A SQL statement failed to plan or run.
+    #[cfg(feature = "sql")]
     #[snafu(display("{source}"))]
     Sql {
         /// DataFusion's error.
@@ -97,7 +98,9 @@ impl ErrorExt for Error {
                 CatalogError::Io { .. } => ErrorKind::StorageFailure,
             },
             Error::TableNotFound { .. } => ErrorKind::NotFound,
-            Error::InvalidTable { .. } | Error::Sql { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidTable { .. } => ErrorKind::InvalidArgument,
+            #[cfg(feature = "sql")]
+            Error::Sql { .. } => ErrorKind::InvalidArgument,
             Error::Engine { source, .. } | Error::EngineStart { source, .. } => source.kind(),
         }
     }

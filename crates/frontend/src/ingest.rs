@@ -213,8 +213,14 @@ fn run_reader(
             let now_ns = clock.now_millis().saturating_mul(1_000_000);
             // One scratch line per chunk: its vectors keep their capacity from line to line.
             let mut scratch = Line::default();
-            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-            for raw in body.split(|c| *c == b'\n') {
+            let mut from = 0;
+            let ends = memchr::memchr_iter(b'\n', chunk).chain(
+                // The input's last line may lack its newline.
+                (!chunk.ends_with(b"\n")).then_some(chunk.len()),
+            );
+            for end in ends {
+                let raw = chunk.get(from..end).unwrap_or_default();
+                from = end + 1;
                 lines += 1;
                 if is_skipped(raw) {
                     continue;

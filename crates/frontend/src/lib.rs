@@ -22,6 +22,7 @@ pub mod error;
 pub mod ingest;
 pub mod instance;
 pub mod line_protocol;
+#[cfg(feature = "sql")]
 pub mod provider;
 
 pub use error::{Error, Result};

@@ -192,14 +192,31 @@ impl Ident {
         }
     }
 
-    /// Whether an unescaped `c` ends the identifier.
-    fn ends_at(self, c: u8) -> bool {
+    /// The bytes that end the identifier, or start an escape, as a lookup table.
+    fn stops(self) -> &'static [bool; 256] {
         match self {
-            Ident::Measurement | Ident::TagValue => c == b',' || c == b' ',
-            Ident::TagKey | Ident::FieldKey => c == b',' || c == b' ' || c == b'=',
+            Ident::Measurement | Ident::TagValue => &VALUE_STOPS,
+            Ident::TagKey | Ident::FieldKey => &KEY_STOPS,
         }
     }
 }
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time; a u8 always indexes a 256-entry table"
+)]
+const fn stops(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static VALUE_STOPS: [bool; 256] = stops(b", \\");
+static KEY_STOPS: [bool; 256] = stops(b", =\\");
 
 struct Parser<'a> {
     s: &'a str,
@@ -246,7 +263,12 @@ impl<'a> Parser<'a> {
     fn ident(&mut self, kind: Ident) -> Result<Cow<'a, str>, ParseError> {
         let start = self.pos;
         let mut escaped = false;
-        while let Some(c) = self.peek() {
+        let table = kind.stops();
+        while let Some(&c) = self.b.get(self.pos) {
+            if table.get(usize::from(c)) != Some(&true) {
+                self.pos += 1;
+                continue;
+            }
             if c == b'\\' {
                 if self
                     .b
@@ -255,12 +277,12 @@ impl<'a> Parser<'a> {
                 {
                     escaped = true;
                     self.pos += 2;
-                    continue;
+                } else {
+                    self.pos += 1;
                 }
-            } else if kind.ends_at(c) {
-                break;
+                continue;
             }
-            self.pos += 1;
+            break;
         }
         if self.pos == start {
             return Err(self.error(format!("empty {}", kind.name())));
@@ -391,6 +413,82 @@ fn unescape_string(raw: &str) -> String {
         out.push(c);
     }
     out
+}
+
+impl Line<'_> {
+    /// The line in canonical line protocol (every special character escaped, floats in their
+    /// shortest exact form): [`parse_line`] of it gives this line back.
+    pub fn to_line_protocol(&self) -> String {
+        let mut out = String::new();
+        escape_ident(&self.measurement, &mut out);
+        for (k, v) in &self.tags {
+            out.push(',');
+            escape_ident(k, &mut out);
+            out.push('=');
+            escape_ident(v, &mut out);
+        }
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            escape_ident(k, &mut out);
+            out.push('=');
+            match v {
+                FieldValue::Float(x) => out.push_str(&format!("{x:?}")),
+                FieldValue::Int(x) => out.push_str(&format!("{x}i")),
+                FieldValue::UInt(x) => out.push_str(&format!("{x}u")),
+                FieldValue::Bool(x) => out.push_str(if *x { "true" } else { "false" }),
+                FieldValue::Str(x) => {
+                    out.push('"');
+                    for c in x.chars() {
+                        if c == '"' || c == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push('"');
+                }
+            }
+        }
+        if let Some(t) = self.timestamp {
+            out.push_str(&format!(" {t}"));
+        }
+        out
+    }
+}
+
+fn escape_ident(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if matches!(c, ',' | '=' | ' ' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// The fuzz body of `fuzz/fuzz_targets/line_protocol.rs`: any bytes either fail to parse
+/// with an error inside the line, or parse into a point whose canonical form parses back to
+/// the same point. `Err` describes a broken property.
+pub fn fuzz_line_protocol(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let mut line = Line::default();
+    match parse_line(text, &mut line) {
+        Err(e) if e.column > text.len() => Err(format!("error column {} past the line", e.column)),
+        Err(_) => Ok(()),
+        Ok(()) => {
+            if line.measurement.is_empty() || line.fields.is_empty() {
+                return Err(format!("parsed an empty measurement or no field: {line:?}"));
+            }
+            let canonical = line.to_line_protocol();
+            let mut again = Line::default();
+            parse_line(&canonical, &mut again)
+                .map_err(|e| format!("canonical form {canonical:?} does not parse: {e}"))?;
+            if again != line {
+                return Err(format!("{canonical:?} parses to {again:?}, not {line:?}"));
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -532,6 +630,36 @@ mod tests {
         assert!(is_skipped(b"# a comment"));
         assert!(is_skipped(b"  # indented comment"));
         assert!(!is_skipped(b"m v=1"));
+    }
+
+    #[test]
+    fn canonical_form_round_trips() {
+        for text in [
+            r#"my\ cpu,ho\,st=a\ b\=c f\=x="say \"hi\" \\ \n",n=-3i,u=0u,b=f,x=1e300 -1"#,
+            "m v=0.1",
+            r"m\\x,t=a=b v=-0.0",
+        ] {
+            let mut line = Line::default();
+            parse_line(text, &mut line).unwrap();
+            let canonical = line.to_line_protocol();
+            let mut again = Line::default();
+            parse_line(&canonical, &mut again).unwrap();
+            assert_eq!(again, line, "{canonical}");
+        }
+    }
+
+    /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/line_protocol");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            fuzz_line_protocol(&data).unwrap();
+            n += 1;
+        }
+        assert!(n >= 5, "corpus at {} has {n} inputs", dir.display());
     }
 
     proptest::proptest! {
