@@ -394,6 +394,7 @@ impl TableBuffer {
         let mut new_columns = Vec::new();
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
+        let mut time_range = (0, 0);
         for (c, b) in self.columns.iter_mut().zip(self.builders.iter_mut()) {
             if c.role == Role::Time {
                 fields.push(Field::new(
@@ -401,6 +402,10 @@ impl TableBuffer {
                     DataType::Timestamp(TimeUnit::Nanosecond, None),
                     false,
                 ));
+                time_range = (
+                    self.time.iter().copied().min().unwrap_or(0),
+                    self.time.iter().copied().max().unwrap_or(0),
+                );
                 arrays.push(Arc::new(TimestampNanosecondArray::from(std::mem::take(
                     &mut self.time,
                 ))));
@@ -429,6 +434,7 @@ impl TableBuffer {
             create,
             new_columns,
             batch,
+            time_range,
         })
     }
 }
@@ -444,6 +450,8 @@ pub struct Ready {
     pub new_columns: Vec<ColumnMetadata>,
     /// The rows, columns by name.
     pub batch: RecordBatch,
+    /// The smallest and largest timestamp of the rows (nanoseconds).
+    pub time_range: (i64, i64),
 }
 
 /// Why one line was refused.
@@ -466,7 +474,11 @@ impl std::fmt::Display for LineError {
 pub struct Batcher {
     precision: Precision,
     batch_rows: usize,
-    tables: HashMap<String, TableBuffer>,
+    /// Buffers by table, in first-seen order; `index` finds them by name and `last` is the
+    /// table of the previous line (most inputs are long runs of one measurement).
+    tables: Vec<(String, TableBuffer)>,
+    index: HashMap<String, usize>,
+    last: usize,
     /// Schemas of the tables that existed when the batcher started.
     existing: HashMap<String, Arc<RegionMetadata>>,
 }
@@ -482,7 +494,9 @@ impl Batcher {
         Self {
             precision,
             batch_rows: batch_rows.max(1),
-            tables: HashMap::new(),
+            tables: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
             existing,
         }
     }
@@ -512,31 +526,47 @@ impl Batcher {
             None => now_ns,
         };
         let name = scratch.measurement.as_ref();
-        if !self.tables.contains_key(name) {
-            crate::catalog::check_name(name).map_err(&err)?;
-            let buffer = TableBuffer::new(self.existing.get(name).map(|m| m.as_ref()));
-            self.tables.insert(name.to_string(), buffer);
+        let same = self.tables.get(self.last).is_some_and(|(n, _)| n == name);
+        if !same {
+            self.last = match self.index.get(name) {
+                Some(i) => *i,
+                None => {
+                    crate::catalog::check_name(name).map_err(&err)?;
+                    let buffer = TableBuffer::new(self.existing.get(name).map(|m| m.as_ref()));
+                    self.tables.push((name.to_string(), buffer));
+                    self.index.insert(name.to_string(), self.tables.len() - 1);
+                    self.tables.len() - 1
+                }
+            };
         }
         let batch_rows = self.batch_rows;
-        let Some(table) = self.tables.get_mut(name) else {
+        let Some((_, table)) = self.tables.get_mut(self.last) else {
             return Ok(None);
         };
         table.check(scratch).map_err(&err)?;
-        table.append(scratch, ts, batch_rows);
-        if table.rows() >= batch_rows {
-            return Ok(table.take(name));
+        // Batches end where the timestamp changes (past `batch_rows`), so that time-ordered
+        // input gives batches disjoint in time, which the writer may have in flight together.
+        // Twice `batch_rows` ends a batch regardless.
+        let mut ready = None;
+        if table.rows() >= batch_rows && table.time.last() != Some(&ts) {
+            ready = table.take(name);
         }
-        Ok(None)
+        table.append(scratch, ts, batch_rows);
+        if ready.is_none() && table.rows() >= batch_rows.saturating_mul(2) {
+            ready = table.take(name);
+        }
+        Ok(ready)
     }
 
     /// Every buffered batch, tables in name order.
     pub fn finish(&mut self) -> Vec<Ready> {
-        let mut names: Vec<String> = self.tables.keys().cloned().collect();
-        names.sort();
-        names
-            .iter()
-            .filter_map(|n| self.tables.get_mut(n).and_then(|t| t.take(n)))
-            .collect()
+        let mut out: Vec<Ready> = self
+            .tables
+            .iter_mut()
+            .filter_map(|(n, t)| t.take(n))
+            .collect();
+        out.sort_by(|a, b| a.table.cmp(&b.table));
+        out
     }
 }
 
@@ -660,6 +690,25 @@ mod tests {
             .collect();
         assert_eq!(announced, vec![vec!["time", "a"], vec!["b"], vec!["c"]]);
         assert_eq!(ready[2].batch.num_columns(), 2, "only columns with values");
+    }
+
+    #[test]
+    fn batches_end_where_the_timestamp_changes() {
+        let mut b = batcher(2);
+        let (ready, _) = run(
+            &mut b,
+            "m a=1 1\nm a=2 1\nm a=3 1\nm a=4 2\nm a=5 2\nm a=6 3\n",
+        );
+        let sizes: Vec<(usize, (i64, i64))> = ready
+            .iter()
+            .map(|r| (r.batch.num_rows(), r.time_range))
+            .collect();
+        assert_eq!(sizes, vec![(3, (1, 1)), (2, (2, 2)), (1, (3, 3))]);
+        // One timestamp for many rows: cut at twice the batch size regardless.
+        let mut b = batcher(2);
+        let (ready, _) = run(&mut b, &"m a=1 7\n".repeat(9));
+        let sizes: Vec<usize> = ready.iter().map(|r| r.batch.num_rows()).collect();
+        assert_eq!(sizes, vec![4, 4, 1]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use snafu::ResultExt;
 use store_api::clock::ClockRef;
 use store_api::metadata::RegionMetadata;
@@ -148,7 +150,7 @@ pub async fn ingest(
             progress.clone(),
             true,
         );
-        let mut report = drain(check, None).await?;
+        let mut report = drain(check, options, None).await?;
         if report.refused > 0 {
             report.aborted_strict = true;
             report.rows_written = 0;
@@ -156,7 +158,7 @@ pub async fn ingest(
         }
     }
     let rx = run_reader(&input, existing, options, &clock, progress, false);
-    drain(rx, Some((instance, options))).await
+    drain(rx, options, Some(instance)).await
 }
 
 /// What the reader thread sends.
@@ -316,23 +318,61 @@ fn read_full(r: &mut dyn Read, mut out: &mut [u8]) -> std::io::Result<usize> {
     Ok(total)
 }
 
+/// Puts of one table in flight together at most (batches disjoint in time only).
+const MAX_IN_FLIGHT: usize = 3;
+
 /// Consumes the reader's messages; writes batches when `write` is given.
+///
+/// Puts run concurrently only where their order cannot matter: batches of different tables,
+/// or of one table with disjoint time ranges (no point can be in both). A batch that adds
+/// columns, or overlaps one in flight, waits for the earlier puts of its table.
 async fn drain(
     mut reader: Reader,
-    write: Option<(&Instance, &IngestOptions)>,
+    options: &IngestOptions,
+    instance: Option<&Instance>,
 ) -> Result<IngestReport> {
     let mut report = IngestReport::default();
-    let max_errors = write.map_or(1000, |(_, o)| o.max_reported_errors);
+    let mut in_flight = FuturesUnordered::new();
+    // (table, min, max) of each put in flight, by the id its future returns.
+    let mut ranges: HashMap<u64, (String, i64, i64)> = HashMap::new();
+    let mut next_id = 0u64;
     while let Some(m) = reader.rx.recv().await {
         match m {
             Message::Batch(ready) => {
-                if let Some((instance, options)) = write {
-                    write_batch(instance, options, ready, &mut report).await?;
+                let Some(instance) = instance else {
+                    continue;
+                };
+                loop {
+                    let blocked = ranges.values().any(|(t, lo, hi)| {
+                        *t == ready.table
+                            && (ready.create
+                                || !ready.new_columns.is_empty()
+                                || (ready.time_range.0 <= *hi && *lo <= ready.time_range.1))
+                    });
+                    if !blocked && in_flight.len() < MAX_IN_FLIGHT {
+                        break;
+                    }
+                    let Some(done) = in_flight.next().await else {
+                        break;
+                    };
+                    let (id, rows): (u64, usize) = done?;
+                    ranges.remove(&id);
+                    report.rows_written += rows as u64;
                 }
+                prepare_table(instance, options, &ready, &mut report).await?;
+                let id = next_id;
+                next_id += 1;
+                ranges.insert(
+                    id,
+                    (ready.table.clone(), ready.time_range.0, ready.time_range.1),
+                );
+                let Ready { table, batch, .. } = ready;
+                in_flight
+                    .push(async move { instance.put(&table, batch).await.map(|rows| (id, rows)) });
             }
             Message::Refused(e) => {
                 report.refused += 1;
-                if report.errors.len() < max_errors {
+                if report.errors.len() < options.max_reported_errors {
                     report.errors.push(e);
                 }
             }
@@ -347,13 +387,18 @@ async fn drain(
             }
         }
     }
+    while let Some(done) = in_flight.next().await {
+        let (_, rows) = done?;
+        report.rows_written += rows as u64;
+    }
     Ok(report)
 }
 
-async fn write_batch(
+/// Creates the batch's table, or adds the columns it announces.
+async fn prepare_table(
     instance: &Instance,
     options: &IngestOptions,
-    ready: Ready,
+    ready: &Ready,
     report: &mut IngestReport,
 ) -> Result<()> {
     if ready.create {
@@ -373,6 +418,5 @@ async fn write_batch(
             .add_columns(&ready.table, ready.new_columns.clone())
             .await?;
     }
-    report.rows_written += instance.put(&ready.table, ready.batch).await? as u64;
     Ok(())
 }

@@ -121,6 +121,10 @@ fn trim_ascii_start(b: &[u8]) -> &[u8] {
 /// Parses one line (without its `\n`) into `out`, replacing what `out` held.
 pub fn parse_line<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), ParseError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
+    parse_into(line, out).map_err(|f| f.into_error(line))
+}
+
+fn parse_into<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), Fail> {
     out.tags.clear();
     out.fields.clear();
     out.timestamp = None;
@@ -152,7 +156,11 @@ pub fn parse_line<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), ParseErro
     match p.peek() {
         None => return Ok(()),
         Some(b' ') => {}
-        Some(_) => return Err(p.error("expected ',', a space or the end after a field value")),
+        Some(_) => {
+            return Err(p.fail(Reason::Msg(
+                "expected ',', a space or the end after a field value",
+            )));
+        }
     }
     p.skip_spaces();
     if p.peek().is_none() {
@@ -163,18 +171,74 @@ pub fn parse_line<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), ParseErro
         p.pos += 1;
     }
     let token = p.s.get(start..p.pos).unwrap_or_default();
-    out.timestamp = Some(token.parse::<i64>().map_err(|_| ParseError {
+    out.timestamp = Some(token.parse::<i64>().map_err(|_| Fail {
         column: start,
-        reason: format!("timestamp '{token}' is not an integer in the range of i64"),
+        reason: Reason::Timestamp,
     })?);
     p.skip_spaces();
     if p.peek().is_some() {
-        return Err(p.error("unexpected text after the timestamp"));
+        return Err(p.fail(Reason::Msg("unexpected text after the timestamp")));
     }
     Ok(())
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A parse failure, kept small and cheap on the hot path; the message is built only when a
+/// line is refused.
+#[derive(Debug, Clone, Copy)]
+struct Fail {
+    column: usize,
+    reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    Msg(&'static str),
+    Empty(Ident),
+    Hash,
+    Value,
+    Unterminated,
+    Timestamp,
+}
+
+impl Fail {
+    fn into_error(self, line: &str) -> ParseError {
+        let token = || {
+            let rest = line.get(self.column..).unwrap_or_default();
+            let end = rest.find([',', ' ']).unwrap_or(rest.len());
+            rest.get(..end).unwrap_or_default().to_string()
+        };
+        let reason = match self.reason {
+            Reason::Msg(m) => m.to_string(),
+            Reason::Empty(kind) => format!("empty {}", kind.name()),
+            Reason::Hash => "a measurement cannot start with '#'".to_string(),
+            Reason::Value => {
+                let t = token();
+                if t.is_empty() {
+                    "missing field value".to_string()
+                } else {
+                    format!(
+                        "field value '{t}' is not a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"
+                    )
+                }
+            }
+            Reason::Unterminated => "unterminated string field value".to_string(),
+            Reason::Timestamp => format!(
+                "timestamp '{}' is not an integer in the range of i64",
+                line.get(self.column..)
+                    .unwrap_or_default()
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+            ),
+        };
+        ParseError {
+            column: self.column,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ident {
     Measurement,
     TagKey,
@@ -229,19 +293,19 @@ impl<'a> Parser<'a> {
         self.b.get(self.pos).copied()
     }
 
-    fn error(&self, reason: impl Into<String>) -> ParseError {
-        ParseError {
+    fn fail(&self, reason: Reason) -> Fail {
+        Fail {
             column: self.pos,
-            reason: reason.into(),
+            reason,
         }
     }
 
-    fn expect(&mut self, c: u8, reason: &str) -> Result<(), ParseError> {
+    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), Fail> {
         if self.peek() == Some(c) {
             self.pos += 1;
             Ok(())
         } else {
-            Err(self.error(reason))
+            Err(self.fail(Reason::Msg(reason)))
         }
     }
 
@@ -251,16 +315,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn spaces(&mut self, reason: &str) -> Result<(), ParseError> {
+    fn spaces(&mut self, reason: &'static str) -> Result<(), Fail> {
         if self.peek() != Some(b' ') {
-            return Err(self.error(reason));
+            return Err(self.fail(Reason::Msg(reason)));
         }
         self.skip_spaces();
         Ok(())
     }
 
     /// An identifier up to its first unescaped terminator; borrowed unless it has escapes.
-    fn ident(&mut self, kind: Ident) -> Result<Cow<'a, str>, ParseError> {
+    #[inline]
+    fn ident(&mut self, kind: Ident) -> Result<Cow<'a, str>, Fail> {
         let start = self.pos;
         let mut escaped = false;
         let table = kind.stops();
@@ -285,13 +350,13 @@ impl<'a> Parser<'a> {
             break;
         }
         if self.pos == start {
-            return Err(self.error(format!("empty {}", kind.name())));
+            return Err(self.fail(Reason::Empty(kind)));
         }
         let raw = self.s.get(start..self.pos).unwrap_or_default();
-        if raw.starts_with('#') && kind == Ident::Measurement {
-            return Err(ParseError {
+        if kind == Ident::Measurement && raw.starts_with('#') {
+            return Err(Fail {
                 column: start,
-                reason: "a measurement cannot start with '#'".into(),
+                reason: Reason::Hash,
             });
         }
         Ok(if escaped {
@@ -301,28 +366,26 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn field_value(&mut self) -> Result<FieldValue<'a>, ParseError> {
+    #[inline]
+    fn field_value(&mut self) -> Result<FieldValue<'a>, Fail> {
         let start = self.pos;
         if self.peek() == Some(b'"') {
             return self.string_value();
         }
-        while self.peek().is_some_and(|c| c != b',' && c != b' ') {
-            self.pos += 1;
-        }
+        let rest = self.b.get(start..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|c| *c == b',' || *c == b' ')
+            .unwrap_or(rest.len());
+        self.pos += len;
         let token = self.s.get(start..self.pos).unwrap_or_default();
-        parse_scalar(token).ok_or_else(|| ParseError {
+        parse_scalar(token).ok_or(Fail {
             column: start,
-            reason: if token.is_empty() {
-                "missing field value".to_string()
-            } else {
-                format!(
-                    "field value '{token}' is not a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"
-                )
-            },
+            reason: Reason::Value,
         })
     }
 
-    fn string_value(&mut self) -> Result<FieldValue<'a>, ParseError> {
+    fn string_value(&mut self) -> Result<FieldValue<'a>, Fail> {
         let open = self.pos;
         self.pos += 1;
         let start = self.pos;
@@ -330,9 +393,9 @@ impl<'a> Parser<'a> {
         loop {
             match self.peek() {
                 None => {
-                    return Err(ParseError {
+                    return Err(Fail {
                         column: open,
-                        reason: "unterminated string field value".into(),
+                        reason: Reason::Unterminated,
                     });
                 }
                 Some(b'\\') if matches!(self.b.get(self.pos + 1), Some(b'"' | b'\\')) => {
@@ -355,30 +418,84 @@ impl<'a> Parser<'a> {
 
 /// A field value that is not a string.
 fn parse_scalar(token: &str) -> Option<FieldValue<'static>> {
-    let first = *token.as_bytes().first()?;
-    match token {
-        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValue::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValue::Bool(false)),
+    let bytes = token.as_bytes();
+    let first = *bytes.first()?;
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return match token {
+            "t" | "T" | "true" | "True" | "TRUE" => Some(FieldValue::Bool(true)),
+            "f" | "F" | "false" | "False" | "FALSE" => Some(FieldValue::Bool(false)),
+            _ => None,
+        };
+    }
+    match bytes.last() {
+        Some(b'i') => {
+            return token
+                .get(..token.len() - 1)?
+                .parse::<i64>()
+                .ok()
+                .map(FieldValue::Int);
+        }
+        Some(b'u') => {
+            return token
+                .get(..token.len() - 1)?
+                .parse::<u64>()
+                .ok()
+                .map(FieldValue::UInt);
+        }
         _ => {}
     }
-    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
-        return None;
-    }
-    if let Some(int) = token.strip_suffix('i') {
-        return int.parse::<i64>().ok().map(FieldValue::Int);
-    }
-    if let Some(uint) = token.strip_suffix('u') {
-        return uint.parse::<u64>().ok().map(FieldValue::UInt);
+    if let Some(v) = fast_decimal(bytes) {
+        return Some(FieldValue::Float(v));
     }
     // Only digits, signs, dots and exponents: keeps out `inf`/`nan` spellings Rust accepts.
-    if !token
-        .bytes()
+    if !bytes
+        .iter()
         .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
     {
         return None;
     }
     let v = token.parse::<f64>().ok()?;
     v.is_finite().then_some(FieldValue::Float(v))
+}
+
+/// Powers of ten that f64 holds exactly.
+const EXACT_POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `[-]digits[.digits]` with at most 15 digits: the mantissa and the power of ten are both
+/// exact in f64, so one division is the correctly rounded value (what `str::parse` returns).
+/// `None` for anything else, which takes the general parser.
+#[inline]
+fn fast_decimal(b: &[u8]) -> Option<f64> {
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize;
+    let mut fraction: Option<usize> = None;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let v = mantissa as f64 / EXACT_POW10.get(fraction.unwrap_or(0)).copied()?;
+    Some(if negative { -v } else { v })
 }
 
 fn unescape_ident(raw: &str) -> String {
@@ -664,6 +781,17 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The decimal fast path gives exactly what the general parser gives.
+        #[test]
+        fn fast_decimal_matches_std(s in "-?[0-9]{0,9}(\\.[0-9]{0,9})?") {
+            if let Some(v) = fast_decimal(s.as_bytes()) {
+                let expected: f64 = s.parse().unwrap();
+                proptest::prop_assert_eq!(v.to_bits(), expected.to_bits(), "{}", s);
+            } else {
+                proptest::prop_assert!(s.trim_start_matches('-').replace('.', "").is_empty() || s.len() > 15, "{}", s);
+            }
+        }
+
         /// Any string either parses or errors inside the line; never panics.
         #[test]
         fn never_panics(s in "\\PC{0,64}") {

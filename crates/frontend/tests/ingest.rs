@@ -1,0 +1,102 @@
+//! Ingest into a real instance: order of duplicated points across batches in flight, and
+//! tables that evolve while batches are in flight.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
+use std::sync::Arc;
+
+use datafusion::arrow::util::display::array_value_to_string;
+use frontend::ingest::{IngestOptions, Input, ingest};
+use frontend::{Instance, InstanceOptions};
+use store_api::clock::SystemClock;
+
+async fn write(instance: &Instance, text: &str, batch_rows: usize) {
+    let options = IngestOptions {
+        batch_rows,
+        ..IngestOptions::default()
+    };
+    let bytes: Arc<[u8]> = text.as_bytes().into();
+    let report = ingest(
+        instance,
+        Input::Bytes(bytes),
+        &options,
+        Arc::new(SystemClock),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.refused, 0, "{:?}", report.errors);
+}
+
+/// The result's rows, values joined by commas.
+async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
+    let (_, batches) = frontend::provider::query(instance, sql).await.unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let values: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).unwrap())
+                .collect();
+            out.push(values.join(","));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_line_of_a_point_wins_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = Instance::open(dir.path(), InstanceOptions::default())
+        .await
+        .unwrap();
+    // One batch per line, all the same point: each overlaps the previous, so they are
+    // written in order and the last value stays. Interleaved with a second series whose
+    // batches are disjoint in time (those may be in flight together).
+    let mut text = String::new();
+    for i in 0..200 {
+        text.push_str(&format!("m,s=a v={i} 5\nm,s=b v={i} {}\n", 100 + i));
+    }
+    write(&instance, &text, 1).await;
+    assert_eq!(
+        rows(
+            &instance,
+            "SELECT s, count(*), max(v) FROM m GROUP BY s ORDER BY s"
+        )
+        .await,
+        ["a,1,199.0", "b,200,199.0"]
+    );
+    // New columns arriving in later batches while earlier ones are in flight.
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!(
+            "m,s=c,k{}=x v={i},f{}={i}i {}\n",
+            i % 7,
+            i % 5,
+            1000 + i
+        ));
+    }
+    write(&instance, &text, 3).await;
+    assert_eq!(
+        rows(
+            &instance,
+            "SELECT count(*), sum(f4), count(k6) FROM m WHERE s = 'c'"
+        )
+        .await,
+        ["100,1030,14"]
+    );
+    instance.close(true).await.unwrap();
+
+    // Everything is still there after a reopen.
+    let instance = Instance::open(dir.path(), InstanceOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rows(&instance, "SELECT count(*) FROM m").await, ["301"]);
+    instance.close(false).await.unwrap();
+}
