@@ -33,7 +33,9 @@ test: ## Run every test of the workspace (unit, integration, crash, corpus repla
 	$(CARGO) test --workspace --doc
 
 .PHONY: bench
-bench: ## Run the criterion benchmarks (see docs/benchmarks.md)
+bench: ## Run `mito bench` (TSBS cpu-only, report in mito-bench/) and the criterion benchmarks (see docs/benchmarks.md)
+	rm -rf mito-bench
+	$(CARGO) run --release --bin mito -- bench --out mito-bench
 	$(CARGO) bench -p benchmarks
 
 .PHONY: doc

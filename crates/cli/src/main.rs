@@ -25,6 +25,7 @@ use frontend::{Instance, InstanceOptions};
 use store_api::clock::{ClockRef, SystemClock};
 use store_api::region_request::CompactOptions;
 
+mod bench;
 mod format;
 
 #[derive(Debug, Parser)]
@@ -111,6 +112,21 @@ enum Command {
         /// The table.
         table: String,
     },
+    /// Generate TSBS cpu-only data, ingest it and run the TSBS queries; writes a report.
+    Bench {
+        /// Hosts (series).
+        #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        hosts: u32,
+        /// Hours of data (one row per host every 10 s).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=720))]
+        hours: u64,
+        /// Output directory: the input file, the data directory and the report.
+        #[arg(long, default_value = "mito-bench")]
+        out: PathBuf,
+        /// Runs of each query (the median is reported).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
 }
 
 /// Output formats.
@@ -154,6 +170,23 @@ fn main() -> ExitCode {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    if let Command::Bench {
+        hosts,
+        hours,
+        out,
+        runs,
+    } = &cli.command
+    {
+        let report = bench::run(&bench::BenchOptions {
+            hosts: *hosts as usize,
+            hours: *hours,
+            out: out.clone(),
+            runs: *runs as usize,
+        })
+        .await?;
+        println!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let instance = Instance::open(&cli.data_dir, InstanceOptions::default()).await?;
     let result = command(&instance, cli.command).await;
     let flush = matches!(&result, Ok((_, true)));
@@ -224,6 +257,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             }
             Ok((ExitCode::SUCCESS, false))
         }
+        Command::Bench { .. } => Err("bench runs on its own data directory".into()),
         Command::Options { table } => {
             let options = instance.options(&table).await?;
             if options.is_empty() {

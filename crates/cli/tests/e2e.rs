@@ -377,3 +377,62 @@ fn a_held_data_directory_is_refused() {
     rt.block_on(instance.close(false)).unwrap();
     ok(mito(&data, &["tables"]));
 }
+
+#[test]
+fn bench_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let out = Command::new(env!("CARGO_BIN_EXE_mito"))
+        .args([
+            "bench", "--hosts", "3", "--hours", "1", "--runs", "1", "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("| rows | 1080 |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    let queries = json["queries"].as_array().unwrap();
+    let names: Vec<&str> = queries
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "single-groupby-1-1-1",
+            "single-groupby-1-8-1",
+            "single-groupby-5-1-12",
+            "cpu-max-all-1",
+            "cpu-max-all-8",
+            "double-groupby-1",
+            "high-cpu-1",
+            "groupby-orderby-limit",
+            "lastpoint"
+        ]
+    );
+    let rows = |name: &str| {
+        queries.iter().find(|q| q["name"] == name).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        rows("single-groupby-1-1-1"),
+        60,
+        "one row per minute of the last hour"
+    );
+    assert_eq!(rows("cpu-max-all-1"), 1, "one row per hour");
+    assert_eq!(rows("double-groupby-1"), 3, "one row per host and hour");
+    assert_eq!(rows("groupby-orderby-limit"), 5);
+    assert_eq!(rows("lastpoint"), 3, "one row per host");
+    // A second run into the same directory is refused, not mixed with the first.
+    let again = Command::new(env!("CARGO_BIN_EXE_mito"))
+        .args(["bench", "--hosts", "3", "--hours", "1", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already holds a data directory"));
+}
