@@ -427,8 +427,13 @@ impl TableBuffer {
             }
         }
         self.exists = true;
-        // Every array has `rows` entries and its field's type, by construction.
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ok()?;
+        #[expect(
+            clippy::expect_used,
+            reason = "invariant: every builder holds one entry per buffered row (append pads \
+                      the columns a line lacks) and was made for its field's type"
+        )]
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .expect("buffered columns have equal lengths and their fields' types");
         Some(Ready {
             table: name.to_string(),
             create,

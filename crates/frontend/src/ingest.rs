@@ -336,6 +336,7 @@ async fn drain(
     // (table, min, max) of each put in flight, by the id its future returns.
     let mut ranges: HashMap<u64, (String, i64, i64)> = HashMap::new();
     let mut next_id = 0u64;
+    let mut finished = false;
     while let Some(m) = reader.rx.recv().await {
         match m {
             Message::Batch(ready) => {
@@ -379,6 +380,7 @@ async fn drain(
             Message::Done { lines, bytes } => {
                 report.lines = lines;
                 report.bytes = bytes;
+                finished = true;
             }
             Message::Failed(source) => {
                 return Err(source).context(InputSnafu {
@@ -390,6 +392,17 @@ async fn drain(
     while let Some(done) = in_flight.next().await {
         let (_, rows) = done?;
         report.rows_written += rows as u64;
+    }
+    if !finished {
+        // The reader thread ended without its last message: it panicked. What was written
+        // stays written; the caller must not take the input as done.
+        return Err(std::io::Error::other(format!(
+            "the reader stopped after {} rows were written, before the end of the input",
+            report.rows_written
+        )))
+        .context(InputSnafu {
+            input: reader.name.clone(),
+        });
     }
     Ok(report)
 }
