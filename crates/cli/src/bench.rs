@@ -139,10 +139,6 @@ fn queries(hosts: usize, hours: u64) -> Vec<Query> {
     ]
 }
 
-fn now_ms(clock: &ClockRef) -> i64 {
-    clock.now_millis()
-}
-
 /// A benchmark measures wall time: the stated exception to the injected clock.
 #[expect(
     clippy::disallowed_methods,
@@ -213,28 +209,23 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
 
     let instance = Instance::open(&data, InstanceOptions::default()).await?;
     eprintln!("ingesting {rows} rows ({input_bytes} bytes)");
-    let started = now_ms(&clock);
-    let progress_clock = clock.clone();
+    let started = clock.now_millis();
     let report = ingest(
         &instance,
         Input::File(input.clone()),
         &IngestOptions::default(),
         clock.clone(),
-        Some(Arc::new(move |p: frontend::ingest::Progress| {
-            let secs = (progress_clock.now_millis() - started).max(1) as f64 / 1000.0;
-            eprint!(
-                "\r  {:.0}% {} lines {:.0} lines/s   ",
-                p.bytes as f64 * 100.0 / input_bytes.max(1) as f64,
-                p.lines,
-                p.lines as f64 / secs
-            );
-        })),
+        Some(crate::progress_printer(
+            clock.clone(),
+            started,
+            Some(input_bytes),
+        )),
     )
     .await?;
-    let ingest_ms = (now_ms(&clock) - started).max(1);
+    let ingest_ms = (clock.now_millis() - started).max(1);
     eprintln!();
     instance.flush("cpu").await?;
-    let with_flush_ms = (now_ms(&clock) - started).max(1);
+    let with_flush_ms = (clock.now_millis() - started).max(1);
     let sst_bytes = dir_bytes(&data.join("data"));
     let disk_bytes = dir_bytes(&data);
 

@@ -68,15 +68,17 @@ pub async fn tables(instance: &Instance) -> Result<(SchemaRef, Vec<RecordBatch>)
     let mut sst_bytes = Vec::new();
     let mut memtable_bytes = Vec::new();
     let mut versions = Vec::new();
+    // One session for every count (it registers every table once).
+    let ctx = frontend::provider::session(instance).await?;
     for s in instance.summaries().await {
-        let (_, counted) = frontend::provider::query(
-            instance,
-            &format!(
+        let counted = ctx
+            .sql(&format!(
                 "SELECT count(*) FROM \"{}\"",
                 s.entry.name.replace('"', "\"\"")
-            ),
-        )
-        .await?;
+            ))
+            .await?
+            .collect()
+            .await?;
         let count = counted
             .first()
             .and_then(|b| b.columns().first().cloned())

@@ -313,23 +313,7 @@ async fn write(
     };
     let started = clock.now_millis();
     let show = force_progress || std::io::stderr().is_terminal();
-    let progress_clock = clock.clone();
-    let progress = show.then(|| {
-        Arc::new(move |p: Progress| {
-            let secs = (progress_clock.now_millis() - started).max(1) as f64 / 1000.0;
-            let what = if p.validating { "checking" } else { "writing" };
-            let share = total
-                .filter(|t| *t > 0)
-                .map(|t| format!(" ({:.0}%)", p.bytes as f64 * 100.0 / t as f64))
-                .unwrap_or_default();
-            eprint!(
-                "\r{what}: {} read{share}, {} lines, {:.0} lines/s   ",
-                format::bytes(p.bytes),
-                p.lines,
-                p.lines as f64 / secs
-            );
-        }) as Arc<dyn Fn(Progress) + Send + Sync>
-    });
+    let progress = show.then(|| progress_printer(clock.clone(), started, total));
     let report = ingest(instance, input, options, clock.clone(), progress).await?;
     if show {
         eprintln!();
@@ -340,6 +324,28 @@ async fn write(
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Prints ingest progress on one standard-error line (bytes, share of `total`, lines/s).
+pub fn progress_printer(
+    clock: ClockRef,
+    started_ms: i64,
+    total: Option<u64>,
+) -> Arc<dyn Fn(Progress) + Send + Sync> {
+    Arc::new(move |p: Progress| {
+        let secs = (clock.now_millis() - started_ms).max(1) as f64 / 1000.0;
+        let what = if p.validating { "checking" } else { "writing" };
+        let share = total
+            .filter(|t| *t > 0)
+            .map(|t| format!(" ({:.0}%)", p.bytes as f64 * 100.0 / t as f64))
+            .unwrap_or_default();
+        eprint!(
+            "\r{what}: {} read{share}, {} lines, {:.0} lines/s   ",
+            format::bytes(p.bytes),
+            p.lines,
+            p.lines as f64 / secs
+        );
     })
 }
 

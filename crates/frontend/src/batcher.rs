@@ -337,44 +337,17 @@ impl TableBuffer {
     fn append(&mut self, line: &Line<'_>, ts_ns: i64, capacity: usize) {
         let row = self.rows();
         let tags = line.tags.len();
-        for n in 0..tags + line.fields.len() {
-            let resolved = self.resolved.get(n).copied().flatten();
-            let (key, role) = match (line.tags.get(n), line.fields.get(n.wrapping_sub(tags))) {
-                (Some((k, _)), _) => (k, Role::Tag),
-                (None, Some((k, v))) => (k, Role::Field(v.kind())),
-                (None, None) => continue,
-            };
-            let i = resolved.unwrap_or_else(|| self.push_column(key.to_string(), role, false));
-            let hints = if n < tags {
-                &mut self.tag_hint
-            } else {
-                &mut self.field_hint
-            };
-            let slot = if n < tags { n } else { n - tags };
-            if let Some(h) = hints.get_mut(slot) {
-                *h = i;
-            } else {
-                hints.push(i);
+        for (n, (key, value)) in line.tags.iter().enumerate() {
+            let i = self.column_for(n, n, key, Role::Tag);
+            if let Some(Builder::Str(b)) = self.builder(i, Role::Tag, row, capacity) {
+                b.append_value(value);
             }
-            let Some(builder) = self.builders.get_mut(i) else {
-                continue;
-            };
-            if builder.is_none() {
-                *builder = Builder::new(role, capacity).map(|mut b| {
-                    b.append_nulls(row);
-                    b
-                });
-            }
-            if let Some(b) = builder {
-                match (line.tags.get(n), line.fields.get(n.wrapping_sub(tags))) {
-                    (Some((_, v)), _) => {
-                        if let Builder::Str(s) = b {
-                            s.append_value(v);
-                        }
-                    }
-                    (None, Some((_, v))) => b.append(v),
-                    (None, None) => {}
-                }
+        }
+        for (n, (key, value)) in line.fields.iter().enumerate() {
+            let role = Role::Field(value.kind());
+            let i = self.column_for(tags + n, n, key, role);
+            if let Some(b) = self.builder(i, role, row, capacity) {
+                b.append(value);
             }
         }
         self.time.push(ts_ns);
@@ -383,6 +356,43 @@ impl TableBuffer {
                 b.append_nulls(1);
             }
         }
+    }
+
+    /// The column of the line's `n`-th key as `check` resolved it (the `slot`-th tag or
+    /// field), created if the table lacks it; kept as the hint for the next line.
+    fn column_for(&mut self, n: usize, slot: usize, key: &str, role: Role) -> usize {
+        let i = match self.resolved.get(n).copied().flatten() {
+            Some(i) => i,
+            None => self.push_column(key.to_string(), role, false),
+        };
+        let hints = if role == Role::Tag {
+            &mut self.tag_hint
+        } else {
+            &mut self.field_hint
+        };
+        match hints.get_mut(slot) {
+            Some(h) => *h = i,
+            None => hints.push(i),
+        }
+        i
+    }
+
+    /// The builder of column `i`, made (with `row` leading nulls) on its first value.
+    fn builder(
+        &mut self,
+        i: usize,
+        role: Role,
+        row: usize,
+        capacity: usize,
+    ) -> Option<&mut Builder> {
+        let slot = self.builders.get_mut(i)?;
+        if slot.is_none() {
+            *slot = Builder::new(role, capacity).map(|mut b| {
+                b.append_nulls(row);
+                b
+            });
+        }
+        slot.as_mut()
     }
 
     /// Takes the buffered rows as a batch, with the columns the table still lacks.

@@ -280,28 +280,27 @@ impl Instance {
 
     /// Flushes every region of a table.
     pub async fn flush(&self, name: &str) -> Result<()> {
-        for region_id in self.table(name).await?.region_ids() {
-            self.request(
-                name,
-                "flush",
-                region_id,
-                RegionRequest::Flush(RegionFlushRequest),
-            )
-            .await?;
-        }
-        Ok(())
+        self.each_region(name, "flush", || RegionRequest::Flush(RegionFlushRequest))
+            .await
     }
 
     /// Compacts every region of a table (and waits for it).
     pub async fn compact(&self, name: &str, options: CompactOptions) -> Result<()> {
+        self.each_region(name, "compact", || {
+            RegionRequest::Compact(RegionCompactRequest { options })
+        })
+        .await
+    }
+
+    /// Sends `request()` to every region of a table in turn; stops at the first error.
+    async fn each_region(
+        &self,
+        name: &str,
+        action: &'static str,
+        request: impl Fn() -> RegionRequest,
+    ) -> Result<()> {
         for region_id in self.table(name).await?.region_ids() {
-            self.request(
-                name,
-                "compact",
-                region_id,
-                RegionRequest::Compact(RegionCompactRequest { options }),
-            )
-            .await?;
+            self.request(name, action, region_id, request()).await?;
         }
         Ok(())
     }
@@ -323,18 +322,7 @@ impl Instance {
     pub async fn summaries(&self) -> Vec<TableSummary> {
         let mut out = Vec::new();
         for entry in self.tables().await {
-            let mut stats = RegionStatistics {
-                memtable_bytes: 0,
-                memtable_rows: 0,
-                files: 0,
-                sst_bytes: 0,
-                sst_rows: 0,
-                committed_sequence: 0,
-                flushed_entry_id: 0,
-                flushed_sequence: 0,
-                schema_version: 0,
-                compaction_window_secs: None,
-            };
+            let mut stats = RegionStatistics::default();
             for region_id in entry.region_ids() {
                 if let Some(s) = self.engine.region_statistics(region_id) {
                     stats.memtable_bytes += s.memtable_bytes;

@@ -768,15 +768,7 @@ mod tests {
     /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
     #[test]
     fn fuzz_corpus_replays() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus/line_protocol");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let data = std::fs::read(entry.unwrap().path()).unwrap();
-            fuzz_line_protocol(&data).unwrap();
-            n += 1;
-        }
-        assert!(n >= 5, "corpus at {} has {n} inputs", dir.display());
+        crate::replay_fuzz_corpus("line_protocol", 5, fuzz_line_protocol);
     }
 
     proptest::proptest! {

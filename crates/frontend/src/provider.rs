@@ -24,6 +24,7 @@ use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -114,7 +115,7 @@ impl RegionTable {
         let mut range = TimeRange::default();
         let mut bounded = false;
         for f in filters {
-            for conjunct in split_and(f) {
+            for conjunct in split_conjunction(f) {
                 if let Some((start, end)) = bound(conjunct, name, unit) {
                     if let Some(s) = start {
                         range.start = Some(range.start.map_or(s, |r| r.max(s)));
@@ -127,21 +128,6 @@ impl RegionTable {
             }
         }
         bounded.then_some(range)
-    }
-}
-
-fn split_and(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut v = split_and(left);
-            v.extend(split_and(right));
-            v
-        }
-        other => vec![other],
     }
 }
 

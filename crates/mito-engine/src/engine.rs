@@ -365,7 +365,7 @@ impl MitoEngine {
 }
 
 /// Figures of one open region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegionStatistics {
     /// Bytes held by its memtables.
     pub memtable_bytes: u64,
