@@ -15,7 +15,8 @@
 //! spent in compaction runs (one runs at a time, so per core).
 //!
 //! `cargo bench -p benchmarks --bench compaction` (`BENCH_RUNS`, default 1 per mode;
-//! `BENCH_HOURS`, default 24; `BENCH_DIR` for the data, default `target`).
+//! `BENCH_HOURS`, default 24; `BENCH_DIR` for the data, default `target`;
+//! `BENCH_COMPACTION_NICE`, default the engine's 10).
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
@@ -56,6 +57,11 @@ fn config(compaction: bool) -> MitoConfig {
         global_write_buffer_size: ReadableSize::mib(256),
         region_write_buffer_size: ReadableSize::mib(16),
         auto_compaction: compaction,
+        // `BENCH_COMPACTION_NICE=0` runs compaction at the writers' priority.
+        compaction_nice: std::env::var("BENCH_COMPACTION_NICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MitoConfig::default().compaction_nice),
         ..MitoConfig::default()
     }
 }

@@ -230,14 +230,24 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     let disk_bytes = dir_bytes(&data);
 
     let mut results = Vec::new();
+    // Each query's answer, as CSV, for the peers runner to compare against.
+    let answers = options.out.join("answers");
+    std::fs::create_dir_all(&answers)?;
     for q in queries(options.hosts, options.hours) {
         let mut times = Vec::new();
         let mut result_rows = 0;
-        for _ in 0..options.runs.max(1) {
+        for run in 0..options.runs.max(1) {
             let t = stopwatch();
-            let (_, batches) = frontend::provider::query(&instance, &q.sql).await?;
+            let (schema, batches) = frontend::provider::query(&instance, &q.sql).await?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             result_rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            if run == 0 {
+                let mut file = std::io::BufWriter::new(std::fs::File::create(
+                    answers.join(format!("{}.csv", q.name)),
+                )?);
+                crate::format::print(&mut file, &schema, &batches, crate::Format::Csv)?;
+                file.flush()?;
+            }
         }
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
@@ -245,6 +255,8 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         results.push((q.name, median, result_rows, q.sql));
     }
     instance.close(false).await?;
+    // After a clean close the WAL is gone when every entry is flushed (`LocalLogStore::close`).
+    let closed_bytes = dir_bytes(&data);
     let rss = peak_rss().unwrap_or(0);
 
     let rows_per_s = report.rows_written as f64 * 1000.0 / ingest_ms as f64;
@@ -270,6 +282,10 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         "| data directory bytes per row (with WAL) | {:.2} |\n",
         disk_bytes as f64 / report.rows_written.max(1) as f64
     ));
+    md.push_str(&format!(
+        "| data directory bytes per row after close | {:.2} |\n",
+        closed_bytes as f64 / report.rows_written.max(1) as f64
+    ));
     md.push_str(&format!("| peak RSS (MiB) | {} |\n\n", rss >> 20));
     md.push_str(&format!(
         "| query | median ms ({} runs) | rows |\n|---|---:|---:|\n",
@@ -287,11 +303,27 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         "ingest_with_flush_ms": with_flush_ms,
         "sst_bytes": sst_bytes,
         "data_dir_bytes": disk_bytes,
+        "closed_data_dir_bytes": closed_bytes,
         "peak_rss_bytes": rss,
         "queries": results.iter().map(|(name, median, n, sql)| json!({
             "name": name, "median_ms": median, "rows": n, "sql": sql,
         })).collect::<Vec<_>>(),
     });
+    let bars: Vec<(&str, f64)> = results.iter().map(|(n, ms, _, _)| (*n, *ms)).collect();
+    crate::chart::write_latency_png(
+        std::io::BufWriter::new(std::fs::File::create(options.out.join("report.png"))?),
+        &format!(
+            "mito bench: TSBS cpu-only, {} hosts x {} h",
+            options.hosts, options.hours
+        ),
+        &format!(
+            "{rows_per_s:.0} rows/s, {:.2} B/row of SSTs, peak RSS {} MiB",
+            sst_bytes as f64 / report.rows_written.max(1) as f64,
+            rss >> 20
+        ),
+        &bars,
+    )?;
+    md.push_str("\n![query latencies](report.png)\n");
     std::fs::write(options.out.join("report.md"), &md)?;
     std::fs::write(
         options.out.join("report.json"),

@@ -26,6 +26,7 @@ use store_api::clock::{ClockRef, SystemClock};
 use store_api::region_request::CompactOptions;
 
 mod bench;
+mod chart;
 mod format;
 
 #[derive(Debug, Parser)]

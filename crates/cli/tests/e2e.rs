@@ -127,6 +127,13 @@ fn written_points_come_back_through_sql() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("wrote 1200 rows"), "{err}");
     assert!(err.contains("created metrics"), "{err}");
+    // Everything was flushed before the clean close, so no WAL segment is left behind.
+    let wal: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".wal"))
+        .collect();
+    assert!(wal.is_empty(), "{wal:?}");
 
     // Per-host count, max, sum of an integer field, trues, computed here.
     let mut expect: BTreeMap<usize, (usize, f64, i64, usize)> = BTreeMap::new();
@@ -427,6 +434,22 @@ fn bench_writes_a_report() {
     assert_eq!(rows("double-groupby-1"), 3, "one row per host and hour");
     assert_eq!(rows("groupby-orderby-limit"), 5);
     assert_eq!(rows("lastpoint"), 3, "one row per host");
+    // Every answer is kept as CSV (header + rows) for the peers runner.
+    for name in names {
+        let csv =
+            std::fs::read_to_string(out_dir.join("answers").join(format!("{name}.csv"))).unwrap();
+        assert_eq!(csv.lines().count() as u64, rows(name) + 1, "{name}: {csv}");
+    }
+    let lastpoint = std::fs::read_to_string(out_dir.join("answers/lastpoint.csv")).unwrap();
+    let header: Vec<&str> = lastpoint.lines().next().unwrap().split(',').collect();
+    assert!(
+        header.contains(&"hostname") && header.contains(&"usage_user"),
+        "{lastpoint}"
+    );
+    // And the chart.
+    let png = std::fs::read(out_dir.join("report.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(md.contains("![query latencies](report.png)"), "{md}");
     // A second run into the same directory is refused, not mixed with the first.
     let again = Command::new(env!("CARGO_BIN_EXE_mito"))
         .args(["bench", "--hosts", "3", "--hours", "1", "--out"])

@@ -222,7 +222,7 @@ async fn segments_roll_and_obsolete_ones_are_purged() {
     assert!(read_all(&store, b, 0).await.is_empty());
 
     // Everything obsolete: all but the active segment go; the log stays usable.
-    store.mark_obsolete(a, u64::MAX).await.unwrap();
+    store.mark_obsolete(a, 40).await.unwrap();
     assert_eq!(store.segment_ids().len(), 1);
     assert_eq!(segments(dir.path()).len(), 1);
     store.append(&[big(a, 41)]).await.unwrap();
@@ -235,6 +235,44 @@ async fn segments_roll_and_obsolete_ones_are_purged() {
     // the active segment, never purged, still holds older entries.
     assert_eq!(ids(&read_all(&store, a, 41).await), [41]);
     assert!(read_all(&store, a, 0).await.len() > 1);
+}
+
+#[tokio::test]
+async fn close_removes_a_fully_obsolete_log_and_keeps_a_needed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = WalConfig::new(dir.path());
+    config.segment_size = ReadableSize::mib(1);
+    let (a, b) = (region(1), region(2));
+    let big = |r, id| Entry {
+        region_id: r,
+        entry_id: id,
+        data: payload(r, id, 64 << 10),
+    };
+    // Given a log over several segments where b's newest entry is not obsolete.
+    let store = LocalLogStore::open(config.clone()).await.unwrap();
+    for id in 1..=20 {
+        store.append(&[big(a, id), big(b, id)]).await.unwrap();
+    }
+    store.mark_obsolete(a, 20).await.unwrap();
+    store.mark_obsolete(b, 19).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    // Then close keeps it: b's entry 20 is still needed.
+    let store = LocalLogStore::open(config.clone()).await.unwrap();
+    assert_eq!(ids(&read_all(&store, b, 20).await), [20]);
+    // When everything is obsolete at close (marks live in memory: the engine marks each
+    // region's flushed entry id again when it opens it), no segment is left on disk.
+    store.mark_obsolete(a, 20).await.unwrap();
+    store.mark_obsolete(b, 20).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    assert!(segments(dir.path()).is_empty());
+    // Then the log opens empty and takes appends.
+    let store = LocalLogStore::open(config).await.unwrap();
+    assert_eq!(store.last_entry_id(a), None);
+    assert!(read_all(&store, a, 0).await.is_empty());
+    store.append(&[big(a, 21)]).await.unwrap();
+    assert_eq!(ids(&read_all(&store, a, 0).await), [21]);
 }
 
 #[tokio::test]

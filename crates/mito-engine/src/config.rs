@@ -34,6 +34,13 @@ pub struct MitoConfig {
     pub max_background_flushes: usize,
     /// At most this many compactions run at once in the engine (one per region). Default 1.
     pub max_background_compactions: usize,
+    /// Threads of the compaction runtime (merges run there, not on the caller's runtime).
+    /// Default 1.
+    pub compaction_threads: usize,
+    /// Nice value of the compaction threads (Linux; 0..=19, higher is lower priority): writes,
+    /// flushes and scans get the CPU first, compaction catches up when they leave some. 0 runs
+    /// compaction at the process's priority. Default 10.
+    pub compaction_nice: i32,
     /// Compact after flushes on the engine's own initiative. With `false` only `Compact`
     /// requests compact (bulk loads, benchmarks). Default true.
     pub auto_compaction: bool,
@@ -70,6 +77,8 @@ impl Default for MitoConfig {
             auto_flush_interval: Duration::from_secs(30 * 60),
             max_background_flushes: workers,
             max_background_compactions: 1,
+            compaction_threads: 1,
+            compaction_nice: 10,
             auto_compaction: true,
             sst_meta_cache_size: ReadableSize::mib(64),
             page_cache_size: ReadableSize::mib(512),
@@ -140,6 +149,20 @@ impl MitoConfig {
             self.max_background_compactions > 0,
             &mut || {
                 self.max_background_compactions = 1;
+            },
+        );
+        fix(
+            "compaction_threads",
+            (1..=MAX_WORKERS).contains(&self.compaction_threads),
+            &mut || {
+                self.compaction_threads = self.compaction_threads.clamp(1, MAX_WORKERS);
+            },
+        );
+        fix(
+            "compaction_nice",
+            (0..=crate::background::MAX_NICE).contains(&self.compaction_nice),
+            &mut || {
+                self.compaction_nice = self.compaction_nice.clamp(0, crate::background::MAX_NICE);
             },
         );
         fix(
@@ -237,9 +260,13 @@ mod tests {
             max_background_flushes: 0,
             region_write_buffer_size: ReadableSize(0),
             sst_row_group_size: 10,
+            compaction_threads: 0,
+            compaction_nice: 40,
             ..MitoConfig::default()
         };
         c.sanitize().unwrap();
+        assert_eq!(c.compaction_threads, 1);
+        assert_eq!(c.compaction_nice, 19);
         assert_eq!(c.num_workers, 1);
         assert_eq!(c.max_background_flushes, 1);
         assert!(c.worker_request_batch > 0);

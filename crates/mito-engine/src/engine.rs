@@ -19,6 +19,7 @@ use store_api::region_request::{RegionRequest, RegionResponse};
 use store_api::scan::{BatchStream, ScanRequest};
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::background::BackgroundRuntime;
 use crate::cache::CacheManager;
 use crate::config::MitoConfig;
 use crate::error::{InvalidConfigSnafu, RegionNotFoundSnafu, Result, StoppedSnafu};
@@ -68,6 +69,10 @@ impl MitoEngine {
             )),
             flush_slots: Arc::new(Semaphore::new(config.max_background_flushes)),
             compaction_slots: Arc::new(Semaphore::new(config.max_background_compactions)),
+            background: BackgroundRuntime::start(
+                config.compaction_threads,
+                config.compaction_nice,
+            )?,
             clock,
             metrics: metrics.clone(),
             config: config.clone(),

@@ -9,6 +9,7 @@
 //!
 //! See `docs/engine.md` for the request flow, the guarantees and the configuration.
 
+pub mod background;
 pub mod cache;
 pub mod config;
 pub mod engine;

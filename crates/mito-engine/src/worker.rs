@@ -45,6 +45,7 @@ use store_api::scan::TimeRange;
 use store_api::{EntryId, RegionId, SequenceNumber};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::background::BackgroundRuntime;
 use crate::config::MitoConfig;
 use crate::error::{
     BadWalEntrySnafu, CompactionFailedSnafu, CompactionSnafu, EncodeWalSnafu, Error,
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub write_buffer: Arc<WriteBufferManager>,
     pub flush_slots: Arc<Semaphore>,
     pub compaction_slots: Arc<Semaphore>,
+    /// Where compaction merges run (lower CPU priority).
+    pub background: BackgroundRuntime,
     pub clock: ClockRef,
     pub metrics: Arc<Metrics>,
 }
@@ -1444,6 +1447,17 @@ impl RegionWorker {
         self.shared.write_buffer.reserve(mutable_bytes);
         self.regions.insert(region_id, rs);
         self.shared.insert_region(region);
+        // The WAL's obsolete marks live in memory: restate this region's, so that segments
+        // holding only flushed entries can go (and a clean close can remove the whole log).
+        if flushed_entry_id > 0
+            && let Err(e) = self
+                .shared
+                .log_store
+                .obsolete(region_id, flushed_entry_id)
+                .await
+        {
+            tracing::warn!(%region_id, error = %e, "obsoleting flushed WAL entries at open failed");
+        }
         tracing::info!(%region_id, committed, next_entry_id, "region opened");
         Ok(RegionResponse::new(0))
     }
@@ -1838,7 +1852,27 @@ async fn run_compaction(
             write_options: shared.write_options(),
             batch_rows: shared.config.scan_batch_rows,
         };
-        let result = match write_outputs(&job).await {
+        // The merge runs on the background threads; `job` comes back for the commit.
+        let (job, written) = match shared
+            .background
+            .spawn(async move {
+                let written = write_outputs(&job).await;
+                (job, written)
+            })
+            .await
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                done.error = Some(Arc::new(
+                    StoppedSnafu {
+                        hint: format!(": the compaction merge of region {region_id} ended: {e}"),
+                    }
+                    .build(),
+                ));
+                break;
+            }
+        };
+        let result = match written {
             Ok(merged) => {
                 // Crash point for tests: outputs written, not yet in the manifest.
                 fail::fail_point!("mito-compaction-before-commit");

@@ -88,6 +88,16 @@ impl Index {
         purgeable
     }
 
+    /// Whether every entry of every segment, the active one included, is obsolete: then the
+    /// whole log may go (at close, when nothing appends any more).
+    pub(crate) fn all_obsolete(&self) -> bool {
+        self.segments.values().all(|seg| {
+            seg.regions
+                .iter()
+                .all(|(r, span)| self.obsolete.get(r).is_some_and(|o| span.last <= *o))
+        })
+    }
+
     /// Ids and sizes of the segments that may hold entries of `region_id` with id `>= from`.
     pub(crate) fn segments_for(&self, region_id: RegionId, from: EntryId) -> Vec<(u64, u64)> {
         self.segments
@@ -129,6 +139,23 @@ mod tests {
         idx.mark_obsolete(r(2), EntryId::MAX);
         assert_eq!(idx.take_purgeable(), vec![2]);
         assert_eq!(idx.active_id(), Some(3));
+    }
+
+    #[test]
+    fn all_obsolete_includes_the_active_segment() {
+        // Given two segments, the active one holding r2's newest entry.
+        let mut idx = Index::default();
+        idx.add(1, r(1), 1);
+        idx.add(2, r(2), 1);
+        idx.add(2, r(2), 2);
+        // When r1 and r2 up to 1 are obsolete, r2's entry 2 in the active segment is still
+        // needed.
+        idx.mark_obsolete(r(1), 1);
+        idx.mark_obsolete(r(2), 1);
+        assert!(!idx.all_obsolete());
+        // Then once r2 is obsolete up to 2, nothing is needed.
+        idx.mark_obsolete(r(2), 2);
+        assert!(idx.all_obsolete());
     }
 
     #[test]

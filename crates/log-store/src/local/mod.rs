@@ -221,30 +221,16 @@ impl LocalLogStore {
         if purged.is_empty() {
             return Ok(purged);
         }
-        let dir = self.dir.clone();
-        let ids = purged.clone();
-        tokio::task::spawn_blocking(move || {
-            for id in ids {
-                let path = segment::segment_path(&dir, id);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => info!(path = %path.display(), "purged obsolete WAL segment"),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(source).context(IoSnafu {
-                            path,
-                            op: "delete obsolete segment",
-                        });
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
-        .context(JoinSnafu)??;
+        remove_segments(self.dir.clone(), purged.clone()).await?;
         Ok(purged)
     }
 
     /// Syncs what is buffered and stops the writer. Later appends fail with `Stopped`.
+    ///
+    /// When every entry left is obsolete (all regions flushed), the segments are removed too,
+    /// the active one included, oldest first: a clean shutdown leaves no bytes of data that
+    /// is already in SSTs. A crash part way leaves obsolete segments, which the next open
+    /// reads and skips as usual.
     pub async fn close(&self) -> Result<()> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let sent = self.tx.send(Command::Stop(reply)).is_ok();
@@ -264,8 +250,44 @@ impl LocalLogStore {
                 .context(JoinSnafu)?
                 .unwrap_or_else(|_| warn!("WAL writer thread panicked"));
         }
-        result
+        result?;
+        self.remove_if_all_obsolete().await
     }
+
+    async fn remove_if_all_obsolete(&self) -> Result<()> {
+        let ids: Vec<u64> = {
+            let mut index = lock(&self.index);
+            if index.segments.is_empty() || !index.all_obsolete() {
+                return Ok(());
+            }
+            let ids = index.segments.keys().copied().collect();
+            index.segments.clear();
+            ids
+        };
+        remove_segments(self.dir.clone(), ids).await
+    }
+}
+
+/// Deletes segment files, oldest first (a missing one is fine), then syncs the directory.
+async fn remove_segments(dir: PathBuf, ids: Vec<u64>) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        for id in ids {
+            let path = segment::segment_path(&dir, id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "purged obsolete WAL segment"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(source).context(IoSnafu {
+                        path,
+                        op: "delete obsolete segment",
+                    });
+                }
+            }
+        }
+        segment::sync_dir(&dir)
+    })
+    .await
+    .context(JoinSnafu)?
 }
 
 impl Drop for LocalLogStore {

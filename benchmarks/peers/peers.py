@@ -1,0 +1,834 @@
+#!/usr/bin/env python3
+"""Mito against its peers, in one run, on one line-protocol file.
+
+    python3 benchmarks/peers/peers.py --out mito-peers [--hosts 4000] [--hours 3]
+                                      [--peers influx,vm,duckdb] [--runs 5] [--mito PATH]
+
+1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp), ingests it, runs the nine
+   TSBS queries and keeps their answers (OUT/mito/answers/*.csv) and figures (report.json).
+2. Each peer in turn: installed if missing (InfluxDB 1.x and VictoriaMetrics from Debian's
+   packages, DuckDB from PyPI), started on 127.0.0.1 with a fresh data directory under OUT,
+   loaded with the same file, settled (flushed, compacted), measured (rows/s, bytes on disk,
+   peak RSS), queried (the same nine questions in its own language, 2 warm-ups, then --runs
+   timed runs, median), and stopped by its PID. A server this script started is stopped even
+   when the run fails or is interrupted.
+3. Every answer is compared with Mito's (timestamps exactly, floats to 1e-6); the report
+   (OUT/peers.md, OUT/peers.json) gives each figure as a ratio to Mito's from this run.
+
+Exit status: 0 when every compared answer matches, 1 when one differs or a step fails.
+Only the standard library is needed, plus `duckdb` (installed from PyPI when missing).
+"""
+
+import argparse
+import csv
+import datetime
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+ADDR = "127.0.0.1"
+T0 = 1451606400  # 2016-01-01T00:00:00Z, the start of the generated data
+FIELDS = ["usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait",
+          "usage_irq", "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice"]
+QUERIES = ["single-groupby-1-1-1", "single-groupby-1-8-1", "single-groupby-5-1-12",
+           "cpu-max-all-1", "cpu-max-all-8", "double-groupby-1", "high-cpu-1",
+           "groupby-orderby-limit", "lastpoint"]
+DUCKDB_VERSION = "2.0.0"
+WARMUPS = 2
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the questions
+
+
+class Params:
+    """The parameters `mito bench` uses (crates/cli/src/bench.rs), so all answer one question."""
+
+    def __init__(self, hosts, hours):
+        self.hosts = hosts
+        self.start = T0
+        self.end = T0 + hours * 3600
+        self.hour_ago = max(T0, self.end - 3600)
+        self.five_min_ago = max(T0, self.end - 300)
+        self.one = f"host_{1 % hosts}"
+        self.eight = [f"host_{(i * 7 + 3) % hosts}" for i in range(8)]
+
+
+def approx_equal(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) <= 1e-6 * max(
+            1.0, abs(float(a)), abs(float(b)))
+    return a == b
+
+
+def compare(expected, got):
+    """None when equal, else a short description of the first difference."""
+    if len(expected) != len(got):
+        return f"{len(got)} rows, Mito {len(expected)}"
+    for i, (e, g) in enumerate(zip(expected, got)):
+        if len(e) != len(g) or not all(approx_equal(x, y) for x, y in zip(e, g)):
+            return f"row {i}: {g}, Mito {e}"
+    return None
+
+
+def epoch_of(text):
+    """Seconds since the epoch of a timestamp printed by Arrow's CSV writer (UTC)."""
+    text = text.strip().rstrip("Z")
+    dt = datetime.datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return int(round(dt.timestamp()))
+
+
+def mito_answers(answers_dir):
+    """Mito's answers, canonical: lists of tuples in the order every peer is compared in."""
+    out = {}
+    for q in QUERIES:
+        with open(os.path.join(answers_dir, f"{q}.csv"), newline="") as f:
+            rows = list(csv.reader(f))
+        header, body = rows[0], rows[1:]
+        col = {name: i for i, name in enumerate(header)}
+        if q == "high-cpu-1":
+            out[q] = [(epoch_of(r[col["time"]]), float(r[col["usage_user"]])) for r in body]
+        elif q == "lastpoint":
+            out[q] = sorted((r[col["hostname"]], *(float(r[col[f]]) for f in FIELDS))
+                            for r in body)
+        elif q == "double-groupby-1":
+            out[q] = sorted((epoch_of(r[0]), r[1], float(r[2])) for r in body)
+        else:
+            out[q] = [(epoch_of(r[0]), *(float(v) for v in r[1:])) for r in body]
+    return out
+
+
+def median_ms(fn, runs):
+    """Runs `fn` WARMUPS + runs times; returns (median ms of the timed runs, last result)."""
+    result = None
+    for _ in range(WARMUPS):
+        result = fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t) * 1000.0)
+    return statistics.median(times), result
+
+
+# ------------------------------------------------------------------ processes and HTTP
+
+
+def peak_rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def dir_bytes(path):
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass
+    return total
+
+
+def settle(path, quiet_s, limit_s):
+    """Waits until the bytes under `path` stop changing for quiet_s (at most limit_s)."""
+    last, since, began = dir_bytes(path), time.time(), time.time()
+    while time.time() - began < limit_s:
+        time.sleep(1.0)
+        now = dir_bytes(path)
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            break
+    return last
+
+
+class Http:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, timeout=600):
+        conn = http.client.HTTPConnection(ADDR, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "text/plain; charset=utf-8"} if body else {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self, path, proc, limit_s=60):
+        began = time.time()
+        while time.time() - began < limit_s:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {proc.returncode}")
+            try:
+                status, _ = self.request("GET", path, timeout=2)
+                if status in (200, 204):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"no answer on 127.0.0.1:{self.port}{path} within {limit_s} s")
+
+
+def batches(path, lines_per_batch):
+    """Byte ranges of `lines_per_batch` lines each (the file is read once, page-cached after)."""
+    ranges, start, pos, n = [], 0, 0, 0
+    with open(path, "rb") as f:
+        for line in f:
+            pos += len(line)
+            n += 1
+            if n == lines_per_batch:
+                ranges.append((start, pos))
+                start, n = pos, 0
+    if pos > start:
+        ranges.append((start, pos))
+    return ranges
+
+
+def post_all(http_, path, write_path, ranges, writers):
+    """POSTs every batch from `writers` threads; returns seconds from the first to the last ack."""
+    lock, nxt, errors = threading.Lock(), [0], []
+
+    def worker():
+        fd = os.open(path, os.O_RDONLY)
+        conn = http.client.HTTPConnection(ADDR, http_.port, timeout=600)
+        try:
+            while True:
+                with lock:
+                    i = nxt[0]
+                    nxt[0] += 1
+                if i >= len(ranges) or errors:
+                    return
+                lo, hi = ranges[i]
+                body = os.pread(fd, hi - lo, lo)
+                conn.request("POST", write_path, body=body,
+                             headers={"Content-Type": "text/plain; charset=utf-8"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status not in (200, 204):
+                    errors.append(f"batch {i}: HTTP {resp.status}: {data[:200]!r}")
+        except (OSError, http.client.HTTPException) as e:
+            errors.append(f"{e}")
+        finally:
+            conn.close()
+            os.close(fd)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"load failed: {errors[0]}")
+    return time.perf_counter() - began
+
+
+def apt_install(binary, package):
+    if shutil.which(binary):
+        return
+    log(f"installing {package} from Debian's packages")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", package],
+                      env=env).returncode != 0:
+        subprocess.run(sudo + ["apt-get", "update"], env=env, check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", package],
+                       env=env, check=True)
+
+
+def deb_version(package):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+class Server:
+    """A server process this script started; stop() is idempotent and waits for the exit."""
+
+    running = []
+
+    def __init__(self, argv, log_path):
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        Server.running.append(self)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        if self in Server.running:
+            Server.running.remove(self)
+
+    @classmethod
+    def stop_all(cls):
+        for s in list(cls.running):
+            s.stop()
+
+
+# ------------------------------------------------------------------ InfluxDB 1.x
+
+INFLUX_CONF = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{root}/meta"
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  wal-fsync-delay = "0s"
+  index-version = "inmem"
+  query-log-enabled = false
+  cache-snapshot-write-cold-duration = "2s"
+  compact-full-write-cold-duration = "5s"
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+[continuous_queries]
+  enabled = false
+[subscriber]
+  enabled = false
+"""
+
+
+class Influx:
+    name = "InfluxDB"
+
+    def __init__(self, root, port=18086):
+        self.root, self.http = root, Http(port)
+        self.port = port
+
+    def start(self):
+        apt_install("influxd", "influxdb")
+        self.version = deb_version("influxdb")
+        os.makedirs(self.root)
+        conf = os.path.join(self.root, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write(INFLUX_CONF.format(root=self.root, port=self.port, rpc=self.port + 2))
+        self.server = Server(["influxd", "run", "-config", conf],
+                             os.path.join(self.root, "influxd.log"))
+        self.http.wait_ready("/ping", self.server.proc)
+        self.sql("CREATE DATABASE bench", method="POST")
+
+    def load(self, path, ranges):
+        return post_all(self.http, path, "/write?db=bench&precision=ns", ranges, writers=2)
+
+    def settle(self):
+        return settle(self.root, quiet_s=10, limit_s=300)
+
+    def sql(self, q, method="GET"):
+        qs = urllib.parse.urlencode({"db": "bench", "q": q, "epoch": "s"})
+        status, body = self.http.request(method, "/query?" + qs)
+        if status != 200:
+            raise RuntimeError(f"InfluxQL {q!r}: HTTP {status}: {body[:300]!r}")
+        return body
+
+    def queries(self, p):
+        def ors(hosts):
+            return "(" + " OR ".join(f"hostname = '{h}'" for h in hosts) + ")"
+
+        def maxes(fields):
+            return ", ".join(f"max({f})" for f in fields)
+
+        rng = f"time >= {p.start}s AND time < {p.end}s"
+        last_hour = f"time >= {p.hour_ago}s AND time < {p.end}s"
+        qs = {
+            "single-groupby-1-1-1": f"SELECT max(usage_user) FROM cpu WHERE hostname = '{p.one}' "
+                                    f"AND {last_hour} GROUP BY time(1m) fill(none)",
+            "single-groupby-1-8-1": f"SELECT max(usage_user) FROM cpu WHERE {ors(p.eight)} "
+                                    f"AND {last_hour} GROUP BY time(1m) fill(none)",
+            "single-groupby-5-1-12": f"SELECT {maxes(FIELDS[:5])} FROM cpu "
+                                     f"WHERE hostname = '{p.one}' AND {rng} "
+                                     "GROUP BY time(1m) fill(none)",
+            "cpu-max-all-1": f"SELECT {maxes(FIELDS)} FROM cpu WHERE hostname = '{p.one}' "
+                             f"AND {rng} GROUP BY time(1h) fill(none)",
+            "cpu-max-all-8": f"SELECT {maxes(FIELDS)} FROM cpu WHERE {ors(p.eight)} "
+                             f"AND {rng} GROUP BY time(1h) fill(none)",
+            "double-groupby-1": f"SELECT mean(usage_user) FROM cpu WHERE {rng} "
+                                "GROUP BY time(1h), hostname fill(none)",
+            "high-cpu-1": f"SELECT * FROM cpu WHERE hostname = '{p.one}' AND usage_user > 90.0 "
+                          f"AND {rng}",
+            "groupby-orderby-limit": "SELECT max(usage_user) FROM cpu "
+                                     f"WHERE time >= {p.five_min_ago}s AND time < {p.end}s "
+                                     "GROUP BY time(1m) fill(none) ORDER BY time DESC LIMIT 5",
+            "lastpoint": "SELECT * FROM cpu GROUP BY hostname ORDER BY time DESC LIMIT 1",
+        }
+        return {name: (text, (lambda t=text: self.sql(t)), (lambda b, n=name: self.answer(n, b)))
+                for name, text in qs.items()}
+
+    @staticmethod
+    def answer(name, body):
+        doc = json.loads(body)
+        result = doc["results"][0]
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        series = result.get("series", [])
+        rows = []
+        for s in series:
+            cols = s["columns"]
+            tags = s.get("tags") or {}
+            for v in s["values"]:
+                rec = dict(zip(cols, v))
+                if name == "high-cpu-1":
+                    rows.append((rec["time"], float(rec["usage_user"])))
+                elif name == "lastpoint":
+                    rows.append((tags["hostname"], *(float(rec[f]) for f in FIELDS)))
+                elif name == "double-groupby-1":
+                    rows.append((rec["time"], tags["hostname"], float(rec["mean"])))
+                else:
+                    rows.append((v[0], *(float(x) for x in v[1:])))
+        if name in ("lastpoint", "double-groupby-1"):
+            rows.sort()
+        return rows
+
+    def stop(self):
+        self.server.stop()
+
+
+# ------------------------------------------------------------------ VictoriaMetrics
+
+
+class Vm:
+    name = "VictoriaMetrics"
+    EPS = 0.001  # evaluate each bucket just before its end: (t - w, t] = [start, start + w)
+
+    def __init__(self, root, port=18428):
+        self.root, self.http = root, Http(port)
+
+    def start(self):
+        apt_install("victoria-metrics", "victoria-metrics")
+        self.version = deb_version("victoria-metrics")
+        os.makedirs(self.root)
+        self.server = Server(["victoria-metrics", f"-storageDataPath={self.root}/data",
+                              f"-httpListenAddr={ADDR}:{self.http.port}",
+                              "-retentionPeriod=100y", "-loggerLevel=ERROR"],
+                             os.path.join(self.root, "vm.log"))
+        self.http.wait_ready("/health", self.server.proc)
+
+    def load(self, path, ranges):
+        return post_all(self.http, path, "/write", ranges, writers=2)
+
+    def settle(self):
+        self.http.request("GET", "/internal/force_flush")
+        # One part per partition, as after a long quiet time: VictoriaMetrics' smallest form.
+        self.http.request("GET", "/internal/force_merge?partition_prefix=2016_01", timeout=900)
+        return settle(self.root, quiet_s=10, limit_s=300)
+
+    def get(self, path, args):
+        status, body = self.http.request("GET", path + "?" + urllib.parse.urlencode(args))
+        if status != 200:
+            raise RuntimeError(f"MetricsQL {args.get('query')!r}: HTTP {status}: {body[:300]!r}")
+        return body
+
+    def queries(self, p):
+        def sel(hosts):
+            if len(hosts) == 1:
+                return f'hostname="{hosts[0]}"'
+            return 'hostname=~"' + "|".join(hosts) + '"'
+
+        def per_field(fields, hosts, window, combine):
+            # One series per field, labelled with it, in one request.
+            parts = []
+            for f in fields:
+                inner = f"max_over_time(cpu_{f}{{{sel(hosts)}}}[{window}])"
+                parts.append(f'label_set({combine}({inner}), "field", "{f}")')
+            return "union(" + ", ".join(parts) + ")"
+
+        def rng(query, lo, hi, step):
+            return {"query": query, "start": f"{lo + step - self.EPS:.3f}",
+                    "end": f"{hi - self.EPS:.3f}", "step": str(step), "nocache": "1"}
+
+        qs = {
+            "single-groupby-1-1-1": rng(f"max_over_time(cpu_usage_user{{{sel([p.one])}}}[1m])",
+                                        p.hour_ago, p.end, 60),
+            "single-groupby-1-8-1": rng(f"max(max_over_time(cpu_usage_user{{{sel(p.eight)}}}[1m]))",
+                                        p.hour_ago, p.end, 60),
+            "single-groupby-5-1-12": rng(per_field(FIELDS[:5], [p.one], "1m", "max"),
+                                         p.start, p.end, 60),
+            "cpu-max-all-1": rng(per_field(FIELDS, [p.one], "1h", "max"), p.start, p.end, 3600),
+            "cpu-max-all-8": rng(per_field(FIELDS, p.eight, "1h", "max"), p.start, p.end, 3600),
+            "double-groupby-1": rng("avg_over_time(cpu_usage_user[1h])", p.start, p.end, 3600),
+            # The rows themselves: each 10 s step lands on a sample; only usage_user is
+            # compared (MetricsQL filters one series, not a whole row).
+            "high-cpu-1": {"query": f"cpu_usage_user{{{sel([p.one])}}} > 90", "start": str(p.start),
+                           "end": str(p.end - 10), "step": "10", "nocache": "1"},
+            "groupby-orderby-limit": rng("max(max_over_time(cpu_usage_user[1m]))",
+                                         p.five_min_ago, p.end, 60),
+            "lastpoint": {"query": '{__name__=~"cpu_usage_.*"}', "time": f"{p.end - self.EPS:.3f}",
+                          "nocache": "1"},
+        }
+        out = {}
+        for name, args in qs.items():
+            path = "/api/v1/query" if name == "lastpoint" else "/api/v1/query_range"
+            out[name] = (args["query"], (lambda pa=path, a=args: self.get(pa, a)),
+                         (lambda b, n=name, a=args: self.answer(n, b, a)))
+        return out
+
+    def answer(self, name, body, args):
+        doc = json.loads(body)
+        if doc.get("status") != "success":
+            raise RuntimeError(doc.get("error", "query failed"))
+        result = doc["data"]["result"]
+        step = int(args.get("step", "0") or 0)
+
+        def bucket(t):
+            return int(round(float(t) + self.EPS)) - step
+
+        if name == "lastpoint":
+            hosts = {}
+            for s in result:
+                field = s["metric"]["__name__"][len("cpu_"):]
+                hosts.setdefault(s["metric"]["hostname"], {})[field] = float(s["value"][1])
+            return sorted((h, *(v.get(f) for f in FIELDS)) for h, v in hosts.items())
+        if name == "high-cpu-1":
+            return sorted((int(round(float(t))), float(v)) for s in result for t, v in s["values"])
+        if name == "double-groupby-1":
+            return sorted((bucket(t), s["metric"]["hostname"], float(v))
+                          for s in result for t, v in s["values"])
+        if name in ("single-groupby-5-1-12", "cpu-max-all-1", "cpu-max-all-8"):
+            fields = FIELDS[:5] if name == "single-groupby-5-1-12" else FIELDS
+            by_time = {}
+            for s in result:
+                for t, v in s["values"]:
+                    by_time.setdefault(bucket(t), {})[s["metric"]["field"]] = float(v)
+            return [(t, *(by_time[t].get(f) for f in fields)) for t in sorted(by_time)]
+        rows = sorted((bucket(t), float(v)) for s in result for t, v in s["values"])
+        if name == "groupby-orderby-limit":
+            rows = sorted(rows, reverse=True)[:5]
+        return rows
+
+    def stop(self):
+        self.server.stop()
+
+
+# ------------------------------------------------------------------ DuckDB
+
+
+class Duck:
+    name = "DuckDB"
+
+    def __init__(self, root):
+        self.root = root
+
+    def start(self):
+        try:
+            import duckdb  # noqa: F401
+        except ImportError:
+            log(f"installing duckdb=={DUCKDB_VERSION} from PyPI")
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                            f"duckdb=={DUCKDB_VERSION}"], check=True)
+        import duckdb
+        self.version = duckdb.__version__
+        os.makedirs(self.root)
+        self.db_path = os.path.join(self.root, "cpu.duckdb")
+        self.con = duckdb.connect(self.db_path)
+
+    def load(self, path, _ranges):
+        """Converts the line protocol to CSV (not timed), then times DuckDB's bulk load of it:
+        in-process and bulk, so not the same kind of figure as the servers' HTTP ingest."""
+        csv_path = os.path.join(self.root, "cpu.csv")
+        tags = lp_to_csv(path, csv_path)
+        types = [(t, "VARCHAR") for t in tags] + [("time", "TIMESTAMP")] + \
+            [(f, "DOUBLE") for f in FIELDS]
+        self.con.execute("CREATE TABLE cpu (" + ", ".join(f"{c} {t}" for c, t in types) + ")")
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types) + "}"
+        began = time.perf_counter()
+        self.con.execute(f"INSERT INTO cpu SELECT * FROM read_csv('{csv_path}', header = true, "
+                         f"columns = {columns}, timestampformat = '%Y-%m-%d %H:%M:%S')")
+        self.con.execute("CHECKPOINT")
+        secs = time.perf_counter() - began
+        os.remove(csv_path)
+        return secs
+
+    def settle(self):
+        self.con.execute("CHECKPOINT")
+        return os.path.getsize(self.db_path)
+
+    def queries(self, p):
+        def ts(s):
+            return "TIMESTAMP '" + datetime.datetime.fromtimestamp(
+                s, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + "'"
+
+        def hosts_in(hosts):
+            return "hostname IN (" + ", ".join(f"'{h}'" for h in hosts) + ")"
+
+        def maxes(fields):
+            return ", ".join(f"max({f})" for f in fields)
+
+        rng = f"time >= {ts(p.start)} AND time < {ts(p.end)}"
+        last_hour = f"time >= {ts(p.hour_ago)} AND time < {ts(p.end)}"
+        qs = {
+            "single-groupby-1-1-1": "SELECT date_trunc('minute', time) AS m, max(usage_user) "
+                                    f"FROM cpu WHERE hostname = '{p.one}' AND {last_hour} "
+                                    "GROUP BY m ORDER BY m",
+            "single-groupby-1-8-1": "SELECT date_trunc('minute', time) AS m, max(usage_user) "
+                                    f"FROM cpu WHERE {hosts_in(p.eight)} AND {last_hour} "
+                                    "GROUP BY m ORDER BY m",
+            "single-groupby-5-1-12": f"SELECT date_trunc('minute', time) AS m, {maxes(FIELDS[:5])} "
+                                     f"FROM cpu WHERE hostname = '{p.one}' AND {rng} "
+                                     "GROUP BY m ORDER BY m",
+            "cpu-max-all-1": f"SELECT date_trunc('hour', time) AS h, {maxes(FIELDS)} FROM cpu "
+                             f"WHERE hostname = '{p.one}' AND {rng} GROUP BY h ORDER BY h",
+            "cpu-max-all-8": f"SELECT date_trunc('hour', time) AS h, {maxes(FIELDS)} FROM cpu "
+                             f"WHERE {hosts_in(p.eight)} AND {rng} GROUP BY h ORDER BY h",
+            "double-groupby-1": "SELECT date_trunc('hour', time) AS h, hostname, avg(usage_user) "
+                                f"FROM cpu WHERE {rng} GROUP BY h, hostname ORDER BY h, hostname",
+            "high-cpu-1": f"SELECT time, usage_user FROM cpu WHERE hostname = '{p.one}' "
+                          f"AND usage_user > 90.0 AND {rng} ORDER BY time",
+            "groupby-orderby-limit": "SELECT date_trunc('minute', time) AS m, max(usage_user) "
+                                     f"FROM cpu WHERE time >= {ts(p.five_min_ago)} "
+                                     f"AND time < {ts(p.end)} GROUP BY m ORDER BY m DESC LIMIT 5",
+            # DuckDB's fastest form here (a join on each host's latest time).
+            "lastpoint": f"SELECT c.hostname, {', '.join('c.' + f for f in FIELDS)} FROM cpu c "
+                         "JOIN (SELECT hostname, max(time) AS t FROM cpu GROUP BY hostname) l "
+                         "ON c.hostname = l.hostname AND c.time = l.t ORDER BY c.hostname",
+        }
+        return {name: (text, (lambda t=text: self.con.execute(t).fetchall()),
+                       (lambda rows, n=name: self.answer(n, rows)))
+                for name, text in qs.items()}
+
+    @staticmethod
+    def answer(name, rows):
+        def epoch(v):
+            return int(round(v.replace(tzinfo=datetime.timezone.utc).timestamp()))
+
+        if name == "lastpoint":
+            return sorted((r[0], *(float(x) for x in r[1:])) for r in rows)
+        if name == "double-groupby-1":
+            return sorted((epoch(r[0]), r[1], float(r[2])) for r in rows)
+        return [(epoch(r[0]), *(float(x) for x in r[1:])) for r in rows]
+
+    def stop(self):
+        self.con.close()
+
+
+def lp_to_csv(lp_path, csv_path):
+    """The generated line protocol (no escapes, no quoted strings) as CSV with times as text;
+    returns the tag names in first-line order."""
+    tags = None
+    seconds = {}
+    with open(lp_path) as src, open(csv_path, "w", newline="") as dst:
+        out = csv.writer(dst)
+        for line in src:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            if "\\" in line or '"' in line:
+                raise RuntimeError("the DuckDB loader takes only plain generated lines")
+            series, fields, stamp = line.split(" ")
+            parts = series.split(",")[1:]
+            if tags is None:
+                tags = [kv.split("=", 1)[0] for kv in parts]
+                out.writerow(tags + ["time"] + FIELDS)
+            values = dict(kv.split("=", 1) for kv in fields.split(","))
+            s = int(stamp) // 1_000_000_000
+            text = seconds.get(s)
+            if text is None:
+                text = datetime.datetime.fromtimestamp(s, datetime.timezone.utc).strftime(
+                    "%Y-%m-%d %H:%M:%S")
+                seconds[s] = text
+            out.writerow([kv.split("=", 1)[1] for kv in parts] + [text] +
+                         [values.get(f, "") for f in FIELDS])
+    return tags or []
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run_mito(args, out):
+    mito_dir = os.path.join(out, "mito")
+    binary = args.mito
+    if binary is None:
+        log("building mito (cargo build --release --bin mito)")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        subprocess.run(["cargo", "build", "--release", "--bin", "mito"], cwd=root, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+        binary = os.path.join(target, "release", "mito")
+    subprocess.run([binary, "bench", "--hosts", str(args.hosts), "--hours", str(args.hours),
+                    "--runs", str(args.runs), "--out", mito_dir], check=True)
+    with open(os.path.join(mito_dir, "report.json")) as f:
+        report = json.load(f)
+    return mito_dir, report
+
+
+def measure_peer(peer, lp, ranges, rows, params, runs, expected):
+    log(f"== {peer.name}")
+    result = {"name": peer.name}
+    try:
+        peer.start()
+        result["version"] = peer.version
+        log(f"   loading {rows} rows")
+        secs = peer.load(lp, ranges)
+        result["rows_per_s"] = rows / secs
+        log(f"   {result['rows_per_s']:,.0f} rows/s; settling")
+        result["disk_bytes"] = peer.settle()
+        result["bytes_per_row"] = result["disk_bytes"] / rows
+        server = getattr(peer, "server", None)
+        result["peak_rss_bytes"] = peak_rss(server.proc.pid if server else os.getpid())
+        result["queries"] = {}
+        for name, (text, run, answer) in peer.queries(params).items():
+            try:
+                ms, raw = median_ms(run, runs)
+                diff = compare(expected[name], answer(raw))
+                result["queries"][name] = {"median_ms": ms, "query": text,
+                                           "answer": "same" if diff is None else f"DIFFERENT: {diff}"}
+            except Exception as e:  # a query this peer cannot answer is reported, not fatal
+                result["queries"][name] = {"median_ms": None, "query": text, "answer": f"ERROR: {e}"}
+            q = result["queries"][name]
+            shown = "-" if q["median_ms"] is None else f"{q['median_ms']:.2f} ms"
+            log(f"   {name:<22} {shown:>12}  {q['answer'][:100]}")
+    except Exception as e:
+        result["error"] = str(e)
+        log(f"   {peer.name} failed: {e}")
+    finally:
+        try:
+            peer.stop()
+        except Exception as e:
+            log(f"   stopping {peer.name}: {e}")
+    return result
+
+
+def ratio(mito, peer, higher_is_better):
+    if not mito or not peer:
+        return None
+    return mito / peer if higher_is_better else peer / mito
+
+
+def report(out, mito, peers, args):
+    names = [p["name"] for p in peers]
+    lines = [f"# Mito and its peers: TSBS cpu-only, {args.hosts} hosts x {args.hours} h",
+             "",
+             f"One run, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             "each ratio is how many times better Mito is (> 1: Mito ahead).",
+             "",
+             "| figure | Mito | " + " | ".join(f"{n} | Mito advantage" for n in names) + " |",
+             "|---|---:|" + "---:|---:|" * len(names)]
+
+    def row(label, mito_value, key, fmt, higher):
+        cells = [label, fmt(mito_value)]
+        for p in peers:
+            v = p.get(key)
+            r = ratio(mito_value, v, higher)
+            cells += [fmt(v) if v else "-", f"{r:.2f}x" if r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    for p in peers:
+        if "peak_rss_bytes" in p:
+            p["peak_rss_mib"] = p["peak_rss_bytes"] / 2**20
+    mito_bpr = mito["closed_data_dir_bytes"] / mito["rows"]
+    row("ingest rows/s", mito["ingest_rows_per_s"], "rows_per_s", lambda v: f"{v:,.0f}", True)
+    row("bytes on disk per row", mito_bpr, "bytes_per_row", lambda v: f"{v:.2f}", False)
+    row("peak RSS MiB", mito["peak_rss_bytes"] / 2**20, "peak_rss_mib", lambda v: f"{v:,.0f}",
+        False)
+    mismatches = []
+    for q in mito["queries"]:
+        cells = [f"{q['name']} ms", f"{q['median_ms']:.2f}"]
+        for p in peers:
+            pq = p.get("queries", {}).get(q["name"], {})
+            v = pq.get("median_ms")
+            r = ratio(q["median_ms"], v, False)
+            mark = "" if pq.get("answer") == "same" else " (!)"
+            cells += [f"{v:.2f}{mark}" if v is not None else "-", f"{r:.2f}x" if r else "-"]
+            if pq and pq.get("answer") != "same":
+                mismatches.append(f"{p['name']} {q['name']}: {pq.get('answer')}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Versions: " + ", ".join(f"{p['name']} {p.get('version', '?')}" for p in peers),
+              "",
+              "Mito: `mito bench` (in-process SQL through DataFusion; bytes = the whole data "
+              "directory after a clean close: SSTs, manifests, catalog, WAL if any). Servers: HTTP line protocol, 5000 lines per POST, 2 "
+              "writers, bytes after their own flush and full merge; query times are client "
+              "wall time of the HTTP request. DuckDB: bulk CSV load in-process (not the same "
+              "kind of ingest figure), bytes of the .duckdb file.",
+              ""]
+    if mismatches:
+        lines += ["Answers that differ from Mito's or failed (marked (!)):", ""]
+        lines += [f"- {m}" for m in mismatches]
+    else:
+        lines.append("Every peer returned the same answers as Mito for every query.")
+    for p in peers:
+        if "error" in p:
+            lines.append(f"- {p['name']} failed: {p['error']}")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "peers.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "peers.json"), "w") as f:
+        json.dump({"mito": mito, "peers": peers}, f, indent=2)
+    return text, bool(mismatches) or any("error" in p for p in peers)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="output directory (must not exist yet)")
+    ap.add_argument("--hosts", type=int, default=4000)
+    ap.add_argument("--hours", type=int, default=3)
+    ap.add_argument("--peers", default="influx,vm,duckdb")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    ap.add_argument("--mito", help="the mito binary (default: cargo build --release)")
+    args = ap.parse_args()
+    if not 1 <= args.hours <= 24 * 30 or args.hosts < 1:
+        ap.error("--hosts must be at least 1 and --hours within 1..720")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out):
+        ap.error(f"{out} exists; choose a new --out")
+    os.makedirs(out)
+    kinds = {"influx": lambda: Influx(os.path.join(out, "influx")),
+             "vm": lambda: Vm(os.path.join(out, "vm")),
+             "duckdb": lambda: Duck(os.path.join(out, "duckdb"))}
+    wanted = [k.strip() for k in args.peers.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in kinds]
+    if unknown:
+        ap.error(f"unknown peers {unknown}; choose from {sorted(kinds)}")
+
+    def on_signal(signum, _frame):
+        Server.stop_all()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        mito_dir, mito = run_mito(args, out)
+        expected = mito_answers(os.path.join(mito_dir, "answers"))
+        lp = os.path.join(mito_dir, "cpu.lp")
+        ranges = batches(lp, 5000)
+        params = Params(args.hosts, args.hours)
+        peers = [measure_peer(kinds[k](), lp, ranges, mito["rows"], params, args.runs, expected)
+                 for k in wanted]
+    finally:
+        Server.stop_all()
+    text, failed = report(out, mito, peers, args)
+    print(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
