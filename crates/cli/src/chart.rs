@@ -78,7 +78,7 @@ pub fn write_latency_png(
     subtitle: &str,
     bars: &[(&str, f64)],
 ) -> Result<(), png::EncodingError> {
-    let height = TOP + bars.len() * ROW + 40;
+    let height = TOP + bars.len() * ROW + 50;
     let mut canvas = Canvas::new(WIDTH, height);
     canvas.text(LABEL_X, 12, title, INK);
     canvas.text(LABEL_X, 38, subtitle, INK);
@@ -119,8 +119,8 @@ pub fn write_latency_png(
         );
     }
     canvas.text(
-        LABEL_X,
-        TOP + bars.len() * ROW + 4,
+        BAR_X,
+        TOP + bars.len() * ROW + 26,
         "median ms, log scale",
         INK,
     );
@@ -152,7 +152,7 @@ mod tests {
         let reader = decoder.read_info().unwrap();
         let info = reader.info();
         assert_eq!(info.width as usize, WIDTH);
-        assert_eq!(info.height as usize, TOP + bars.len() * ROW + 40);
+        assert_eq!(info.height as usize, TOP + bars.len() * ROW + 50);
     }
 
     #[test]
