@@ -23,6 +23,7 @@ import argparse
 import csv
 import datetime
 import http.client
+import importlib
 import json
 import os
 import shutil
@@ -547,6 +548,7 @@ class Duck:
             log(f"installing duckdb=={DUCKDB_VERSION} from PyPI")
             subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                             f"duckdb=={DUCKDB_VERSION}"], check=True)
+            importlib.invalidate_caches()
         import duckdb
         self.version = duckdb.__version__
         os.makedirs(self.root)
