@@ -112,6 +112,17 @@ def mito_answers(answers_dir):
     return out
 
 
+def maxes(fields):
+    """`max(f1), max(f2), ...`: the select list InfluxQL and SQL share."""
+    return ", ".join(f"max({f})" for f in fields)
+
+
+def utc_text(seconds):
+    """`YYYY-MM-DD HH:MM:SS` of a UTC epoch second (DuckDB's literals and CSV times)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
 def median_ms(fn, runs):
     """Runs `fn` WARMUPS + runs times; returns (median ms of the timed runs, last result)."""
     result = None
@@ -327,7 +338,6 @@ class Influx:
 
     def __init__(self, root, port=18086):
         self.root, self.http = root, Http(port)
-        self.port = port
 
     def start(self):
         apt_install("influxd", "influxdb")
@@ -335,7 +345,8 @@ class Influx:
         os.makedirs(self.root)
         conf = os.path.join(self.root, "influxdb.conf")
         with open(conf, "w") as f:
-            f.write(INFLUX_CONF.format(root=self.root, port=self.port, rpc=self.port + 2))
+            port = self.http.port
+            f.write(INFLUX_CONF.format(root=self.root, port=port, rpc=port + 2))
         self.server = Server(["influxd", "run", "-config", conf],
                              os.path.join(self.root, "influxd.log"))
         self.http.wait_ready("/ping", self.server.proc)
@@ -357,9 +368,6 @@ class Influx:
     def queries(self, p):
         def ors(hosts):
             return "(" + " OR ".join(f"hostname = '{h}'" for h in hosts) + ")"
-
-        def maxes(fields):
-            return ", ".join(f"max({f})" for f in fields)
 
         rng = f"time >= {p.start}s AND time < {p.end}s"
         last_hour = f"time >= {p.hour_ago}s AND time < {p.end}s"
@@ -578,14 +586,10 @@ class Duck:
 
     def queries(self, p):
         def ts(s):
-            return "TIMESTAMP '" + datetime.datetime.fromtimestamp(
-                s, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + "'"
+            return f"TIMESTAMP '{utc_text(s)}'"
 
         def hosts_in(hosts):
             return "hostname IN (" + ", ".join(f"'{h}'" for h in hosts) + ")"
-
-        def maxes(fields):
-            return ", ".join(f"max({f})" for f in fields)
 
         rng = f"time >= {ts(p.start)} AND time < {ts(p.end)}"
         last_hour = f"time >= {ts(p.hour_ago)} AND time < {ts(p.end)}"
@@ -656,9 +660,7 @@ def lp_to_csv(lp_path, csv_path):
             s = int(stamp) // 1_000_000_000
             text = seconds.get(s)
             if text is None:
-                text = datetime.datetime.fromtimestamp(s, datetime.timezone.utc).strftime(
-                    "%Y-%m-%d %H:%M:%S")
-                seconds[s] = text
+                text = seconds[s] = utc_text(s)
             out.writerow([kv.split("=", 1)[1] for kv in parts] + [text] +
                          [values.get(f, "") for f in FIELDS])
     return tags or []

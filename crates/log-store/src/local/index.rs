@@ -75,11 +75,7 @@ impl Index {
             .segments
             .iter()
             .filter(|(id, _)| Some(**id) != active)
-            .filter(|(_, seg)| {
-                seg.regions
-                    .iter()
-                    .all(|(r, span)| self.obsolete.get(r).is_some_and(|o| span.last <= *o))
-            })
+            .filter(|(_, seg)| self.all_entries_obsolete(seg))
             .map(|(id, _)| *id)
             .collect();
         for id in &purgeable {
@@ -91,11 +87,16 @@ impl Index {
     /// Whether every entry of every segment, the active one included, is obsolete: then the
     /// whole log may go (at close, when nothing appends any more).
     pub(crate) fn all_obsolete(&self) -> bool {
-        self.segments.values().all(|seg| {
-            seg.regions
-                .iter()
-                .all(|(r, span)| self.obsolete.get(r).is_some_and(|o| span.last <= *o))
-        })
+        self.segments
+            .values()
+            .all(|seg| self.all_entries_obsolete(seg))
+    }
+
+    /// Whether every entry of `seg` is obsolete for its region.
+    fn all_entries_obsolete(&self, seg: &SegmentInfo) -> bool {
+        seg.regions
+            .iter()
+            .all(|(r, span)| self.obsolete.get(r).is_some_and(|o| span.last <= *o))
     }
 
     /// Ids and sizes of the segments that may hold entries of `region_id` with id `>= from`.
