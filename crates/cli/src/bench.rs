@@ -144,7 +144,7 @@ fn queries(hosts: usize, hours: u64) -> Vec<Query> {
     clippy::disallowed_methods,
     reason = "a benchmark measures wall time (docs/store-api.md, Clock)"
 )]
-fn stopwatch() -> std::time::Instant {
+pub(crate) fn stopwatch() -> std::time::Instant {
     std::time::Instant::now()
 }
 

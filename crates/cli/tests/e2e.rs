@@ -333,6 +333,29 @@ fn new_tags_and_fields_alter_the_table() {
 }
 
 #[test]
+fn sql_runs_repeat_the_query_and_print_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(mito_stdin(&data, &["write"], b"r,h=a v=1 1\nr,h=b v=2 2\n"));
+    let out = mito(
+        &data,
+        &[
+            "sql",
+            "--runs",
+            "3",
+            "--format",
+            "csv",
+            "SELECT h, v FROM r ORDER BY h",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "h,v\na,1.0\nb,2.0\n");
+    assert!(stderr(&out).contains("3 runs: min "), "{}", stderr(&out));
+    let out = mito(&data, &["sql", "--runs", "0", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn queries_and_names_that_fail_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -34,7 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use mito_engine::MitoEngine;
 use snafu::ResultExt;
 use store_api::metadata::RegionMetadataRef;
-use store_api::scan::{ScanRequest, TimeRange};
+use store_api::scan::{ScanOrder, ScanRequest, TimeRange};
 use store_api::{ColumnId, RegionId};
 
 use crate::error::{Result, SqlSnafu};
@@ -241,6 +241,9 @@ impl TableProvider for RegionTable {
             time_range: self.time_range(&filters),
             filters,
             limit,
+            // The plan declares no output ordering, so the engine need not merge sources
+            // whose time spans are disjoint.
+            order: ScanOrder::Unordered,
             ..ScanRequest::default()
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = self
