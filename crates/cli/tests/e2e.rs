@@ -356,6 +356,65 @@ fn sql_runs_repeat_the_query_and_print_once() {
 }
 
 #[test]
+fn latest_row_per_series_reads_files_and_memtables() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Two flushed files and, from the unflushed third write, a memtable rebuilt from the WAL.
+    ok(mito_stdin(
+        &data,
+        &["write"],
+        b"m,h=a,z=1 v=1 10\nm,h=a,z=2 v=2 20\nm,h=b,z=1 v=3 5\n",
+    ));
+    ok(mito_stdin(
+        &data,
+        &["write"],
+        b"m,h=a,z=1 v=4 30\nm,h=b,z=1 v=5 1\nm,h=c,z=1 v=6 7\n",
+    ));
+    ok(mito_stdin(
+        &data,
+        &["write", "--no-flush"],
+        b"m,h=b,z=2 v=7 8\nm,h=a,z=2 v=8 25\n",
+    ));
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("h", "", &["a,1,4.0", "b,2,7.0", "c,1,6.0"]),
+        (
+            "h, z",
+            "",
+            &["a,1,4.0", "a,2,8.0", "b,1,3.0", "b,2,7.0", "c,1,6.0"],
+        ),
+        (
+            "h",
+            "WHERE time < '1970-01-01T00:00:00.000000025'",
+            &["a,2,2.0", "b,2,7.0", "c,1,6.0"],
+        ),
+        (
+            "h",
+            "WHERE z = '1' AND time >= '1970-01-01T00:00:00.000000005'",
+            &["a,1,4.0", "b,1,3.0", "c,1,6.0"],
+        ),
+    ];
+    for (on, filter, want) in cases {
+        let pushed = format!(
+            "SELECT h, z, v FROM (SELECT DISTINCT ON ({on}) * FROM m {filter} ORDER BY {on}, time DESC) ORDER BY h, z"
+        );
+        assert_eq!(sql(&data, &pushed), want, "{pushed}");
+        let explain = ok(mito(&data, &["sql", &format!("EXPLAIN {pushed}")]));
+        assert!(explain.contains("__mito_row_number"), "{explain}");
+        // The same query with a filter the scan cannot take keeps DataFusion's own plan.
+        let kept = pushed.replace(
+            "FROM m",
+            &format!(
+                "FROM (SELECT * FROM m WHERE abs(v) >= 0) {}",
+                if filter.is_empty() { "" } else { "AS m" }
+            ),
+        );
+        let explain = ok(mito(&data, &["sql", &format!("EXPLAIN {kept}")]));
+        assert!(!explain.contains("__mito_row_number"), "{explain}");
+        assert_eq!(sql(&data, &kept), want, "{kept}");
+    }
+}
+
+#[test]
 fn queries_and_names_that_fail_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -13,6 +13,7 @@
 //! differently can never change an answer. Only plain forms are pushed (columns, literals,
 //! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -20,12 +21,20 @@ use arrow_array::RecordBatchOptions;
 use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{ScalarValue, TableReference};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, TableReference};
 use datafusion::datasource::TableType;
+use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::functions_aggregate::first_last::{FirstValue, LastValue};
+use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprFunctionExt, Filter, LogicalPlan, LogicalPlanBuilder, Operator,
+    TableProviderFilterPushDown, TableScan, lit,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
@@ -33,8 +42,8 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use mito_engine::MitoEngine;
 use snafu::ResultExt;
-use store_api::metadata::RegionMetadataRef;
-use store_api::scan::{ScanOrder, ScanRequest, TimeRange};
+use store_api::metadata::{RegionMetadataRef, SemanticType};
+use store_api::scan::{ScanOrder, ScanRequest, SeriesRowSelector, TimeRange};
 use store_api::{ColumnId, RegionId};
 
 use crate::error::{Result, SqlSnafu};
@@ -48,6 +57,8 @@ pub struct RegionTable {
     metadata: RegionMetadataRef,
     /// The columns as scans return them (tags dictionary-encoded).
     schema: SchemaRef,
+    /// Rows each scan keeps of each series (set by [`LastRowPushdown`]).
+    selector: Option<SeriesRowSelector>,
 }
 
 impl RegionTable {
@@ -65,6 +76,18 @@ impl RegionTable {
             regions,
             metadata,
             schema,
+            selector: None,
+        }
+    }
+
+    /// The same table, its scans keeping only the last row of each series.
+    fn last_rows(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            regions: self.regions.clone(),
+            metadata: self.metadata.clone(),
+            schema: self.schema.clone(),
+            selector: Some(SeriesRowSelector::LastRow),
         }
     }
 
@@ -112,68 +135,7 @@ impl RegionTable {
     /// The time range implied by the conjunction of `filters` (`None`: unbounded).
     fn time_range(&self, filters: &[Expr]) -> Option<TimeRange> {
         let (name, unit) = self.time_index();
-        let mut range = TimeRange::default();
-        let mut bounded = false;
-        for f in filters {
-            for conjunct in split_conjunction(f) {
-                if let Some((start, end)) = bound(conjunct, name, unit) {
-                    if let Some(s) = start {
-                        range.start = Some(range.start.map_or(s, |r| r.max(s)));
-                    }
-                    if let Some(e) = end {
-                        range.end = Some(range.end.map_or(e, |r| r.min(e)));
-                    }
-                    bounded = true;
-                }
-            }
-        }
-        bounded.then_some(range)
-    }
-}
-
-/// A timestamp literal in `unit`.
-fn timestamp_literal(e: &Expr, unit: TimeUnit) -> Option<i64> {
-    let Expr::Literal(v, _) = e else {
-        return None;
-    };
-    match (v, unit) {
-        (ScalarValue::TimestampSecond(Some(t), None), TimeUnit::Second)
-        | (ScalarValue::TimestampMillisecond(Some(t), None), TimeUnit::Millisecond)
-        | (ScalarValue::TimestampMicrosecond(Some(t), None), TimeUnit::Microsecond)
-        | (ScalarValue::TimestampNanosecond(Some(t), None), TimeUnit::Nanosecond) => Some(*t),
-        _ => None,
-    }
-}
-
-fn is_column(e: &Expr, name: &str) -> bool {
-    matches!(e, Expr::Column(c) if c.name == name)
-}
-
-/// `[start, end)` bounds a conjunct puts on the time index.
-fn bound(e: &Expr, name: &str, unit: TimeUnit) -> Option<(Option<i64>, Option<i64>)> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (op, t) = if is_column(left, name) {
-                (*op, timestamp_literal(right, unit)?)
-            } else if is_column(right, name) {
-                (op.swap()?, timestamp_literal(left, unit)?)
-            } else {
-                return None;
-            };
-            match op {
-                Operator::Eq => Some((Some(t), Some(t.checked_add(1)?))),
-                Operator::Gt => Some((Some(t.checked_add(1)?), None)),
-                Operator::GtEq => Some((Some(t), None)),
-                Operator::Lt => Some((None, Some(t))),
-                Operator::LtEq => Some((None, Some(t.checked_add(1)?))),
-                _ => None,
-            }
-        }
-        Expr::Between(b) if !b.negated && is_column(&b.expr, name) => Some((
-            Some(timestamp_literal(&b.low, unit)?),
-            Some(timestamp_literal(&b.high, unit)?.checked_add(1)?),
-        )),
-        _ => None,
+        TimeRange::from_filters(filters, name, unit)
     }
 }
 
@@ -244,6 +206,7 @@ impl TableProvider for RegionTable {
             // The plan declares no output ordering, so the engine need not merge sources
             // whose time spans are disjoint.
             order: ScanOrder::Unordered,
+            series_row_selector: self.selector,
             ..ScanRequest::default()
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = self
@@ -329,6 +292,7 @@ pub async fn session(instance: &Instance) -> Result<SessionContext> {
         .with_information_schema(true)
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
+    ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
     for t in instance.tables().await {
         let metadata = instance.metadata(&t.name).await?;
         let table = RegionTable::new(
@@ -353,4 +317,150 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
     let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.context(SqlSnafu)?;
     Ok((schema, batches))
+}
+
+/// Pushes "the latest row of each group" into the scan when groups are sets of series:
+///
+/// ```text
+/// Aggregate: groupBy=[tags..], aggr=[first_value(c ORDER BY [tags.., time DESC]) ..]
+///   (Filter: only conjuncts the scan applies exactly)
+///     TableScan: RegionTable            -> the same, the scan keeping each series' last row
+/// ```
+///
+/// (`DISTINCT ON (tags) .. ORDER BY tags, time DESC` becomes this aggregate.) The latest row
+/// of a group of series is the latest of their last rows, so the aggregate's answer does not
+/// change, and the engine reads a few rows per series instead of all of them. `last_value`
+/// ordered by time ascending is the same selection.
+#[derive(Debug)]
+struct LastRowPushdown;
+
+/// The row number column of the rewritten plan.
+const ROW_NUMBER: &str = "__mito_row_number";
+
+impl LastRowPushdown {
+    /// The region table under `input` if the aggregate may read only last rows.
+    fn table<'a>(
+        input: &'a LogicalPlan,
+        group: &[Expr],
+        aggr: &[Expr],
+    ) -> Option<(&'a TableScan, &'a RegionTable)> {
+        let scan = match input {
+            LogicalPlan::TableScan(scan) => scan,
+            LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+                LogicalPlan::TableScan(scan)
+                    if split_conjunction(&filter.predicate)
+                        .iter()
+                        .all(|c| scan.filters.contains(c)) =>
+                {
+                    scan
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        if scan.fetch.is_some() {
+            return None;
+        }
+        let source: &dyn Any = scan.source.as_ref();
+        let source = source.downcast_ref::<DefaultTableSource>()?;
+        let table: &dyn Any = source.table_provider.as_ref();
+        let table = table.downcast_ref::<RegionTable>()?;
+        if table.selector.is_some() {
+            return None;
+        }
+        let tag = |e: &Expr| match e {
+            Expr::Column(c) => table
+                .metadata
+                .column_by_name(&c.name)
+                .is_some_and(|m| m.semantic_type == SemanticType::Tag),
+            _ => false,
+        };
+        if !group.iter().all(tag) || aggr.is_empty() {
+            return None;
+        }
+        let time = table.time_index().0;
+        let latest_first = |e: &Expr| {
+            let Expr::AggregateFunction(f) = e.clone().unalias_nested().data else {
+                return false;
+            };
+            let any: &dyn Any = f.func.inner().as_ref();
+            let want_desc = if any.downcast_ref::<FirstValue>().is_some() {
+                true
+            } else if any.downcast_ref::<LastValue>().is_some() {
+                false
+            } else {
+                return false;
+            };
+            let p = &f.params;
+            let order: Vec<_> = p
+                .order_by
+                .iter()
+                .filter(|s| !group.contains(&s.expr))
+                .collect();
+            !p.distinct
+                && p.filter.is_none()
+                && matches!(order.as_slice(), [s] if s.asc != want_desc
+                    && matches!(&s.expr, Expr::Column(c) if c.name == time))
+        };
+        aggr.iter().all(latest_first).then_some((scan, table))
+    }
+}
+
+impl OptimizerRule for LastRowPushdown {
+    fn name(&self) -> &str {
+        "mito_last_row_pushdown"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(agg) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let Some((scan, table)) = Self::table(&agg.input, &agg.group_expr, &agg.aggr_expr) else {
+            return Ok(Transformed::no(plan));
+        };
+        let time = table.time_index().0.to_string();
+        let mut new_scan = scan.clone();
+        new_scan.source = provider_as_source(Arc::new(table.last_rows()));
+        let new_input = match agg.input.as_ref() {
+            LogicalPlan::Filter(f) => LogicalPlan::Filter(Filter::try_new(
+                f.predicate.clone(),
+                Arc::new(LogicalPlan::TableScan(new_scan)),
+            )?),
+            _ => LogicalPlan::TableScan(new_scan),
+        };
+        // The aggregate over a few rows per series, as the row numbered 1 by descending time
+        // in each group: DataFusion's ordered `first_value` keeps an accumulator per group and
+        // column, which costs far more than a sort of the same rows.
+        let time_col = Expr::Column(Column::new(scan.table_name.clone().into(), time));
+        let row = row_number()
+            .partition_by(agg.group_expr.clone())
+            .order_by(vec![time_col.sort(false, true)])
+            .build()?
+            .alias(ROW_NUMBER);
+        let mut outputs = agg.group_expr.clone();
+        for a in &agg.aggr_expr {
+            let name = a.schema_name().to_string();
+            let Expr::AggregateFunction(f) = a.clone().unalias_nested().data else {
+                return Ok(Transformed::no(plan));
+            };
+            let [arg] = f.params.args.as_slice() else {
+                return Ok(Transformed::no(plan));
+            };
+            outputs.push(arg.clone().alias(name));
+        }
+        let rewritten = LogicalPlanBuilder::from(new_input)
+            .window(vec![row])?
+            .filter(Expr::Column(Column::from_name(ROW_NUMBER)).eq(lit(1u64)))?
+            .project(outputs)?
+            .build()?;
+        Ok(Transformed::yes(rewritten))
+    }
 }

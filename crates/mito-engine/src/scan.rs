@@ -14,7 +14,7 @@
 //! Filters reach the SSTs for pruning only when they name tags or the time index: a field
 //! predicate could prune the newest version of a row and let an older one through.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -28,14 +28,17 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_physical_expr::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
 use mito_memtable::{Memtable, MemtableRead};
-use mito_read::merge::{MergeOptions, merge};
+use mito_read::last_row::LastRows;
+use mito_read::merge::{MergeOptions, SortedBatch, merge};
 use mito_read::{OpType, compat};
 use mito_sst::SstReadRequest;
 use opendal::Operator;
 use snafu::ResultExt;
 use store_api::error::BoxedError;
 use store_api::metadata::{RegionMetadata, SemanticType};
-use store_api::scan::{BatchStream, ScanOrder, ScanRequest, TimeRange};
+use store_api::scan::{
+    BatchStream, ScanOrder, ScanRequest, SeriesRowSelector, TimeRange, time_bound,
+};
 use store_api::{ColumnId, RegionId, SequenceNumber};
 use tokio::sync::mpsc;
 
@@ -192,7 +195,38 @@ pub(crate) async fn scan(
             metadata.clone(),
         )
     };
-    let merged: Stream = if req.order == ScanOrder::Unordered {
+    let last_row = req.series_row_selector == Some(SeriesRowSelector::LastRow);
+    let fast_range = if last_row {
+        last_row_fast_range(&metadata, &req.filters, plan.time_range)
+    } else {
+        None
+    };
+    let mut fast: Option<Vec<RecordBatch>> = None;
+    let sources = match fast_range {
+        Some(range) => {
+            match last_rows_fast(
+                sources,
+                &plan,
+                ctx,
+                &region_dir,
+                &metadata,
+                &merge_options,
+                range,
+            )
+            .await?
+            {
+                Ok(batches) => {
+                    fast = Some(batches);
+                    Vec::new()
+                }
+                Err(all) => all,
+            }
+        }
+        None => sources,
+    };
+    let merged: Stream = if let Some(batches) = fast {
+        futures::stream::iter(batches.into_iter().map(Ok)).boxed()
+    } else if req.order == ScanOrder::Unordered && !last_row {
         let groups = group_overlapping(sources);
         let streams: Vec<Stream> = groups
             .into_iter()
@@ -212,8 +246,17 @@ pub(crate) async fn scan(
     let cache = ctx.cache.clone();
     let mut remaining = req.limit.unwrap_or(usize::MAX);
     let post = plan.clone();
-    let stream = merged
-        .and_then(move |batch| futures::future::ready(post.finish(batch)))
+    let filtered: Stream = merged
+        .and_then(move |batch| futures::future::ready(post.filter(batch)))
+        .boxed();
+    let selected = if last_row {
+        last_rows_stream(filtered, merge_options.time_index)
+    } else {
+        filtered
+    };
+    let post = plan.clone();
+    let stream = selected
+        .and_then(move |batch| futures::future::ready(post.project(batch)))
         .try_filter(|b| futures::future::ready(b.num_rows() > 0))
         .map_ok(move |b| {
             let take = b.num_rows().min(remaining);
@@ -327,8 +370,13 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
 }
 
 impl Plan {
-    /// Exact filters and the output projection of one merged batch.
-    fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
+    /// The output columns of one merged, filtered batch.
+    fn project(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        Ok(batch.project(&self.output)?)
+    }
+
+    /// The rows of one merged batch that pass the exact filters.
+    fn filter(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mut batch = batch;
         let failed = |reason: String| {
             FilterSnafu {
@@ -353,7 +401,7 @@ impl Plan {
             };
             batch = arrow_select::filter::filter_record_batch(&batch, mask)?;
         }
-        Ok(batch.project(&self.output)?)
+        Ok(batch)
     }
 }
 
@@ -394,6 +442,169 @@ fn keep_rows<T: ArrowPrimitiveType>(
         return Ok(batch);
     };
     Ok(mito_read::keep_rows(batch, values.values(), keep)?)
+}
+
+/// The time range of a last-row scan by the two-pass path, when the filters allow it: each
+/// conjunct names only tags (a tag filter keeps or drops whole series, so it may apply after
+/// the selection) or bounds the time index exactly (it joins the range and applies before).
+/// A field filter must apply before the selection, to merged rows: `None`, full merge.
+fn last_row_fast_range(
+    metadata: &RegionMetadata,
+    filters: &[Expr],
+    range: Option<TimeRange>,
+) -> Option<Option<TimeRange>> {
+    let ts = metadata.time_index_column();
+    let unit = match &ts.data_type {
+        arrow_schema::DataType::Timestamp(u, _) => *u,
+        _ => return None,
+    };
+    let mut time_filters = Vec::new();
+    for f in filters {
+        for conjunct in datafusion_expr::utils::split_conjunction(f) {
+            let refs = conjunct.column_refs();
+            let tags_only = refs.iter().all(|c| {
+                metadata
+                    .column_by_name(&c.name)
+                    .is_some_and(|m| m.semantic_type == SemanticType::Tag)
+            });
+            if tags_only {
+                continue;
+            }
+            time_bound(conjunct, &ts.name, unit)?;
+            time_filters.push(conjunct.clone());
+        }
+    }
+    let Some(bounds) = TimeRange::from_filters(&time_filters, &ts.name, unit) else {
+        return Some(range);
+    };
+    let mut out = range.unwrap_or_default();
+    out.start = match (out.start, bounds.start) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    out.end = match (out.end, bounds.end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Some(Some(out))
+}
+
+/// The last row of each series, reading sources newest first and, of each file, only the
+/// rows that can still be a series' last (see `SstReader::last_rows`); the candidates are
+/// merged (dedup, merge mode) and the last of each key kept. Gives the sources back when the
+/// answer needs the full merge: a file holds rows above the snapshot, or a winning row is a
+/// delete (the visible last row is then an older one this path skipped).
+async fn last_rows_fast(
+    mut sources: Vec<Source>,
+    plan: &Plan,
+    ctx: &ScanContext,
+    region_dir: &Arc<str>,
+    metadata: &store_api::metadata::RegionMetadataRef,
+    options: &MergeOptions,
+    range: Option<TimeRange>,
+) -> Result<std::result::Result<Vec<RecordBatch>, Vec<Source>>> {
+    let region_id = plan.region_id;
+    if sources.iter().any(|s| match &s.kind {
+        SourceKind::File(f) => f.meta().max_sequence > plan.snapshot,
+        SourceKind::Memtable(_) => false,
+    }) {
+        return Ok(Err(sources));
+    }
+    sources.sort_by_key(|s| std::cmp::Reverse(s.max));
+    let mut newer: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut candidates: Vec<Stream> = Vec::with_capacity(sources.len());
+    for s in &sources {
+        let mut batches = Vec::new();
+        match &s.kind {
+            SourceKind::Memtable(m) => {
+                let req = MemtableRead {
+                    projection: Some(plan.read_ids.clone()),
+                    time_range: range,
+                    sequence: Some(plan.snapshot),
+                    partition: None,
+                    keep_deletes: true,
+                    batch_rows: ctx.batch_rows,
+                };
+                let mut last = LastRows::new(options.time_index);
+                for b in m.read(&req).context(MemtableSnafu { region_id })? {
+                    batches.extend(last.push(b.context(MemtableSnafu { region_id })?)?);
+                }
+                batches.extend(last.finish());
+            }
+            SourceKind::File(f) => {
+                let reader = ctx
+                    .cache
+                    .reader(&ctx.op, region_dir, f.meta(), metadata)
+                    .await?;
+                let req = SstReadRequest {
+                    projection: Some(plan.read_ids.clone()),
+                    time_range: range,
+                    filters: plan.prune_filters.clone(),
+                    batch_rows: ctx.batch_rows,
+                };
+                batches = reader
+                    .last_rows(&req, &newer)
+                    .await
+                    .context(SstSnafu { region_id })?
+                    .try_collect()
+                    .await
+                    .context(SstSnafu { region_id })?;
+            }
+        }
+        for b in &batches {
+            let sorted = SortedBatch::try_new(b.clone(), options.time_index)?;
+            for i in 0..sorted.num_rows() {
+                let ts = sorted.ts(i).unwrap_or(i64::MIN);
+                newer
+                    .entry(sorted.key(i).to_vec())
+                    .and_modify(|t| *t = (*t).max(ts))
+                    .or_insert(ts);
+            }
+        }
+        candidates.push(futures::stream::iter(batches.into_iter().map(Ok)).boxed());
+    }
+    let mut merge_options = options.clone();
+    merge_options.dedup.keep_deletes = true;
+    let mut merged = merge(candidates, merge_options);
+    let mut last = LastRows::new(options.time_index);
+    let mut out = Vec::new();
+    while let Some(b) = merged.next().await {
+        out.extend(last.push(b?)?);
+    }
+    out.extend(last.finish());
+    let op_col = options.schema.fields().len().saturating_sub(1);
+    for b in &out {
+        if let Some(ops) = b.column(op_col).as_primitive_opt::<UInt8Type>()
+            && ops.values().iter().any(|op| *op == OpType::Delete.as_u8())
+        {
+            return Ok(Err(sources));
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Keeps the last row of each key of a stream sorted by (key, ts).
+fn last_rows_stream(input: Stream, time_index: usize) -> Stream {
+    futures::stream::unfold(
+        (input, LastRows::new(time_index), false),
+        |(mut input, mut last, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match input.next().await {
+                    Some(Ok(b)) => match last.push(b) {
+                        Ok(Some(out)) => return Some((Ok(out), (input, last, false))),
+                        Ok(None) => {}
+                        Err(e) => return Some((Err(e.into()), (input, last, true))),
+                    },
+                    Some(Err(e)) => return Some((Err(e), (input, last, true))),
+                    None => return last.finish().map(|b| (Ok(b), (input, last, true))),
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 /// Groups of sources whose time spans overlap (transitively).

@@ -18,6 +18,7 @@ use arrow_schema::ArrowError;
 use serde::{Deserialize, Serialize};
 
 pub mod compat;
+pub mod last_row;
 pub mod merge;
 
 /// What a row does. Stored in `__op_type` as a `u8`.

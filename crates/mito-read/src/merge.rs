@@ -112,6 +112,15 @@ impl SortedBatch {
         }
     }
 
+    /// Whether rows `a` and `b` have the same key (the dictionary indices decide when equal).
+    pub fn same_key(&self, a: usize, b: usize) -> bool {
+        let keys = self.keys.keys().values();
+        match (keys.get(a), keys.get(b)) {
+            (Some(x), Some(y)) if x == y && self.keys.is_valid(a) == self.keys.is_valid(b) => true,
+            _ => self.key(a) == self.key(b),
+        }
+    }
+
     /// The timestamp of `row`.
     pub fn ts(&self, row: usize) -> Option<i64> {
         self.ts.get(row).copied()

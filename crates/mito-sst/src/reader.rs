@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::ScalarBuffer;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_expr::Expr;
@@ -17,7 +20,7 @@ use opendal::Operator;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
 use parquet::arrow::async_reader::{
-    AsyncFileReader, MetadataFetch, ParquetRecordBatchStreamBuilder,
+    AsyncFileReader, MetadataFetch, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
 };
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -407,9 +410,18 @@ impl SstReader {
         &self,
         req: &SstReadRequest,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let plan = self.plan(req);
+        self.read_plan(req, plan)
+    }
+
+    /// Reads the rows of `plan` (row groups and a selection over them) for `req`.
+    fn read_plan(
+        &self,
+        req: &SstReadRequest,
+        plan: ReadPlan,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let indices = self.indices(req.projection.as_deref())?;
         let out_schema = compat::read_schema(&self.current, &indices);
-        let plan = self.plan(req);
         if plan.row_groups.is_empty() || plan.rows == 0 {
             return Ok(futures::stream::empty().boxed());
         }
@@ -431,6 +443,39 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
+        let stream = self.raw_stream(
+            &names,
+            plan.row_groups,
+            plan.selection,
+            req.batch_rows.max(1),
+        )?;
+        let adapt = Adapter {
+            path: self.path.clone(),
+            info: self.info.clone(),
+            current: self.current.clone(),
+            indices,
+            out_schema,
+            ts_name,
+            time_range: req.time_range,
+            key_suffix: self.key_suffix.clone(),
+        };
+        let path = self.path.clone();
+        Ok(stream
+            .map_err(move |e| parquet_error(&path, e))
+            .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
+            .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+            .boxed())
+    }
+
+    /// The file's columns named `names` (file names), undecoded, from `row_groups` and the
+    /// rows of `selection`.
+    fn raw_stream(
+        &self,
+        names: &[String],
+        row_groups: Vec<usize>,
+        selection: Option<RowSelection>,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchStream<VerifiedReader>> {
         let schema = self.arrow.schema();
         let roots: Vec<usize> = schema
             .fields()
@@ -452,31 +497,149 @@ impl SstReader {
         let mut builder =
             ParquetRecordBatchStreamBuilder::new_with_metadata(input, self.arrow.clone())
                 .with_projection(mask)
-                .with_row_groups(plan.row_groups)
-                .with_batch_size(req.batch_rows.max(1));
-        if let Some(sel) = plan.selection {
+                .with_row_groups(row_groups)
+                .with_batch_size(batch_rows);
+        if let Some(sel) = selection {
             builder = builder.with_row_selection(sel);
         }
-        let stream = builder.build().context(ParquetSnafu {
+        builder.build().context(ParquetSnafu {
             path: self.path.to_string(),
-        })?;
-        let adapt = Adapter {
-            path: self.path.clone(),
-            info: self.info.clone(),
-            current: self.current.clone(),
-            indices,
-            out_schema,
-            ts_name,
-            time_range: req.time_range,
-            key_suffix: self.key_suffix.clone(),
-        };
-        let path = self.path.clone();
-        Ok(stream
-            .map_err(move |e| parquet_error(&path, e))
-            .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
-            .try_filter(|b| futures::future::ready(b.num_rows() > 0))
-            .boxed())
+        })
     }
+
+    /// Reads, of each series the request selects, the file's last row in the time range,
+    /// unless `newer` (keys in the current form) holds for it a timestamp past every row the
+    /// file could offer. Two passes: the keys (and timestamps, when the range cuts the file)
+    /// locate the rows, then only those rows of the requested columns are decoded.
+    pub async fn last_rows(
+        &self,
+        req: &SstReadRequest,
+        newer: &HashMap<Vec<u8>, i64>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let plan = self.plan(req);
+        if plan.row_groups.is_empty() || plan.rows == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: self.path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        let (min, max) = (self.meta.time_range.min, self.meta.time_range.max);
+        let cut = req
+            .time_range
+            .filter(|r| !(r.contains(min) && r.contains(max)));
+        let ts_name = self.info.region_metadata.time_index_column().name.clone();
+        let mut names = vec![PRIMARY_KEY_COLUMN.to_string()];
+        if cut.is_some() {
+            names.push(ts_name.clone());
+        }
+        let total: usize = plan
+            .row_groups
+            .iter()
+            .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
+            .sum();
+        let mut stream = self.raw_stream(&names, plan.row_groups.clone(), None, 65_536)?;
+        // The open run: its key (current form) and its last row in range with that row's
+        // time (the file's latest time when the range holds the whole file).
+        let mut run: Option<Run> = None;
+        let mut chosen: Vec<usize> = Vec::new();
+        let offer = |run: Option<Run>, chosen: &mut Vec<usize>| {
+            if let Some((key, Some((row, ts)))) = run
+                && newer.get(&key).is_none_or(|t| *t <= ts)
+            {
+                chosen.push(row);
+            }
+        };
+        let mut base = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            let keys = batch
+                .column_by_name(PRIMARY_KEY_COLUMN)
+                .and_then(|a| a.as_dictionary_opt::<UInt32Type>())
+                .ok_or_else(|| corrupted("key column is not a dictionary".to_string()))?;
+            let values = keys
+                .values()
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| corrupted("key values are not binary".to_string()))?;
+            let ts = match cut {
+                Some(_) => Some(
+                    batch
+                        .column_by_name(&ts_name)
+                        .and_then(i64_values)
+                        .ok_or_else(|| corrupted("time index of unexpected layout".to_string()))?,
+                ),
+                None => None,
+            };
+            let mut prev: Option<u32> = None;
+            for (i, idx) in keys.keys().values().iter().enumerate() {
+                if prev != Some(*idx) {
+                    let k = usize::try_from(*idx).unwrap_or(usize::MAX);
+                    if k >= values.len() {
+                        return Err(corrupted(format!("key index {k} past the dictionary")));
+                    }
+                    let mut key = values.value(k).to_vec();
+                    key.extend_from_slice(&self.key_suffix);
+                    if run.as_ref().is_none_or(|(open, _)| *open != key) {
+                        offer(run.take(), &mut chosen);
+                        run = Some((key, None));
+                    }
+                    prev = Some(*idx);
+                }
+                let t = match (&ts, &cut) {
+                    (Some(ts), Some(range)) => match ts.get(i) {
+                        Some(t) if range.contains(*t) => Some(*t),
+                        _ => None,
+                    },
+                    _ => Some(max),
+                };
+                if let (Some(t), Some((_, last))) = (t, run.as_mut()) {
+                    *last = Some((base + i, t));
+                }
+            }
+            base += batch.num_rows();
+        }
+        offer(run.take(), &mut chosen);
+        if chosen.is_empty() || base != total {
+            if base != total {
+                return Err(corrupted(format!(
+                    "{base} keys read where the row groups hold {total} rows"
+                )));
+            }
+            return Ok(futures::stream::empty().boxed());
+        }
+        let mut selection =
+            RowSelection::from_consecutive_ranges(chosen.iter().map(|r| *r..*r + 1), total);
+        if let Some(pages) = &plan.selection {
+            selection = selection.intersection(pages);
+        }
+        let rows = selection.row_count();
+        self.read_plan(
+            req,
+            ReadPlan {
+                row_groups: plan.row_groups,
+                selection: Some(selection),
+                rows,
+            },
+        )
+    }
+}
+
+/// A run of one key in the first pass of `SstReader::last_rows`: the key (current form) and
+/// its last row in range with that row's time.
+type Run = (Vec<u8>, Option<(usize, i64)>);
+
+/// The values of a 64-bit primitive array (a time index).
+fn i64_values(array: &ArrayRef) -> Option<ScalarBuffer<i64>> {
+    let data = array.to_data();
+    if data.data_type().primitive_width() != Some(8) || data.buffers().len() != 1 {
+        return None;
+    }
+    let buf = data.buffers().first()?;
+    (buf.len() >= (data.offset() + data.len()) * 8)
+        .then(|| ScalarBuffer::<i64>::new(buf.clone(), data.offset(), data.len()))
 }
 
 /// Our own errors travel through the Parquet reader as `External`: take them back out.

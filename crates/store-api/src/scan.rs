@@ -5,8 +5,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use datafusion_expr::Expr;
+use arrow_schema::{SchemaRef, TimeUnit};
+use datafusion_expr::utils::split_conjunction;
+use datafusion_expr::{BinaryExpr, Expr, Operator};
 use futures::Stream;
 use futures::stream::BoxStream;
 
@@ -48,6 +49,88 @@ impl TimeRange {
     }
 }
 
+impl TimeRange {
+    /// The range the conjunction of `filters` puts on the time index column `name` (whose
+    /// values are in `unit`), from the conjuncts [`time_bound`] understands; `None` when no
+    /// conjunct bounds it. Other conjuncts may narrow the rows further.
+    pub fn from_filters(filters: &[Expr], name: &str, unit: TimeUnit) -> Option<TimeRange> {
+        let mut range = TimeRange::default();
+        let mut bounded = false;
+        for f in filters {
+            for conjunct in split_conjunction(f) {
+                if let Some((start, end)) = time_bound(conjunct, name, unit) {
+                    if let Some(s) = start {
+                        range.start = Some(range.start.map_or(s, |r| r.max(s)));
+                    }
+                    if let Some(e) = end {
+                        range.end = Some(range.end.map_or(e, |r| r.min(e)));
+                    }
+                    bounded = true;
+                }
+            }
+        }
+        bounded.then_some(range)
+    }
+}
+
+/// The `[start, end)` bounds `e` puts on the time index column `name`, when `e` is exactly a
+/// comparison of that column with a timestamp literal in `unit` (`=`, `<`, `<=`, `>`, `>=`,
+/// either side) or a `BETWEEN` of two: then `e` holds for a row if and only if its timestamp
+/// is inside the bounds.
+pub fn time_bound(e: &Expr, name: &str, unit: TimeUnit) -> Option<(Option<i64>, Option<i64>)> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, t) = if is_column(left, name) {
+                (*op, timestamp_literal(right, unit)?)
+            } else if is_column(right, name) {
+                (op.swap()?, timestamp_literal(left, unit)?)
+            } else {
+                return None;
+            };
+            match op {
+                Operator::Eq => Some((Some(t), Some(t.checked_add(1)?))),
+                Operator::Gt => Some((Some(t.checked_add(1)?), None)),
+                Operator::GtEq => Some((Some(t), None)),
+                Operator::Lt => Some((None, Some(t))),
+                Operator::LtEq => Some((None, Some(t.checked_add(1)?))),
+                _ => None,
+            }
+        }
+        Expr::Between(b) if !b.negated && is_column(&b.expr, name) => Some((
+            Some(timestamp_literal(&b.low, unit)?),
+            Some(timestamp_literal(&b.high, unit)?.checked_add(1)?),
+        )),
+        _ => None,
+    }
+}
+
+/// A timestamp literal in `unit`.
+fn timestamp_literal(e: &Expr, unit: TimeUnit) -> Option<i64> {
+    use datafusion_common::ScalarValue;
+    let Expr::Literal(v, _) = e else {
+        return None;
+    };
+    match (v, unit) {
+        (ScalarValue::TimestampSecond(Some(t), None), TimeUnit::Second)
+        | (ScalarValue::TimestampMillisecond(Some(t), None), TimeUnit::Millisecond)
+        | (ScalarValue::TimestampMicrosecond(Some(t), None), TimeUnit::Microsecond)
+        | (ScalarValue::TimestampNanosecond(Some(t), None), TimeUnit::Nanosecond) => Some(*t),
+        _ => None,
+    }
+}
+
+fn is_column(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Column(c) if c.name == name)
+}
+
+/// Rows a scan keeps of each series (primary key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesRowSelector {
+    /// Only the visible row with the greatest timestamp that passes the filters (in an
+    /// append-mode region two rows may tie; one of them is returned).
+    LastRow,
+}
+
 /// The order a scan returns rows in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ScanOrder {
@@ -77,6 +160,8 @@ pub struct ScanRequest {
     /// Read as of this sequence (inclusive); `None` reads everything committed when the scan
     /// starts. Either way the scan sees one consistent snapshot.
     pub snapshot: Option<SequenceNumber>,
+    /// Keep only some rows of each series (applied after the filters); `None` keeps all.
+    pub series_row_selector: Option<SeriesRowSelector>,
 }
 
 /// The rows a scan returns: a schema and a stream of batches in that schema.
