@@ -245,9 +245,10 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             if runs > 1 {
+                let first = times.first().copied().unwrap_or(0.0);
                 times.sort_by(f64::total_cmp);
                 eprintln!(
-                    "{runs} runs: min {:.3} ms, median {:.3} ms, max {:.3} ms",
+                    "{runs} runs: first {first:.3} ms, min {:.3} ms, median {:.3} ms, max {:.3} ms",
                     times.first().copied().unwrap_or(0.0),
                     times.get(times.len() / 2).copied().unwrap_or(0.0),
                     times.last().copied().unwrap_or(0.0)

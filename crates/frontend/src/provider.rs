@@ -28,11 +28,11 @@ use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::functions_aggregate::first_last::{FirstValue, LastValue};
-use datafusion::functions_window::expr_fn::row_number;
+use datafusion::functions_window::expr_fn::lag;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprFunctionExt, Filter, LogicalPlan, LogicalPlanBuilder, Operator,
-    TableProviderFilterPushDown, TableScan, lit,
+    TableProviderFilterPushDown, TableScan,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -334,8 +334,8 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
 #[derive(Debug)]
 struct LastRowPushdown;
 
-/// The row number column of the rewritten plan.
-const ROW_NUMBER: &str = "__mito_row_number";
+/// Prefix of the columns holding the previous row's group values in the rewritten plan.
+const PREVIOUS: &str = "__mito_previous_";
 
 impl LastRowPushdown {
     /// The region table under `input` if the aggregate may read only last rows.
@@ -436,15 +436,41 @@ impl OptimizerRule for LastRowPushdown {
             )?),
             _ => LogicalPlan::TableScan(new_scan),
         };
-        // The aggregate over a few rows per series, as the row numbered 1 by descending time
-        // in each group: DataFusion's ordered `first_value` keeps an accumulator per group and
-        // column, which costs far more than a sort of the same rows.
+        // The aggregate over a few rows per series, as the first row of each group in
+        // (group, time DESC) order: the rows whose group differs from the row before. One
+        // ordered window (`lag`) does it; DataFusion's ordered `first_value` keeps an
+        // accumulator per group and column, and a window partitioned by group pays per
+        // partition, both far more than this sort of the same rows.
         let time_col = Expr::Column(Column::new(scan.table_name.clone().into(), time));
-        let row = row_number()
-            .partition_by(agg.group_expr.clone())
-            .order_by(vec![time_col.sort(false, true)])
-            .build()?
-            .alias(ROW_NUMBER);
+        let mut order: Vec<_> = agg
+            .group_expr
+            .iter()
+            .map(|g| g.clone().sort(true, false))
+            .collect();
+        order.push(time_col.sort(false, true));
+        let mut windows = Vec::with_capacity(agg.group_expr.len());
+        let mut first: Option<Expr> = None;
+        for (i, g) in agg.group_expr.iter().enumerate() {
+            let name = format!("{PREVIOUS}{i}");
+            windows.push(
+                lag(g.clone(), Some(1), None)
+                    .order_by(order.clone())
+                    .build()?
+                    .alias(name.as_str()),
+            );
+            let differs = Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(Expr::Column(Column::from_name(name))),
+                Operator::IsDistinctFrom,
+                Box::new(g.clone()),
+            ));
+            first = Some(match first {
+                Some(f) => f.or(differs),
+                None => differs,
+            });
+        }
+        let Some(first) = first else {
+            return Ok(Transformed::no(plan));
+        };
         let mut outputs = agg.group_expr.clone();
         for a in &agg.aggr_expr {
             let name = a.schema_name().to_string();
@@ -457,8 +483,8 @@ impl OptimizerRule for LastRowPushdown {
             outputs.push(arg.clone().alias(name));
         }
         let rewritten = LogicalPlanBuilder::from(new_input)
-            .window(vec![row])?
-            .filter(Expr::Column(Column::from_name(ROW_NUMBER)).eq(lit(1u64)))?
+            .window(windows)?
+            .filter(first)?
             .project(outputs)?
             .build()?;
         Ok(Transformed::yes(rewritten))

@@ -4,10 +4,12 @@
 //!   (file, schema version). A repeated scan of a file neither re-reads nor re-parses its tail.
 //! - Pages: verified column-chunk bytes by (file, offset), through
 //!   [`mito_sst::ChunkCache`]; a repeated scan neither re-reads nor re-checks them.
+//! - Columns: decoded columns of whole row groups by (file, row group, column), through
+//!   [`mito_sst::ColumnCache`]; a repeated scan decodes nothing, it slices or gathers rows.
 
 use std::sync::Arc;
 
-use mito_sst::{ChunkCache, FileId, FileMeta, SstReader};
+use mito_sst::{ChunkCache, ColumnCache, FileId, FileMeta, SstReader};
 use opendal::Operator;
 use snafu::ResultExt;
 use store_api::metadata::RegionMetadataRef;
@@ -20,12 +22,13 @@ use crate::metrics::Metrics;
 pub struct CacheManager {
     readers: Option<moka::sync::Cache<(FileId, u64), Arc<SstReader>>>,
     pages: Option<Arc<ChunkCache>>,
+    columns: Option<Arc<ColumnCache>>,
     metrics: Arc<Metrics>,
 }
 
 impl CacheManager {
     /// Caches of the given byte sizes (0 disables one).
-    pub fn new(meta_bytes: u64, page_bytes: u64, metrics: Arc<Metrics>) -> Self {
+    pub fn new(meta_bytes: u64, page_bytes: u64, column_bytes: u64, metrics: Arc<Metrics>) -> Self {
         let readers = (meta_bytes > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(meta_bytes)
@@ -39,9 +42,11 @@ impl CacheManager {
                 .build()
         });
         let pages = (page_bytes > 0).then(|| Arc::new(ChunkCache::new(page_bytes)));
+        let columns = (column_bytes > 0).then(|| Arc::new(ColumnCache::new(column_bytes)));
         Self {
             readers,
             pages,
+            columns,
             metrics,
         }
     }
@@ -69,6 +74,9 @@ impl CacheManager {
         if let Some(pages) = &self.pages {
             reader.set_chunk_cache(pages.clone());
         }
+        if let Some(columns) = &self.columns {
+            reader.set_column_cache(columns.clone());
+        }
         let reader = Arc::new(reader);
         if let Some(cache) = &self.readers {
             cache.insert(key, reader.clone());
@@ -84,18 +92,23 @@ impl CacheManager {
             .inc();
     }
 
-    /// Copies the page cache's own hit/miss counts into the metrics.
+    /// Copies the page and column caches' own hit/miss counts into the metrics.
     pub fn sync_page_metrics(&self) {
-        if let Some(pages) = &self.pages {
-            let (hits, misses) = pages.take_counts();
-            self.metrics
-                .cache_lookups
-                .with_label_values(&["page", "hit"])
-                .inc_by(hits);
-            self.metrics
-                .cache_lookups
-                .with_label_values(&["page", "miss"])
-                .inc_by(misses);
+        let counts = [
+            ("page", self.pages.as_ref().map(|p| p.take_counts())),
+            ("column", self.columns.as_ref().map(|c| c.take_counts())),
+        ];
+        for (cache, counts) in counts {
+            if let Some((hits, misses)) = counts {
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&[cache, "hit"])
+                    .inc_by(hits);
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&[cache, "miss"])
+                    .inc_by(misses);
+            }
         }
     }
 }

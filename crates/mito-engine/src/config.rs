@@ -46,8 +46,12 @@ pub struct MitoConfig {
     pub auto_compaction: bool,
     /// Byte limit of the SST metadata cache. Default 64MiB.
     pub sst_meta_cache_size: ReadableSize,
-    /// Byte limit of the decoded page cache. Default 512MiB.
+    /// Byte limit of the page cache: verified, still compressed column-chunk bytes of SSTs.
+    /// Default 256MiB.
     pub page_cache_size: ReadableSize,
+    /// Byte limit of the column cache: decoded columns of whole SST row groups, so a repeated
+    /// read decodes nothing. Default 512MiB.
+    pub column_cache_size: ReadableSize,
     /// Manifest versions between checkpoints. Default 10.
     pub manifest_checkpoint_distance: u64,
     /// Rows per row group in SSTs. Default 100000.
@@ -81,7 +85,8 @@ impl Default for MitoConfig {
             compaction_nice: 10,
             auto_compaction: true,
             sst_meta_cache_size: ReadableSize::mib(64),
-            page_cache_size: ReadableSize::mib(512),
+            page_cache_size: ReadableSize::mib(256),
+            column_cache_size: ReadableSize::mib(512),
             manifest_checkpoint_distance: 10,
             sst_row_group_size: 100_000,
             scan_batch_rows: 8192,

@@ -83,6 +83,7 @@ impl MitoEngine {
         let cache = Arc::new(CacheManager::new(
             config.sst_meta_cache_size.as_bytes(),
             config.page_cache_size.as_bytes(),
+            config.column_cache_size.as_bytes(),
             metrics.clone(),
         ));
         Ok(Self {

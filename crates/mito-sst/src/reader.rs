@@ -87,6 +87,7 @@ pub struct SstReader {
     /// written.
     key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<ChunkCache>>,
+    column_cache: Option<Arc<ColumnCache>>,
 }
 
 /// Verified column-chunk bytes shared by reads, keyed by (file, chunk offset), with a byte
@@ -125,6 +126,74 @@ impl ChunkCache {
 
     fn insert(&self, file: FileId, offset: u64, chunk: Bytes) {
         self.cache.insert((file, offset), chunk);
+    }
+
+    /// Hits and misses since the last call.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
+            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+/// Columns the column cache remembers as read once (its admission filter).
+const SEEN_COLUMNS: u64 = 200_000;
+
+/// Decoded columns (as the file stores them, before float decoding and schema adaption) of
+/// whole row groups, keyed by (file, row group, column), with a byte limit. A read whose
+/// columns are all here decodes nothing: it slices or gathers the selected rows.
+///
+/// Admission: a read of a few rows of a row group decodes only those the first time (as
+/// without the cache) and notes the columns; the next read of them decodes the whole
+/// columns and keeps them. A read of most of a row group keeps its columns at once. So a
+/// one-off query costs what it did without the cache, and a repeated one decodes once.
+#[derive(Debug)]
+pub struct ColumnCache {
+    cache: moka::sync::Cache<(FileId, usize, usize), ArrayRef>,
+    /// Columns read partially once, not kept yet.
+    seen: moka::sync::Cache<(FileId, usize, usize), ()>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl ColumnCache {
+    /// A cache holding at most about `bytes` bytes of decoded columns.
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|_: &(FileId, usize, usize), a: &ArrayRef| {
+                    u32::try_from(a.get_array_memory_size()).unwrap_or(u32::MAX)
+                })
+                .build(),
+            seen: moka::sync::Cache::new(SEEN_COLUMNS),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a read of `rows` of the `total` rows of a row group should decode the missing
+    /// columns `keys` whole and keep them (else it notes them as seen).
+    fn admit(&self, keys: &[(FileId, usize, usize)], rows: usize, total: usize) -> bool {
+        if rows.saturating_mul(2) >= total || keys.iter().all(|k| self.seen.contains_key(k)) {
+            return true;
+        }
+        for k in keys {
+            self.seen.insert(*k, ());
+        }
+        false
+    }
+
+    fn get(&self, key: (FileId, usize, usize)) -> Option<ArrayRef> {
+        let hit = self.cache.get(&key);
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hit
     }
 
     /// Hits and misses since the last call.
@@ -252,6 +321,7 @@ impl SstReader {
             current,
             key_suffix: key_suffix.into(),
             chunk_cache: None,
+            column_cache: None,
         })
     }
 
@@ -322,6 +392,11 @@ impl SstReader {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the decoded columns of the row groups it reads in `cache`, and reads from it.
+    pub fn set_column_cache(&mut self, cache: Arc<ColumnCache>) {
+        self.column_cache = Some(cache);
     }
 
     /// Shares verified column chunks with other reads through `cache`.
@@ -443,12 +518,7 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
-        let stream = self.raw_stream(
-            &names,
-            plan.row_groups,
-            plan.selection,
-            req.batch_rows.max(1),
-        )?;
+        let stream = self.file_batches(&names, plan, req.batch_rows.max(1))?;
         let adapt = Adapter {
             path: self.path.clone(),
             info: self.info.clone(),
@@ -459,12 +529,183 @@ impl SstReader {
             time_range: req.time_range,
             key_suffix: self.key_suffix.clone(),
         };
-        let path = self.path.clone();
         Ok(stream
-            .map_err(move |e| parquet_error(&path, e))
             .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
             .try_filter(|b| futures::future::ready(b.num_rows() > 0))
             .boxed())
+    }
+
+    /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
+    /// the column cache if there is one.
+    fn file_batches(
+        &self,
+        names: &[String],
+        plan: ReadPlan,
+        batch_rows: usize,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        Ok(match &self.column_cache {
+            Some(cache) => self.cached_stream(cache.clone(), names, plan, batch_rows),
+            None => {
+                let path = self.path.clone();
+                self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?
+                    .map_err(move |e| parquet_error(&path, e))
+                    .boxed()
+            }
+        })
+    }
+
+    /// The rows of `plan` of the file's columns named `names`, from the column cache (whole
+    /// row groups decoded on a miss), in batches of at most `batch_rows`.
+    fn cached_stream(
+        &self,
+        cache: Arc<ColumnCache>,
+        names: &[String],
+        plan: ReadPlan,
+        batch_rows: usize,
+    ) -> BoxStream<'static, Result<RecordBatch>> {
+        let schema = self.arrow.schema().clone();
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let projected = match schema.project(&roots) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let err = Err(e).context(ArrowSnafu {
+                    path: self.path.to_string(),
+                });
+                return futures::stream::once(futures::future::ready(err)).boxed();
+            }
+        };
+        let rg_rows: Vec<usize> = plan
+            .row_groups
+            .iter()
+            .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
+            .collect();
+        let ranges = match &plan.selection {
+            Some(sel) => selection_ranges(sel, &rg_rows),
+            None => rg_rows.iter().map(|n| std::iter::once(0..*n).collect()).collect(),
+        };
+        let this = self.clone();
+        futures::stream::iter(plan.row_groups.into_iter().zip(ranges))
+            .filter(|(_, r)| futures::future::ready(!r.is_empty()))
+            .then(move |(rg, ranges)| {
+                let this = this.clone();
+                let cache = cache.clone();
+                let roots = roots.clone();
+                let projected = projected.clone();
+                async move {
+                    let file_id = this.meta.file_id;
+                    let total = usize::try_from(this.parquet.row_group(rg).num_rows()).unwrap_or(0);
+                    let rows: usize = ranges.iter().map(|r| r.len()).sum();
+                    let missing: Vec<(FileId, usize, usize)> = roots
+                        .iter()
+                        .map(|r| (file_id, rg, *r))
+                        .filter(|k| !cache.cache.contains_key(k))
+                        .collect();
+                    if missing.is_empty() || cache.admit(&missing, rows, total) {
+                        let batch = this
+                            .row_group_columns(&cache, rg, &roots, &projected)
+                            .await?;
+                        return pick_rows(&batch, &ranges, batch_rows).context(ArrowSnafu {
+                            path: this.path.to_string(),
+                        });
+                    }
+                    // A first partial read: decode only the selected rows.
+                    let names: Vec<String> = projected
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    let selection =
+                        RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
+                    let mut stream =
+                        this.raw_stream(&names, vec![rg], Some(selection), batch_rows)?;
+                    let mut out = Vec::new();
+                    while let Some(b) = stream.next().await {
+                        out.push(b.map_err(|e| parquet_error(&this.path, e))?);
+                    }
+                    Ok(out)
+                }
+            })
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Row group `rg` of the columns `roots` (whose schema is `projected`), each from the
+    /// cache or decoded whole now and kept.
+    async fn row_group_columns(
+        &self,
+        cache: &ColumnCache,
+        rg: usize,
+        roots: &[usize],
+        projected: &SchemaRef,
+    ) -> Result<RecordBatch> {
+        let file_id = self.meta.file_id;
+        let mut columns: Vec<Option<ArrayRef>> =
+            roots.iter().map(|r| cache.get((file_id, rg, *r))).collect();
+        let missing: Vec<String> = roots
+            .iter()
+            .zip(&columns)
+            .filter(|(_, c)| c.is_none())
+            .filter_map(|(r, _)| {
+                self.arrow
+                    .schema()
+                    .fields()
+                    .get(*r)
+                    .map(|f| f.name().clone())
+            })
+            .collect();
+        if !missing.is_empty() {
+            let rows = usize::try_from(self.parquet.row_group(rg).num_rows()).unwrap_or(0);
+            let mut stream = self.raw_stream(&missing, vec![rg], None, rows.max(1))?;
+            let mut batches = Vec::new();
+            while let Some(b) = stream.next().await {
+                batches.push(b.map_err(|e| parquet_error(&self.path, e))?);
+            }
+            let decoded = if batches.len() == 1 {
+                batches.swap_remove(0)
+            } else {
+                let missing_roots: Vec<usize> = roots
+                    .iter()
+                    .zip(&columns)
+                    .filter(|(_, c)| c.is_none())
+                    .map(|(r, _)| *r)
+                    .collect();
+                self.arrow
+                    .schema()
+                    .project(&missing_roots)
+                    .and_then(|schema| {
+                        arrow_select::concat::concat_batches(&Arc::new(schema), &batches)
+                    })
+                    .context(ArrowSnafu {
+                        path: self.path.to_string(),
+                    })?
+            };
+            let mut fresh = decoded.columns().iter();
+            for (r, c) in roots.iter().zip(columns.iter_mut()) {
+                if c.is_none() {
+                    let a = fresh.next().cloned().ok_or_else(|| {
+                        CorruptedSnafu {
+                            path: self.path.to_string(),
+                            reason: format!("row group {rg} lacks a column it lists"),
+                        }
+                        .build()
+                    })?;
+                    cache.cache.insert((file_id, rg, *r), a.clone());
+                    *c = Some(a);
+                }
+            }
+        }
+        RecordBatch::try_new(projected.clone(), columns.into_iter().flatten().collect()).context(
+            ArrowSnafu {
+                path: self.path.to_string(),
+            },
+        )
     }
 
     /// The file's columns named `names` (file names), undecoded, from `row_groups` and the
@@ -541,7 +782,12 @@ impl SstReader {
             .iter()
             .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
             .sum();
-        let mut stream = self.raw_stream(&names, plan.row_groups.clone(), None, 65_536)?;
+        let whole = ReadPlan {
+            row_groups: plan.row_groups.clone(),
+            selection: None,
+            rows: total,
+        };
+        let mut stream = self.file_batches(&names, whole, 65_536)?;
         // The open run: its key (current form) and its last row in range with that row's
         // time (the file's latest time when the range holds the whole file).
         let mut run: Option<Run> = None;
@@ -555,7 +801,7 @@ impl SstReader {
         };
         let mut base = 0usize;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
+            let batch = batch?;
             let keys = batch
                 .column_by_name(PRIMARY_KEY_COLUMN)
                 .and_then(|a| a.as_dictionary_opt::<UInt32Type>())
@@ -573,32 +819,17 @@ impl SstReader {
                 ),
                 None => None,
             };
-            let mut prev: Option<u32> = None;
-            for (i, idx) in keys.keys().values().iter().enumerate() {
-                if prev != Some(*idx) {
-                    let k = usize::try_from(*idx).unwrap_or(usize::MAX);
-                    if k >= values.len() {
-                        return Err(corrupted(format!("key index {k} past the dictionary")));
-                    }
-                    let mut key = values.value(k).to_vec();
-                    key.extend_from_slice(&self.key_suffix);
-                    if run.as_ref().is_none_or(|(open, _)| *open != key) {
-                        offer(run.take(), &mut chosen);
-                        run = Some((key, None));
-                    }
-                    prev = Some(*idx);
-                }
-                let t = match (&ts, &cut) {
-                    (Some(ts), Some(range)) => match ts.get(i) {
-                        Some(t) if range.contains(*t) => Some(*t),
-                        _ => None,
-                    },
-                    _ => Some(max),
-                };
-                if let (Some(t), Some((_, last))) = (t, run.as_mut()) {
-                    *last = Some((base + i, t));
-                }
-            }
+            let runs = KeyRuns {
+                keys: keys.keys().values(),
+                values,
+                suffix: &self.key_suffix,
+                ts: ts.as_deref(),
+                cut: cut.as_ref(),
+                max,
+                base,
+            };
+            runs.scan(&mut run, &mut |r| offer(Some(r), &mut chosen))
+                .map_err(corrupted)?;
             base += batch.num_rows();
         }
         offer(run.take(), &mut chosen);
@@ -627,9 +858,146 @@ impl SstReader {
     }
 }
 
+/// The selected row ranges of each row group of `rg_rows` rows, from a selection over their
+/// concatenation (rows past its end are not selected).
+fn selection_ranges(selection: &RowSelection, rg_rows: &[usize]) -> Vec<Vec<Range<usize>>> {
+    let mut out: Vec<Vec<Range<usize>>> = rg_rows.iter().map(|_| Vec::new()).collect();
+    let mut starts = Vec::with_capacity(rg_rows.len());
+    let mut total = 0usize;
+    for n in rg_rows {
+        starts.push(total);
+        total += n;
+    }
+    let mut pos = 0usize;
+    for s in selection.iter() {
+        let end = pos.saturating_add(s.row_count).min(total);
+        if !s.skip {
+            // Split [pos, end) at row group boundaries.
+            let mut at = pos;
+            while at < end {
+                let g = starts.partition_point(|s| *s <= at).saturating_sub(1);
+                let (Some(start), Some(rows), Some(ranges)) =
+                    (starts.get(g), rg_rows.get(g), out.get_mut(g))
+                else {
+                    break;
+                };
+                let stop = end.min(start + rows);
+                if stop <= at {
+                    break;
+                }
+                ranges.push(at - start..stop - start);
+                at = stop;
+            }
+        }
+        pos = end;
+    }
+    out
+}
+
+/// The rows of `ranges` of `batch`, in batches of at most `batch_rows`: zero-copy slices when
+/// the ranges are few, one gather when they are many (a scattered selection).
+fn pick_rows(
+    batch: &RecordBatch,
+    ranges: &[Range<usize>],
+    batch_rows: usize,
+) -> std::result::Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
+    let rows = batch.num_rows();
+    let ranges: Vec<Range<usize>> = ranges
+        .iter()
+        .map(|r| r.start.min(rows)..r.end.min(rows))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    if ranges.len() <= 16 {
+        for r in ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let n = (r.end - at).min(batch_rows);
+                out.push(batch.slice(at, n));
+                at += n;
+            }
+        }
+        return Ok(out);
+    }
+    let indices: Vec<u32> = ranges
+        .iter()
+        .flat_map(|r| r.clone())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    for chunk in indices.chunks(batch_rows) {
+        let idx = arrow_array::UInt32Array::from(chunk.to_vec());
+        out.push(arrow_select::take::take_record_batch(batch, &idx)?);
+    }
+    Ok(out)
+}
+
 /// A run of one key in the first pass of `SstReader::last_rows`: the key (current form) and
 /// its last row in range with that row's time.
 type Run = (Vec<u8>, Option<(usize, i64)>);
+
+/// One batch of the first pass of `SstReader::last_rows`: dictionary indices of the keys,
+/// the dictionary, and the timestamps when the range cuts the file.
+struct KeyRuns<'a> {
+    keys: &'a [u32],
+    values: &'a arrow_array::BinaryArray,
+    suffix: &'a [u8],
+    ts: Option<&'a [i64]>,
+    cut: Option<&'a TimeRange>,
+    /// The file's latest time (the bound of every row when the range holds the file).
+    max: i64,
+    /// Position of the batch's first row in the planned row groups.
+    base: usize,
+}
+
+impl KeyRuns<'_> {
+    /// Continues `open` with this batch; hands every run that ends to `done`.
+    fn scan(
+        &self,
+        open: &mut Option<Run>,
+        done: &mut dyn FnMut(Run),
+    ) -> std::result::Result<(), String> {
+        let n = self.keys.len();
+        let mut i = 0;
+        while let Some(&k) = self.keys.get(i) {
+            // Rows [i, j) share a dictionary index, hence a key.
+            let j = self
+                .keys
+                .get(i..)
+                .and_then(|rest| rest.iter().position(|x| *x != k))
+                .map_or(n, |p| i + p);
+            let index = usize::try_from(k).unwrap_or(usize::MAX);
+            if index >= self.values.len() {
+                return Err(format!("key index {index} past the dictionary"));
+            }
+            let value = self.values.value(index);
+            let same = open.as_ref().is_some_and(|(key, _)| {
+                key.len() == value.len() + self.suffix.len()
+                    && key.starts_with(value)
+                    && key.ends_with(self.suffix)
+            });
+            if !same {
+                if let Some(r) = open.take() {
+                    done(r);
+                }
+                let mut key = Vec::with_capacity(value.len() + self.suffix.len());
+                key.extend_from_slice(value);
+                key.extend_from_slice(self.suffix);
+                *open = Some((key, None));
+            }
+            let last = match (self.ts, self.cut) {
+                (Some(ts), Some(range)) => (i..j)
+                    .rev()
+                    .find_map(|r| ts.get(r).filter(|t| range.contains(**t)).map(|t| (r, *t))),
+                _ => Some((j - 1, self.max)),
+            };
+            if let (Some((r, t)), Some((_, slot))) = (last, open.as_mut()) {
+                *slot = Some((self.base + r, t));
+            }
+            i = j;
+        }
+        Ok(())
+    }
+}
 
 /// The values of a 64-bit primitive array (a time index).
 fn i64_values(array: &ArrayRef) -> Option<ScalarBuffer<i64>> {

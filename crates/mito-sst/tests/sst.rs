@@ -647,3 +647,145 @@ async fn timestamps_extremes_survive() {
     let got_ts = got.column(2).as_primitive::<TimestampMillisecondType>();
     assert_eq!(got_ts.values().to_vec(), ts);
 }
+
+#[tokio::test]
+async fn column_cache_reads_equal_uncached_reads() {
+    let meta = metadata();
+    let mt = memtable(&meta, 400, 50);
+    let batches = flush_batches(&mt, 8192);
+    let op = memory();
+    let options = WriteOptions {
+        row_group_rows: 4000,
+        page_rows: 256,
+        ..WriteOptions::default()
+    };
+    let file = write(&op, &meta, &batches, options).await;
+    let plain = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
+        .await
+        .unwrap();
+    let mut cached = plain.clone();
+    let cache = Arc::new(mito_sst::ColumnCache::new(64 << 20));
+    cached.set_column_cache(cache.clone());
+    let requests = [
+        SstReadRequest::default(),
+        SstReadRequest {
+            filters: vec![col("host").eq(lit("host_0123"))],
+            batch_rows: 7,
+            ..SstReadRequest::default()
+        },
+        SstReadRequest {
+            projection: Some(vec![4, 1]),
+            time_range: Some(TimeRange::new(50_000, 120_000)),
+            ..SstReadRequest::default()
+        },
+        SstReadRequest {
+            filters: vec![col("host").in_list(vec![lit("host_0007"), lit("host_0311")], false)],
+            time_range: Some(TimeRange::new(20_000, 400_000)),
+            ..SstReadRequest::default()
+        },
+    ];
+    // Every request, three times over: the same rows as without the cache.
+    for _ in 0..3 {
+        for req in &requests {
+            let want = read_all(&plain, req).await.unwrap();
+            let got = read_all(&cached, req).await.unwrap();
+            assert_same(&got, &want);
+        }
+    }
+    // A partial read, alone: the first time decodes only its rows and keeps nothing, the
+    // second keeps the columns it decodes whole, the third reads from the cache alone.
+    let partial = &requests[1];
+    let alone = Arc::new(mito_sst::ColumnCache::new(64 << 20));
+    cached.set_column_cache(alone.clone());
+    for round in 0..3 {
+        assert_same(
+            &read_all(&cached, partial).await.unwrap(),
+            &read_all(&plain, partial).await.unwrap(),
+        );
+        let (hits, misses) = alone.take_counts();
+        match round {
+            0 | 1 => assert_eq!(hits, 0, "round {round}"),
+            _ => assert_eq!((hits > 0, misses), (true, 0), "round {round}"),
+        }
+    }
+    // A whole read keeps its columns at once; every request then reads from the cache.
+    let fresh = Arc::new(mito_sst::ColumnCache::new(64 << 20));
+    cached.set_column_cache(fresh.clone());
+    for (i, req) in requests.iter().enumerate() {
+        let want = read_all(&plain, req).await.unwrap();
+        let got = read_all(&cached, req).await.unwrap();
+        assert_same(&got, &want);
+        let (hits, misses) = fresh.take_counts();
+        if i > 0 {
+            assert_eq!((hits > 0, misses), (true, 0), "request {i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn last_rows_are_each_keys_latest_in_range() {
+    let meta = metadata();
+    let mt = memtable(&meta, 300, 40);
+    let batches = flush_batches(&mt, 8192);
+    let op = memory();
+    let options = WriteOptions {
+        row_group_rows: 3000,
+        page_rows: 256,
+        ..WriteOptions::default()
+    };
+    let file = write(&op, &meta, &batches, options).await;
+    let plain = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
+        .await
+        .unwrap();
+    let mut cached = plain.clone();
+    cached.set_column_cache(Arc::new(mito_sst::ColumnCache::new(64 << 20)));
+    let ranges = [
+        None,
+        Some(TimeRange::new(50_000, 120_000)),
+        Some(TimeRange::new(0, 15_000)),
+    ];
+    for range in ranges {
+        let req = SstReadRequest {
+            time_range: range,
+            ..SstReadRequest::default()
+        };
+        // Expected: the last row of each key of a full read.
+        let all = read_all(&plain, &req).await.unwrap();
+        let mut keep = Vec::new();
+        let pk = arrow_cast_plain(all.column(all.num_columns() - 3));
+        let pk = pk.as_binary::<i32>();
+        for i in 0..all.num_rows() {
+            if i + 1 == all.num_rows() || pk.value(i) != pk.value(i + 1) {
+                keep.push(i as u32);
+            }
+        }
+        let want =
+            arrow_select::take::take_record_batch(&all, &arrow_array::UInt32Array::from(keep))
+                .unwrap();
+        for reader in [&plain, &cached, &cached] {
+            let newer = std::collections::HashMap::new();
+            let got: Vec<RecordBatch> = reader
+                .last_rows(&req, &newer)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let schema = reader.read_schema(None).unwrap();
+            let got = arrow_select::concat::concat_batches(&schema, &got).unwrap();
+            assert_same(&got, &want);
+        }
+        // A key known newer than anything here is skipped; one known older is not.
+        let first = pk.value(0).to_vec();
+        let newer = std::collections::HashMap::from([(first, i64::MAX)]);
+        let got: Vec<RecordBatch> = plain
+            .last_rows(&req, &newer)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let rows: usize = got.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows + 1, want.num_rows());
+    }
+}
