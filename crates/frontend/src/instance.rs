@@ -64,10 +64,17 @@ pub struct Instance {
     dir: PathBuf,
     engine: MitoEngine,
     catalog: Mutex<Catalog>,
+    /// Optimized plans of recent queries (see `provider::query`).
+    pub(crate) plans: crate::provider::PlanCache,
     _lock: File,
 }
 
 impl Instance {
+    /// Query plans held by the plan cache (see [`crate::provider::query`]).
+    pub fn cached_plans(&self) -> u64 {
+        self.plans.len()
+    }
+
     /// Opens (creating if needed) the data directory `dir` and every table in it.
     pub async fn open(dir: &Path, options: InstanceOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).context(DataDirSnafu { dir })?;
@@ -100,6 +107,7 @@ impl Instance {
             dir: dir.to_path_buf(),
             engine,
             catalog: Mutex::new(catalog.clone()),
+            plans: crate::provider::PlanCache::new(),
             _lock: lock,
         };
         for table in &catalog.tables {

@@ -286,36 +286,118 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     )?)
 }
 
-/// A DataFusion session with every table of `instance` registered under its name.
+/// A DataFusion session with every table of `instance` registered under its name, and a
+/// fingerprint of those tables (names, regions, schema versions) for the plan cache.
 pub async fn session(instance: &Instance) -> Result<SessionContext> {
+    Ok(session_with_fingerprint(instance).await?.0)
+}
+
+async fn session_with_fingerprint(instance: &Instance) -> Result<(SessionContext, u64)> {
+    use std::hash::{Hash, Hasher};
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
+    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
     for t in instance.tables().await {
         let metadata = instance.metadata(&t.name).await?;
-        let table = RegionTable::new(
-            instance.engine().clone(),
-            t.region_ids().collect(),
-            metadata,
-        );
+        let regions: Vec<RegionId> = t.region_ids().collect();
+        (&t.name, &regions, metadata.schema_version()).hash(&mut fingerprint);
+        let table = RegionTable::new(instance.engine().clone(), regions, metadata);
         ctx.register_table(TableReference::bare(t.name.as_str()), Arc::new(table))
             .context(SqlSnafu)?;
     }
-    Ok(ctx)
+    Ok((ctx, fingerprint.finish()))
+}
+
+/// Optimized logical plans by query text, each valid while the tables it was planned
+/// against (the fingerprint) are unchanged. Only plans free of functions whose value can
+/// change between runs (`now()`, `random()`: not immutable) are kept, since planning folds
+/// them into constants. A repeated query skips parsing, planning and the logical
+/// optimizer; the physical plan is built for each run, and scans read the data as of then.
+#[derive(Debug)]
+pub(crate) struct PlanCache {
+    plans: moka::sync::Cache<String, Arc<(u64, LogicalPlan)>>,
+}
+
+/// Queries the plan cache holds.
+const CACHED_PLANS: u64 = 256;
+
+impl PlanCache {
+    pub(crate) fn new() -> Self {
+        Self {
+            plans: moka::sync::Cache::new(CACHED_PLANS),
+        }
+    }
+
+    /// Plans held.
+    pub(crate) fn len(&self) -> u64 {
+        self.plans.run_pending_tasks();
+        self.plans.entry_count()
+    }
+}
+
+/// Whether every function in `plan` always gives the same result for the same arguments.
+fn immutable(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Volatility;
+    let mut ok = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let volatility = match e {
+                    Expr::ScalarFunction(f) => Some(f.func.signature().volatility),
+                    Expr::AggregateFunction(f) => Some(f.func.signature().volatility),
+                    Expr::WindowFunction(f) => Some(f.fun.signature().volatility),
+                    _ => None,
+                };
+                if volatility.is_some_and(|v| v != Volatility::Immutable) {
+                    ok = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    ok && walked.is_ok()
 }
 
 /// Runs one read-only SQL statement; returns the result's schema and batches.
 pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = session(instance).await?;
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, options).await.context(SqlSnafu)?;
-    let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.context(SqlSnafu)?;
+    let (ctx, fingerprint) = session_with_fingerprint(instance).await?;
+    let state = ctx.state();
+    let cached = instance.plans.plans.get(sql).filter(|p| p.0 == fingerprint);
+    let plan = match cached {
+        Some(p) => p.1.clone(),
+        None => {
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let plan = state.create_logical_plan(sql).await.context(SqlSnafu)?;
+            options.verify_plan(&plan).context(SqlSnafu)?;
+            let keep = immutable(&plan)
+                && !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+            let optimized = state.optimize(&plan).context(SqlSnafu)?;
+            if keep {
+                instance
+                    .plans
+                    .plans
+                    .insert(sql.to_string(), Arc::new((fingerprint, optimized.clone())));
+            }
+            optimized
+        }
+    };
+    let schema: Arc<Schema> = Arc::new(plan.schema().as_arrow().clone());
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&plan, &state)
+        .await
+        .context(SqlSnafu)?;
+    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
+        .await
+        .context(SqlSnafu)?;
     Ok((schema, batches))
 }
 

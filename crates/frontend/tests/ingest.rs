@@ -100,3 +100,43 @@ async fn the_last_line_of_a_point_wins_across_batches() {
     assert_eq!(rows(&instance, "SELECT count(*) FROM m").await, ["301"]);
     instance.close(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_plans_follow_new_data_and_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = Instance::open(dir.path(), InstanceOptions::default())
+        .await
+        .unwrap();
+    write(&instance, "p,h=a v=1 1\n", 100).await;
+    let all = "SELECT * FROM p ORDER BY time";
+    assert_eq!(
+        rows(&instance, all).await,
+        ["1970-01-01T00:00:00.000000001,a,1.0"]
+    );
+    assert_eq!(instance.cached_plans(), 1);
+    // New rows: the cached plan reads them.
+    write(&instance, "p,h=b v=2 2\n", 100).await;
+    assert_eq!(
+        rows(&instance, all).await,
+        [
+            "1970-01-01T00:00:00.000000001,a,1.0",
+            "1970-01-01T00:00:00.000000002,b,2.0"
+        ]
+    );
+    // A new field alters the table: the old plan is not used, `*` has the new column.
+    write(&instance, "p,h=c v=3,w=4i 3\n", 100).await;
+    assert_eq!(
+        rows(&instance, all).await,
+        [
+            "1970-01-01T00:00:00.000000001,a,1.0,",
+            "1970-01-01T00:00:00.000000002,b,2.0,",
+            "1970-01-01T00:00:00.000000003,c,3.0,4"
+        ]
+    );
+    // A query whose value depends on when it runs is never kept.
+    let before = instance.cached_plans();
+    let now = "SELECT count(*) FROM p WHERE time < now()";
+    assert_eq!(rows(&instance, now).await, ["3"]);
+    assert_eq!(instance.cached_plans(), before);
+    instance.close(false).await.unwrap();
+}

@@ -587,7 +587,10 @@ impl SstReader {
             .collect();
         let ranges = match &plan.selection {
             Some(sel) => selection_ranges(sel, &rg_rows),
-            None => rg_rows.iter().map(|n| std::iter::once(0..*n).collect()).collect(),
+            None => rg_rows
+                .iter()
+                .map(|n| std::iter::once(0..*n).collect())
+                .collect(),
         };
         let this = self.clone();
         futures::stream::iter(plan.row_groups.into_iter().zip(ranges))
