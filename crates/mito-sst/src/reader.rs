@@ -11,7 +11,11 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_physical_expr::PhysicalExpr;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -518,8 +522,10 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
+        let pre = self.key_filters(&req.filters, &names);
         let stream = self.file_batches(&names, plan, req.batch_rows.max(1))?;
         let adapt = Adapter {
+            pre,
             path: self.path.clone(),
             info: self.info.clone(),
             current: self.current.clone(),
@@ -533,6 +539,56 @@ impl SstReader {
             .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
             .try_filter(|b| futures::future::ready(b.num_rows() > 0))
             .boxed())
+    }
+
+    /// The filters of a read that can run on the file's own batches of columns `names`,
+    /// before floats are decoded: those whose every column the file stores under the same
+    /// name and id as the current schema (a column's type never changes). They name only tags and the time index (the caller passes no others),
+    /// which every version of a row shares, so applying them before dedup is exact.
+    fn key_filters(&self, filters: &[Expr], names: &[String]) -> Vec<Arc<dyn PhysicalExpr>> {
+        if filters.is_empty() {
+            return Vec::new();
+        }
+        let schema = self.arrow.schema();
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let Ok(projected) = schema.project(&roots) else {
+            return Vec::new();
+        };
+        let Ok(df_schema) = DFSchema::try_from(projected.clone()) else {
+            return Vec::new();
+        };
+        let file_meta = &self.info.region_metadata;
+        let props = ExecutionProps::new();
+        filters
+            .iter()
+            .filter(|f| {
+                f.column_refs().iter().all(|c| {
+                    projected.field_with_name(&c.name).is_ok()
+                        && match (
+                            file_meta.column_by_name(&c.name),
+                            self.current.column_by_name(&c.name),
+                        ) {
+                            (Some(file), Some(now)) => file.column_id == now.column_id,
+                            _ => false,
+                        }
+                })
+            })
+            .filter_map(|f| {
+                datafusion_physical_expr::create_physical_expr(
+                    f,
+                    &df_schema,
+                    &props,
+                    &PhysicalPlanningContext::default(),
+                )
+                .ok()
+            })
+            .collect()
     }
 
     /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
@@ -1034,6 +1090,8 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
 
 /// Turns file batches into batches of the current schema.
 struct Adapter {
+    /// Key filters applied to the file's batch first (see `SstReader::key_filters`).
+    pre: Vec<Arc<dyn PhysicalExpr>>,
     path: Arc<str>,
     info: Arc<SstInfo>,
     current: RegionMetadataRef,
@@ -1052,6 +1110,37 @@ impl Adapter {
                 reason,
             }
             .build()
+        };
+        let invalid = |reason: String| {
+            InvalidReadSnafu {
+                path: self.path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        let filtered;
+        let batch = if self.pre.is_empty() {
+            batch
+        } else {
+            let mut kept = batch.clone();
+            for f in &self.pre {
+                if kept.num_rows() == 0 {
+                    break;
+                }
+                let mask = f
+                    .evaluate(&kept)
+                    .and_then(|v| v.into_array(kept.num_rows()))
+                    .map_err(|e| invalid(format!("key filter {f}: {e}")))?;
+                let mask = mask
+                    .as_boolean_opt()
+                    .ok_or_else(|| invalid(format!("key filter {f} is not a predicate")))?;
+                kept =
+                    arrow_select::filter::filter_record_batch(&kept, mask).context(ArrowSnafu {
+                        path: self.path.to_string(),
+                    })?;
+            }
+            filtered = kept;
+            &filtered
         };
         let mut by_name = decode_batch(&self.info, batch).map_err(corrupted)?;
         let rows = batch.num_rows();
