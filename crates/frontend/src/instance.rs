@@ -65,12 +65,14 @@ pub struct Instance {
     engine: MitoEngine,
     catalog: Mutex<Catalog>,
     /// Optimized plans of recent queries (see `provider::query`).
+    #[cfg(feature = "sql")]
     pub(crate) plans: crate::provider::PlanCache,
     _lock: File,
 }
 
 impl Instance {
     /// Query plans held by the plan cache (see [`crate::provider::query`]).
+    #[cfg(feature = "sql")]
     pub fn cached_plans(&self) -> u64 {
         self.plans.len()
     }
@@ -107,6 +109,7 @@ impl Instance {
             dir: dir.to_path_buf(),
             engine,
             catalog: Mutex::new(catalog.clone()),
+            #[cfg(feature = "sql")]
             plans: crate::provider::PlanCache::new(),
             _lock: lock,
         };
