@@ -30,7 +30,7 @@ use futures::{StreamExt, TryStreamExt};
 use mito_memtable::{Memtable, MemtableRead};
 use mito_read::last_row::LastRows;
 use mito_read::merge::{MergeOptions, SortedBatch, merge};
-use mito_read::{OpType, compat};
+use mito_read::{OpType, PredicateError, compat};
 use mito_sst::SstReadRequest;
 use opendal::Operator;
 use snafu::ResultExt;
@@ -377,7 +377,6 @@ impl Plan {
 
     /// The rows of one merged batch that pass the exact filters.
     fn filter(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let mut batch = batch;
         let failed = |reason: String| {
             FilterSnafu {
                 region_id: self.region_id,
@@ -385,23 +384,14 @@ impl Plan {
             }
             .build()
         };
-        for f in &self.exact {
-            if batch.num_rows() == 0 {
-                break;
-            }
-            let mask = f
-                .evaluate(&batch)
-                .and_then(|v| v.into_array(batch.num_rows()))
-                .map_err(|e| failed(e.to_string()))?;
-            let Some(mask) = mask.as_boolean_opt() else {
-                return Err(failed(format!(
-                    "{f} is not a predicate (type {})",
-                    mask.data_type()
-                )));
-            };
-            batch = arrow_select::filter::filter_record_batch(&batch, mask)?;
-        }
-        Ok(batch)
+        mito_read::filter_batch(batch, &self.exact).map_err(|e| match e {
+            PredicateError::Evaluate { source, .. } => failed(source.to_string()),
+            PredicateError::NotBoolean {
+                predicate,
+                data_type,
+            } => failed(format!("{predicate} is not a predicate (type {data_type})")),
+            PredicateError::Arrow(e) => e.into(),
+        })
     }
 }
 

@@ -177,5 +177,69 @@ pub fn keep_rows<N: Copy>(
     arrow_select::filter::filter_record_batch(&batch, &mask)
 }
 
+/// The values of a 64-bit primitive array (a time index), without copying; `None` for another
+/// layout or a buffer shorter than the array.
+pub fn i64_values(array: &arrow_array::ArrayRef) -> Option<arrow_buffer::ScalarBuffer<i64>> {
+    let data = array.to_data();
+    if data.data_type().primitive_width() != Some(8) || data.buffers().len() != 1 {
+        return None;
+    }
+    let buf = data.buffers().first()?;
+    (buf.len() >= (data.offset() + data.len()) * 8)
+        .then(|| arrow_buffer::ScalarBuffer::<i64>::new(buf.clone(), data.offset(), data.len()))
+}
+
+/// Why [`filter_batch`] failed.
+#[derive(Debug)]
+pub enum PredicateError {
+    /// The predicate could not be evaluated.
+    Evaluate {
+        /// The predicate, as displayed.
+        predicate: String,
+        /// DataFusion's error.
+        source: datafusion_common::DataFusionError,
+    },
+    /// The predicate gave something other than booleans.
+    NotBoolean {
+        /// The predicate, as displayed.
+        predicate: String,
+        /// What it gave.
+        data_type: arrow_schema::DataType,
+    },
+    /// Filtering by the mask failed.
+    Arrow(ArrowError),
+}
+
+/// The rows of `batch` passing every predicate, evaluated in turn on the rows left (stops
+/// early when none are).
+pub fn filter_batch(
+    batch: RecordBatch,
+    predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
+) -> Result<RecordBatch, PredicateError> {
+    use arrow_array::cast::AsArray;
+    let mut batch = batch;
+    for f in predicates {
+        if batch.num_rows() == 0 {
+            break;
+        }
+        let mask = f
+            .evaluate(&batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|source| PredicateError::Evaluate {
+                predicate: f.to_string(),
+                source,
+            })?;
+        let Some(mask) = mask.as_boolean_opt() else {
+            return Err(PredicateError::NotBoolean {
+                predicate: f.to_string(),
+                data_type: mask.data_type().clone(),
+            });
+        };
+        batch = arrow_select::filter::filter_record_batch(&batch, mask)
+            .map_err(PredicateError::Arrow)?;
+    }
+    Ok(batch)
+}
+
 #[cfg(test)]
 mod tests;

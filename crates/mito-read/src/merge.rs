@@ -61,16 +61,8 @@ impl SortedBatch {
             .as_binary_opt::<i32>()
             .ok_or_else(|| bad("__primary_key values are not binary"))?
             .clone();
-        let ts_data = batch.column(time_index).to_data();
-        if ts_data.buffers().len() != 1 || ts_data.data_type().primitive_width() != Some(8) {
-            return Err(bad("time index is not a 64-bit primitive"));
-        }
-        let ts = match ts_data.buffers().first() {
-            Some(buf) if buf.len() >= (ts_data.offset() + ts_data.len()) * 8 => {
-                ScalarBuffer::<i64>::new(buf.clone(), ts_data.offset(), ts_data.len())
-            }
-            _ => return Err(bad("time index buffer too short")),
-        };
+        let ts = crate::i64_values(batch.column(time_index))
+            .ok_or_else(|| bad("time index is not a 64-bit primitive with its whole buffer"))?;
         let seq = batch
             .column(n - 2)
             .as_primitive_opt::<UInt64Type>()

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_buffer::ScalarBuffer;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_common::DFSchema;
@@ -541,22 +540,30 @@ impl SstReader {
             .boxed())
     }
 
-    /// The filters of a read that can run on the file's own batches of columns `names`,
-    /// before floats are decoded: those whose every column the file stores under the same
-    /// name and id as the current schema (a column's type never changes). They name only tags and the time index (the caller passes no others),
-    /// which every version of a row shares, so applying them before dedup is exact.
-    fn key_filters(&self, filters: &[Expr], names: &[String]) -> Vec<Arc<dyn PhysicalExpr>> {
-        if filters.is_empty() {
-            return Vec::new();
-        }
-        let schema = self.arrow.schema();
-        let roots: Vec<usize> = schema
+    /// Positions in the file's schema of the columns named `names` (file names), in schema
+    /// order: the order of the columns of every batch read with them.
+    fn roots(&self, names: &[String]) -> Vec<usize> {
+        self.arrow
+            .schema()
             .fields()
             .iter()
             .enumerate()
             .filter(|(_, f)| names.iter().any(|n| n == f.name()))
             .map(|(i, _)| i)
-            .collect();
+            .collect()
+    }
+
+    /// The filters of a read that can run on the file's own batches of columns `names`,
+    /// before floats are decoded: those whose every column the file stores under the same
+    /// name and id as the current schema (a column's type never changes). They name only tags
+    /// and the time index (the caller passes no others), which every version of a row shares,
+    /// so applying them before dedup is exact.
+    fn key_filters(&self, filters: &[Expr], names: &[String]) -> Vec<Arc<dyn PhysicalExpr>> {
+        if filters.is_empty() {
+            return Vec::new();
+        }
+        let schema = self.arrow.schema();
+        let roots = self.roots(names);
         let Ok(projected) = schema.project(&roots) else {
             return Vec::new();
         };
@@ -620,13 +627,7 @@ impl SstReader {
         batch_rows: usize,
     ) -> BoxStream<'static, Result<RecordBatch>> {
         let schema = self.arrow.schema().clone();
-        let roots: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
-            .map(|(i, _)| i)
-            .collect();
+        let roots = self.roots(names);
         let projected = match schema.project(&roots) {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -776,14 +777,7 @@ impl SstReader {
         selection: Option<RowSelection>,
         batch_rows: usize,
     ) -> Result<ParquetRecordBatchStream<VerifiedReader>> {
-        let schema = self.arrow.schema();
-        let roots: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
-            .map(|(i, _)| i)
-            .collect();
+        let roots = self.roots(names);
         let mask = ProjectionMask::roots(self.parquet.file_metadata().schema_descr(), roots);
         let input = VerifiedReader {
             op: self.op.clone(),
@@ -873,7 +867,7 @@ impl SstReader {
                 Some(_) => Some(
                     batch
                         .column_by_name(&ts_name)
-                        .and_then(i64_values)
+                        .and_then(mito_read::i64_values)
                         .ok_or_else(|| corrupted("time index of unexpected layout".to_string()))?,
                 ),
                 None => None,
@@ -1058,17 +1052,6 @@ impl KeyRuns<'_> {
     }
 }
 
-/// The values of a 64-bit primitive array (a time index).
-fn i64_values(array: &ArrayRef) -> Option<ScalarBuffer<i64>> {
-    let data = array.to_data();
-    if data.data_type().primitive_width() != Some(8) || data.buffers().len() != 1 {
-        return None;
-    }
-    let buf = data.buffers().first()?;
-    (buf.len() >= (data.offset() + data.len()) * 8)
-        .then(|| ScalarBuffer::<i64>::new(buf.clone(), data.offset(), data.len()))
-}
-
 /// Our own errors travel through the Parquet reader as `External`: take them back out.
 fn parquet_error(path: &str, e: ParquetError) -> Error {
     match e {
@@ -1122,24 +1105,19 @@ impl Adapter {
         let batch = if self.pre.is_empty() {
             batch
         } else {
-            let mut kept = batch.clone();
-            for f in &self.pre {
-                if kept.num_rows() == 0 {
-                    break;
+            filtered = mito_read::filter_batch(batch.clone(), &self.pre).map_err(|e| match e {
+                mito_read::PredicateError::Evaluate { predicate, source } => {
+                    invalid(format!("key filter {predicate}: {source}"))
                 }
-                let mask = f
-                    .evaluate(&kept)
-                    .and_then(|v| v.into_array(kept.num_rows()))
-                    .map_err(|e| invalid(format!("key filter {f}: {e}")))?;
-                let mask = mask
-                    .as_boolean_opt()
-                    .ok_or_else(|| invalid(format!("key filter {f} is not a predicate")))?;
-                kept =
-                    arrow_select::filter::filter_record_batch(&kept, mask).context(ArrowSnafu {
-                        path: self.path.to_string(),
-                    })?;
-            }
-            filtered = kept;
+                mito_read::PredicateError::NotBoolean { predicate, .. } => {
+                    invalid(format!("key filter {predicate} is not a predicate"))
+                }
+                mito_read::PredicateError::Arrow(source) => Error::Arrow {
+                    path: self.path.to_string(),
+                    source,
+                    location: snafu::location!(),
+                },
+            })?;
             &filtered
         };
         let mut by_name = decode_batch(&self.info, batch).map_err(corrupted)?;

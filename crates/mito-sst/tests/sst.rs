@@ -648,24 +648,33 @@ async fn timestamps_extremes_survive() {
     assert_eq!(got_ts.values().to_vec(), ts);
 }
 
-#[tokio::test]
-async fn column_cache_reads_equal_uncached_reads() {
+/// One file of `hosts` x `points` rows in row groups of `row_group_rows` (pages of 256), opened
+/// twice: without a column cache, and with one (also returned).
+async fn plain_and_cached(
+    hosts: usize,
+    points: usize,
+    row_group_rows: usize,
+) -> (SstReader, SstReader, Arc<mito_sst::ColumnCache>) {
     let meta = metadata();
-    let mt = memtable(&meta, 400, 50);
+    let mt = memtable(&meta, hosts, points);
     let batches = flush_batches(&mt, 8192);
     let op = memory();
     let options = WriteOptions {
-        row_group_rows: 4000,
+        row_group_rows,
         page_rows: 256,
         ..WriteOptions::default()
     };
     let file = write(&op, &meta, &batches, options).await;
-    let plain = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
-        .await
-        .unwrap();
+    let plain = SstReader::open(op, REGION_DIR, file, meta).await.unwrap();
     let mut cached = plain.clone();
     let cache = Arc::new(mito_sst::ColumnCache::new(64 << 20));
     cached.set_column_cache(cache.clone());
+    (plain, cached, cache)
+}
+
+#[tokio::test]
+async fn column_cache_reads_equal_uncached_reads() {
+    let (plain, mut cached, _) = plain_and_cached(400, 50, 4000).await;
     let requests = [
         SstReadRequest::default(),
         SstReadRequest {
@@ -724,21 +733,7 @@ async fn column_cache_reads_equal_uncached_reads() {
 
 #[tokio::test]
 async fn last_rows_are_each_keys_latest_in_range() {
-    let meta = metadata();
-    let mt = memtable(&meta, 300, 40);
-    let batches = flush_batches(&mt, 8192);
-    let op = memory();
-    let options = WriteOptions {
-        row_group_rows: 3000,
-        page_rows: 256,
-        ..WriteOptions::default()
-    };
-    let file = write(&op, &meta, &batches, options).await;
-    let plain = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
-        .await
-        .unwrap();
-    let mut cached = plain.clone();
-    cached.set_column_cache(Arc::new(mito_sst::ColumnCache::new(64 << 20)));
+    let (plain, cached, _) = plain_and_cached(300, 40, 3000).await;
     let ranges = [
         None,
         Some(TimeRange::new(50_000, 120_000)),
