@@ -286,39 +286,85 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     )?)
 }
 
-/// A DataFusion session with every table of `instance` registered under its name, and a
-/// fingerprint of those tables (names, regions, schema versions) for the plan cache.
+/// A DataFusion session with every table of `instance` registered under its name.
 pub async fn session(instance: &Instance) -> Result<SessionContext> {
-    Ok(session_with_fingerprint(instance).await?.0)
+    Ok(new_session(instance).await?.0)
 }
 
-async fn session_with_fingerprint(instance: &Instance) -> Result<(SessionContext, u64)> {
-    use std::hash::{Hash, Hasher};
-    let config = SessionConfig::new()
+/// A fingerprint of the tables of `instance` (names, regions, schema versions): what a plan
+/// depends on besides the query text.
+async fn fingerprint(instance: &Instance) -> Result<u64> {
+    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+    for t in instance.tables().await {
+        let metadata = instance.metadata(&t.name).await?;
+        let regions: Vec<RegionId> = t.region_ids().collect();
+        hash_table(&mut fingerprint, &t.name, &regions, &metadata);
+    }
+    Ok(std::hash::Hasher::finish(&fingerprint))
+}
+
+/// A new session over the tables of `instance`, and the fingerprint they had.
+async fn new_session(instance: &Instance) -> Result<(SessionContext, u64)> {
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(2);
+    // Plans are kept and run again (see `PlanCache`); a dynamic filter is state an operator
+    // shares with the operators it pushed it into, which resetting a plan does not renew.
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.enable_dynamic_filter_pushdown = false;
+    optimizer.enable_topk_dynamic_filter_pushdown = false;
+    optimizer.enable_join_dynamic_filter_pushdown = false;
+    optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
     let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
     for t in instance.tables().await {
         let metadata = instance.metadata(&t.name).await?;
         let regions: Vec<RegionId> = t.region_ids().collect();
-        (&t.name, &regions, metadata.schema_version()).hash(&mut fingerprint);
+        hash_table(&mut fingerprint, &t.name, &regions, &metadata);
         let table = RegionTable::new(instance.engine().clone(), regions, metadata);
         ctx.register_table(TableReference::bare(t.name.as_str()), Arc::new(table))
             .context(SqlSnafu)?;
     }
-    Ok((ctx, fingerprint.finish()))
+    Ok((ctx, std::hash::Hasher::finish(&fingerprint)))
 }
 
-/// Optimized logical plans by query text, each valid while the tables it was planned
-/// against (the fingerprint) are unchanged. Only plans free of functions whose value can
-/// change between runs (`now()`, `random()`: not immutable) are kept, since planning folds
-/// them into constants. A repeated query skips parsing, planning and the logical
-/// optimizer; the physical plan is built for each run, and scans read the data as of then.
-#[derive(Debug)]
+fn hash_table(
+    hasher: &mut std::collections::hash_map::DefaultHasher,
+    name: &str,
+    regions: &[RegionId],
+    metadata: &RegionMetadataRef,
+) {
+    use std::hash::Hash;
+    (name, regions, metadata.schema_version()).hash(hasher);
+}
+
+/// Physical plans by query text, each valid while the tables it was planned against (the
+/// fingerprint) are unchanged, and the session those tables were registered in. Only plans
+/// free of functions whose value can change between runs (`now()`, `random()`: not
+/// immutable) are kept, since planning folds them into constants. A repeated query skips
+/// parsing, planning and both optimizers: each run executes a copy of the kept plan with
+/// its operators' state reset, and its scans read the data as of then (a scan takes its
+/// snapshot when it starts, not when it is planned).
 pub(crate) struct PlanCache {
-    plans: moka::sync::Cache<String, Arc<(u64, LogicalPlan)>>,
+    plans: moka::sync::Cache<String, Arc<CachedPlan>>,
+    session: std::sync::Mutex<Option<(u64, SessionContext)>>,
+}
+
+#[derive(Debug)]
+struct CachedPlan {
+    fingerprint: u64,
+    schema: SchemaRef,
+    /// Never executed itself: runs execute reset copies.
+    physical: Arc<dyn ExecutionPlan>,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache")
+            .field("plans", &self.plans.entry_count())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Queries the plan cache holds.
@@ -328,6 +374,7 @@ impl PlanCache {
     pub(crate) fn new() -> Self {
         Self {
             plans: moka::sync::Cache::new(CACHED_PLANS),
+            session: std::sync::Mutex::new(None),
         }
     }
 
@@ -335,6 +382,24 @@ impl PlanCache {
     pub(crate) fn len(&self) -> u64 {
         self.plans.run_pending_tasks();
         self.plans.entry_count()
+    }
+
+    /// The kept session if the tables are still those it registered, else a new one (kept).
+    async fn session(&self, instance: &Instance) -> Result<(SessionContext, u64)> {
+        let fingerprint = fingerprint(instance).await?;
+        let kept = self
+            .session
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().filter(|(f, _)| *f == fingerprint).cloned());
+        if let Some((f, ctx)) = kept {
+            return Ok((ctx, f));
+        }
+        let (ctx, f) = new_session(instance).await?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some((f, ctx.clone()));
+        }
+        Ok((ctx, f))
     }
 }
 
@@ -363,39 +428,70 @@ fn immutable(plan: &LogicalPlan) -> bool {
     ok && walked.is_ok()
 }
 
+/// Whether `plan` can be kept and run again: no recursive query (its work table is state
+/// shared between operators).
+fn rerunnable(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut ok = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        if matches!(
+            node,
+            LogicalPlan::RecursiveQuery(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+        ) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    ok && walked.is_ok()
+}
+
 /// Runs one read-only SQL statement; returns the result's schema and batches.
 pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let (ctx, fingerprint) = session_with_fingerprint(instance).await?;
-    let state = ctx.state();
-    let cached = instance.plans.plans.get(sql).filter(|p| p.0 == fingerprint);
-    let plan = match cached {
-        Some(p) => p.1.clone(),
+    let (ctx, fingerprint) = instance.plans.session(instance).await?;
+    let cached = instance
+        .plans
+        .plans
+        .get(sql)
+        .filter(|p| p.fingerprint == fingerprint);
+    let (schema, physical) = match cached {
+        Some(p) => (p.schema.clone(), p.physical.clone()),
         None => {
+            let state = ctx.state();
             let options = SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
             let plan = state.create_logical_plan(sql).await.context(SqlSnafu)?;
             options.verify_plan(&plan).context(SqlSnafu)?;
-            let keep = immutable(&plan)
-                && !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+            let keep = immutable(&plan) && rerunnable(&plan);
             let optimized = state.optimize(&plan).context(SqlSnafu)?;
-            if keep {
-                instance
-                    .plans
-                    .plans
-                    .insert(sql.to_string(), Arc::new((fingerprint, optimized.clone())));
+            let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await
+                .context(SqlSnafu)?;
+            if !keep {
+                let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
+                    .await
+                    .context(SqlSnafu)?;
+                return Ok((schema, batches));
             }
-            optimized
+            instance.plans.plans.insert(
+                sql.to_string(),
+                Arc::new(CachedPlan {
+                    fingerprint,
+                    schema: schema.clone(),
+                    physical: physical.clone(),
+                }),
+            );
+            (schema, physical)
         }
     };
-    let schema: Arc<Schema> = Arc::new(plan.schema().as_arrow().clone());
-    let physical = state
-        .query_planner()
-        .create_physical_plan(&plan, &state)
-        .await
-        .context(SqlSnafu)?;
-    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
+    let run =
+        datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
+    let batches = datafusion::physical_plan::collect(run, ctx.task_ctx())
         .await
         .context(SqlSnafu)?;
     Ok((schema, batches))

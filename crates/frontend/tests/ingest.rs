@@ -140,3 +140,51 @@ async fn cached_plans_follow_new_data_and_new_columns() {
     assert_eq!(instance.cached_plans(), before);
     instance.close(false).await.unwrap();
 }
+
+/// Kept physical plans run again with fresh operator state: every run of a cached plan gives
+/// what a freshly planned copy of the query gives, over data that changes between runs
+/// (new rows in the memtable, then in a new file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_plans_rerun_like_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = Instance::open(dir.path(), InstanceOptions::default())
+        .await
+        .unwrap();
+    let queries = [
+        // Partial + final aggregate over a hash repartition, then a sort.
+        "SELECT h, count(*), sum(v) FROM q GROUP BY h ORDER BY h",
+        // Top-k.
+        "SELECT h, v FROM q ORDER BY v DESC, h LIMIT 3",
+        // A join (its build side is operator state).
+        "SELECT a.h, count(*) FROM q a JOIN q b ON a.h = b.h GROUP BY a.h ORDER BY a.h",
+        // A window, a union, a scalar subquery.
+        "SELECT h, time, sum(v) OVER (PARTITION BY h ORDER BY time) FROM q ORDER BY h, time",
+        "SELECT h FROM q WHERE v > 2 UNION ALL SELECT h FROM q WHERE v < 2 ORDER BY h",
+        "SELECT count(*) FROM q WHERE v > (SELECT avg(v) FROM q)",
+        // The last row per series.
+        "SELECT DISTINCT ON (h) h, time, v FROM q ORDER BY h, time DESC",
+    ];
+    let mut text = String::new();
+    for round in 0..3 {
+        text.clear();
+        for i in 0..20 {
+            text.push_str(&format!(
+                "q,h=h{} v={} {}\n",
+                i % 4,
+                (i * 7 + round) % 5,
+                round * 100 + i
+            ));
+        }
+        write(&instance, &text, 7).await;
+        if round == 1 {
+            instance.flush("q").await.unwrap();
+        }
+        for q in queries {
+            let fresh = rows(&instance, &format!("{q} -- round {round}")).await;
+            assert!(!fresh.is_empty(), "{q}");
+            assert_eq!(rows(&instance, q).await, fresh, "{q}, round {round}");
+            assert_eq!(rows(&instance, q).await, fresh, "{q}, round {round}, again");
+        }
+    }
+    instance.close(false).await.unwrap();
+}
