@@ -8,9 +8,9 @@
 //!     --> one DataFusion partition per region, streamed
 //! ```
 //!
-//! Filters are pushed as `Inexact`: the engine applies them exactly, DataFusion applies them
-//! once more (cheap next to the I/O they save), so a filter form the engine might prune
-//! differently can never change an answer. Only plain forms are pushed (columns, literals,
+//! Filters are pushed as `Exact`: the engine prunes with them and applies every one of them to
+//! the rows it returns, with DataFusion's own physical expressions over the same column types,
+//! so DataFusion does not filter again. Only plain forms are pushed (columns, literals,
 //! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
 
 use std::any::Any;
@@ -157,7 +157,7 @@ impl TableProvider for RegionTable {
             .iter()
             .map(|f| {
                 if self.pushable(f) {
-                    TableProviderFilterPushDown::Inexact
+                    TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }

@@ -140,7 +140,7 @@ pub(crate) async fn scan(
     }
     let plan = Arc::new(plan(&metadata, &req, snapshot)?);
     let out_schema = Arc::new(plan.read_schema.project(&plan.output)?);
-    if req.limit == Some(0) || req.time_range.is_some_and(|r| r.is_empty()) {
+    if req.limit == Some(0) || plan.time_range.is_some_and(|r| r.is_empty()) {
         return Ok(empty(out_schema));
     }
     let mut sources: Vec<Source> = Vec::new();
@@ -305,9 +305,33 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
             .collect(),
     };
     let mut needed: HashSet<ColumnId> = output_ids.iter().copied().collect();
-    needed.insert(metadata.time_index_column().column_id);
+    let ts = metadata.time_index_column();
+    needed.insert(ts.column_id);
+    // A conjunct that is exactly a bound on the time index narrows the time range instead of
+    // being evaluated: every source applies the range exactly (memtables and files alike,
+    // and a file inside it needs no check at all).
+    let unit = match &ts.data_type {
+        arrow_schema::DataType::Timestamp(u, _) => Some(*u),
+        _ => None,
+    };
+    let mut time_range = req.time_range;
+    let mut filters: Vec<Expr> = Vec::new();
+    for f in &req.filters {
+        for conjunct in datafusion_expr::utils::split_conjunction(f) {
+            match unit.and_then(|u| time_bound(conjunct, &ts.name, u)) {
+                Some((start, end)) => {
+                    time_range = Some(
+                        time_range
+                            .unwrap_or_default()
+                            .intersect(TimeRange { start, end }),
+                    );
+                }
+                None => filters.push(conjunct.clone()),
+            }
+        }
+    }
     let mut prune_filters = Vec::new();
-    for filter in &req.filters {
+    for filter in &filters {
         let mut key_only = true;
         for col in filter.column_refs() {
             let Some(c) = metadata.column_by_name(&col.name) else {
@@ -338,13 +362,13 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         .iter()
         .map(|id| position(&read_ids, *id))
         .collect();
-    let exact = if req.filters.is_empty() {
+    let exact = if filters.is_empty() {
         Vec::new()
     } else {
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())
             .map_err(|e| invalid(format!("schema for filters: {e}")))?;
         let props = ExecutionProps::new();
-        req.filters
+        filters
             .iter()
             .map(|f| {
                 datafusion_physical_expr::create_physical_expr(
@@ -362,7 +386,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         read_ids,
         read_schema,
         output,
-        time_range: req.time_range,
+        time_range,
         prune_filters,
         exact,
         snapshot,
@@ -467,16 +491,7 @@ fn last_row_fast_range(
     let Some(bounds) = TimeRange::from_filters(&time_filters, &ts.name, unit) else {
         return Some(range);
     };
-    let mut out = range.unwrap_or_default();
-    out.start = match (out.start, bounds.start) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    out.end = match (out.end, bounds.end) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    Some(Some(out))
+    Some(Some(range.unwrap_or_default().intersect(bounds)))
 }
 
 /// The last row of each series, reading sources newest first and, of each file, only the

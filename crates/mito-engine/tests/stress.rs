@@ -211,10 +211,22 @@ async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) 
                 let now_s = world.clock.now_millis() / 1000;
                 let since = (now_s - rng.random_range(0..300)) * 1000;
                 let by_time = rng.random_bool(0.3);
+                // Sometimes an upper bound too, in the same conjunction (the engine turns
+                // time bounds into its time range; files inside it skip the row check).
+                let until =
+                    (by_time && rng.random_bool(0.5)).then(|| since + rng.random_range(0..200_000));
                 if by_time {
-                    filters.push(col("ts").gt_eq(lit(
-                        datafusion_common::ScalarValue::TimestampMillisecond(Some(since), None),
-                    )));
+                    let ts = |t| {
+                        lit(datafusion_common::ScalarValue::TimestampMillisecond(
+                            Some(t),
+                            None,
+                        ))
+                    };
+                    let mut bound = col("ts").gt_eq(ts(since));
+                    if let Some(u) = until {
+                        bound = bound.and(col("ts").lt(ts(u)));
+                    }
+                    filters.push(bound);
                 }
                 let by_field = rng.random_bool(0.2);
                 if by_field {
@@ -243,7 +255,11 @@ async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) 
                     got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
                 }
                 let mut want = expected(&state, world.cutoff());
-                want.retain(|r| (!by_time || r.1 >= since) && (!by_field || r.2.is_some()));
+                want.retain(|r| {
+                    (!by_time || r.1 >= since)
+                        && until.is_none_or(|u| r.1 < u)
+                        && (!by_field || r.2.is_some())
+                });
                 if last_row {
                     let mut last: BTreeMap<String, Row> = BTreeMap::new();
                     for r in want {

@@ -531,7 +531,10 @@ impl SstReader {
             indices,
             out_schema,
             ts_name,
-            time_range: req.time_range,
+            // A file wholly inside the range needs no per-row check.
+            time_range: req
+                .time_range
+                .filter(|r| !r.covers(self.meta.time_range.min, self.meta.time_range.max)),
             key_suffix: self.key_suffix.clone(),
         };
         Ok(stream

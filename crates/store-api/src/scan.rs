@@ -47,6 +47,23 @@ impl TimeRange {
     pub fn overlaps(&self, min: i64, max: i64) -> bool {
         min <= max && self.start.is_none_or(|s| max >= s) && self.end.is_none_or(|e| min < e)
     }
+
+    /// Whether every timestamp of the inclusive span `[min, max]` is inside the range.
+    pub fn covers(&self, min: i64, max: i64) -> bool {
+        self.contains(min) && self.contains(max)
+    }
+
+    /// The timestamps inside both ranges.
+    pub fn intersect(self, other: TimeRange) -> TimeRange {
+        let tighter = |a: Option<i64>, b: Option<i64>, pick: fn(i64, i64) -> i64| match (a, b) {
+            (Some(a), Some(b)) => Some(pick(a, b)),
+            (a, b) => a.or(b),
+        };
+        TimeRange {
+            start: tighter(self.start, other.start, i64::max),
+            end: tighter(self.end, other.end, i64::min),
+        }
+    }
 }
 
 impl TimeRange {
@@ -59,12 +76,7 @@ impl TimeRange {
         for f in filters {
             for conjunct in split_conjunction(f) {
                 if let Some((start, end)) = time_bound(conjunct, name, unit) {
-                    if let Some(s) = start {
-                        range.start = Some(range.start.map_or(s, |r| r.max(s)));
-                    }
-                    if let Some(e) = end {
-                        range.end = Some(range.end.map_or(e, |r| r.min(e)));
-                    }
+                    range = range.intersect(TimeRange { start, end });
                     bounded = true;
                 }
             }
