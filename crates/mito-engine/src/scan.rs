@@ -23,8 +23,6 @@ use arrow_array::{ArrowPrimitiveType, RecordBatch};
 use arrow_schema::SchemaRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
-use datafusion_expr::execution_props::ExecutionProps;
-use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_physical_expr::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
 use mito_memtable::{Memtable, MemtableRead};
@@ -367,17 +365,11 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
     } else {
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())
             .map_err(|e| invalid(format!("schema for filters: {e}")))?;
-        let props = ExecutionProps::new();
         filters
             .iter()
             .map(|f| {
-                datafusion_physical_expr::create_physical_expr(
-                    f,
-                    &df_schema,
-                    &props,
-                    &PhysicalPlanningContext::default(),
-                )
-                .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))
+                mito_read::physical_predicate(f, &df_schema)
+                    .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))
             })
             .collect::<Result<_>>()?
     };

@@ -241,5 +241,43 @@ pub fn filter_batch(
     Ok(batch)
 }
 
+/// `expr` as a physical predicate over `schema`. An `IN` list of dictionary literals is
+/// unwrapped to their values first: DataFusion then tests a dictionary column's values once
+/// per batch and maps the answers through the keys, where a list of dictionary literals made
+/// it hash every row (~0.2 ms per thousand-row page of one tag).
+pub fn physical_predicate(
+    expr: &datafusion_expr::Expr,
+    schema: &datafusion_common::DFSchema,
+) -> datafusion_common::Result<std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>> {
+    use datafusion_common::ScalarValue;
+    use datafusion_common::tree_node::{Transformed, TreeNode};
+    use datafusion_expr::Expr;
+    let plain = expr
+        .clone()
+        .transform(|e| match e {
+            Expr::InList(mut l)
+                if !l.list.is_empty()
+                    && l.list
+                        .iter()
+                        .all(|i| matches!(i, Expr::Literal(ScalarValue::Dictionary(..), _))) =>
+            {
+                for item in &mut l.list {
+                    if let Expr::Literal(ScalarValue::Dictionary(_, v), meta) = item {
+                        *item = Expr::Literal(v.as_ref().clone(), meta.clone());
+                    }
+                }
+                Ok(Transformed::yes(Expr::InList(l)))
+            }
+            e => Ok(Transformed::no(e)),
+        })?
+        .data;
+    datafusion_physical_expr::create_physical_expr(
+        &plain,
+        schema,
+        &datafusion_expr::execution_props::ExecutionProps::new(),
+        &datafusion_expr::physical_planning_context::PhysicalPlanningContext::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -177,3 +177,60 @@ proptest! {
         prop_assert_eq!(materialize(&rows, &sel), oracle(&rows, mode));
     }
 }
+
+proptest! {
+    /// An `IN` list of dictionary literals over a dictionary column gives what DataFusion
+    /// gives for it without the unwrapping, nulls and `NOT IN` included.
+    #[test]
+    fn in_lists_of_dictionary_literals_keep_their_answer(
+        values in proptest::collection::vec(proptest::option::of(0u8..6), 0..60),
+        list in proptest::collection::vec(0u8..8, 1..5),
+        negated in any::<bool>(),
+    ) {
+        use arrow_array::{ArrayRef, DictionaryArray, types::UInt32Type};
+        use datafusion_common::{DFSchema, ScalarValue};
+        use datafusion_expr::{Expr, col, lit};
+        let dict_type = arrow_schema::DataType::Dictionary(
+            Box::new(arrow_schema::DataType::UInt32),
+            Box::new(arrow_schema::DataType::Utf8),
+        );
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("h", dict_type, true),
+        ]));
+        let names: Vec<Option<String>> = values.iter().map(|v| v.map(|v| format!("h{v}"))).collect();
+        let array: DictionaryArray<UInt32Type> =
+            names.iter().map(|v| v.as_deref()).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(array) as ArrayRef])
+            .unwrap();
+        let items: Vec<Expr> = list
+            .iter()
+            .map(|v| {
+                lit(ScalarValue::Dictionary(
+                    Box::new(arrow_schema::DataType::UInt32),
+                    Box::new(ScalarValue::Utf8(Some(format!("h{v}")))),
+                ))
+            })
+            .collect();
+        let expr = col("h").in_list(items, negated);
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+        let plain = physical_predicate(&expr, &df_schema).unwrap();
+        let as_planned = datafusion_physical_expr::create_physical_expr(
+            &expr,
+            &df_schema,
+            &datafusion_expr::execution_props::ExecutionProps::new(),
+            &datafusion_expr::physical_planning_context::PhysicalPlanningContext::default(),
+        )
+        .unwrap();
+        let eval = |p: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>| {
+            p.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap()
+        };
+        let (got, want_mask) = (eval(&plain), eval(&as_planned));
+        prop_assert_eq!(got.as_ref(), want_mask.as_ref());
+        let kept = filter_batch(batch.clone(), &[plain]).unwrap();
+        let want = values
+            .iter()
+            .filter(|v| v.is_some_and(|v| list.contains(&v) != negated))
+            .count();
+        prop_assert_eq!(kept.num_rows(), want);
+    }
+}

@@ -12,8 +12,6 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
-use datafusion_expr::execution_props::ExecutionProps;
-use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_physical_expr::PhysicalExpr;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -574,7 +572,6 @@ impl SstReader {
             return Vec::new();
         };
         let file_meta = &self.info.region_metadata;
-        let props = ExecutionProps::new();
         filters
             .iter()
             .filter(|f| {
@@ -589,15 +586,7 @@ impl SstReader {
                         }
                 })
             })
-            .filter_map(|f| {
-                datafusion_physical_expr::create_physical_expr(
-                    f,
-                    &df_schema,
-                    &props,
-                    &PhysicalPlanningContext::default(),
-                )
-                .ok()
-            })
+            .filter_map(|f| mito_read::physical_predicate(f, &df_schema).ok())
             .collect()
     }
 
