@@ -354,7 +354,7 @@ async fn tag_filters_prune_row_groups_and_pages() {
         },
     )
     .await;
-    let reader = SstReader::open(op, REGION_DIR, file.clone(), meta.clone())
+    let reader = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone())
         .await
         .unwrap();
     let req = SstReadRequest {
@@ -394,6 +394,25 @@ async fn tag_filters_prune_row_groups_and_pages() {
         ..SstReadRequest::default()
     };
     assert_eq!(reader.plan(&req).rows as u64, file.num_rows);
+
+    // Remembered plans: a reader that has planned many requests (more than it keeps, some
+    // twice) plans each as a fresh reader does.
+    let requests: Vec<SstReadRequest> = (0..12)
+        .map(|i| SstReadRequest {
+            filters: vec![col("host").eq(lit(format!("host_{:04}", (i % 4) * 31)))],
+            // Every third one outside the file: pruned to nothing.
+            time_range: (i % 3 == 0).then(|| TimeRange::new(-100 - i, -50)),
+            ..SstReadRequest::default()
+        })
+        .collect();
+    for round in 0..2 {
+        for (i, req) in requests.iter().enumerate().rev().skip(round * 3) {
+            let fresh = SstReader::open(op.clone(), REGION_DIR, file.clone(), meta.clone());
+            let want = fresh.await.unwrap().plan(req);
+            assert_eq!(reader.plan(req), want, "request {i}, round {round}");
+            assert_eq!(reader.plan(req), want, "request {i} again");
+        }
+    }
 }
 
 #[tokio::test]
