@@ -188,3 +188,33 @@ async fn kept_plans_rerun_like_fresh_ones() {
     }
     instance.close(false).await.unwrap();
 }
+
+/// A one-region table is planned as one DataFusion partition: no round-robin split, no
+/// partial and final aggregates joined by a repartition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_region_tables_plan_one_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = Instance::open(dir.path(), InstanceOptions::default())
+        .await
+        .unwrap();
+    write(&instance, "r,h=a v=1 1\nr,h=b v=2 2\n", 100).await;
+    let plan = rows(
+        &instance,
+        "EXPLAIN SELECT h, count(*) FROM r WHERE v > 0 GROUP BY h ORDER BY h",
+    )
+    .await
+    .join("\n");
+    assert!(!plan.contains("RepartitionExec"), "{plan}");
+    assert!(plan.contains("mode=Single"), "{plan}");
+    // The pushed filter is applied by the scan alone.
+    assert!(!plan.contains("FilterExec"), "{plan}");
+    assert_eq!(
+        rows(
+            &instance,
+            "SELECT h, count(*) FROM r WHERE v > 1 GROUP BY h"
+        )
+        .await,
+        ["b,1"]
+    );
+    instance.close(false).await.unwrap();
+}
