@@ -3,8 +3,8 @@
 //! ```text
 //! SQL --DataFusion plan--> TableScan(projection, filters, limit)
 //!     --RegionTable::scan--> ScanRequest per region { projection by column id,
-//!                            filters on columns (prune files, row groups, pages; exact),
-//!                            time range from the time index bounds, limit }
+//!                            filters on columns (prune files, row groups, pages; exact;
+//!                            the engine turns time index bounds into its time range), limit }
 //!     --> one DataFusion partition per region, streamed
 //! ```
 //!
@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::RecordBatchOptions;
-use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::Transformed;
@@ -43,7 +43,7 @@ use futures::{StreamExt, TryStreamExt};
 use mito_engine::MitoEngine;
 use snafu::ResultExt;
 use store_api::metadata::{RegionMetadataRef, SemanticType};
-use store_api::scan::{ScanOrder, ScanRequest, SeriesRowSelector, TimeRange};
+use store_api::scan::{ScanOrder, ScanRequest, SeriesRowSelector};
 use store_api::{ColumnId, RegionId};
 
 use crate::error::{Result, SqlSnafu};
@@ -91,13 +91,9 @@ impl RegionTable {
         }
     }
 
-    fn time_index(&self) -> (&str, TimeUnit) {
-        let c = self.metadata.time_index_column();
-        let unit = match &c.data_type {
-            DataType::Timestamp(u, _) => *u,
-            _ => TimeUnit::Nanosecond,
-        };
-        (c.name.as_str(), unit)
+    /// The time index column's name.
+    fn time_index(&self) -> &str {
+        self.metadata.time_index_column().name.as_str()
     }
 
     /// Whether the engine can take `expr` as a scan filter: a plain form over its columns.
@@ -130,12 +126,6 @@ impl RegionTable {
             Expr::TryCast(c) => self.plain(&c.expr),
             _ => false,
         }
-    }
-
-    /// The time range implied by the conjunction of `filters` (`None`: unbounded).
-    fn time_range(&self, filters: &[Expr]) -> Option<TimeRange> {
-        let (name, unit) = self.time_index();
-        TimeRange::from_filters(filters, name, unit)
     }
 }
 
@@ -200,7 +190,6 @@ impl TableProvider for RegionTable {
             } else {
                 ids
             }),
-            time_range: self.time_range(&filters),
             filters,
             limit,
             // The plan declares no output ordering, so the engine need not merge sources
@@ -288,24 +277,29 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
 
 /// A DataFusion session with every table of `instance` registered under its name.
 pub async fn session(instance: &Instance) -> Result<SessionContext> {
-    Ok(new_session(instance).await?.0)
+    new_session(instance, tables(instance).await?.0)
 }
 
-/// A fingerprint of the tables of `instance` (names, regions, schema versions): what a plan
-/// depends on besides the query text.
-async fn fingerprint(instance: &Instance) -> Result<u64> {
+/// A table as a session registers it: its entry, regions and schema.
+type Registered = (crate::catalog::TableEntry, Vec<RegionId>, RegionMetadataRef);
+
+/// The tables of `instance`, and their fingerprint (names, regions, schema versions): what a
+/// plan depends on besides the query text.
+async fn tables(instance: &Instance) -> Result<(Vec<Registered>, u64)> {
+    use std::hash::{Hash, Hasher};
     let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+    let mut out = Vec::new();
     for t in instance.tables().await {
         let metadata = instance.metadata(&t.name).await?;
         let regions: Vec<RegionId> = t.region_ids().collect();
-        hash_table(&mut fingerprint, &t.name, &regions, &metadata);
+        (&t.name, &regions, metadata.schema_version()).hash(&mut fingerprint);
+        out.push((t, regions, metadata));
     }
-    Ok(std::hash::Hasher::finish(&fingerprint))
+    Ok((out, fingerprint.finish()))
 }
 
-/// A new session over the tables of `instance`, and the fingerprint they had.
-async fn new_session(instance: &Instance) -> Result<(SessionContext, u64)> {
-    let tables = instance.tables().await;
+/// A new session over `tables`.
+fn new_session(instance: &Instance, tables: Vec<Registered>) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(partitions(&tables));
@@ -318,16 +312,12 @@ async fn new_session(instance: &Instance) -> Result<(SessionContext, u64)> {
     optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
-    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
-    for t in tables {
-        let metadata = instance.metadata(&t.name).await?;
-        let regions: Vec<RegionId> = t.region_ids().collect();
-        hash_table(&mut fingerprint, &t.name, &regions, &metadata);
+    for (t, regions, metadata) in tables {
         let table = RegionTable::new(instance.engine().clone(), regions, metadata);
         ctx.register_table(TableReference::bare(t.name.as_str()), Arc::new(table))
             .context(SqlSnafu)?;
     }
-    Ok((ctx, std::hash::Hasher::finish(&fingerprint)))
+    Ok(ctx)
 }
 
 /// DataFusion's partitions: one per region of the widest table, at most one per core. A
@@ -336,24 +326,10 @@ async fn new_session(instance: &Instance) -> Result<(SessionContext, u64)> {
 /// bench's one-region table two partitions (a round-robin split, then partial and final
 /// aggregates joined by a hash repartition) were slower on every query than one, 0.8 vs
 /// 0.5 ms on one host's hour and no faster on the 4.3 M-row `double-groupby-1`.
-fn partitions(tables: &[crate::catalog::TableEntry]) -> usize {
-    let widest = tables
-        .iter()
-        .map(|t| t.region_ids().count())
-        .max()
-        .unwrap_or(1);
+fn partitions(tables: &[Registered]) -> usize {
+    let widest = tables.iter().map(|t| t.1.len()).max().unwrap_or(1);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     widest.clamp(1, cores.max(1))
-}
-
-fn hash_table(
-    hasher: &mut std::collections::hash_map::DefaultHasher,
-    name: &str,
-    regions: &[RegionId],
-    metadata: &RegionMetadataRef,
-) {
-    use std::hash::Hash;
-    (name, regions, metadata.schema_version()).hash(hasher);
 }
 
 /// Physical plans by query text, each valid while the tables it was planned against (the
@@ -403,29 +379,39 @@ impl PlanCache {
 
     /// The kept session if the tables are still those it registered, else a new one (kept).
     async fn session(&self, instance: &Instance) -> Result<(SessionContext, u64)> {
-        let fingerprint = fingerprint(instance).await?;
+        let (tables, fingerprint) = tables(instance).await?;
         let kept = self
             .session
             .lock()
             .ok()
             .and_then(|s| s.as_ref().filter(|(f, _)| *f == fingerprint).cloned());
-        if let Some((f, ctx)) = kept {
-            return Ok((ctx, f));
+        if let Some((_, ctx)) = kept {
+            return Ok((ctx, fingerprint));
         }
-        let (ctx, f) = new_session(instance).await?;
+        let ctx = new_session(instance, tables)?;
         if let Ok(mut s) = self.session.lock() {
-            *s = Some((f, ctx.clone()));
+            *s = Some((fingerprint, ctx.clone()));
         }
-        Ok((ctx, f))
+        Ok((ctx, fingerprint))
     }
 }
 
-/// Whether every function in `plan` always gives the same result for the same arguments.
-fn immutable(plan: &LogicalPlan) -> bool {
+/// Whether `plan` can be kept and run again: every function in it always gives the same
+/// result for the same arguments (planning folds `now()` and the like into constants), and
+/// it is no recursive query (its work table is state shared between operators), `EXPLAIN`
+/// or `EXPLAIN ANALYZE`.
+fn keepable(plan: &LogicalPlan) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Volatility;
     let mut ok = true;
     let walked = plan.apply_with_subqueries(|node| {
+        if matches!(
+            node,
+            LogicalPlan::RecursiveQuery(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+        ) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
         node.apply_expressions(|e| {
             e.apply(|e| {
                 let volatility = match e {
@@ -441,24 +427,6 @@ fn immutable(plan: &LogicalPlan) -> bool {
                 Ok(TreeNodeRecursion::Continue)
             })
         })
-    });
-    ok && walked.is_ok()
-}
-
-/// Whether `plan` can be kept and run again: no recursive query (its work table is state
-/// shared between operators).
-fn rerunnable(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut ok = true;
-    let walked = plan.apply_with_subqueries(|node| {
-        if matches!(
-            node,
-            LogicalPlan::RecursiveQuery(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
-        ) {
-            ok = false;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
     });
     ok && walked.is_ok()
 }
@@ -481,7 +449,7 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
                 .with_allow_statements(false);
             let plan = state.create_logical_plan(sql).await.context(SqlSnafu)?;
             options.verify_plan(&plan).context(SqlSnafu)?;
-            let keep = immutable(&plan) && rerunnable(&plan);
+            let keep = keepable(&plan);
             let optimized = state.optimize(&plan).context(SqlSnafu)?;
             let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
             let physical = state
@@ -573,7 +541,7 @@ impl LastRowPushdown {
         if !group.iter().all(tag) || aggr.is_empty() {
             return None;
         }
-        let time = table.time_index().0;
+        let time = table.time_index();
         let latest_first = |e: &Expr| {
             let Expr::AggregateFunction(f) = e.clone().unalias_nested().data else {
                 return false;
@@ -621,7 +589,7 @@ impl OptimizerRule for LastRowPushdown {
         let Some((scan, table)) = Self::table(&agg.input, &agg.group_expr, &agg.aggr_expr) else {
             return Ok(Transformed::no(plan));
         };
-        let time = table.time_index().0.to_string();
+        let time = table.time_index().to_string();
         let mut new_scan = scan.clone();
         new_scan.source = provider_as_source(Arc::new(table.last_rows()));
         let new_input = match agg.input.as_ref() {

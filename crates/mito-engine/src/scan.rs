@@ -34,9 +34,7 @@ use opendal::Operator;
 use snafu::ResultExt;
 use store_api::error::BoxedError;
 use store_api::metadata::{RegionMetadata, SemanticType};
-use store_api::scan::{
-    BatchStream, ScanOrder, ScanRequest, SeriesRowSelector, TimeRange, time_bound,
-};
+use store_api::scan::{BatchStream, ScanOrder, ScanRequest, SeriesRowSelector, TimeRange};
 use store_api::{ColumnId, RegionId, SequenceNumber};
 use tokio::sync::mpsc;
 
@@ -87,6 +85,8 @@ struct Plan {
     prune_filters: Vec<Expr>,
     /// Filters applied exactly to merged rows.
     exact: Vec<Arc<dyn PhysicalExpr>>,
+    /// Every filter left after the time bounds names only tags.
+    tag_filters_only: bool,
     snapshot: SequenceNumber,
 }
 
@@ -194,11 +194,9 @@ pub(crate) async fn scan(
         )
     };
     let last_row = req.series_row_selector == Some(SeriesRowSelector::LastRow);
-    let fast_range = if last_row {
-        last_row_fast_range(&metadata, &req.filters, plan.time_range)
-    } else {
-        None
-    };
+    // The two-pass path: a tag filter keeps or drops whole series, so it may apply after
+    // the selection; a field filter must apply before it, to merged rows (full merge).
+    let fast_range = (last_row && plan.tag_filters_only).then_some(plan.time_range);
     let mut fast: Option<Vec<RecordBatch>> = None;
     let sources = match fast_range {
         Some(range) => {
@@ -308,26 +306,32 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
     // A conjunct that is exactly a bound on the time index narrows the time range instead of
     // being evaluated: every source applies the range exactly (memtables and files alike,
     // and a file inside it needs no check at all).
-    let unit = match &ts.data_type {
-        arrow_schema::DataType::Timestamp(u, _) => Some(*u),
-        _ => None,
-    };
-    let mut time_range = req.time_range;
-    let mut filters: Vec<Expr> = Vec::new();
-    for f in &req.filters {
-        for conjunct in datafusion_expr::utils::split_conjunction(f) {
-            match unit.and_then(|u| time_bound(conjunct, &ts.name, u)) {
-                Some((start, end)) => {
-                    time_range = Some(
-                        time_range
-                            .unwrap_or_default()
-                            .intersect(TimeRange { start, end }),
-                    );
-                }
-                None => filters.push(conjunct.clone()),
-            }
+    let (bounds, filters) = match &ts.data_type {
+        arrow_schema::DataType::Timestamp(unit, _) => {
+            TimeRange::split_bounds(&req.filters, &ts.name, *unit)
         }
-    }
+        _ => (
+            None,
+            req.filters
+                .iter()
+                .flat_map(datafusion_expr::utils::split_conjunction)
+                .cloned()
+                .collect(),
+        ),
+    };
+    let time_range = match (req.time_range, bounds) {
+        (Some(r), Some(b)) => Some(r.intersect(b)),
+        (r, b) => r.or(b),
+    };
+    // The last-row path may select before filtering only if every filter keeps or drops
+    // whole series (names only tags); time bounds are in the range already.
+    let tag_filters_only = filters.iter().all(|f| {
+        f.column_refs().iter().all(|c| {
+            metadata
+                .column_by_name(&c.name)
+                .is_some_and(|m| m.semantic_type == SemanticType::Tag)
+        })
+    });
     let mut prune_filters = Vec::new();
     for filter in &filters {
         let mut key_only = true;
@@ -381,6 +385,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         time_range,
         prune_filters,
         exact,
+        tag_filters_only,
         snapshot,
     })
 }
@@ -448,42 +453,6 @@ fn keep_rows<T: ArrowPrimitiveType>(
         return Ok(batch);
     };
     Ok(mito_read::keep_rows(batch, values.values(), keep)?)
-}
-
-/// The time range of a last-row scan by the two-pass path, when the filters allow it: each
-/// conjunct names only tags (a tag filter keeps or drops whole series, so it may apply after
-/// the selection) or bounds the time index exactly (it joins the range and applies before).
-/// A field filter must apply before the selection, to merged rows: `None`, full merge.
-fn last_row_fast_range(
-    metadata: &RegionMetadata,
-    filters: &[Expr],
-    range: Option<TimeRange>,
-) -> Option<Option<TimeRange>> {
-    let ts = metadata.time_index_column();
-    let unit = match &ts.data_type {
-        arrow_schema::DataType::Timestamp(u, _) => *u,
-        _ => return None,
-    };
-    let mut time_filters = Vec::new();
-    for f in filters {
-        for conjunct in datafusion_expr::utils::split_conjunction(f) {
-            let refs = conjunct.column_refs();
-            let tags_only = refs.iter().all(|c| {
-                metadata
-                    .column_by_name(&c.name)
-                    .is_some_and(|m| m.semantic_type == SemanticType::Tag)
-            });
-            if tags_only {
-                continue;
-            }
-            time_bound(conjunct, &ts.name, unit)?;
-            time_filters.push(conjunct.clone());
-        }
-    }
-    let Some(bounds) = TimeRange::from_filters(&time_filters, &ts.name, unit) else {
-        return Some(range);
-    };
-    Some(Some(range.unwrap_or_default().intersect(bounds)))
 }
 
 /// The last row of each series, reading sources newest first and, of each file, only the

@@ -67,21 +67,31 @@ impl TimeRange {
 }
 
 impl TimeRange {
-    /// The range the conjunction of `filters` puts on the time index column `name` (whose
-    /// values are in `unit`), from the conjuncts [`time_bound`] understands; `None` when no
-    /// conjunct bounds it. Other conjuncts may narrow the rows further.
-    pub fn from_filters(filters: &[Expr], name: &str, unit: TimeUnit) -> Option<TimeRange> {
-        let mut range = TimeRange::default();
-        let mut bounded = false;
+    /// The conjuncts of `filters` split in two: the range those that exactly bound the time
+    /// index column `name` (values in `unit`, see [`time_bound`]) put on it, `None` when none
+    /// does, and the other conjuncts, which may narrow the rows further.
+    pub fn split_bounds(
+        filters: &[Expr],
+        name: &str,
+        unit: TimeUnit,
+    ) -> (Option<TimeRange>, Vec<Expr>) {
+        let mut range: Option<TimeRange> = None;
+        let mut rest = Vec::new();
         for f in filters {
             for conjunct in split_conjunction(f) {
-                if let Some((start, end)) = time_bound(conjunct, name, unit) {
-                    range = range.intersect(TimeRange { start, end });
-                    bounded = true;
+                match time_bound(conjunct, name, unit) {
+                    Some((start, end)) => {
+                        range = Some(
+                            range
+                                .unwrap_or_default()
+                                .intersect(TimeRange { start, end }),
+                        );
+                    }
+                    None => rest.push(conjunct.clone()),
                 }
             }
         }
-        bounded.then_some(range)
+        (range, rest)
     }
 }
 
@@ -247,6 +257,33 @@ mod tests {
                 end: Some(0)
             }
             .overlaps(i64::MIN, -1)
+        );
+    }
+
+    #[test]
+    fn time_bounds_split_from_other_conjuncts() {
+        use datafusion_common::ScalarValue;
+        use datafusion_expr::{col, lit};
+        let ts = |t| lit(ScalarValue::TimestampMillisecond(Some(t), None));
+        let host = col("h").eq(lit("a"));
+        let filters = vec![
+            col("ts").gt_eq(ts(5)).and(host.clone()),
+            col("ts").lt(ts(10)),
+            // Not exactly a bound: stays a filter.
+            col("ts").not_eq(ts(7)),
+        ];
+        let (range, rest) = TimeRange::split_bounds(&filters, "ts", TimeUnit::Millisecond);
+        assert_eq!(range, Some(TimeRange::new(5, 10)));
+        assert_eq!(rest, vec![host, col("ts").not_eq(ts(7))]);
+        // Another unit's literal is no bound of this column.
+        let (range, rest) = TimeRange::split_bounds(&filters[1..2], "ts", TimeUnit::Second);
+        assert_eq!((range, rest.len()), (None, 1));
+        assert_eq!(
+            TimeRange::new(0, 8).intersect(TimeRange {
+                start: Some(3),
+                end: None
+            }),
+            TimeRange::new(3, 8)
         );
     }
 }
