@@ -33,6 +33,12 @@ async fn write(instance: &Instance, text: &str, batch_rows: usize) {
     assert_eq!(report.refused, 0, "{:?}", report.errors);
 }
 
+async fn open(dir: &std::path::Path) -> Instance {
+    Instance::open(dir, InstanceOptions::default())
+        .await
+        .unwrap()
+}
+
 /// The result's rows, values joined by commas.
 async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
     let (_, batches) = frontend::provider::query(instance, sql).await.unwrap();
@@ -53,9 +59,7 @@ async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_line_of_a_point_wins_across_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let instance = Instance::open(dir.path(), InstanceOptions::default())
-        .await
-        .unwrap();
+    let instance = open(dir.path()).await;
     // One batch per line, all the same point: each overlaps the previous, so they are
     // written in order and the last value stays. Interleaved with a second series whose
     // batches are disjoint in time (those may be in flight together).
@@ -94,9 +98,7 @@ async fn the_last_line_of_a_point_wins_across_batches() {
     instance.close(true).await.unwrap();
 
     // Everything is still there after a reopen.
-    let instance = Instance::open(dir.path(), InstanceOptions::default())
-        .await
-        .unwrap();
+    let instance = open(dir.path()).await;
     assert_eq!(rows(&instance, "SELECT count(*) FROM m").await, ["301"]);
     instance.close(false).await.unwrap();
 }
@@ -104,9 +106,7 @@ async fn the_last_line_of_a_point_wins_across_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_plans_follow_new_data_and_new_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let instance = Instance::open(dir.path(), InstanceOptions::default())
-        .await
-        .unwrap();
+    let instance = open(dir.path()).await;
     write(&instance, "p,h=a v=1 1\n", 100).await;
     let all = "SELECT * FROM p ORDER BY time";
     assert_eq!(
@@ -147,11 +147,9 @@ async fn cached_plans_follow_new_data_and_new_columns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_plans_rerun_like_fresh_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let instance = Instance::open(dir.path(), InstanceOptions::default())
-        .await
-        .unwrap();
+    let instance = open(dir.path()).await;
     let queries = [
-        // Partial + final aggregate over a hash repartition, then a sort.
+        // A grouped aggregate, then a sort.
         "SELECT h, count(*), sum(v) FROM q GROUP BY h ORDER BY h",
         // Top-k.
         "SELECT h, v FROM q ORDER BY v DESC, h LIMIT 3",
@@ -194,9 +192,7 @@ async fn kept_plans_rerun_like_fresh_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_region_tables_plan_one_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let instance = Instance::open(dir.path(), InstanceOptions::default())
-        .await
-        .unwrap();
+    let instance = open(dir.path()).await;
     write(&instance, "r,h=a v=1 1\nr,h=b v=2 2\n", 100).await;
     let plan = rows(
         &instance,
