@@ -24,6 +24,8 @@ pub mod instance;
 pub mod line_protocol;
 #[cfg(feature = "sql")]
 pub mod provider;
+#[cfg(feature = "sql")]
+mod run_aggregate;
 
 pub use error::{Error, Result};
 pub use instance::{Instance, InstanceOptions};

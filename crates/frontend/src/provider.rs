@@ -310,7 +310,12 @@ fn new_session(instance: &Instance, tables: Vec<Registered>) -> Result<SessionCo
     optimizer.enable_topk_dynamic_filter_pushdown = false;
     optimizer.enable_join_dynamic_filter_pushdown = false;
     optimizer.enable_aggregate_dynamic_filter_pushdown = false;
-    let ctx = SessionContext::new_with_config(config);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::run_aggregate::RunAggregate))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
     for (t, regions, metadata) in tables {
         let table = RegionTable::new(instance.engine().clone(), regions, metadata);
