@@ -384,7 +384,9 @@ const UNKNOWN: u64 = u64::MAX - 1;
 /// A tag key's values, by id.
 #[derive(Default)]
 struct TagValues {
-    ids: foldhash::HashMap<ScalarValue, u64>,
+    /// String values by text; any other type by value.
+    strings: foldhash::HashMap<Box<str>, u64>,
+    others: foldhash::HashMap<ScalarValue, u64>,
     values: Vec<ScalarValue>,
     /// The dictionary last seen and the ids of its keys (`UNKNOWN` until looked up): batches
     /// of one file often share it.
@@ -392,10 +394,12 @@ struct TagValues {
 }
 
 impl TagValues {
-    fn id(&mut self, dictionary: &ArrayRef, key: usize) -> Result<u64> {
-        if key == usize::MAX {
+    /// The id of `key` (`NULL_KEY` for NULL) of the current dictionary, `values`.
+    fn id(&mut self, values: &ArrayRef, key: u32) -> Result<u64> {
+        if key == NULL_KEY {
             return Ok(NULL_ID);
         }
+        let key = key as usize;
         let Some((_, cache)) = self.dictionary.as_mut() else {
             return Err(DataFusionError::Internal(
                 "RunAggregateExec: no dictionary".into(),
@@ -406,16 +410,29 @@ impl TagValues {
         {
             return Ok(id);
         }
-        let value = ScalarValue::try_from_array(dictionary, key)?;
-        let id = if value.is_null() {
+        let next = self.values.len() as u64;
+        let id = if values.is_null(key) {
             NULL_ID
-        } else if let Some(&id) = self.ids.get(&value) {
-            id
+        } else if let Some(strings) = values.as_string_opt::<i32>() {
+            let text = strings.value(key);
+            match self.strings.get(text) {
+                Some(&id) => id,
+                None => {
+                    self.strings.insert(text.into(), next);
+                    self.values.push(ScalarValue::Utf8(Some(text.to_owned())));
+                    next
+                }
+            }
         } else {
-            let id = self.values.len() as u64;
-            self.ids.insert(value.clone(), id);
-            self.values.push(value);
-            id
+            let value = ScalarValue::try_from_array(values, key)?;
+            match self.others.get(&value) {
+                Some(&id) => id,
+                None => {
+                    self.others.insert(value.clone(), next);
+                    self.values.push(value);
+                    next
+                }
+            }
         };
         if let Some(slot) = cache.get_mut(key) {
             *slot = id;
@@ -443,18 +460,98 @@ struct State {
     reservation: MemoryReservation,
 }
 
+/// The dictionary key standing for NULL in [`Columns::Tag`].
+const NULL_KEY: u32 = u32::MAX;
+
 /// A key's column in one batch.
 enum Columns<'a> {
-    /// Dictionary keys, `usize::MAX` for NULL.
+    /// Dictionary keys (`NULL_KEY` for NULL) and values.
     Tag {
-        keys: Vec<usize>,
+        keys: std::borrow::Cow<'a, [u32]>,
         values: &'a ArrayRef,
     },
     Bin {
         times: &'a [i64],
-        array: &'a ArrayRef,
+        nulls: Option<&'a datafusion::arrow::buffer::NullBuffer>,
         bin: Bin,
     },
+}
+
+/// The dictionary keys of `array` as `u32`, `NULL_KEY` for NULL; borrowed when they are
+/// `u32` without NULLs (a scan's tags).
+fn dictionary_keys(array: &ArrayRef) -> Result<(std::borrow::Cow<'_, [u32]>, &ArrayRef)> {
+    let dict = array.as_any_dictionary_opt().ok_or_else(|| {
+        DataFusionError::Internal(format!(
+            "RunAggregateExec: a key column is {}, not a dictionary",
+            array.data_type()
+        ))
+    })?;
+    let values = dict.values();
+    let nulls = dict.keys().logical_nulls();
+    if nulls.is_none()
+        && let Some(keys) = dict
+            .keys()
+            .as_primitive_opt::<arrow_array::types::UInt32Type>()
+    {
+        return Ok((std::borrow::Cow::Borrowed(keys.values().as_ref()), values));
+    }
+    let mut keys = if values.is_empty() {
+        vec![NULL_KEY; array.len()]
+    } else {
+        dict.normalized_keys()
+            .into_iter()
+            .map(|k| u32::try_from(k).ok().filter(|k| *k != NULL_KEY))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "RunAggregateExec: a dictionary of {} values",
+                    values.len()
+                ))
+            })?
+    };
+    if let Some(nulls) = nulls {
+        for (k, valid) in keys.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *k = NULL_KEY;
+            }
+        }
+    }
+    Ok((std::borrow::Cow::Owned(keys), values))
+}
+
+/// The end of the run of rows from `from` (before `to`) whose times are in the closed range
+/// `range` (`None`: whose times are NULL).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "rows below `to` are in `times` and `nulls` (the caller's batch)"
+)]
+fn bin_run_end(
+    times: &[i64],
+    nulls: Option<&datafusion::arrow::buffer::NullBuffer>,
+    range: Option<(i64, i64)>,
+    from: usize,
+    to: usize,
+) -> usize {
+    let mut end = from;
+    match (range, nulls) {
+        (Some((lo, hi)), None) => {
+            while end < to && lo <= times[end] && times[end] <= hi {
+                end += 1;
+            }
+        }
+        (Some((lo, hi)), Some(nulls)) => {
+            while end < to && nulls.is_valid(end) && lo <= times[end] && times[end] <= hi {
+                end += 1;
+            }
+        }
+        (None, Some(nulls)) => {
+            while end < to && nulls.is_null(end) {
+                end += 1;
+            }
+        }
+        (None, None) => {}
+    }
+    end
 }
 
 impl State {
@@ -497,8 +594,8 @@ impl State {
 
     #[expect(
         clippy::indexing_slicing,
-        reason = "every column of a batch has `rows` values; `keys` has `rows` entries, \
-                  `ranges` and `tags` one per key, `scratch` `width` words"
+        reason = "every column of a batch has `rows` values (so has `keys`), `change` has \
+                  `rows` entries, `tags` and `ranges` one per key, `scratch` `width` words"
     )]
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
@@ -506,26 +603,15 @@ impl State {
             return Ok(());
         }
         let mut columns = Vec::with_capacity(self.keys.len());
+        // Rows where a tag differs from the row before (the first row always starts a run).
+        let mut change = vec![false; rows];
+        change[0] = true;
         for (k, key) in self.keys.iter().enumerate() {
             columns.push(match *key {
                 Key::Tag { column } => {
-                    let array = batch.column(column);
-                    let dict = array.as_any_dictionary_opt().ok_or_else(|| {
-                        DataFusionError::Internal(format!(
-                            "RunAggregateExec: column {column} is {}, not a dictionary",
-                            array.data_type()
-                        ))
-                    })?;
-                    let values = dict.values();
-                    let mut keys = if values.is_empty() {
-                        vec![usize::MAX; rows]
-                    } else {
-                        dict.normalized_keys()
-                    };
-                    if let Some(nulls) = dict.keys().logical_nulls() {
-                        for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {
-                            keys[i] = usize::MAX;
-                        }
+                    let (keys, values) = dictionary_keys(batch.column(column))?;
+                    for (c, w) in change[1..].iter_mut().zip(keys.windows(2)) {
+                        *c |= w[0] != w[1];
                     }
                     if let Some(tag) = self.tags[k].as_mut()
                         && tag
@@ -545,63 +631,66 @@ impl State {
                             array.data_type()
                         ))
                     })?;
-                    Columns::Bin { times, array, bin }
+                    Columns::Bin {
+                        times,
+                        nulls: array.nulls().filter(|n| n.null_count() > 0),
+                        bin,
+                    }
                 }
             });
         }
-        // Per bin key: the closed range of times in the current row's bin; `None` when the
-        // current row's time is NULL.
         let mut ranges: Vec<Option<(i64, i64)>> = vec![None; self.keys.len()];
         let mut scratch = vec![0u64; self.width];
         self.indices.clear();
         self.indices.reserve(rows);
-        let mut current = 0usize;
-        for row in 0..rows {
-            let same = row > 0
-                && columns.iter().zip(&ranges).all(|(c, range)| match c {
-                    Columns::Tag { keys, .. } => keys[row] == keys[row - 1],
-                    Columns::Bin { times, array, .. } => match range {
-                        Some((lo, hi)) => array.is_valid(row) && (*lo..=*hi).contains(&times[row]),
-                        None => array.is_null(row),
-                    },
-                });
-            if !same {
-                let mut word = 0;
-                for (k, c) in columns.iter().enumerate() {
-                    match c {
-                        Columns::Tag { keys, values } => {
-                            let tag = self.tags[k].as_mut().ok_or_else(|| {
-                                DataFusionError::Internal("RunAggregateExec: no tag state".into())
-                            })?;
-                            scratch[word] = tag.id(values, keys[row])?;
-                            word += 1;
+        let mut row = 0;
+        // The tags are the same from `row` up to `tags_end`; each bin's run may end sooner.
+        let mut tags_end = 0;
+        while row < rows {
+            if row >= tags_end {
+                tags_end = change[row + 1..]
+                    .iter()
+                    .position(|c| *c)
+                    .map_or(rows, |p| row + 1 + p);
+            }
+            let mut end = tags_end;
+            let mut word = 0;
+            for (k, c) in columns.iter().enumerate() {
+                match c {
+                    Columns::Tag { keys, values } => {
+                        let tag = self.tags[k].as_mut().ok_or_else(|| {
+                            DataFusionError::Internal("RunAggregateExec: no tag state".into())
+                        })?;
+                        scratch[word] = tag.id(values, keys[row])?;
+                        word += 1;
+                    }
+                    Columns::Bin { times, nulls, bin } => {
+                        if nulls.is_some_and(|n| n.is_null(row)) {
+                            ranges[k] = None;
+                            scratch[word] = 0;
+                            scratch[word + 1] = 0;
+                        } else {
+                            let (b, lo, hi) = bin.span(times[row]);
+                            ranges[k] = Some((lo, hi));
+                            scratch[word] = u64::from(b.is_some());
+                            scratch[word + 1] = b.unwrap_or(0) as u64;
                         }
-                        Columns::Bin { times, array, bin } => {
-                            if array.is_null(row) {
-                                ranges[k] = None;
-                                scratch[word] = 0;
-                                scratch[word + 1] = 0;
-                            } else {
-                                let (b, lo, hi) = bin.span(times[row]);
-                                ranges[k] = Some((lo, hi));
-                                scratch[word] = u64::from(b.is_some());
-                                scratch[word + 1] = b.unwrap_or(0) as u64;
-                            }
-                            word += 2;
-                        }
+                        end = end.min(bin_run_end(times, *nulls, ranges[k], row + 1, end));
+                        word += 2;
                     }
                 }
-                current = match self.groups.get(scratch.as_slice()) {
-                    Some(&g) => g,
-                    None => {
-                        let g = self.groups.len();
-                        self.groups.insert(scratch.clone().into_boxed_slice(), g);
-                        self.group_keys.extend_from_slice(&scratch);
-                        g
-                    }
-                };
             }
-            self.indices.push(current);
+            let group = match self.groups.get(scratch.as_slice()) {
+                Some(&g) => g,
+                None => {
+                    let g = self.groups.len();
+                    self.groups.insert(scratch.clone().into_boxed_slice(), g);
+                    self.group_keys.extend_from_slice(&scratch);
+                    g
+                }
+            };
+            self.indices.extend(std::iter::repeat_n(group, end - row));
+            row = end;
         }
         let total = self.groups.len();
         for ((acc, arguments), filter) in self
@@ -714,7 +803,13 @@ mod tests {
     use super::*;
 
     /// One input row: host, region, time (ms), usage, count.
-    type Row = (Option<u8>, Option<u8>, i64, Option<f64>, Option<i64>);
+    type Row = (
+        Option<u8>,
+        Option<u8>,
+        Option<i64>,
+        Option<f64>,
+        Option<i64>,
+    );
 
     fn schema() -> SchemaRef {
         let tag = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
@@ -724,7 +819,7 @@ mod tests {
             Field::new(
                 "time",
                 DataType::Timestamp(TimeUnit::Millisecond, None),
-                false,
+                true,
             ),
             Field::new("usage", DataType::Float64, true),
             Field::new("n", DataType::Int64, true),
@@ -825,7 +920,7 @@ mod tests {
         for h in 0..hosts {
             for i in 0..points {
                 let v = f64::from(h) * 0.1 + (i as f64) * 0.37;
-                rows.push((Some(h), Some(h % 2), i * step, Some(v), Some(i - 3)));
+                rows.push((Some(h), Some(h % 2), Some(i * step), Some(v), Some(i - 3)));
             }
         }
         rows
@@ -848,8 +943,11 @@ mod tests {
         rows[7].3 = None;
         rows[8].4 = None;
         rows[30].1 = None;
-        rows.push((None, None, i64::MIN / 2, None, None));
-        rows.push((Some(1), None, i64::MAX / 2, Some(1.5), Some(2)));
+        rows.push((None, None, Some(i64::MIN / 2), None, None));
+        rows[10].2 = None;
+        rows[11].2 = None;
+        rows[40].2 = None;
+        rows.push((Some(1), None, Some(i64::MAX / 2), Some(1.5), Some(2)));
         check(vec![rows.chunks(6).map(<[Row]>::to_vec).collect()]).await;
     }
 
@@ -880,10 +978,13 @@ mod tests {
         (
             proptest::option::weighted(0.9, 0u8..4),
             proptest::option::weighted(0.9, 0u8..2),
-            prop_oneof![
-                8 => -200i64..200,
-                1 => any::<i64>(),
-            ],
+            proptest::option::weighted(
+                0.95,
+                prop_oneof![
+                    8 => -200i64..200,
+                    1 => any::<i64>(),
+                ],
+            ),
             proptest::option::weighted(0.9, -1e3f64..1e3),
             proptest::option::weighted(0.9, -100i64..100),
         )
