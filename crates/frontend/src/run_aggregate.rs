@@ -535,6 +535,11 @@ fn bin_run_end(
     let mut end = from;
     match (range, nulls) {
         (Some((lo, hi)), None) => {
+            // Eight at a time first: a check the compiler vectorizes.
+            let inside = |ts: &[i64]| ts.iter().fold(true, |a, t| a & (lo <= *t) & (*t <= hi));
+            while end + 8 <= to && inside(&times[end..end + 8]) {
+                end += 8;
+            }
             while end < to && lo <= times[end] && times[end] <= hi {
                 end += 1;
             }
@@ -604,14 +609,14 @@ impl State {
         }
         let mut columns = Vec::with_capacity(self.keys.len());
         // Rows where a tag differs from the row before (the first row always starts a run).
-        let mut change = vec![false; rows];
-        change[0] = true;
+        let mut change = vec![0u8; rows];
+        change[0] = 1;
         for (k, key) in self.keys.iter().enumerate() {
             columns.push(match *key {
                 Key::Tag { column } => {
                     let (keys, values) = dictionary_keys(batch.column(column))?;
                     for (c, w) in change[1..].iter_mut().zip(keys.windows(2)) {
-                        *c |= w[0] != w[1];
+                        *c |= u8::from(w[0] != w[1]);
                     }
                     if let Some(tag) = self.tags[k].as_mut()
                         && tag
@@ -648,10 +653,7 @@ impl State {
         let mut tags_end = 0;
         while row < rows {
             if row >= tags_end {
-                tags_end = change[row + 1..]
-                    .iter()
-                    .position(|c| *c)
-                    .map_or(rows, |p| row + 1 + p);
+                tags_end = memchr::memchr(1, &change[row + 1..]).map_or(rows, |p| row + 1 + p);
             }
             let mut end = tags_end;
             let mut word = 0;
