@@ -241,6 +241,75 @@ pub fn filter_batch(
     Ok(batch)
 }
 
+/// The rows of `batch` passing every predicate, where the predicates name only columns whose
+/// value is the same across each run of equal `keys` (tags, by the series key of each row):
+/// they are evaluated on the first row of each run and the answer applies to the run. Rows
+/// sorted by series come in a few long runs, so this evaluates a handful of rows instead of
+/// all of them; with many short runs it evaluates every row ([`filter_batch`]).
+pub fn filter_series(
+    batch: RecordBatch,
+    predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
+    keys: &[u32],
+) -> Result<RecordBatch, PredicateError> {
+    let rows = batch.num_rows();
+    if predicates.is_empty() || rows == 0 {
+        return Ok(batch);
+    }
+    if keys.len() != rows {
+        return Err(PredicateError::Arrow(ArrowError::InvalidArgumentError(
+            format!("{} series keys for {rows} rows", keys.len()),
+        )));
+    }
+    let mut starts: Vec<u32> = Vec::new();
+    let mut previous = None;
+    for (i, k) in keys.iter().enumerate() {
+        if previous != Some(*k) {
+            let Ok(i) = u32::try_from(i) else {
+                return filter_batch(batch, predicates);
+            };
+            starts.push(i);
+            previous = Some(*k);
+        }
+        if starts.len() * 4 > rows {
+            return filter_batch(batch, predicates);
+        }
+    }
+    let firsts = arrow_select::take::take_record_batch(
+        &batch,
+        &arrow_array::UInt32Array::from(starts.clone()),
+    )
+    .map_err(PredicateError::Arrow)?;
+    let mut keep = vec![true; starts.len()];
+    for f in predicates {
+        let mask = f
+            .evaluate(&firsts)
+            .and_then(|v| v.into_array(firsts.num_rows()))
+            .map_err(|source| PredicateError::Evaluate {
+                predicate: f.to_string(),
+                source,
+            })?;
+        let Some(mask) = arrow_array::cast::AsArray::as_boolean_opt(&mask) else {
+            return Err(PredicateError::NotBoolean {
+                predicate: f.to_string(),
+                data_type: mask.data_type().clone(),
+            });
+        };
+        for (k, i) in keep.iter_mut().zip(0..mask.len()) {
+            *k &= arrow_array::Array::is_valid(mask, i) && mask.value(i);
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return Ok(batch);
+    }
+    let mut selected = arrow_buffer::BooleanBufferBuilder::new(rows);
+    let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
+    for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
+        selected.append_n(end - *start as usize, *k);
+    }
+    let mask = arrow_array::BooleanArray::new(selected.finish(), None);
+    arrow_select::filter::filter_record_batch(&batch, &mask).map_err(PredicateError::Arrow)
+}
+
 /// `expr` as a physical predicate over `schema`. An `IN` list of dictionary literals is
 /// unwrapped to their values first: DataFusion then tests a dictionary column's values once
 /// per batch and maps the answers through the keys, where a list of dictionary literals made

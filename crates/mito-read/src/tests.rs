@@ -234,3 +234,57 @@ proptest! {
         prop_assert_eq!(kept.num_rows(), want);
     }
 }
+
+proptest! {
+    /// Filters naming only a column that follows the series key keep the same rows evaluated
+    /// once per run of one key as evaluated on every row: runs long and short (every row its
+    /// own key falls back to per-row), NULL tags, `IS NULL`, several filters.
+    #[test]
+    fn series_filters_keep_what_row_filters_keep(
+        runs in proptest::collection::vec((0u32..6, 1usize..40), 0..12),
+        null_key in proptest::option::of(0u32..6),
+        list in proptest::collection::vec(0u32..8, 1..4),
+        negated in any::<bool>(),
+        also_not_null in any::<bool>(),
+    ) {
+        use arrow_array::{ArrayRef, DictionaryArray, Int64Array, types::UInt32Type};
+        use datafusion_common::DFSchema;
+        use datafusion_expr::{col, lit};
+        let keys: Vec<u32> = runs.iter().flat_map(|(k, n)| std::iter::repeat_n(*k, *n)).collect();
+        // The tag follows the key (one key, one series); one key's tag is NULL.
+        let names: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| (Some(*k) != null_key).then(|| format!("h{}", k % 4)))
+            .collect();
+        let tag: DictionaryArray<UInt32Type> = names.iter().map(|v| v.as_deref()).collect();
+        let dict_type = arrow_schema::DataType::Dictionary(
+            Box::new(arrow_schema::DataType::UInt32),
+            Box::new(arrow_schema::DataType::Utf8),
+        );
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("h", dict_type, true),
+            arrow_schema::Field::new("v", arrow_schema::DataType::Int64, false),
+        ]));
+        let row_numbers = Int64Array::from_iter_values(0..keys.len() as i64);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(tag) as ArrayRef, std::sync::Arc::new(row_numbers)],
+        )
+        .unwrap();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+        let mut exprs = vec![col("h").in_list(
+            list.iter().map(|v| lit(format!("h{v}"))).collect(),
+            negated,
+        )];
+        if also_not_null {
+            exprs.push(col("h").is_not_null());
+        }
+        let predicates: Vec<_> = exprs
+            .iter()
+            .map(|e| physical_predicate(e, &df_schema).unwrap())
+            .collect();
+        let got = filter_series(batch.clone(), &predicates, &keys).unwrap();
+        let want = filter_batch(batch, &predicates).unwrap();
+        prop_assert_eq!(got, want);
+    }
+}

@@ -592,35 +592,54 @@ impl SstReader {
     /// name and id as the current schema (a column's type never changes). They name only tags
     /// and the time index (the caller passes no others), which every version of a row shares,
     /// so applying them before dedup is exact.
-    fn key_filters(&self, filters: &[Expr], names: &[String]) -> Vec<Arc<dyn PhysicalExpr>> {
+    ///
+    /// Returned in two: those naming only tags (the same across a run of one series, see
+    /// [`mito_read::filter_series`]), then the rest.
+    fn key_filters(&self, filters: &[Expr], names: &[String]) -> KeyFilters {
+        let mut out = KeyFilters::default();
         if filters.is_empty() {
-            return Vec::new();
+            return out;
         }
         let schema = self.arrow.schema();
         let roots = self.roots(names);
         let Ok(projected) = schema.project(&roots) else {
-            return Vec::new();
+            return out;
         };
         let Ok(df_schema) = DFSchema::try_from(projected.clone()) else {
-            return Vec::new();
+            return out;
         };
         let file_meta = &self.info.region_metadata;
-        filters
-            .iter()
-            .filter(|f| {
-                f.column_refs().iter().all(|c| {
-                    projected.field_with_name(&c.name).is_ok()
-                        && match (
-                            file_meta.column_by_name(&c.name),
-                            self.current.column_by_name(&c.name),
-                        ) {
-                            (Some(file), Some(now)) => file.column_id == now.column_id,
-                            _ => false,
-                        }
-                })
-            })
-            .filter_map(|f| mito_read::physical_predicate(f, &df_schema).ok())
-            .collect()
+        for f in filters {
+            let columns = f.column_refs();
+            let readable = columns.iter().all(|c| {
+                projected.field_with_name(&c.name).is_ok()
+                    && match (
+                        file_meta.column_by_name(&c.name),
+                        self.current.column_by_name(&c.name),
+                    ) {
+                        (Some(file), Some(now)) => file.column_id == now.column_id,
+                        _ => false,
+                    }
+            });
+            if !readable {
+                continue;
+            }
+            let Ok(predicate) = mito_read::physical_predicate(f, &df_schema) else {
+                continue;
+            };
+            let tags_only = !columns.is_empty()
+                && columns.iter().all(|c| {
+                    file_meta
+                        .column_by_name(&c.name)
+                        .is_some_and(|m| m.semantic_type == store_api::metadata::SemanticType::Tag)
+                });
+            if tags_only {
+                out.series.push(predicate);
+            } else {
+                out.rows.push(predicate);
+            }
+        }
+        out
     }
 
     /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
@@ -1096,10 +1115,42 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
     }
 }
 
+/// The key filters of a read (see `SstReader::key_filters`).
+#[derive(Default)]
+struct KeyFilters {
+    /// Naming only tags: evaluated once per run of one series.
+    series: Vec<Arc<dyn PhysicalExpr>>,
+    /// The others (naming the time index): evaluated per row.
+    rows: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl KeyFilters {
+    fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.rows.is_empty()
+    }
+
+    /// The rows of a file's `batch` passing every filter.
+    fn apply(
+        &self,
+        batch: RecordBatch,
+    ) -> std::result::Result<RecordBatch, mito_read::PredicateError> {
+        let keys = batch
+            .column_by_name(PRIMARY_KEY_COLUMN)
+            .and_then(|c| c.as_dictionary_opt::<arrow_array::types::UInt32Type>())
+            .filter(|d| d.keys().null_count() == 0)
+            .map(|d| d.keys().values().clone());
+        let batch = match keys {
+            Some(keys) => mito_read::filter_series(batch, &self.series, &keys)?,
+            None => mito_read::filter_batch(batch, &self.series)?,
+        };
+        mito_read::filter_batch(batch, &self.rows)
+    }
+}
+
 /// Turns file batches into batches of the current schema.
 struct Adapter {
     /// Key filters applied to the file's batch first (see `SstReader::key_filters`).
-    pre: Vec<Arc<dyn PhysicalExpr>>,
+    pre: KeyFilters,
     path: Arc<str>,
     info: Arc<SstInfo>,
     current: RegionMetadataRef,
@@ -1130,7 +1181,7 @@ impl Adapter {
         let batch = if self.pre.is_empty() {
             batch
         } else {
-            filtered = mito_read::filter_batch(batch.clone(), &self.pre).map_err(|e| match e {
+            filtered = self.pre.apply(batch.clone()).map_err(|e| match e {
                 mito_read::PredicateError::Evaluate { predicate, source } => {
                     invalid(format!("key filter {predicate}: {source}"))
                 }
