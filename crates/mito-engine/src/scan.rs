@@ -23,7 +23,6 @@ use arrow_array::{ArrowPrimitiveType, RecordBatch};
 use arrow_schema::SchemaRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
-use datafusion_physical_expr::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
 use mito_memtable::{Memtable, MemtableRead};
 use mito_read::last_row::LastRows;
@@ -84,7 +83,7 @@ struct Plan {
     /// Filters the SSTs may prune with.
     prune_filters: Vec<Expr>,
     /// Filters applied exactly to merged rows.
-    exact: Vec<Arc<dyn PhysicalExpr>>,
+    exact: mito_read::RowFilters,
     /// Every filter left after the time bounds names only tags.
     tag_filters_only: bool,
     snapshot: SequenceNumber,
@@ -364,19 +363,20 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         .iter()
         .map(|id| position(&read_ids, *id))
         .collect();
-    let exact = if filters.is_empty() {
-        Vec::new()
-    } else {
+    let mut exact = mito_read::RowFilters::default();
+    if !filters.is_empty() {
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())
             .map_err(|e| invalid(format!("schema for filters: {e}")))?;
-        filters
-            .iter()
-            .map(|f| {
-                mito_read::physical_predicate(f, &df_schema)
-                    .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))
-            })
-            .collect::<Result<_>>()?
-    };
+        for f in &filters {
+            let predicate = mito_read::physical_predicate(f, &df_schema)
+                .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))?;
+            if mito_read::names_only_tags(f, metadata) {
+                exact.series.push(predicate);
+            } else {
+                exact.rows.push(predicate);
+            }
+        }
+    }
     Ok(Plan {
         region_id,
         read_ids,
@@ -405,7 +405,7 @@ impl Plan {
             }
             .build()
         };
-        mito_read::filter_batch(batch, &self.exact).map_err(|e| match e {
+        self.exact.apply(batch).map_err(|e| match e {
             PredicateError::Evaluate { source, .. } => failed(source.to_string()),
             PredicateError::NotBoolean {
                 predicate,

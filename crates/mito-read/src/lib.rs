@@ -241,6 +241,55 @@ pub fn filter_batch(
     Ok(batch)
 }
 
+/// Whether `expr` names columns, all of them tags of `metadata`, and is not volatile: a
+/// filter that keeps or drops whole series.
+pub fn names_only_tags(
+    expr: &datafusion_expr::Expr,
+    metadata: &store_api::metadata::RegionMetadata,
+) -> bool {
+    let columns = expr.column_refs();
+    !columns.is_empty()
+        && !expr.is_volatile()
+        && columns.iter().all(|c| {
+            metadata
+                .column_by_name(&c.name)
+                .is_some_and(|m| m.semantic_type == store_api::metadata::SemanticType::Tag)
+        })
+}
+
+/// A read's row filters, split by whether they name only tags.
+#[derive(Debug, Default, Clone)]
+pub struct RowFilters {
+    /// Naming only tags: the same across a run of one series, evaluated once per run
+    /// ([`filter_series`]).
+    pub series: Vec<std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>>,
+    /// The others: evaluated on every row.
+    pub rows: Vec<std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>>,
+}
+
+impl RowFilters {
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.rows.is_empty()
+    }
+
+    /// The rows of `batch` passing every filter. The runs of one series are those of equal
+    /// keys of the batch's primary key column (a `UInt32` dictionary without NULLs: equal keys,
+    /// equal primary keys, equal tags); a batch without one is filtered row by row.
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, PredicateError> {
+        use arrow_array::cast::AsArray;
+        let keys = batch
+            .column_by_name(store_api::metadata::PRIMARY_KEY_COLUMN)
+            .and_then(|c| c.as_dictionary_opt::<arrow_array::types::UInt32Type>())
+            .filter(|d| arrow_array::Array::null_count(d.keys()) == 0)
+            .map(|d| d.keys().values().clone());
+        let batch = match keys {
+            Some(keys) => filter_series(batch, &self.series, &keys)?,
+            None => filter_batch(batch, &self.series)?,
+        };
+        filter_batch(batch, &self.rows)
+    }
+}
+
 /// The rows of `batch` passing every predicate, where the predicates name only columns whose
 /// value is the same across each run of equal `keys` (tags, by the series key of each row):
 /// they are evaluated on the first row of each run and the answer applies to the run. Rows
@@ -274,9 +323,45 @@ pub fn filter_series(
             return filter_batch(batch, predicates);
         }
     }
-    let firsts = arrow_select::take::take_record_batch(
-        &batch,
-        &arrow_array::UInt32Array::from(starts.clone()),
+    // The first row of each run, of the columns the predicates read (the others NULL columns
+    // of type Null, so that column positions hold). A taken dictionary keeps all its values
+    // (a page's thousands of tags), which a predicate over it would evaluate: only the used
+    // ones are kept.
+    let read: std::collections::HashSet<usize> = predicates
+        .iter()
+        .flat_map(datafusion_physical_expr::utils::collect_columns)
+        .map(|c| c.index())
+        .collect();
+    let firsts_at = arrow_array::UInt32Array::from(starts.clone());
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        if read.contains(&i) {
+            let taken = arrow_select::take::take(column.as_ref(), &firsts_at, None)
+                .map_err(PredicateError::Arrow)?;
+            let taken = match arrow_array::cast::AsArray::as_any_dictionary_opt(taken.as_ref()) {
+                Some(d) => arrow_select::dictionary::garbage_collect_any_dictionary(d)
+                    .map_err(PredicateError::Arrow)?,
+                None => taken,
+            };
+            fields.push(field.clone());
+            columns.push(taken);
+        } else {
+            fields.push(std::sync::Arc::new(arrow_schema::Field::new(
+                field.name(),
+                arrow_schema::DataType::Null,
+                true,
+            )));
+            columns.push(arrow_array::new_null_array(
+                &arrow_schema::DataType::Null,
+                starts.len(),
+            ));
+        }
+    }
+    let firsts = RecordBatch::try_new(
+        std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+        columns,
     )
     .map_err(PredicateError::Arrow)?;
     let mut keep = vec![true; starts.len()];

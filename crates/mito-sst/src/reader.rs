@@ -12,7 +12,6 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
-use datafusion_physical_expr::PhysicalExpr;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -595,8 +594,8 @@ impl SstReader {
     ///
     /// Returned in two: those naming only tags (the same across a run of one series, see
     /// [`mito_read::filter_series`]), then the rest.
-    fn key_filters(&self, filters: &[Expr], names: &[String]) -> KeyFilters {
-        let mut out = KeyFilters::default();
+    fn key_filters(&self, filters: &[Expr], names: &[String]) -> mito_read::RowFilters {
+        let mut out = mito_read::RowFilters::default();
         if filters.is_empty() {
             return out;
         }
@@ -627,13 +626,7 @@ impl SstReader {
             let Ok(predicate) = mito_read::physical_predicate(f, &df_schema) else {
                 continue;
             };
-            let tags_only = !columns.is_empty()
-                && columns.iter().all(|c| {
-                    file_meta
-                        .column_by_name(&c.name)
-                        .is_some_and(|m| m.semantic_type == store_api::metadata::SemanticType::Tag)
-                });
-            if tags_only {
+            if mito_read::names_only_tags(f, file_meta) {
                 out.series.push(predicate);
             } else {
                 out.rows.push(predicate);
@@ -1115,42 +1108,10 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
     }
 }
 
-/// The key filters of a read (see `SstReader::key_filters`).
-#[derive(Default)]
-struct KeyFilters {
-    /// Naming only tags: evaluated once per run of one series.
-    series: Vec<Arc<dyn PhysicalExpr>>,
-    /// The others (naming the time index): evaluated per row.
-    rows: Vec<Arc<dyn PhysicalExpr>>,
-}
-
-impl KeyFilters {
-    fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.rows.is_empty()
-    }
-
-    /// The rows of a file's `batch` passing every filter.
-    fn apply(
-        &self,
-        batch: RecordBatch,
-    ) -> std::result::Result<RecordBatch, mito_read::PredicateError> {
-        let keys = batch
-            .column_by_name(PRIMARY_KEY_COLUMN)
-            .and_then(|c| c.as_dictionary_opt::<arrow_array::types::UInt32Type>())
-            .filter(|d| d.keys().null_count() == 0)
-            .map(|d| d.keys().values().clone());
-        let batch = match keys {
-            Some(keys) => mito_read::filter_series(batch, &self.series, &keys)?,
-            None => mito_read::filter_batch(batch, &self.series)?,
-        };
-        mito_read::filter_batch(batch, &self.rows)
-    }
-}
-
 /// Turns file batches into batches of the current schema.
 struct Adapter {
     /// Key filters applied to the file's batch first (see `SstReader::key_filters`).
-    pre: KeyFilters,
+    pre: mito_read::RowFilters,
     path: Arc<str>,
     info: Arc<SstInfo>,
     current: RegionMetadataRef,
