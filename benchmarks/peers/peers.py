@@ -5,7 +5,8 @@
                                       [--peers influx,vm,duckdb] [--runs 5] [--mito PATH]
 
 1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp), ingests it, runs the nine
-   TSBS queries and keeps their answers (OUT/mito/answers/*.csv) and figures (report.json).
+   TSBS queries (2 warm-ups, then --runs timed runs, median, as for the peers) and keeps their
+   answers (OUT/mito/answers/*.csv) and figures (report.json).
 2. Each peer in turn: installed if missing (InfluxDB 1.x and VictoriaMetrics from Debian's
    packages, DuckDB from PyPI), started on 127.0.0.1 with a fresh data directory under OUT,
    loaded with the same file, settled (flushed, compacted), measured (rows/s, bytes on disk,

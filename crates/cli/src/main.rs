@@ -133,7 +133,8 @@ enum Command {
         /// Output directory: the input file, the data directory and the report.
         #[arg(long, default_value = "mito-bench")]
         out: PathBuf,
-        /// Runs of each query (the median is reported).
+        /// Timed runs of each query, after two untimed warm-ups (the median is reported,
+        /// and the first warm-up's time).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
