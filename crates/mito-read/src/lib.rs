@@ -309,19 +309,17 @@ pub fn filter_series(
             format!("{} series keys for {rows} rows", keys.len()),
         )));
     }
-    let mut starts: Vec<u32> = Vec::new();
-    let mut previous = None;
-    for (i, k) in keys.iter().enumerate() {
-        if previous != Some(*k) {
-            let Ok(i) = u32::try_from(i) else {
-                return filter_batch(batch, predicates);
-            };
+    if u32::try_from(rows).is_err() {
+        return filter_batch(batch, predicates);
+    }
+    let mut starts: Vec<u32> = vec![0];
+    for ((i, a), b) in (1u32..).zip(keys).zip(keys.iter().skip(1)) {
+        if a != b {
             starts.push(i);
-            previous = Some(*k);
         }
-        if starts.len() * 4 > rows {
-            return filter_batch(batch, predicates);
-        }
+    }
+    if starts.len() * 4 > rows {
+        return filter_batch(batch, predicates);
     }
     // The first row of each run, of the columns the predicates read (the others NULL columns
     // of type Null, so that column positions hold). A taken dictionary keeps all its values
