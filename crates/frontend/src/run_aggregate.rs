@@ -382,8 +382,9 @@ const NULL_ID: u64 = u64::MAX;
 const UNKNOWN: u64 = u64::MAX - 1;
 
 /// A tag key's values, by id.
-#[derive(Default)]
 struct TagValues {
+    /// NULL of the dictionary's value type.
+    null: ScalarValue,
     /// String values by text; any other type by value.
     strings: foldhash::HashMap<Box<str>, u64>,
     others: foldhash::HashMap<ScalarValue, u64>,
@@ -446,8 +447,6 @@ struct State {
     keys: Arc<[Key]>,
     /// Per key (`None` for bins).
     tags: Vec<Option<TagValues>>,
-    /// Value types of the tag keys' dictionaries, for their NULLs.
-    value_types: Vec<Option<DataType>>,
     width: usize,
     groups: foldhash::HashMap<Box<[u64]>, usize>,
     /// Each group's key words, `width` per group, in group order.
@@ -562,25 +561,25 @@ fn bin_run_end(
 impl State {
     fn new(exec: &RunAggregateExec, reservation: MemoryReservation) -> Result<Self> {
         let input_schema = exec.input()?.schema();
-        let value_types = exec
-            .keys
-            .iter()
-            .map(|k| match k {
+        let mut tags = Vec::with_capacity(exec.keys.len());
+        for key in exec.keys.iter() {
+            tags.push(match key {
                 Key::Tag { column } => match input_schema.field(*column).data_type() {
-                    DataType::Dictionary(_, v) => Some(v.as_ref().clone()),
+                    DataType::Dictionary(_, v) => Some(TagValues {
+                        null: ScalarValue::try_from(v.as_ref())?,
+                        strings: Default::default(),
+                        others: Default::default(),
+                        values: Vec::new(),
+                        dictionary: None,
+                    }),
                     _ => None,
                 },
                 Key::Bin { .. } => None,
-            })
-            .collect();
+            });
+        }
         Ok(Self {
             keys: Arc::clone(&exec.keys),
-            tags: exec
-                .keys
-                .iter()
-                .map(|k| matches!(k, Key::Tag { .. }).then(TagValues::default))
-                .collect(),
-            value_types,
+            tags,
             width: exec.keys.iter().map(Key::width).sum(),
             groups: Default::default(),
             group_keys: Vec::new(),
@@ -740,20 +739,17 @@ impl State {
             let words = self.group_keys.iter().skip(word).step_by(self.width);
             match key {
                 Key::Tag { .. } => {
-                    let (Some(Some(tag)), Some(Some(value_type))) =
-                        (self.tags.get(k), self.value_types.get(k))
-                    else {
+                    let Some(Some(tag)) = self.tags.get(k) else {
                         return Err(DataFusionError::Internal(
                             "RunAggregateExec: no tag state".into(),
                         ));
                     };
-                    let null = ScalarValue::try_from(value_type)?;
                     let values = words
                         .map(|&id| {
                             usize::try_from(id)
                                 .ok()
                                 .and_then(|i| tag.values.get(i))
-                                .unwrap_or(&null)
+                                .unwrap_or(&tag.null)
                                 .clone()
                         })
                         .collect::<Vec<_>>();

@@ -370,11 +370,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         for f in &filters {
             let predicate = mito_read::physical_predicate(f, &df_schema)
                 .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))?;
-            if mito_read::names_only_tags(f, metadata) {
-                exact.series.push(predicate);
-            } else {
-                exact.rows.push(predicate);
-            }
+            exact.push(f, predicate, metadata);
         }
     }
     Ok(Plan {

@@ -216,29 +216,38 @@ pub fn filter_batch(
     batch: RecordBatch,
     predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
 ) -> Result<RecordBatch, PredicateError> {
-    use arrow_array::cast::AsArray;
     let mut batch = batch;
     for f in predicates {
         if batch.num_rows() == 0 {
             break;
         }
-        let mask = f
-            .evaluate(&batch)
-            .and_then(|v| v.into_array(batch.num_rows()))
-            .map_err(|source| PredicateError::Evaluate {
-                predicate: f.to_string(),
-                source,
-            })?;
-        let Some(mask) = mask.as_boolean_opt() else {
-            return Err(PredicateError::NotBoolean {
-                predicate: f.to_string(),
-                data_type: mask.data_type().clone(),
-            });
-        };
-        batch = arrow_select::filter::filter_record_batch(&batch, mask)
+        let mask = predicate_mask(f, &batch)?;
+        batch = arrow_select::filter::filter_record_batch(&batch, &mask)
             .map_err(PredicateError::Arrow)?;
     }
     Ok(batch)
+}
+
+/// `predicate` evaluated on every row of `batch`.
+fn predicate_mask(
+    predicate: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<arrow_array::BooleanArray, PredicateError> {
+    use arrow_array::cast::AsArray;
+    let mask = predicate
+        .evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|source| PredicateError::Evaluate {
+            predicate: predicate.to_string(),
+            source,
+        })?;
+    match mask.as_boolean_opt() {
+        Some(mask) => Ok(mask.clone()),
+        None => Err(PredicateError::NotBoolean {
+            predicate: predicate.to_string(),
+            data_type: mask.data_type().clone(),
+        }),
+    }
 }
 
 /// Whether `expr` names columns, all of them tags of `metadata`, and is not volatile: a
@@ -268,6 +277,20 @@ pub struct RowFilters {
 }
 
 impl RowFilters {
+    /// Adds `predicate`, the physical form of `expr`, to the series or the row filters.
+    pub fn push(
+        &mut self,
+        expr: &datafusion_expr::Expr,
+        predicate: std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>,
+        metadata: &store_api::metadata::RegionMetadata,
+    ) {
+        if names_only_tags(expr, metadata) {
+            self.series.push(predicate);
+        } else {
+            self.rows.push(predicate);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.series.is_empty() && self.rows.is_empty()
     }
@@ -364,21 +387,9 @@ pub fn filter_series(
     .map_err(PredicateError::Arrow)?;
     let mut keep = vec![true; starts.len()];
     for f in predicates {
-        let mask = f
-            .evaluate(&firsts)
-            .and_then(|v| v.into_array(firsts.num_rows()))
-            .map_err(|source| PredicateError::Evaluate {
-                predicate: f.to_string(),
-                source,
-            })?;
-        let Some(mask) = arrow_array::cast::AsArray::as_boolean_opt(&mask) else {
-            return Err(PredicateError::NotBoolean {
-                predicate: f.to_string(),
-                data_type: mask.data_type().clone(),
-            });
-        };
+        let mask = predicate_mask(f, &firsts)?;
         for (k, i) in keep.iter_mut().zip(0..mask.len()) {
-            *k &= arrow_array::Array::is_valid(mask, i) && mask.value(i);
+            *k &= arrow_array::Array::is_valid(&mask, i) && mask.value(i);
         }
     }
     if keep.iter().all(|k| *k) {

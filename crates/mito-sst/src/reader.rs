@@ -626,11 +626,7 @@ impl SstReader {
             let Ok(predicate) = mito_read::physical_predicate(f, &df_schema) else {
                 continue;
             };
-            if mito_read::names_only_tags(f, file_meta) {
-                out.series.push(predicate);
-            } else {
-                out.rows.push(predicate);
-            }
+            out.push(f, predicate, file_meta);
         }
         out
     }
