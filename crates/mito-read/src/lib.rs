@@ -335,25 +335,54 @@ pub fn filter_series(
     if u32::try_from(rows).is_err() {
         return filter_batch(batch, predicates);
     }
-    let mut starts: Vec<u32> = vec![0];
+    let starts = run_starts(keys);
+    if starts.len() * 4 > rows {
+        return filter_batch(batch, predicates);
+    }
+    let keep = keep_runs(&batch, predicates, &starts)?;
+    if keep.iter().all(|k| *k) {
+        return Ok(batch);
+    }
+    let mut selected = arrow_buffer::BooleanBufferBuilder::new(rows);
+    let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
+    for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
+        selected.append_n(end - *start as usize, *k);
+    }
+    let mask = arrow_array::BooleanArray::new(selected.finish(), None);
+    arrow_select::filter::filter_record_batch(&batch, &mask).map_err(PredicateError::Arrow)
+}
+
+/// The first row of each run of equal `keys` (the first is 0 when there are any keys). For
+/// more than `u32::MAX` keys, the runs of the first `u32::MAX`.
+pub fn run_starts(keys: &[u32]) -> Vec<u32> {
+    let mut starts: Vec<u32> = Vec::new();
+    if !keys.is_empty() {
+        starts.push(0);
+    }
     for ((i, a), b) in (1u32..).zip(keys).zip(keys.iter().skip(1)) {
         if a != b {
             starts.push(i);
         }
     }
-    if starts.len() * 4 > rows {
-        return filter_batch(batch, predicates);
-    }
-    // The first row of each run, of the columns the predicates read (the others NULL columns
-    // of type Null, so that column positions hold). A taken dictionary keeps all its values
-    // (a page's thousands of tags), which a predicate over it would evaluate: only the used
-    // ones are kept.
+    starts
+}
+
+/// For each row of `batch` at `at`, whether it passes every one of `predicates` (a NULL
+/// answer fails). Evaluates them on those rows only, of the columns they read: the others
+/// become NULL columns of type Null, so that column positions hold. A taken dictionary keeps
+/// all its values (a page's thousands of tags), which a predicate over it would evaluate:
+/// only the used ones are kept.
+pub fn keep_runs(
+    batch: &RecordBatch,
+    predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
+    at: &[u32],
+) -> Result<Vec<bool>, PredicateError> {
     let read: std::collections::HashSet<usize> = predicates
         .iter()
         .flat_map(datafusion_physical_expr::utils::collect_columns)
         .map(|c| c.index())
         .collect();
-    let firsts_at = arrow_array::UInt32Array::from(starts.clone());
+    let firsts_at = arrow_array::UInt32Array::from(at.to_vec());
     let schema = batch.schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
@@ -376,32 +405,24 @@ pub fn filter_series(
             )));
             columns.push(arrow_array::new_null_array(
                 &arrow_schema::DataType::Null,
-                starts.len(),
+                at.len(),
             ));
         }
     }
-    let firsts = RecordBatch::try_new(
+    let firsts = RecordBatch::try_new_with_options(
         std::sync::Arc::new(arrow_schema::Schema::new(fields)),
         columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(at.len())),
     )
     .map_err(PredicateError::Arrow)?;
-    let mut keep = vec![true; starts.len()];
+    let mut keep = vec![true; at.len()];
     for f in predicates {
         let mask = predicate_mask(f, &firsts)?;
         for (k, i) in keep.iter_mut().zip(0..mask.len()) {
             *k &= arrow_array::Array::is_valid(&mask, i) && mask.value(i);
         }
     }
-    if keep.iter().all(|k| *k) {
-        return Ok(batch);
-    }
-    let mut selected = arrow_buffer::BooleanBufferBuilder::new(rows);
-    let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
-    for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
-        selected.append_n(end - *start as usize, *k);
-    }
-    let mask = arrow_array::BooleanArray::new(selected.finish(), None);
-    arrow_select::filter::filter_record_batch(&batch, &mask).map_err(PredicateError::Arrow)
+    Ok(keep)
 }
 
 /// `expr` as a physical predicate over `schema`. An `IN` list of dictionary literals is

@@ -142,6 +142,18 @@ impl ChunkCache {
     }
 }
 
+/// A column cache entry: a file's row group and what of it.
+type CacheKey = (FileId, usize, Slot);
+
+/// What a column cache entry holds of a row group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    /// The decoded column at this position of the file's schema.
+    Column(usize),
+    /// The first row of each run of equal primary-key dictionary keys (a `UInt32Array`).
+    SeriesRuns,
+}
+
 /// Columns the column cache remembers as read once (its admission filter).
 const SEEN_COLUMNS: u64 = 200_000;
 
@@ -153,11 +165,14 @@ const SEEN_COLUMNS: u64 = 200_000;
 /// without the cache) and notes the columns; the next read of them decodes the whole
 /// columns and keeps them. A read of most of a row group keeps its columns at once. So a
 /// one-off query costs what it did without the cache, and a repeated one decodes once.
+///
+/// It also keeps, per row group, where the runs of one series start (for tag filters, see
+/// `SstReader::series_ranges`).
 #[derive(Debug)]
 pub struct ColumnCache {
-    cache: moka::sync::Cache<(FileId, usize, usize), ArrayRef>,
+    cache: moka::sync::Cache<CacheKey, ArrayRef>,
     /// Columns read partially once, not kept yet.
-    seen: moka::sync::Cache<(FileId, usize, usize), ()>,
+    seen: moka::sync::Cache<CacheKey, ()>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
@@ -168,7 +183,7 @@ impl ColumnCache {
         Self {
             cache: moka::sync::Cache::builder()
                 .max_capacity(bytes)
-                .weigher(|_: &(FileId, usize, usize), a: &ArrayRef| {
+                .weigher(|_: &CacheKey, a: &ArrayRef| {
                     u32::try_from(a.get_array_memory_size()).unwrap_or(u32::MAX)
                 })
                 .build(),
@@ -180,7 +195,7 @@ impl ColumnCache {
 
     /// Whether a read of `rows` of the `total` rows of a row group should decode the missing
     /// columns `keys` whole and keep them (else it notes them as seen).
-    fn admit(&self, keys: &[(FileId, usize, usize)], rows: usize, total: usize) -> bool {
+    fn admit(&self, keys: &[CacheKey], rows: usize, total: usize) -> bool {
         if rows.saturating_mul(2) >= total || keys.iter().all(|k| self.seen.contains_key(k)) {
             return true;
         }
@@ -190,7 +205,7 @@ impl ColumnCache {
         false
     }
 
-    fn get(&self, key: (FileId, usize, usize)) -> Option<ArrayRef> {
+    fn get(&self, key: CacheKey) -> Option<ArrayRef> {
         let hit = self.cache.get(&key);
         let counter = if hit.is_some() {
             &self.hits
@@ -551,8 +566,8 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
-        let pre = self.key_filters(&req.filters, &names);
-        let stream = self.file_batches(&names, plan, req.batch_rows.max(1))?;
+        let mut pre = self.key_filters(&req.filters, &names);
+        let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
         let adapt = Adapter {
             pre,
             path: self.path.clone(),
@@ -632,15 +647,23 @@ impl SstReader {
     }
 
     /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
-    /// the column cache if there is one.
+    /// the column cache if there is one. With the cache, the series filters of `pre` are
+    /// applied here (and taken out of `pre`): whole runs of a series are skipped unread.
     fn file_batches(
         &self,
         names: &[String],
         plan: ReadPlan,
         batch_rows: usize,
+        pre: &mut mito_read::RowFilters,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         Ok(match &self.column_cache {
-            Some(cache) => self.cached_stream(cache.clone(), names, plan, batch_rows),
+            Some(cache) => {
+                let series = mito_read::RowFilters {
+                    series: std::mem::take(&mut pre.series),
+                    rows: Vec::new(),
+                };
+                self.cached_stream(cache.clone(), names, plan, batch_rows, series)
+            }
             None => {
                 let path = self.path.clone();
                 self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?
@@ -650,14 +673,16 @@ impl SstReader {
         })
     }
 
-    /// The rows of `plan` of the file's columns named `names`, from the column cache (whole
-    /// row groups decoded on a miss), in batches of at most `batch_rows`.
+    /// The rows of `plan` of the file's columns named `names` passing the series filters
+    /// `series`, from the column cache (whole row groups decoded on a miss), in batches of at
+    /// most `batch_rows`.
     fn cached_stream(
         &self,
         cache: Arc<ColumnCache>,
         names: &[String],
         plan: ReadPlan,
         batch_rows: usize,
+        series: mito_read::RowFilters,
     ) -> BoxStream<'static, Result<RecordBatch>> {
         let schema = self.arrow.schema().clone();
         let roots = self.roots(names);
@@ -690,22 +715,33 @@ impl SstReader {
                 let cache = cache.clone();
                 let roots = roots.clone();
                 let projected = projected.clone();
+                let series = series.clone();
                 async move {
                     let file_id = this.meta.file_id;
                     let total = usize::try_from(this.parquet.row_group(rg).num_rows()).unwrap_or(0);
                     let rows: usize = ranges.iter().map(|r| r.len()).sum();
-                    let missing: Vec<(FileId, usize, usize)> = roots
+                    let missing: Vec<CacheKey> = roots
                         .iter()
-                        .map(|r| (file_id, rg, *r))
+                        .map(|r| (file_id, rg, Slot::Column(*r)))
                         .filter(|k| !cache.cache.contains_key(k))
                         .collect();
                     if missing.is_empty() || cache.admit(&missing, rows, total) {
                         let batch = this
                             .row_group_columns(&cache, rg, &roots, &projected)
                             .await?;
-                        return pick_rows(&batch, &ranges, batch_rows).context(ArrowSnafu {
-                            path: this.path.to_string(),
-                        });
+                        let cut =
+                            this.series_ranges(&cache, rg, &batch, &series.series, &ranges)?;
+                        let picked = pick_rows(&batch, cut.as_ref().unwrap_or(&ranges), batch_rows)
+                            .context(ArrowSnafu {
+                                path: this.path.to_string(),
+                            })?;
+                        if cut.is_some() {
+                            return Ok(picked);
+                        }
+                        return picked
+                            .into_iter()
+                            .map(|b| series.apply(b).map_err(|e| key_filter_error(&this.path, e)))
+                            .collect();
                     }
                     // A first partial read: decode only the selected rows.
                     let names: Vec<String> = projected
@@ -719,7 +755,12 @@ impl SstReader {
                         this.raw_stream(&names, vec![rg], Some(selection), batch_rows)?;
                     let mut out = Vec::new();
                     while let Some(b) = stream.next().await {
-                        out.push(b.map_err(|e| parquet_error(&this.path, e))?);
+                        let b = b.map_err(|e| parquet_error(&this.path, e))?;
+                        out.push(
+                            series
+                                .apply(b)
+                                .map_err(|e| key_filter_error(&this.path, e))?,
+                        );
                     }
                     Ok(out)
                 }
@@ -727,6 +768,89 @@ impl SstReader {
             .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
             .try_flatten()
             .boxed()
+    }
+
+    /// `ranges` of row group `rg` (all of whose read columns are `batch`) cut to the runs of
+    /// the series passing `predicates`, which name only tags: evaluated on the first row of
+    /// each run the ranges touch. The runs' starts are found once per row group and kept in
+    /// the cache. `None` when there are no predicates or the batch has no primary key column
+    /// of `UInt32` dictionary keys without NULLs (then the caller filters row by row).
+    fn series_ranges(
+        &self,
+        cache: &ColumnCache,
+        rg: usize,
+        batch: &RecordBatch,
+        predicates: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
+        ranges: &[Range<usize>],
+    ) -> Result<Option<Vec<Range<usize>>>> {
+        if predicates.is_empty() {
+            return Ok(None);
+        }
+        let key = (self.meta.file_id, rg, Slot::SeriesRuns);
+        let starts = match cache.cache.get(&key) {
+            Some(starts) => starts,
+            None => {
+                let Some(keys) = batch
+                    .column_by_name(PRIMARY_KEY_COLUMN)
+                    .and_then(|c| c.as_dictionary_opt::<UInt32Type>())
+                    .filter(|d| d.keys().null_count() == 0 && u32::try_from(d.len()).is_ok())
+                    .map(|d| d.keys().values().clone())
+                else {
+                    return Ok(None);
+                };
+                let starts: ArrayRef =
+                    Arc::new(arrow_array::UInt32Array::from(mito_read::run_starts(&keys)));
+                cache.cache.insert(key, starts.clone());
+                starts
+            }
+        };
+        let Some(starts) = starts.as_primitive_opt::<UInt32Type>() else {
+            return Ok(None);
+        };
+        let starts = starts.values();
+        let rows = batch.num_rows();
+        // Run `j` covers rows starts[j]..end(j).
+        let end = |j: usize| starts.get(j + 1).map_or(rows, |s| *s as usize);
+        let first_run = |row: usize| starts.partition_point(|s| (*s as usize) <= row).max(1) - 1;
+        // The runs each range touches, in order (ranges are sorted and disjoint).
+        let runs_of = |r: &Range<usize>| {
+            let r = r.start.min(rows)..r.end.min(rows);
+            (first_run(r.start)..starts.len())
+                .take_while(move |j| starts.get(*j).is_some_and(|s| (*s as usize) < r.end))
+        };
+        let mut touched: Vec<usize> = Vec::new();
+        for j in ranges.iter().flat_map(runs_of) {
+            if touched.last() != Some(&j) {
+                touched.push(j);
+            }
+        }
+        let at: Vec<u32> = touched
+            .iter()
+            .filter_map(|j| starts.get(*j).copied())
+            .collect();
+        let keep = mito_read::keep_runs(batch, predicates, &at)
+            .map_err(|e| key_filter_error(&self.path, e))?;
+        let mut kept = vec![false; starts.len()];
+        for (j, k) in touched.iter().zip(keep) {
+            if let Some(slot) = kept.get_mut(*j) {
+                *slot = k;
+            }
+        }
+        let mut out: Vec<Range<usize>> = Vec::new();
+        for r in ranges {
+            for j in runs_of(r) {
+                if !kept.get(j).copied().unwrap_or(false) {
+                    continue;
+                }
+                let start = starts.get(j).map_or(rows, |s| *s as usize);
+                let cut = start.max(r.start)..end(j).min(r.end);
+                match out.last_mut() {
+                    Some(last) if last.end == cut.start => last.end = cut.end,
+                    _ => out.push(cut),
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Row group `rg` of the columns `roots` (whose schema is `projected`), each from the
@@ -739,8 +863,10 @@ impl SstReader {
         projected: &SchemaRef,
     ) -> Result<RecordBatch> {
         let file_id = self.meta.file_id;
-        let mut columns: Vec<Option<ArrayRef>> =
-            roots.iter().map(|r| cache.get((file_id, rg, *r))).collect();
+        let mut columns: Vec<Option<ArrayRef>> = roots
+            .iter()
+            .map(|r| cache.get((file_id, rg, Slot::Column(*r))))
+            .collect();
         let missing: Vec<String> = roots
             .iter()
             .zip(&columns)
@@ -789,7 +915,9 @@ impl SstReader {
                         }
                         .build()
                     })?;
-                    cache.cache.insert((file_id, rg, *r), a.clone());
+                    cache
+                        .cache
+                        .insert((file_id, rg, Slot::Column(*r)), a.clone());
                     *c = Some(a);
                 }
             }
@@ -873,7 +1001,8 @@ impl SstReader {
             selection: None,
             rows: total,
         };
-        let mut stream = self.file_batches(&names, whole, 65_536)?;
+        let mut stream =
+            self.file_batches(&names, whole, 65_536, &mut mito_read::RowFilters::default())?;
         // The open run: its key (current form) and its last row in range with that row's
         // time (the file's latest time when the range holds the whole file).
         let mut run: Option<Run> = None;
@@ -1105,6 +1234,30 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
 }
 
 /// Turns file batches into batches of the current schema.
+/// A key filter's failure on a batch of the file at `path`.
+fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
+    let invalid = |reason: String| {
+        InvalidReadSnafu {
+            path: path.to_string(),
+            reason,
+        }
+        .build()
+    };
+    match e {
+        mito_read::PredicateError::Evaluate { predicate, source } => {
+            invalid(format!("key filter {predicate}: {source}"))
+        }
+        mito_read::PredicateError::NotBoolean { predicate, .. } => {
+            invalid(format!("key filter {predicate} is not a predicate"))
+        }
+        mito_read::PredicateError::Arrow(source) => Error::Arrow {
+            path: path.to_string(),
+            source,
+            location: snafu::location!(),
+        },
+    }
+}
+
 struct Adapter {
     /// Key filters applied to the file's batch first (see `SstReader::key_filters`).
     pre: mito_read::RowFilters,
@@ -1127,30 +1280,14 @@ impl Adapter {
             }
             .build()
         };
-        let invalid = |reason: String| {
-            InvalidReadSnafu {
-                path: self.path.to_string(),
-                reason,
-            }
-            .build()
-        };
         let filtered;
         let batch = if self.pre.is_empty() {
             batch
         } else {
-            filtered = self.pre.apply(batch.clone()).map_err(|e| match e {
-                mito_read::PredicateError::Evaluate { predicate, source } => {
-                    invalid(format!("key filter {predicate}: {source}"))
-                }
-                mito_read::PredicateError::NotBoolean { predicate, .. } => {
-                    invalid(format!("key filter {predicate} is not a predicate"))
-                }
-                mito_read::PredicateError::Arrow(source) => Error::Arrow {
-                    path: self.path.to_string(),
-                    source,
-                    location: snafu::location!(),
-                },
-            })?;
+            filtered = self
+                .pre
+                .apply(batch.clone())
+                .map_err(|e| key_filter_error(&self.path, e))?;
             &filtered
         };
         let mut by_name = decode_batch(&self.info, batch).map_err(corrupted)?;
