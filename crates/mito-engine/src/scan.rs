@@ -8,7 +8,8 @@
 //!   -> ordered scan: one k-way merge of every source (dedup + deletes as the memtable)
 //!      unordered scan: sources grouped by overlapping time spans; a group of one is read as
 //!      is, a group of several is merged; groups are chained
-//!   -> exact filters, limit, projection
+//!   -> exact filters (tag-only ones applied by each source, before the merge), limit,
+//!      projection
 //! ```
 //!
 //! Filters reach the SSTs for pruning only when they name tags or the time index: a field
@@ -82,8 +83,13 @@ struct Plan {
     time_range: Option<TimeRange>,
     /// Filters the SSTs may prune with.
     prune_filters: Vec<Expr>,
-    /// Filters applied exactly to merged rows.
+    /// Filters applied exactly: the series ones by each source (the files' own when they
+    /// apply them, see `series_in_prune`), the row ones to merged rows. A series filter keeps
+    /// or drops every version of a key alike, so it may apply before the merge.
     exact: mito_read::RowFilters,
+    /// Positions in `prune_filters` of the filters of `exact.series`, in order (`None` if one
+    /// is missing there): a file that applies all of them needs no series filter of its own.
+    series_in_prune: Option<Vec<usize>>,
     /// Every filter left after the time bounds names only tags.
     tag_filters_only: bool,
     snapshot: SequenceNumber,
@@ -219,6 +225,7 @@ pub(crate) async fn scan(
         }
         None => sources,
     };
+    let fast_path = fast.is_some();
     let merged: Stream = if let Some(batches) = fast {
         futures::stream::iter(batches.into_iter().map(Ok)).boxed()
     } else if req.order == ScanOrder::Unordered && !last_row {
@@ -241,9 +248,17 @@ pub(crate) async fn scan(
     let cache = ctx.cache.clone();
     let mut remaining = req.limit.unwrap_or(usize::MAX);
     let post = plan.clone();
-    let filtered: Stream = merged
-        .and_then(move |batch| futures::future::ready(post.filter(batch)))
-        .boxed();
+    // The last-row path's candidates have had no filter; every other source applied the
+    // series filters itself.
+    let filtered: Stream = if fast_path {
+        merged
+            .and_then(move |batch| futures::future::ready(post.filter(batch)))
+            .boxed()
+    } else {
+        merged
+            .and_then(move |batch| futures::future::ready(post.filter_rows(batch)))
+            .boxed()
+    };
     let selected = if last_row {
         last_rows_stream(filtered, merge_options.time_index)
     } else {
@@ -364,6 +379,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         .map(|id| position(&read_ids, *id))
         .collect();
     let mut exact = mito_read::RowFilters::default();
+    let mut series_in_prune = Some(Vec::new());
     if !filters.is_empty() {
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())
             .map_err(|e| invalid(format!("schema for filters: {e}")))?;
@@ -371,6 +387,13 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
             let predicate = mito_read::physical_predicate(f, &df_schema)
                 .map_err(|e| invalid(format!("filter {f} cannot be evaluated: {e}")))?;
             exact.push(f, predicate, metadata);
+            if mito_read::names_only_tags(f, metadata) {
+                let at = prune_filters.iter().position(|p| p == f);
+                series_in_prune = series_in_prune.zip(at).map(|(mut v, at)| {
+                    v.push(at);
+                    v
+                });
+            }
         }
     }
     Ok(Plan {
@@ -381,6 +404,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         time_range,
         prune_filters,
         exact,
+        series_in_prune,
         tag_filters_only,
         snapshot,
     })
@@ -394,6 +418,25 @@ impl Plan {
 
     /// The rows of one merged batch that pass the exact filters.
     fn filter(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.exact.apply(batch).map_err(|e| self.filter_error(e))
+    }
+
+    /// The rows of one batch of a source that pass the series filters.
+    fn filter_series(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.exact
+            .apply_series(batch)
+            .map_err(|e| self.filter_error(e))
+    }
+
+    /// The rows of one merged batch (of sources that applied the series filters) that pass
+    /// the row filters.
+    fn filter_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.exact
+            .apply_rows(batch)
+            .map_err(|e| self.filter_error(e))
+    }
+
+    fn filter_error(&self, e: PredicateError) -> Error {
         let failed = |reason: String| {
             FilterSnafu {
                 region_id: self.region_id,
@@ -401,14 +444,14 @@ impl Plan {
             }
             .build()
         };
-        self.exact.apply(batch).map_err(|e| match e {
+        match e {
             PredicateError::Evaluate { source, .. } => failed(source.to_string()),
             PredicateError::NotBoolean {
                 predicate,
                 data_type,
             } => failed(format!("{predicate} is not a predicate (type {data_type})")),
             PredicateError::Arrow(e) => e.into(),
-        })
+        }
     }
 }
 
@@ -613,11 +656,11 @@ fn open_source(
                 match m.read(&req).context(MemtableSnafu { region_id }) {
                     Ok(iter) => {
                         for b in iter {
-                            if tx
-                                .send(b.context(MemtableSnafu { region_id }))
-                                .await
-                                .is_err()
-                            {
+                            let b = b
+                                .context(MemtableSnafu { region_id })
+                                .and_then(|b| plan.filter_series(b));
+                            let failed = b.is_err();
+                            if tx.send(b).await.is_err() || failed {
                                 return;
                             }
                         }
@@ -646,17 +689,27 @@ fn open_source(
                     filters: plan.prune_filters.clone(),
                     batch_rows: ctx.batch_rows,
                 };
-                let mut stream = match reader.read(&req).await {
+                let read = match reader.read_exact(&req).await {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx.send(Err(e).context(SstSnafu { region_id })).await;
                         return;
                     }
                 };
+                let filter_series = plan
+                    .series_in_prune
+                    .as_ref()
+                    .is_none_or(|at| at.iter().any(|i| !read.exact.contains(i)));
+                let mut stream = read.stream;
                 while let Some(b) = stream.next().await {
                     let b = b.context(SstSnafu { region_id }).and_then(|b| {
-                        if filter_seq {
-                            drop_above(b, plan.snapshot)
+                        let b = if filter_seq {
+                            drop_above(b, plan.snapshot)?
+                        } else {
+                            b
+                        };
+                        if filter_series {
+                            plan.filter_series(b)
                         } else {
                             Ok(b)
                         }

@@ -75,7 +75,20 @@ async fn alter(
 
 /// Every row as strings, columns in the order given.
 async fn table(engine: &MitoEngine, columns: &[&str]) -> Vec<Vec<String>> {
-    let stream = engine.scan(REGION, ScanRequest::default()).await.unwrap();
+    table_where(engine, columns, Vec::new()).await
+}
+
+/// The rows passing `filters`, of `columns`, formatted.
+async fn table_where(
+    engine: &MitoEngine,
+    columns: &[&str],
+    filters: Vec<datafusion_expr::Expr>,
+) -> Vec<Vec<String>> {
+    let req = ScanRequest {
+        filters,
+        ..ScanRequest::default()
+    };
+    let stream = engine.scan(REGION, req).await.unwrap();
     let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
     let mut out = Vec::new();
     for b in &batches {
@@ -396,6 +409,33 @@ async fn add_and_drop_columns_read_old_files_in_the_new_schema() {
             &["a", "null", &t1, "null", "9.0"],
             &["a", "x", &t1, "null", "null"],
             &["b", "null", &t2, "2.0", "0.5"],
+            &["c", "null", &t3, "3.0", "0.5"],
+        ])
+    );
+    // Filters on the new tag: the old files (no such column: NULL) and the memtable alike,
+    // each with its own series filter (the files cannot evaluate one on their columns).
+    use datafusion_expr::{col, lit};
+    assert_eq!(
+        table_where(&engine, &cols, vec![col("dc").eq(lit("x"))]).await,
+        strings(&[&["a", "x", &t1, "null", "null"]])
+    );
+    assert_eq!(
+        table_where(&engine, &cols, vec![col("dc").is_null()]).await,
+        strings(&[
+            &["a", "null", &t1, "null", "9.0"],
+            &["b", "null", &t2, "2.0", "0.5"],
+            &["c", "null", &t3, "3.0", "0.5"],
+        ])
+    );
+    assert_eq!(
+        table_where(
+            &engine,
+            &cols,
+            vec![col("host").not_eq(lit("b")), col("dc").is_null()]
+        )
+        .await,
+        strings(&[
+            &["a", "null", &t1, "null", "9.0"],
             &["c", "null", &t3, "3.0", "0.5"],
         ])
     );

@@ -198,9 +198,18 @@ async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) 
                 }
             }
             71..=85 => {
-                let mut filters = if rng.random_bool(0.5) {
+                // Sometimes only some of the task's hosts (a series filter: each source applies
+                // it, files on their own columns, memtables and old files in the engine).
+                let wanted: Vec<&String> = if rng.random_bool(0.5) {
+                    hosts.iter().filter(|_| rng.random_bool(0.6)).collect()
+                } else {
+                    hosts.iter().collect()
+                };
+                let by_host = !wanted.is_empty() && rng.random_bool(0.5);
+                let mut filters = if by_host {
                     vec![
-                        col("host").in_list(hosts.iter().map(|h| lit(h.as_str())).collect(), false),
+                        col("host")
+                            .in_list(wanted.iter().map(|h| lit(h.as_str())).collect(), false),
                     ]
                 } else {
                     Vec::new()
@@ -256,7 +265,8 @@ async fn task(id: usize, seed: u64, world: Arc<World>) -> (State, usize, usize) 
                 }
                 let mut want = expected(&state, world.cutoff());
                 want.retain(|r| {
-                    (!by_time || r.1 >= since)
+                    (!by_host || wanted.contains(&&r.0))
+                        && (!by_time || r.1 >= since)
                         && until.is_none_or(|u| r.1 < u)
                         && (!by_field || r.2.is_some())
                 });

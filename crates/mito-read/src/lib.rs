@@ -299,16 +299,28 @@ impl RowFilters {
     /// keys of the batch's primary key column (a `UInt32` dictionary without NULLs: equal keys,
     /// equal primary keys, equal tags); a batch without one is filtered row by row.
     pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, PredicateError> {
+        self.apply_rows(self.apply_series(batch)?)
+    }
+
+    /// The rows of `batch` passing the series filters (see [`RowFilters::apply`]).
+    pub fn apply_series(&self, batch: RecordBatch) -> Result<RecordBatch, PredicateError> {
         use arrow_array::cast::AsArray;
+        if self.series.is_empty() {
+            return Ok(batch);
+        }
         let keys = batch
             .column_by_name(store_api::metadata::PRIMARY_KEY_COLUMN)
             .and_then(|c| c.as_dictionary_opt::<arrow_array::types::UInt32Type>())
             .filter(|d| arrow_array::Array::null_count(d.keys()) == 0)
             .map(|d| d.keys().values().clone());
-        let batch = match keys {
-            Some(keys) => filter_series(batch, &self.series, &keys)?,
-            None => filter_batch(batch, &self.series)?,
-        };
+        match keys {
+            Some(keys) => filter_series(batch, &self.series, &keys),
+            None => filter_batch(batch, &self.series),
+        }
+    }
+
+    /// The rows of `batch` passing the row filters.
+    pub fn apply_rows(&self, batch: RecordBatch) -> Result<RecordBatch, PredicateError> {
         filter_batch(batch, &self.rows)
     }
 }

@@ -51,6 +51,22 @@ pub struct SstReadRequest {
     pub batch_rows: usize,
 }
 
+/// The rows of an [`SstReader::read_exact`].
+pub struct SstRead {
+    /// The rows, as [`SstReader::read`] returns them.
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+    /// Positions in the request's `filters` of those every row of `stream` passes.
+    pub exact: Vec<usize>,
+}
+
+impl std::fmt::Debug for SstRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstRead")
+            .field("exact", &self.exact)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for SstReadRequest {
     fn default() -> Self {
         Self {
@@ -533,20 +549,25 @@ impl SstReader {
         &self,
         req: &SstReadRequest,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        Ok(self.read_exact(req).await?.stream)
+    }
+
+    /// [`SstReader::read`], also telling which of the request's filters every returned row
+    /// passes (those the file could evaluate on its own columns; see `key_filters`).
+    pub async fn read_exact(&self, req: &SstReadRequest) -> Result<SstRead> {
         let plan = self.plan(req);
         self.read_plan(req, plan)
     }
 
     /// Reads the rows of `plan` (row groups and a selection over them) for `req`.
-    fn read_plan(
-        &self,
-        req: &SstReadRequest,
-        plan: ReadPlan,
-    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    fn read_plan(&self, req: &SstReadRequest, plan: ReadPlan) -> Result<SstRead> {
         let indices = self.indices(req.projection.as_deref())?;
         let out_schema = compat::read_schema(&self.current, &indices);
         if plan.row_groups.is_empty() || plan.rows == 0 {
-            return Ok(futures::stream::empty().boxed());
+            return Ok(SstRead {
+                stream: futures::stream::empty().boxed(),
+                exact: (0..req.filters.len()).collect(),
+            });
         }
         // File columns to read: the projected ones the file has, the time index (for the
         // time range), exception columns of decoded floats, and the internal columns.
@@ -566,7 +587,7 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
-        let mut pre = self.key_filters(&req.filters, &names);
+        let (mut pre, exact) = self.key_filters(&req.filters, &names);
         let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
         let adapt = Adapter {
             pre,
@@ -582,10 +603,11 @@ impl SstReader {
                 .filter(|r| !r.covers(self.meta.time_range.min, self.meta.time_range.max)),
             key_suffix: self.key_suffix.clone(),
         };
-        Ok(stream
+        let stream = stream
             .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
             .try_filter(|b| futures::future::ready(b.num_rows() > 0))
-            .boxed())
+            .boxed();
+        Ok(SstRead { stream, exact })
     }
 
     /// Positions in the file's schema of the columns named `names` (file names), in schema
@@ -608,22 +630,28 @@ impl SstReader {
     /// so applying them before dedup is exact.
     ///
     /// Returned in two: those naming only tags (the same across a run of one series, see
-    /// [`mito_read::filter_series`]), then the rest.
-    fn key_filters(&self, filters: &[Expr], names: &[String]) -> mito_read::RowFilters {
+    /// [`mito_read::filter_series`]), then the rest; and the positions in `filters` of those
+    /// returned.
+    fn key_filters(
+        &self,
+        filters: &[Expr],
+        names: &[String],
+    ) -> (mito_read::RowFilters, Vec<usize>) {
         let mut out = mito_read::RowFilters::default();
+        let mut taken = Vec::new();
         if filters.is_empty() {
-            return out;
+            return (out, taken);
         }
         let schema = self.arrow.schema();
         let roots = self.roots(names);
         let Ok(projected) = schema.project(&roots) else {
-            return out;
+            return (out, taken);
         };
         let Ok(df_schema) = DFSchema::try_from(projected.clone()) else {
-            return out;
+            return (out, taken);
         };
         let file_meta = &self.info.region_metadata;
-        for f in filters {
+        for (i, f) in filters.iter().enumerate() {
             let columns = f.column_refs();
             let readable = columns.iter().all(|c| {
                 projected.field_with_name(&c.name).is_ok()
@@ -642,8 +670,9 @@ impl SstReader {
                 continue;
             };
             out.push(f, predicate, file_meta);
+            taken.push(i);
         }
-        out
+        (out, taken)
     }
 
     /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
@@ -1062,14 +1091,16 @@ impl SstReader {
             selection = selection.intersection(pages);
         }
         let rows = selection.row_count();
-        self.read_plan(
-            req,
-            ReadPlan {
-                row_groups: plan.row_groups,
-                selection: Some(selection),
-                rows,
-            },
-        )
+        Ok(self
+            .read_plan(
+                req,
+                ReadPlan {
+                    row_groups: plan.row_groups,
+                    selection: Some(selection),
+                    rows,
+                },
+            )?
+            .stream)
     }
 }
 
