@@ -379,11 +379,36 @@ pub fn run_starts(keys: &[u32]) -> Vec<u32> {
     starts
 }
 
+/// The rows `at` of `column`; a dictionary's values cut to those the rows use.
+fn take_rows(
+    column: &arrow_array::ArrayRef,
+    at: &arrow_array::UInt32Array,
+) -> Result<arrow_array::ArrayRef, ArrowError> {
+    use arrow_array::cast::AsArray;
+    if let Some(d) = column.as_dictionary_opt::<arrow_array::types::UInt32Type>() {
+        // One value per row (O(rows), where cutting the dictionary is O(its values)).
+        let keys = arrow_select::take::take(d.keys(), at, None)?;
+        let values = arrow_select::take::take(d.values().as_ref(), keys.as_ref(), None)?;
+        let len = u32::try_from(keys.len())
+            .map_err(|_| ArrowError::InvalidArgumentError("too many rows".into()))?;
+        let keys = arrow_array::UInt32Array::new((0..len).collect(), keys.nulls().cloned());
+        return Ok(std::sync::Arc::new(arrow_array::DictionaryArray::<
+            arrow_array::types::UInt32Type,
+        >::try_new(keys, values)?));
+    }
+    let taken = arrow_select::take::take(column.as_ref(), at, None)?;
+    match taken.as_any_dictionary_opt() {
+        Some(d) => arrow_select::dictionary::garbage_collect_any_dictionary(d),
+        None => Ok(taken),
+    }
+}
+
 /// For each row of `batch` at `at`, whether it passes every one of `predicates` (a NULL
 /// answer fails). Evaluates them on those rows only, of the columns they read: the others
 /// become NULL columns of type Null, so that column positions hold. A taken dictionary keeps
 /// all its values (a page's thousands of tags), which a predicate over it would evaluate:
-/// only the used ones are kept.
+/// a `UInt32` one becomes one value per row taken (the same type), any other is cut to the
+/// values used.
 pub fn keep_runs(
     batch: &RecordBatch,
     predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
@@ -400,15 +425,8 @@ pub fn keep_runs(
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
         if read.contains(&i) {
-            let taken = arrow_select::take::take(column.as_ref(), &firsts_at, None)
-                .map_err(PredicateError::Arrow)?;
-            let taken = match arrow_array::cast::AsArray::as_any_dictionary_opt(taken.as_ref()) {
-                Some(d) => arrow_select::dictionary::garbage_collect_any_dictionary(d)
-                    .map_err(PredicateError::Arrow)?,
-                None => taken,
-            };
             fields.push(field.clone());
-            columns.push(taken);
+            columns.push(take_rows(column, &firsts_at).map_err(PredicateError::Arrow)?);
         } else {
             fields.push(std::sync::Arc::new(arrow_schema::Field::new(
                 field.name(),

@@ -104,12 +104,48 @@ pub struct SstReader {
     key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<ChunkCache>>,
     column_cache: Option<Arc<ColumnCache>>,
-    /// Plans of recent requests, newest first (see [`SstReader::plan`]).
-    plans: Arc<std::sync::Mutex<std::collections::VecDeque<(String, ReadPlan)>>>,
+    /// Plans of recent requests (see [`SstReader::plan`]).
+    plans: Arc<Recent<ReadPlan>>,
+    /// Key filters of recent requests, compiled (see `SstReader::key_filters`).
+    key_filters: Arc<Recent<(mito_read::RowFilters, Vec<usize>)>>,
 }
 
-/// Read plans an [`SstReader`] remembers.
+/// Read plans (and compiled key filters) an [`SstReader`] remembers.
 const KEPT_PLANS: usize = 8;
+
+/// The values of the last [`KEPT_PLANS`] keys looked up, newest first.
+#[derive(Debug)]
+struct Recent<V> {
+    entries: std::sync::Mutex<std::collections::VecDeque<(String, V)>>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<V: Clone> Recent<V> {
+    /// The value of `key`, remembered or made by `make` (and remembered).
+    fn get_or(&self, key: &str, make: impl FnOnce() -> V) -> V {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(i) = entries.iter().position(|(k, _)| k == key)
+            && let Some(hit) = entries.remove(i)
+        {
+            let value = hit.1.clone();
+            entries.push_front(hit);
+            return value;
+        }
+        let value = make();
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.push_front((key.to_string(), value.clone()));
+            entries.truncate(KEPT_PLANS);
+        }
+        value
+    }
+}
 
 /// Verified column-chunk bytes shared by reads, keyed by (file, chunk offset), with a byte
 /// limit. A chunk enters only after its checksum matched, so a hit skips the read and the
@@ -359,6 +395,7 @@ impl SstReader {
             chunk_cache: None,
             column_cache: None,
             plans: Arc::default(),
+            key_filters: Arc::default(),
         })
     }
 
@@ -477,27 +514,8 @@ impl SstReader {
     /// last few are remembered: a repeated query (a dashboard's) skips building and
     /// evaluating the pruning predicates, a third of a one-host query's CPU.
     pub fn plan(&self, req: &SstReadRequest) -> ReadPlan {
-        use std::fmt::Write;
-        // The structural (Debug) form of the time range and of each filter: equal keys are
-        // equal requests.
-        let mut key = format!("{:?}", req.time_range);
-        for f in &req.filters {
-            let _ = write!(key, "\n{f:?}");
-        }
-        if let Ok(mut plans) = self.plans.lock()
-            && let Some(i) = plans.iter().position(|(k, _)| *k == key)
-            && let Some(hit) = plans.remove(i)
-        {
-            let plan = hit.1.clone();
-            plans.push_front(hit);
-            return plan;
-        }
-        let plan = self.prune(req);
-        if let Ok(mut plans) = self.plans.lock() {
-            plans.push_front((key, plan.clone()));
-            plans.truncate(KEPT_PLANS);
-        }
-        plan
+        let key = filters_key(format!("{:?}", req.time_range), &req.filters);
+        self.plans.get_or(&key, || self.prune(req))
     }
 
     fn prune(&self, req: &SstReadRequest) -> ReadPlan {
@@ -587,7 +605,11 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
-        let (mut pre, exact) = self.key_filters(&req.filters, &names);
+        // Compiled once per distinct filters and projection (the columns read follow from it).
+        let key = filters_key(format!("{:?}", req.projection), &req.filters);
+        let (mut pre, exact) = self
+            .key_filters
+            .get_or(&key, || self.key_filters(&req.filters, &names));
         let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
         let adapt = Adapter {
             pre,
@@ -1265,6 +1287,17 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
 }
 
 /// Turns file batches into batches of the current schema.
+/// `head` followed by the structural (Debug) form of each of `filters`: equal keys, equal
+/// filters.
+fn filters_key(head: String, filters: &[Expr]) -> String {
+    use std::fmt::Write;
+    let mut key = head;
+    for f in filters {
+        let _ = write!(key, "\n{f:?}");
+    }
+    key
+}
+
 /// A key filter's failure on a batch of the file at `path`.
 fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
     let invalid = |reason: String| {
