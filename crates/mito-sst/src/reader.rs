@@ -104,22 +104,31 @@ pub struct SstReader {
     key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<ChunkCache>>,
     column_cache: Option<Arc<ColumnCache>>,
-    /// Plans of recent requests (see [`SstReader::plan`]).
-    plans: Arc<Recent<ReadPlan>>,
-    /// Key filters of recent requests, compiled (see `SstReader::key_filters`).
-    key_filters: Arc<Recent<(mito_read::RowFilters, Vec<usize>)>>,
+    /// Plans of recent requests, by time range and filters (see [`SstReader::plan`]).
+    plans: Arc<Recent<PlanKey, ReadPlan>>,
+    /// Key filters of recent requests, compiled, by projection and filters (see
+    /// `SstReader::key_filters`).
+    key_filters: Arc<Recent<KeyFiltersKey, KeyFilters>>,
 }
+
+/// What a read plan is a function of.
+type PlanKey = (Option<TimeRange>, Vec<Expr>);
+/// What a read's key filters are a function of.
+type KeyFiltersKey = (Option<Vec<ColumnId>>, Vec<Expr>);
+/// Compiled key filters and their positions in the request's filters.
+type KeyFilters = (mito_read::RowFilters, Vec<usize>);
 
 /// Read plans (and compiled key filters) an [`SstReader`] remembers.
 const KEPT_PLANS: usize = 8;
 
-/// The values of the last [`KEPT_PLANS`] keys looked up, newest first.
+/// The values of the last [`KEPT_PLANS`] keys looked up, newest first. Keys are compared
+/// whole (structurally equal filters, equal keys).
 #[derive(Debug)]
-struct Recent<V> {
-    entries: std::sync::Mutex<std::collections::VecDeque<(String, V)>>,
+struct Recent<K, V> {
+    entries: std::sync::Mutex<std::collections::VecDeque<(K, V)>>,
 }
 
-impl<V> Default for Recent<V> {
+impl<K, V> Default for Recent<K, V> {
     fn default() -> Self {
         Self {
             entries: std::sync::Mutex::default(),
@@ -127,11 +136,17 @@ impl<V> Default for Recent<V> {
     }
 }
 
-impl<V: Clone> Recent<V> {
-    /// The value of `key`, remembered or made by `make` (and remembered).
-    fn get_or(&self, key: &str, make: impl FnOnce() -> V) -> V {
+impl<K: Clone, V: Clone> Recent<K, V> {
+    /// The value of the key `is_key` accepts (`key` is that key), remembered or made by
+    /// `make` (and remembered).
+    fn get_or(
+        &self,
+        is_key: impl Fn(&K) -> bool,
+        key: impl FnOnce() -> K,
+        make: impl FnOnce() -> V,
+    ) -> V {
         if let Ok(mut entries) = self.entries.lock()
-            && let Some(i) = entries.iter().position(|(k, _)| k == key)
+            && let Some(i) = entries.iter().position(|(k, _)| is_key(k))
             && let Some(hit) = entries.remove(i)
         {
             let value = hit.1.clone();
@@ -140,7 +155,7 @@ impl<V: Clone> Recent<V> {
         }
         let value = make();
         if let Ok(mut entries) = self.entries.lock() {
-            entries.push_front((key.to_string(), value.clone()));
+            entries.push_front((key(), value.clone()));
             entries.truncate(KEPT_PLANS);
         }
         value
@@ -514,8 +529,11 @@ impl SstReader {
     /// last few are remembered: a repeated query (a dashboard's) skips building and
     /// evaluating the pruning predicates, a third of a one-host query's CPU.
     pub fn plan(&self, req: &SstReadRequest) -> ReadPlan {
-        let key = filters_key(format!("{:?}", req.time_range), &req.filters);
-        self.plans.get_or(&key, || self.prune(req))
+        self.plans.get_or(
+            |(range, filters)| *range == req.time_range && *filters == req.filters,
+            || (req.time_range, req.filters.clone()),
+            || self.prune(req),
+        )
     }
 
     fn prune(&self, req: &SstReadRequest) -> ReadPlan {
@@ -606,10 +624,11 @@ impl SstReader {
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
         // Compiled once per distinct filters and projection (the columns read follow from it).
-        let key = filters_key(format!("{:?}", req.projection), &req.filters);
-        let (mut pre, exact) = self
-            .key_filters
-            .get_or(&key, || self.key_filters(&req.filters, &names));
+        let (mut pre, exact) = self.key_filters.get_or(
+            |(projection, filters)| *projection == req.projection && *filters == req.filters,
+            || (req.projection.clone(), req.filters.clone()),
+            || self.key_filters(&req.filters, &names),
+        );
         let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
         let adapt = Adapter {
             pre,
@@ -771,14 +790,19 @@ impl SstReader {
                     let file_id = this.meta.file_id;
                     let total = usize::try_from(this.parquet.row_group(rg).num_rows()).unwrap_or(0);
                     let rows: usize = ranges.iter().map(|r| r.len()).sum();
+                    let columns: Vec<Option<ArrayRef>> = roots
+                        .iter()
+                        .map(|r| cache.get((file_id, rg, Slot::Column(*r))))
+                        .collect();
                     let missing: Vec<CacheKey> = roots
                         .iter()
-                        .map(|r| (file_id, rg, Slot::Column(*r)))
-                        .filter(|k| !cache.cache.contains_key(k))
+                        .zip(&columns)
+                        .filter(|(_, c)| c.is_none())
+                        .map(|(r, _)| (file_id, rg, Slot::Column(*r)))
                         .collect();
                     if missing.is_empty() || cache.admit(&missing, rows, total) {
                         let batch = this
-                            .row_group_columns(&cache, rg, &roots, &projected)
+                            .row_group_columns(&cache, rg, &roots, &projected, columns)
                             .await?;
                         let cut =
                             this.series_ranges(&cache, rg, &batch, &series.series, &ranges)?;
@@ -904,20 +928,17 @@ impl SstReader {
         Ok(Some(out))
     }
 
-    /// Row group `rg` of the columns `roots` (whose schema is `projected`), each from the
-    /// cache or decoded whole now and kept.
+    /// Row group `rg` of the columns `roots` (whose schema is `projected`): `columns`, those
+    /// found in the cache, the rest decoded whole now and kept.
     async fn row_group_columns(
         &self,
         cache: &ColumnCache,
         rg: usize,
         roots: &[usize],
         projected: &SchemaRef,
+        mut columns: Vec<Option<ArrayRef>>,
     ) -> Result<RecordBatch> {
         let file_id = self.meta.file_id;
-        let mut columns: Vec<Option<ArrayRef>> = roots
-            .iter()
-            .map(|r| cache.get((file_id, rg, Slot::Column(*r))))
-            .collect();
         let missing: Vec<String> = roots
             .iter()
             .zip(&columns)
@@ -1287,17 +1308,6 @@ fn parquet_error(path: &str, e: ParquetError) -> Error {
 }
 
 /// Turns file batches into batches of the current schema.
-/// `head` followed by the structural (Debug) form of each of `filters`: equal keys, equal
-/// filters.
-fn filters_key(head: String, filters: &[Expr]) -> String {
-    use std::fmt::Write;
-    let mut key = head;
-    for f in filters {
-        let _ = write!(key, "\n{f:?}");
-    }
-    key
-}
-
 /// A key filter's failure on a batch of the file at `path`.
 fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
     let invalid = |reason: String| {
