@@ -222,8 +222,7 @@ pub fn filter_batch(
             break;
         }
         let mask = predicate_mask(f, &batch)?;
-        batch = arrow_select::filter::filter_record_batch(&batch, &mask)
-            .map_err(PredicateError::Arrow)?;
+        batch = filter_by_mask(batch, &mask).map_err(PredicateError::Arrow)?;
     }
     Ok(batch)
 }
@@ -361,7 +360,20 @@ pub fn filter_series(
         selected.append_n(end - *start as usize, *k);
     }
     let mask = arrow_array::BooleanArray::new(selected.finish(), None);
-    arrow_select::filter::filter_record_batch(&batch, &mask).map_err(PredicateError::Arrow)
+    filter_by_mask(batch, &mask).map_err(PredicateError::Arrow)
+}
+
+/// The rows of `batch` where `mask` is true (not NULL): the batch itself when that is every
+/// row, an empty slice of it when none (neither copies a column).
+fn filter_by_mask(
+    batch: RecordBatch,
+    mask: &arrow_array::BooleanArray,
+) -> Result<RecordBatch, ArrowError> {
+    match mask.true_count() {
+        0 => Ok(batch.slice(0, 0)),
+        n if n == batch.num_rows() => Ok(batch),
+        _ => arrow_select::filter::filter_record_batch(&batch, mask),
+    }
 }
 
 /// The first row of each run of equal `keys` (the first is 0 when there are any keys). For
@@ -423,20 +435,20 @@ pub fn keep_runs(
     let schema = batch.schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
+    // One NULL column shared by every column not read.
+    let null_field = std::sync::Arc::new(arrow_schema::Field::new(
+        "",
+        arrow_schema::DataType::Null,
+        true,
+    ));
+    let null_column = arrow_array::new_null_array(&arrow_schema::DataType::Null, at.len());
     for (i, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
         if read.contains(&i) {
             fields.push(field.clone());
             columns.push(take_rows(column, &firsts_at).map_err(PredicateError::Arrow)?);
         } else {
-            fields.push(std::sync::Arc::new(arrow_schema::Field::new(
-                field.name(),
-                arrow_schema::DataType::Null,
-                true,
-            )));
-            columns.push(arrow_array::new_null_array(
-                &arrow_schema::DataType::Null,
-                at.len(),
-            ));
+            fields.push(null_field.clone());
+            columns.push(null_column.clone());
         }
     }
     let firsts = RecordBatch::try_new_with_options(
