@@ -13,6 +13,7 @@
 //! seen for the first time becomes a new nullable column, announced in the first batch that
 //! holds it so that the caller can alter the table before writing the batch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,7 +26,9 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
 use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 
-use crate::line_protocol::{FieldKind, FieldValue, Line, ParseError, parse_line};
+use crate::line_protocol::{
+    FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
+};
 
 /// Name of the time index of tables the line protocol creates.
 pub const TIME_COLUMN: &str = "time";
@@ -233,17 +236,22 @@ impl TableBuffer {
         self.time.len()
     }
 
-    /// Checks a line against the table; fills `resolved` (tags, then fields).
-    fn check(&mut self, line: &Line<'_>) -> Result<(), String> {
-        self.resolved.clear();
-        // A key used twice resolves to one column twice: a stamp per column finds it without
-        // comparing names. Keys the table lacks are compared by name (they are rare).
+    /// A new stamp for the line being checked.
+    fn next_stamp(&mut self) -> u32 {
         self.line_stamp = self.line_stamp.wrapping_add(1);
         if self.line_stamp == 0 {
             self.stamps.iter_mut().for_each(|s| *s = 0);
             self.line_stamp = 1;
         }
-        let stamp = self.line_stamp;
+        self.line_stamp
+    }
+
+    /// Checks a line against the table; fills `resolved` (tags, then fields).
+    fn check(&mut self, line: &Line<'_>) -> Result<(), String> {
+        self.resolved.clear();
+        // A key used twice resolves to one column twice: a stamp per column finds it without
+        // comparing names. Keys the table lacks are compared by name (they are rare).
+        let stamp = self.next_stamp();
         let mut fresh: Vec<&str> = Vec::new();
         for (n, (key, _)) in line.tags.iter().enumerate() {
             let found = self.lookup(key, self.tag_hint.get(n));
@@ -281,6 +289,35 @@ impl TableBuffer {
             }
             self.resolved.push(found);
         }
+        self.check_fields(line, stamp, fresh)
+    }
+
+    /// Checks a line whose tags are those of a line accepted before (a known series, see
+    /// [`Batcher`]): they resolve to `columns`, which are tags of this table.
+    fn check_known(
+        &mut self,
+        line: &Line<'_>,
+        columns: impl Iterator<Item = usize>,
+    ) -> Result<(), String> {
+        self.resolved.clear();
+        let stamp = self.next_stamp();
+        for i in columns {
+            if let Some(s) = self.stamps.get_mut(i) {
+                *s = stamp;
+            }
+            self.resolved.push(Some(i));
+        }
+        self.check_fields(line, stamp, Vec::new())
+    }
+
+    /// Checks the fields of a line after its tags (`fresh` holds the tag keys the table
+    /// lacks); appends to `resolved`.
+    fn check_fields<'l>(
+        &mut self,
+        line: &'l Line<'_>,
+        stamp: u32,
+        mut fresh: Vec<&'l str>,
+    ) -> Result<(), String> {
         let new_tags = fresh.len();
         for (n, (key, value)) in line.fields.iter().enumerate() {
             let found = self.lookup(key, self.field_hint.get(n));
@@ -496,6 +533,38 @@ pub struct Batcher {
     last: usize,
     /// Schemas of the tables that existed when the batcher started.
     existing: HashMap<String, Arc<RegionMetadata>>,
+    /// Series accepted before, by the bytes of their line up to the first space (lines
+    /// without an escape there): a line of a known series parses and checks only its fields.
+    /// Columns are never removed nor change role, so what a series resolved to stays valid.
+    known: foldhash::HashMap<Box<[u8]>, KnownSeries>,
+    /// Bytes of `known`'s keys; past `known_limit` it starts over.
+    known_bytes: usize,
+    known_limit: usize,
+}
+
+/// Bound of the known-series memo's keys (a few hundred thousand series of typical lines).
+const KNOWN_SERIES_BYTES: usize = 64 << 20;
+
+/// What a line's series resolved to, as offsets into any line that starts with its bytes.
+#[derive(Debug)]
+struct KnownSeries {
+    table: usize,
+    measurement: Span,
+    /// Key, value and column of each tag, in the line's order.
+    tags: Vec<(Span, Span, usize)>,
+}
+
+type Span = (usize, usize);
+
+/// Where `part` (borrowed from `text`) lies inside `text`.
+fn span_in(text: &str, part: &str) -> Option<Span> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start + part.len();
+    (text.get(start..end) == Some(part)).then_some((start, end))
+}
+
+fn at(text: &str, (start, end): Span) -> Cow<'_, str> {
+    Cow::Borrowed(text.get(start..end).unwrap_or_default())
 }
 
 impl Batcher {
@@ -513,6 +582,9 @@ impl Batcher {
             index: HashMap::new(),
             last: 0,
             existing,
+            known: foldhash::HashMap::new(),
+            known_bytes: 0,
+            known_limit: KNOWN_SERIES_BYTES,
         }
     }
 
@@ -530,7 +602,28 @@ impl Batcher {
             line: number,
             reason,
         };
-        parse_line(text, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+        let series_end = plain_series_end(text.as_bytes());
+        let known = series_end
+            .and_then(|end| text.as_bytes().get(..end))
+            .and_then(|series| self.known.get(series));
+        let known = match (known, series_end) {
+            (Some(k), Some(end)) => {
+                parse_fields(text, end, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+                scratch.measurement = at(text, k.measurement);
+                scratch.tags.clear();
+                scratch.tags.extend(
+                    k.tags
+                        .iter()
+                        .map(|&(key, value, _)| (at(text, key), at(text, value))),
+                );
+                self.last = k.table;
+                Some(k)
+            }
+            _ => {
+                parse_line(text, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+                None
+            }
+        };
         let ts = match scratch.timestamp {
             Some(t) => t.checked_mul(self.precision.nanos()).ok_or_else(|| {
                 err(format!(
@@ -555,10 +648,15 @@ impl Batcher {
             };
         }
         let batch_rows = self.batch_rows;
-        let Some((_, table)) = self.tables.get_mut(self.last) else {
+        let table_index = self.last;
+        let Some((_, table)) = self.tables.get_mut(table_index) else {
             return Ok(None);
         };
-        table.check(scratch).map_err(&err)?;
+        match known {
+            Some(k) => table.check_known(scratch, k.tags.iter().map(|t| t.2)),
+            None => table.check(scratch),
+        }
+        .map_err(&err)?;
         // Batches end where the timestamp changes (past `batch_rows`), so that time-ordered
         // input gives batches disjoint in time, which the writer may have in flight together.
         // Twice `batch_rows` ends a batch regardless.
@@ -569,6 +667,37 @@ impl Batcher {
         table.append(scratch, ts, batch_rows);
         if ready.is_none() && table.rows() >= batch_rows.saturating_mul(2) {
             ready = table.take(name);
+        }
+        if known.is_none()
+            && let Some(end) = series_end
+        {
+            // `append` left the column of the n-th tag as the n-th tag hint.
+            let columns = table.tag_hint.get(..scratch.tags.len()).unwrap_or_default();
+            let spans = span_in(text, &scratch.measurement).and_then(|measurement| {
+                let tags = scratch
+                    .tags
+                    .iter()
+                    .zip(columns)
+                    .map(|((k, v), &c)| Some((span_in(text, k)?, span_in(text, v)?, c)))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(KnownSeries {
+                    table: table_index,
+                    measurement,
+                    tags,
+                })
+            });
+            if let (Some(known), Some(series)) = (spans, text.as_bytes().get(..end))
+                && known.tags.len() == scratch.tags.len()
+            {
+                if self.known_bytes + end > self.known_limit {
+                    self.known.clear();
+                    self.known_bytes = 0;
+                }
+                if end <= self.known_limit {
+                    self.known_bytes += end;
+                    self.known.insert(series.into(), known);
+                }
+            }
         }
         Ok(ready)
     }
@@ -794,5 +923,68 @@ mod tests {
             .unwrap();
         assert_eq!(time.value(0), 3_000_000_000);
         assert_eq!(time.null_count(), 0);
+    }
+
+    /// Lines from a small alphabet: repeated series (some with escapes), tags and fields
+    /// sharing names, changing field types, junk.
+    fn line_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let measurement =
+            prop_oneof![8 => Just("m"), 1 => Just("n"), 1 => Just("m\\ x"), 1 => Just("#c")];
+        let tag = (
+            prop_oneof![Just("a"), Just("b"), Just("f1"), Just("__r")],
+            prop_oneof![8 => Just("x"), 1 => Just("y"), 1 => Just("x\\,y"), 1 => Just("")],
+        );
+        let field = (
+            prop_oneof![Just("f1"), Just("f2"), Just("a")],
+            prop_oneof![
+                Just("1"),
+                Just("2.5"),
+                Just("3i"),
+                Just("t"),
+                Just("\"s\""),
+                Just("z")
+            ],
+        );
+        let ts = prop_oneof![Just(""), Just(" 5"), Just(" 6"), Just(" x")];
+        (
+            measurement,
+            proptest::collection::vec(tag, 0..=2),
+            proptest::collection::vec(field, 0..3),
+            ts,
+            any::<bool>(),
+        )
+            .prop_map(|(m, tags, fields, ts, cr)| {
+                let mut l = m.to_string();
+                for (k, v) in tags {
+                    l.push_str(&format!(",{k}={v}"));
+                }
+                l.push(' ');
+                let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                l.push_str(&f.join(","));
+                l.push_str(ts);
+                if cr {
+                    l.push('\r');
+                }
+                l
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// The known-series memo changes nothing: the same batches and the same refusals as
+        /// parsing and checking every line whole.
+        #[test]
+        fn known_series_change_nothing(lines in proptest::collection::vec(line_strategy(), 1..60)) {
+            let text = lines.join("\n");
+            let mut memo = batcher(4);
+            let mut whole = batcher(4);
+            whole.known_limit = 0;
+            let (a, ea) = run(&mut memo, &text);
+            let (b, eb) = run(&mut whole, &text);
+            proptest::prop_assert_eq!(ea, eb);
+            proptest::prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            proptest::prop_assert!(whole.known.is_empty());
+        }
     }
 }

@@ -141,6 +141,38 @@ fn parse_into<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), Fail> {
         let value = p.ident(Ident::TagValue)?;
         out.tags.push((key, value));
     }
+    parse_rest(&mut p, out)
+}
+
+/// Parses the fields and the timestamp of a line whose series (measurement and tags) ends
+/// at byte `series_end` (the first unescaped space), leaving `out`'s measurement and tags
+/// as they are. The result and any error are what [`parse_line`] gives for that line.
+pub fn parse_fields<'a>(
+    line: &'a str,
+    series_end: usize,
+    out: &mut Line<'a>,
+) -> Result<(), ParseError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    out.fields.clear();
+    out.timestamp = None;
+    let mut p = Parser {
+        s: line,
+        b: line.as_bytes(),
+        pos: series_end,
+    };
+    parse_rest(&mut p, out).map_err(|f| f.into_error(line))
+}
+
+/// Where the series of a line ends (its first space), when no escape comes before it: the
+/// line's measurement and tags are then a function of those bytes alone.
+pub fn plain_series_end(line: &[u8]) -> Option<usize> {
+    let end = memchr::memchr(b' ', line)?;
+    let series = line.get(..end)?;
+    (memchr::memchr(b'\\', series).is_none()).then_some(end)
+}
+
+/// The fields and the timestamp, from the space after the series.
+fn parse_rest<'a>(p: &mut Parser<'a>, out: &mut Line<'a>) -> Result<(), Fail> {
     p.spaces("expected a space before the fields")?;
     loop {
         let key = p.ident(Ident::FieldKey)?;
