@@ -405,6 +405,10 @@ impl<'a> Parser<'a> {
             return self.string_value();
         }
         let rest = self.b.get(start..).unwrap_or_default();
+        if let Some((v, len)) = fast_decimal_token(rest) {
+            self.pos += len;
+            return Ok(FieldValue::Float(v));
+        }
         let len = rest
             .iter()
             .position(|c| *c == b',' || *c == b' ')
@@ -500,14 +504,22 @@ const EXACT_POW10: [f64; 16] = [
 /// `None` for anything else, which takes the general parser.
 #[inline]
 fn fast_decimal(b: &[u8]) -> Option<f64> {
-    let (negative, digits) = match b.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, b),
+    fast_decimal_token(b).and_then(|(v, len)| (len == b.len()).then_some(v))
+}
+
+/// [`fast_decimal`] of the token that starts `b` (up to a `,`, a space or the end), found in
+/// one pass: the value and the token's length, or `None` when the token is anything else.
+#[inline]
+fn fast_decimal_token(b: &[u8]) -> Option<(f64, usize)> {
+    let (negative, start) = match b.first() {
+        Some(b'-') => (true, 1),
+        _ => (false, 0),
     };
     let mut mantissa: u64 = 0;
     let mut count = 0usize;
     let mut fraction: Option<usize> = None;
-    for &c in digits {
+    let mut len = b.len();
+    for (i, &c) in b.iter().enumerate().skip(start) {
         match c {
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + u64::from(c - b'0');
@@ -520,6 +532,10 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
                 }
             }
             b'.' if fraction.is_none() => fraction = Some(0),
+            b',' | b' ' => {
+                len = i;
+                break;
+            }
             _ => return None,
         }
     }
@@ -527,7 +543,7 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
         return None;
     }
     let v = mantissa as f64 / EXACT_POW10.get(fraction.unwrap_or(0)).copied()?;
-    Some(if negative { -v } else { v })
+    Some((if negative { -v } else { v }, len))
 }
 
 fn unescape_ident(raw: &str) -> String {
