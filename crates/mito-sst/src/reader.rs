@@ -222,7 +222,7 @@ enum Slot {
 }
 
 /// Columns the column cache remembers as read once (its admission filter).
-const SEEN_COLUMNS: u64 = 200_000;
+const SEEN_COLUMNS: usize = 200_000;
 
 /// Decoded columns (as the file stores them, before float decoding and schema adaption) of
 /// whole row groups, keyed by (file, row group, column), with a byte limit. A read whose
@@ -237,24 +237,38 @@ const SEEN_COLUMNS: u64 = 200_000;
 /// `SstReader::series_ranges`).
 #[derive(Debug)]
 pub struct ColumnCache {
-    cache: moka::sync::Cache<CacheKey, ArrayRef>,
+    cache: quick_cache::sync::Cache<CacheKey, ArrayRef, ArrayBytes>,
     /// Columns read partially once, not kept yet.
-    seen: moka::sync::Cache<CacheKey, ()>,
+    seen: quick_cache::sync::Cache<CacheKey, ()>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
 }
 
+/// A column cache entry weighs its array's memory (at least 1: weightless entries would
+/// never be evicted).
+#[derive(Debug, Clone, Copy)]
+struct ArrayBytes;
+
+impl quick_cache::Weighter<CacheKey, ArrayRef> for ArrayBytes {
+    fn weight(&self, _: &CacheKey, a: &ArrayRef) -> u64 {
+        u64::try_from(a.get_array_memory_size())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
+/// A guess of a column cache entry's size, for the cache's table: a column of a row group.
+const TYPICAL_COLUMN_BYTES: u64 = 64 << 10;
+
 impl ColumnCache {
     /// A cache holding at most about `bytes` bytes of decoded columns.
     pub fn new(bytes: u64) -> Self {
+        let items = usize::try_from(bytes / TYPICAL_COLUMN_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1024);
         Self {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(bytes)
-                .weigher(|_: &CacheKey, a: &ArrayRef| {
-                    u32::try_from(a.get_array_memory_size()).unwrap_or(u32::MAX)
-                })
-                .build(),
-            seen: moka::sync::Cache::new(SEEN_COLUMNS),
+            cache: quick_cache::sync::Cache::with_weighter(items, bytes.max(1), ArrayBytes),
+            seen: quick_cache::sync::Cache::new(SEEN_COLUMNS),
             hits: std::sync::atomic::AtomicU64::new(0),
             misses: std::sync::atomic::AtomicU64::new(0),
         }
@@ -289,6 +303,11 @@ impl ColumnCache {
             self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
             self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// Bytes of the entries held now (at most the limit given to [`ColumnCache::new`]).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
     }
 }
 

@@ -750,6 +750,27 @@ async fn column_cache_reads_equal_uncached_reads() {
     }
 }
 
+#[tokio::test]
+async fn column_cache_keeps_to_its_limit_and_reads_stay_right() {
+    let (plain, mut cached, big) = plain_and_cached(400, 50, 2000).await;
+    let all = SstReadRequest::default();
+    let want = read_all(&plain, &all).await.unwrap();
+    assert_same(&read_all(&cached, &all).await.unwrap(), &want);
+    let whole = big.bytes();
+    assert!(whole > 0);
+    // A cache of a third of that: reads keep decoding what it evicted, and it stays in bounds.
+    let limit = whole / 3;
+    let small = Arc::new(mito_sst::ColumnCache::new(limit));
+    cached.set_column_cache(small.clone());
+    for _ in 0..3 {
+        assert_same(&read_all(&cached, &all).await.unwrap(), &want);
+        assert!(small.bytes() <= limit, "{} > {limit}", small.bytes());
+        assert!(small.bytes() > 0);
+    }
+    let (_, misses) = small.take_counts();
+    assert!(misses > 0);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
     /// Tag filters through the column cache (runs of unwanted series cut from the cached row
