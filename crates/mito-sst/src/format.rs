@@ -16,11 +16,10 @@
 //! into the column's exception column, null elsewhere. Decoding is therefore exact for every
 //! f64. The scale is chosen per file from the first rows written.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_buffer::NullBufferBuilder;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -309,42 +308,6 @@ pub fn encode_batch(
     }
     columns.extend(exceptions);
     RecordBatch::try_new(file_schema.clone(), columns)
-}
-
-/// Restores the decimal-encoded columns of a batch read from a file, by name: returns the
-/// arrays of the batch keyed by column name, with encoded fields decoded to f64 and the
-/// exception columns consumed.
-pub fn decode_batch(
-    info: &SstInfo,
-    batch: &RecordBatch,
-) -> Result<BTreeMap<String, ArrayRef>, String> {
-    let schema = batch.schema();
-    let mut by_name: BTreeMap<String, ArrayRef> = schema
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, a)| (f.name().clone(), a.clone()))
-        .collect();
-    for enc in &info.floats {
-        let Some(column) = info.region_metadata.column_by_id(enc.column_id) else {
-            continue;
-        };
-        let exc_name = exception_column(enc.column_id);
-        let exc = by_name.remove(&exc_name);
-        let Some(ints) = by_name.get(&column.name) else {
-            continue;
-        };
-        let ints = ints
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| format!("decimal column {} is not Int64", column.name))?;
-        let exc = exc.ok_or_else(|| format!("exception column {exc_name} not read"))?;
-        let exc = exc
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| format!("exception column {exc_name} is not Float64"))?;
-        let floats = decode_floats(ints, exc, enc.scale)?;
-        by_name.insert(column.name.clone(), Arc::new(floats));
-    }
-    Ok(by_name)
 }
 
 /// The fuzz target's body (kept here so a normal test replays the corpus): arbitrary bytes as

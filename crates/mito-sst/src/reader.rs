@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
+use arrow_array::types::{Float64Type, Int64Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ use crate::error::{
     SchemaMismatchSnafu,
 };
 use crate::file::{FileId, FileMeta, sst_path};
-use crate::format::{SST_INFO_KEY, SstInfo, decode_batch, exception_column, file_schema};
+use crate::format::{SST_INFO_KEY, SstInfo, decode_floats, exception_column, file_schema};
 use crate::pruning::{FileStats, Pruner, time_range_exprs};
 
 /// What to read from an SST.
@@ -662,6 +662,7 @@ impl SstReader {
                 .time_range
                 .filter(|r| !r.covers(self.meta.time_range.min, self.meta.time_range.max)),
             key_suffix: self.key_suffix.clone(),
+            layout: std::sync::OnceLock::new(),
         };
         let stream = stream
             .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
@@ -1362,6 +1363,8 @@ struct Adapter {
     ts_name: String,
     time_range: Option<TimeRange>,
     key_suffix: Arc<[u8]>,
+    /// Made from the first batch (every batch of a read has the same schema).
+    layout: std::sync::OnceLock<Layout>,
 }
 
 impl Adapter {
@@ -1383,32 +1386,56 @@ impl Adapter {
                 .map_err(|e| key_filter_error(&self.path, e))?;
             &filtered
         };
-        let mut by_name = decode_batch(&self.info, batch).map_err(corrupted)?;
-        let rows = batch.num_rows();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.out_schema.fields().len());
-        for i in &self.indices {
-            let Some(c) = self.current.column_metadatas().get(*i) else {
-                continue;
-            };
-            let array = match self.info.region_metadata.column_by_id(c.column_id) {
-                Some(old) => by_name
-                    .get(&old.name)
-                    .cloned()
-                    .ok_or_else(|| corrupted(format!("column {} not decoded", old.name)))?,
-                None => compat::default_array(c, rows).context(ArrowSnafu {
-                    path: self.path.to_string(),
-                })?,
-            };
-            columns.push(array);
-        }
-        for name in [PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN] {
-            let mut array = by_name
-                .remove(name)
-                .ok_or_else(|| corrupted(format!("column {name} not decoded")))?;
-            if name == PRIMARY_KEY_COLUMN && !self.key_suffix.is_empty() {
-                array = extend_keys(&array, &self.key_suffix).map_err(corrupted)?;
+        let schema = batch.schema();
+        let fresh;
+        let layout = match self.layout.get() {
+            Some(l) if Arc::ptr_eq(&l.input, &schema) || *l.input == *schema => l,
+            _ => {
+                let l = self.layout_of(&schema)?;
+                if self.layout.get().is_none() {
+                    self.layout.get_or_init(|| l)
+                } else {
+                    fresh = l;
+                    &fresh
+                }
             }
-            columns.push(array);
+        };
+        let rows = batch.num_rows();
+        let input = |i: usize| {
+            batch
+                .columns()
+                .get(i)
+                .ok_or_else(|| corrupted(format!("no column {i} in a batch read")))
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(layout.columns.len());
+        for source in &layout.columns {
+            columns.push(match *source {
+                Source::Input(i) => input(i)?.clone(),
+                Source::Floats {
+                    ints,
+                    exceptions,
+                    scale,
+                } => {
+                    let ints = input(ints)?
+                        .as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| corrupted("a decimal column is not Int64".to_string()))?;
+                    let exceptions = input(exceptions)?
+                        .as_primitive_opt::<Float64Type>()
+                        .ok_or_else(|| {
+                            corrupted("an exception column is not Float64".to_string())
+                        })?;
+                    Arc::new(decode_floats(ints, exceptions, scale).map_err(corrupted)?)
+                }
+                Source::Default(i) => {
+                    let c = self.current.column_metadatas().get(i).ok_or_else(|| {
+                        corrupted(format!("no column {i} in the region's schema"))
+                    })?;
+                    compat::default_array(c, rows).context(ArrowSnafu {
+                        path: self.path.to_string(),
+                    })?
+                }
+                Source::Key(i) => extend_keys(input(i)?, &self.key_suffix).map_err(corrupted)?,
+            });
         }
         let out = RecordBatch::try_new(self.out_schema.clone(), columns).context(ArrowSnafu {
             path: self.path.to_string(),
@@ -1416,10 +1443,7 @@ impl Adapter {
         let Some(range) = self.time_range else {
             return Ok(out);
         };
-        let ts = by_name
-            .get(&self.ts_name)
-            .ok_or_else(|| corrupted("time index not decoded".to_string()))?
-            .to_data();
+        let ts = input(layout.ts)?.to_data();
         if ts.buffers().len() != 1 || ts.len() != rows {
             return Err(corrupted("time index of unexpected layout".to_string()));
         }
@@ -1427,6 +1451,78 @@ impl Adapter {
             path: self.path.to_string(),
         })
     }
+
+    /// Where the output columns come from in batches of schema `input` (the file's columns
+    /// read, by their stored names).
+    fn layout_of(&self, input: &SchemaRef) -> Result<Layout> {
+        let pos = |name: &str| {
+            input.index_of(name).map_err(|_| {
+                CorruptedSnafu {
+                    path: self.path.to_string(),
+                    reason: format!("column {name} not decoded"),
+                }
+                .build()
+            })
+        };
+        let mut columns = Vec::with_capacity(self.indices.len() + 3);
+        for i in &self.indices {
+            let Some(c) = self.current.column_metadatas().get(*i) else {
+                continue;
+            };
+            columns.push(match self.info.region_metadata.column_by_id(c.column_id) {
+                Some(old) => match self.info.float_encoding(c.column_id) {
+                    Some(enc) => Source::Floats {
+                        ints: pos(&old.name)?,
+                        exceptions: pos(&exception_column(c.column_id))?,
+                        scale: enc.scale,
+                    },
+                    None => Source::Input(pos(&old.name)?),
+                },
+                None => Source::Default(*i),
+            });
+        }
+        for name in [PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN] {
+            let p = pos(name)?;
+            columns.push(
+                if name == PRIMARY_KEY_COLUMN && !self.key_suffix.is_empty() {
+                    Source::Key(p)
+                } else {
+                    Source::Input(p)
+                },
+            );
+        }
+        Ok(Layout {
+            input: input.clone(),
+            columns,
+            ts: pos(&self.ts_name)?,
+        })
+    }
+}
+
+/// Where each output column of [`Adapter::adapt`] comes from, for batches of one schema.
+#[derive(Debug)]
+struct Layout {
+    /// The schema of the batches it is for.
+    input: SchemaRef,
+    columns: Vec<Source>,
+    /// The time index's position in the input.
+    ts: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The input column at this position, as it is.
+    Input(usize),
+    /// A decimal-encoded field: the positions of its integers and exceptions, and its scale.
+    Floats {
+        ints: usize,
+        exceptions: usize,
+        scale: u8,
+    },
+    /// A column the file lacks (added later): the default of the region's column `i`.
+    Default(usize),
+    /// The primary key at this position, extended by the key suffix.
+    Key(usize),
 }
 
 /// Appends `suffix` to every key of a dictionary-encoded key column (only the dictionary
