@@ -115,8 +115,13 @@ pub struct SstReader {
 type PlanKey = (Option<TimeRange>, Vec<Expr>);
 /// What a read's key filters are a function of.
 type KeyFiltersKey = (Option<Vec<ColumnId>>, Vec<Expr>);
-/// Compiled key filters and their positions in the request's filters.
-type KeyFilters = (mito_read::RowFilters, Vec<usize>);
+/// Compiled key filters, their positions in the request's filters, and an id of this
+/// compilation (process-wide unique), under which the column cache keeps which runs of a row
+/// group their series filters keep.
+type KeyFilters = (mito_read::RowFilters, Vec<usize>, u64);
+
+/// The id of the next compilation of key filters.
+static NEXT_KEY_FILTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Read plans (and compiled key filters) an [`SstReader`] remembers.
 const KEPT_PLANS: usize = 8;
@@ -219,6 +224,9 @@ enum Slot {
     Column(usize),
     /// The first row of each run of equal primary-key dictionary keys (a `UInt32Array`).
     SeriesRuns,
+    /// Which of those runs the series filters of one compilation of key filters keep (a
+    /// `BooleanArray`, one value per run; see `KeyFilters`).
+    KeptRuns(u64),
 }
 
 /// Columns the column cache remembers as read once (its admission filter).
@@ -643,12 +651,22 @@ impl SstReader {
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
         // Compiled once per distinct filters and projection (the columns read follow from it).
-        let (mut pre, exact) = self.key_filters.get_or(
+        let (mut pre, exact, filters_id) = self.key_filters.get_or(
             |(projection, filters)| *projection == req.projection && *filters == req.filters,
             || (req.projection.clone(), req.filters.clone()),
-            || self.key_filters(&req.filters, &names),
+            || {
+                let (pre, exact) = self.key_filters(&req.filters, &names);
+                let id = NEXT_KEY_FILTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (pre, exact, id)
+            },
         );
-        let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
+        let stream = self.file_batches(
+            &names,
+            plan,
+            req.batch_rows.max(1),
+            &mut pre,
+            Some(filters_id),
+        )?;
         let adapt = Adapter {
             pre,
             path: self.path.clone(),
@@ -745,6 +763,7 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         pre: &mut mito_read::RowFilters,
+        filters_id: Option<u64>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         Ok(match &self.column_cache {
             Some(cache) => {
@@ -752,7 +771,7 @@ impl SstReader {
                     series: std::mem::take(&mut pre.series),
                     rows: Vec::new(),
                 };
-                self.cached_stream(cache.clone(), names, plan, batch_rows, series)
+                self.cached_stream(cache.clone(), names, plan, batch_rows, series, filters_id)
             }
             None => {
                 let path = self.path.clone();
@@ -773,6 +792,7 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         series: mito_read::RowFilters,
+        filters_id: Option<u64>,
     ) -> BoxStream<'static, Result<RecordBatch>> {
         let schema = self.arrow.schema().clone();
         let roots = self.roots(names);
@@ -824,8 +844,14 @@ impl SstReader {
                         let batch = this
                             .row_group_columns(&cache, rg, &roots, &projected, columns)
                             .await?;
-                        let cut =
-                            this.series_ranges(&cache, rg, &batch, &series.series, &ranges)?;
+                        let cut = this.series_ranges(
+                            &cache,
+                            rg,
+                            &batch,
+                            &series.series,
+                            &ranges,
+                            filters_id,
+                        )?;
                         let picked = pick_rows(&batch, cut.as_ref().unwrap_or(&ranges), batch_rows)
                             .context(ArrowSnafu {
                                 path: this.path.to_string(),
@@ -877,6 +903,7 @@ impl SstReader {
         batch: &RecordBatch,
         predicates: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
         ranges: &[Range<usize>],
+        filters_id: Option<u64>,
     ) -> Result<Option<Vec<Range<usize>>>> {
         if predicates.is_empty() {
             return Ok(None);
@@ -913,24 +940,53 @@ impl SstReader {
             (first_run(r.start)..starts.len())
                 .take_while(move |j| starts.get(*j).is_some_and(|s| (*s as usize) < r.end))
         };
-        let mut touched: Vec<usize> = Vec::new();
-        for j in ranges.iter().flat_map(runs_of) {
-            if touched.last() != Some(&j) {
-                touched.push(j);
+        let keep_runs = |at: &[u32]| {
+            mito_read::keep_runs(batch, predicates, at).map_err(|e| key_filter_error(&self.path, e))
+        };
+        // Which runs pass: with a compilation id, of every run of the row group, kept in the
+        // cache for the next read with the same filters; without, of the runs touched only.
+        let remembered = filters_id.map(|id| (self.meta.file_id, rg, Slot::KeptRuns(id)));
+        let known = remembered
+            .and_then(|key| cache.cache.get(&key))
+            .and_then(|k| {
+                k.as_boolean_opt()
+                    .map(|k| k.values().iter().collect::<Vec<bool>>())
+            })
+            .filter(|k| k.len() == starts.len());
+        let touched_only = || -> Result<Vec<bool>> {
+            let mut touched: Vec<usize> = Vec::new();
+            for j in ranges.iter().flat_map(runs_of) {
+                if touched.last() != Some(&j) {
+                    touched.push(j);
+                }
             }
-        }
-        let at: Vec<u32> = touched
-            .iter()
-            .filter_map(|j| starts.get(*j).copied())
-            .collect();
-        let keep = mito_read::keep_runs(batch, predicates, &at)
-            .map_err(|e| key_filter_error(&self.path, e))?;
-        let mut kept = vec![false; starts.len()];
-        for (j, k) in touched.iter().zip(keep) {
-            if let Some(slot) = kept.get_mut(*j) {
-                *slot = k;
+            let at: Vec<u32> = touched
+                .iter()
+                .filter_map(|j| starts.get(*j).copied())
+                .collect();
+            let mut kept = vec![false; starts.len()];
+            for (j, k) in touched.iter().zip(keep_runs(&at)?) {
+                if let Some(slot) = kept.get_mut(*j) {
+                    *slot = k;
+                }
             }
-        }
+            Ok(kept)
+        };
+        let kept = match (known, remembered) {
+            (Some(kept), _) => kept,
+            // A filter failing on a run the read does not touch fails nothing: it is then
+            // evaluated on the touched runs only, and not remembered.
+            (None, Some(key)) => match keep_runs(starts) {
+                Ok(kept) => {
+                    cache
+                        .cache
+                        .insert(key, Arc::new(arrow_array::BooleanArray::from(kept.clone())));
+                    kept
+                }
+                Err(_) => touched_only()?,
+            },
+            (None, None) => touched_only()?,
+        };
         let mut out: Vec<Range<usize>> = Vec::new();
         for r in ranges {
             for j in runs_of(r) {
@@ -1093,8 +1149,13 @@ impl SstReader {
             selection: None,
             rows: total,
         };
-        let mut stream =
-            self.file_batches(&names, whole, 65_536, &mut mito_read::RowFilters::default())?;
+        let mut stream = self.file_batches(
+            &names,
+            whole,
+            65_536,
+            &mut mito_read::RowFilters::default(),
+            None,
+        )?;
         // The open run: its key (current form) and its last row in range with that row's
         // time (the file's latest time when the range holds the whole file).
         let mut run: Option<Run> = None;
