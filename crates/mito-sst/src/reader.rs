@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use datafusion_common::DFSchema;
@@ -948,12 +949,9 @@ impl SstReader {
         let remembered = filters_id.map(|id| (self.meta.file_id, rg, Slot::KeptRuns(id)));
         let known = remembered
             .and_then(|key| cache.cache.get(&key))
-            .and_then(|k| {
-                k.as_boolean_opt()
-                    .map(|k| k.values().iter().collect::<Vec<bool>>())
-            })
+            .and_then(|k| k.as_boolean_opt().map(|k| k.values().clone()))
             .filter(|k| k.len() == starts.len());
-        let touched_only = || -> Result<Vec<bool>> {
+        let touched_only = || -> Result<BooleanBuffer> {
             let mut touched: Vec<usize> = Vec::new();
             for j in ranges.iter().flat_map(runs_of) {
                 if touched.last() != Some(&j) {
@@ -970,7 +968,7 @@ impl SstReader {
                     *slot = k;
                 }
             }
-            Ok(kept)
+            Ok(BooleanBuffer::from(kept))
         };
         let kept = match (known, remembered) {
             (Some(kept), _) => kept,
@@ -978,9 +976,11 @@ impl SstReader {
             // evaluated on the touched runs only, and not remembered.
             (None, Some(key)) => match keep_runs(starts) {
                 Ok(kept) => {
-                    cache
-                        .cache
-                        .insert(key, Arc::new(arrow_array::BooleanArray::from(kept.clone())));
+                    let kept = BooleanBuffer::from(kept);
+                    cache.cache.insert(
+                        key,
+                        Arc::new(arrow_array::BooleanArray::new(kept.clone(), None)),
+                    );
                     kept
                 }
                 Err(_) => touched_only()?,
@@ -990,7 +990,7 @@ impl SstReader {
         let mut out: Vec<Range<usize>> = Vec::new();
         for r in ranges {
             for j in runs_of(r) {
-                if !kept.get(j).copied().unwrap_or(false) {
+                if j >= kept.len() || !kept.value(j) {
                     continue;
                 }
                 let start = starts.get(j).map_or(rows, |s| *s as usize);
