@@ -115,7 +115,22 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         index.segments.entry(id).or_default().size = scan.valid_end as u64;
         if is_last {
             let file = open_for_append(dir, id, scan.valid_end as u64)?;
-            active = Some((id, file, scan.valid_end as u64, !scan.records.is_empty()));
+            if scan.header.version == format::FORMAT_VERSION {
+                active = Some((id, file, scan.valid_end as u64, !scan.records.is_empty()));
+            } else {
+                // Records of the current version never go into an older segment: seal it
+                // (its torn tail is cut) and continue in a new one.
+                drop(file);
+                let next = id + 1;
+                info!(
+                    path = %path.display(),
+                    version = scan.header.version,
+                    "sealing a WAL segment of an older format version; appends go to a new one"
+                );
+                let file = create_segment(dir, next)?;
+                index.segments.entry(next).or_default().size = HEADER_LEN as u64;
+                active = Some((next, file, HEADER_LEN as u64, false));
+            }
         }
     }
 

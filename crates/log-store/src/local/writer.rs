@@ -26,6 +26,7 @@ use store_api::{EntryId, RegionId};
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
+use super::format;
 use super::index::Index;
 use super::lock;
 use super::segment::{create_segment, segment_path};
@@ -145,7 +146,7 @@ impl Writer {
                 }
             }
         }
-        match self.write_all(&accepted) {
+        match self.write_all(&mut accepted) {
             Ok(written) => {
                 self.publish(written);
                 for req in accepted {
@@ -185,7 +186,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write_all(&mut self, accepted: &[AppendRequest]) -> Result<Vec<Written>> {
+    fn write_all(&mut self, accepted: &mut [AppendRequest]) -> Result<Vec<Written>> {
         let mut written = Vec::with_capacity(accepted.len());
         for req in accepted {
             let len = req.buf.len() as u64;
@@ -194,6 +195,19 @@ impl Writer {
             {
                 self.roll()?;
             }
+            // Invariant: `append` encoded whole records; a failure here is a bug, and
+            // poisoning (the error path) is the safe answer to it.
+            format::place_records(&mut req.buf, self.active_id, self.active_size)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("append buffer holds no whole record at byte {}", e.at),
+                    )
+                })
+                .context(IoSnafu {
+                    path: segment_path(&self.dir, self.active_id),
+                    op: "place records",
+                })?;
             self.write_buf(&req.buf).context(IoSnafu {
                 path: segment_path(&self.dir, self.active_id),
                 op: "append records",
@@ -219,7 +233,7 @@ impl Writer {
         let next = self.active_id + 1;
         self.file = create_segment(&self.dir, next)?;
         self.active_id = next;
-        self.active_size = super::format::HEADER_LEN as u64;
+        self.active_size = format::HEADER_LEN as u64;
         self.active_has_records = false;
         Ok(())
     }
