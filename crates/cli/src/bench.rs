@@ -204,7 +204,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         .into());
     }
     let input = options.out.join("cpu.lp");
-    eprintln!(
+    note!(
         "generating {} hosts x {} h into {}",
         options.hosts,
         options.hours,
@@ -214,7 +214,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     let input_bytes = std::fs::metadata(&input)?.len();
 
     let instance = Instance::open(&data, InstanceOptions::default()).await?;
-    eprintln!("ingesting {rows} rows ({input_bytes} bytes)");
+    note!("ingesting {rows} rows ({input_bytes} bytes)");
     let started = clock.now_millis();
     let report = ingest(
         &instance,
@@ -229,7 +229,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     )
     .await?;
     let ingest_ms = (clock.now_millis() - started).max(1);
-    eprintln!();
+    note!();
     instance.flush("cpu").await?;
     let with_flush_ms = (clock.now_millis() - started).max(1);
     // Settle, as the peers are settled: wait for the compaction the flushes asked for, so the
@@ -267,7 +267,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         let mut times = times.split_off(WARMUPS.min(times.len()));
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
-        eprintln!(
+        note!(
             "  {:<22} {median:>9.2} ms  (first {first:.2} ms, {result_rows} rows)",
             q.name
         );

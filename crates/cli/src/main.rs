@@ -25,6 +25,23 @@ use frontend::{Instance, InstanceOptions};
 use store_api::clock::{ClockRef, SystemClock};
 use store_api::region_request::CompactOptions;
 
+/// `eprintln!` that never panics: a closed standard error (`mito write 2>&-`, a pager that
+/// quit) must not abort a write half done, so what cannot be shown is dropped.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`note!`]).
+macro_rules! note_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod chart;
 mod format;
@@ -159,23 +176,40 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_time()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            note!("error: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Prints the engine's warnings and errors (recovery cutting a torn WAL tail, rewriting a
+/// file, removing leftovers) on standard error, one line each. `MITO_LOG` sets another filter
+/// (`info`, `debug`, `log_store=debug`, ...); `MITO_LOG=off` silences them.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MITO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Standard error may be closed: the writer drops what it cannot write.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -195,7 +229,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             runs: *runs as usize,
         })
         .await?;
-        println!("{report}");
+        let _ = writeln!(std::io::stdout(), "{report}");
         return Ok(ExitCode::SUCCESS);
     }
     let instance = Instance::open(&cli.data_dir, InstanceOptions::default()).await?;
@@ -248,7 +282,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             if runs > 1 {
                 let first = times.first().copied().unwrap_or(0.0);
                 times.sort_by(f64::total_cmp);
-                eprintln!(
+                note!(
                     "{runs} runs: first {first:.3} ms, min {:.3} ms, median {:.3} ms, max {:.3} ms",
                     times.first().copied().unwrap_or(0.0),
                     times.get(times.len() / 2).copied().unwrap_or(0.0),
@@ -349,7 +383,7 @@ async fn write(
     let progress = show.then(|| progress_printer(clock.clone(), started, total));
     let report = ingest(instance, input, options, clock.clone(), progress).await?;
     if show {
-        eprintln!();
+        note!();
     }
     let secs = (clock.now_millis() - started).max(1) as f64 / 1000.0;
     summarize(&report, secs);
@@ -373,7 +407,7 @@ pub fn progress_printer(
             .filter(|t| *t > 0)
             .map(|t| format!(" ({:.0}%)", p.bytes as f64 * 100.0 / t as f64))
             .unwrap_or_default();
-        eprint!(
+        note_inline!(
             "\r{what}: {} read{share}, {} lines, {:.0} lines/s   ",
             format::bytes(p.bytes),
             p.lines,
@@ -384,16 +418,16 @@ pub fn progress_printer(
 
 fn summarize(report: &IngestReport, secs: f64) {
     for e in &report.errors {
-        eprintln!("{e}");
+        note!("{e}");
     }
     if report.refused > report.errors.len() as u64 {
-        eprintln!(
+        note!(
             "... and {} more refused lines",
             report.refused - report.errors.len() as u64
         );
     }
     if report.aborted_strict {
-        eprintln!(
+        note!(
             "strict: {} of {} lines refused; nothing written",
             report.refused, report.lines
         );
@@ -404,7 +438,7 @@ fn summarize(report: &IngestReport, secs: f64) {
     } else {
         format!(", created {}", report.tables_created.join(", "))
     };
-    eprintln!(
+    note!(
         "wrote {} rows from {} lines ({}) in {:.2} s: {:.0} rows/s; {} lines refused{created}",
         report.rows_written,
         report.lines,

@@ -1,5 +1,6 @@
 //! [`MitoEngine`]: the [`RegionEngine`] over workers, the WAL, memtables, SSTs and manifests.
 
+use snafu::ResultExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,9 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::background::BackgroundRuntime;
 use crate::cache::CacheManager;
 use crate::config::MitoConfig;
-use crate::error::{InvalidConfigSnafu, RegionNotFoundSnafu, Result, StoppedSnafu};
+use crate::error::{
+    InvalidConfigSnafu, OpenDataDirSnafu, OpenWalSnafu, RegionNotFoundSnafu, Result, StoppedSnafu,
+};
 use crate::metrics::Metrics;
 use crate::region::MitoRegionRef;
 use crate::scan::{ScanContext, scan};
@@ -111,24 +114,25 @@ impl MitoEngine {
     ) -> Result<Self> {
         let data = data_dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| {
-            InvalidConfigSnafu {
-                reason: format!("cannot create data directory {}: {e}", data.display()),
+            OpenDataDirSnafu {
+                path: &data,
+                reason: e.to_string(),
             }
             .build()
         })?;
         let op = mito_sst::store::fs_operator(&data.to_string_lossy()).map_err(|e| {
-            InvalidConfigSnafu {
-                reason: format!("cannot open data directory {}: {e}", data.display()),
+            OpenDataDirSnafu {
+                path: &data,
+                reason: e.to_string(),
             }
             .build()
         })?;
         wal.dir = data_dir.join("wal");
-        let log_store = LocalLogStore::open(wal).await.map_err(|e| {
-            InvalidConfigSnafu {
-                reason: format!("cannot open the WAL under {}: {e}", data_dir.display()),
-            }
-            .build()
-        })?;
+        let log_store = LocalLogStore::open(wal)
+            .await
+            .context(OpenWalSnafu {
+                dir: data_dir.join("wal"),
+            })?;
         Self::new(config, op, Arc::new(log_store), Arc::new(SystemClock))
     }
 

@@ -20,6 +20,26 @@ pub enum Error {
         location: Location,
     },
 
+    /// The WAL directory did not open: damaged (`Corrupted`, with the segment and offset),
+    /// locked by another process, or unreadable.
+    #[snafu(display("Cannot open the WAL in {}: {source}", dir.display()))]
+    OpenWal {
+        dir: std::path::PathBuf,
+        #[snafu(source(from(log_store::error::Error, Box::new)))]
+        source: Box<log_store::error::Error>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The data directory cannot be created or opened.
+    #[snafu(display("Cannot open the data directory {}: {reason}", path.display()))]
+    OpenDataDir {
+        path: std::path::PathBuf,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Writing or reading an SST failed.
     #[snafu(display("SST error in region {region_id}: {source}"))]
     Sst {
@@ -221,6 +241,8 @@ impl ErrorExt for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidConfig { .. } => ErrorKind::InvalidArgument,
+            Error::OpenWal { source, .. } => source.kind(),
+            Error::OpenDataDir { .. } => ErrorKind::StorageFailure,
             Error::Sst { source, .. } => source.kind(),
             Error::Manifest { source, .. } => source.kind(),
             Error::Memtable { source, .. } => source.kind(),

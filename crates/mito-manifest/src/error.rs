@@ -18,6 +18,16 @@ pub enum Error {
         location: Location,
     },
 
+    /// A manifest file was written but making its name durable failed.
+    #[snafu(display("Cannot make manifest file {path} durable: {source}"))]
+    Sync {
+        path: String,
+        #[snafu(source(from(mito_sst::error::Error, Box::new)))]
+        source: Box<mito_sst::error::Error>,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// A manifest file fails its checksum or does not decode.
     #[snafu(display("Manifest file {path} is corrupted: {reason}"))]
     Corrupted {
@@ -76,7 +86,7 @@ impl ErrorExt for Error {
             Error::ObjectStore { source, .. } if source.kind() == opendal::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Error::ObjectStore { .. } => ErrorKind::StorageFailure,
+            Error::ObjectStore { .. } | Error::Sync { .. } => ErrorKind::StorageFailure,
             Error::Corrupted { .. } | Error::Incomplete { .. } => ErrorKind::Corrupted,
             Error::InvalidAction { .. } => ErrorKind::InvalidArgument,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,

@@ -24,7 +24,7 @@ use store_api::metadata::RegionMetadata;
 use crate::action::{Action, RegionChange, RegionManifest};
 use crate::error::{
     AlreadyExistsSnafu, CorruptedSnafu, Error, IncompleteSnafu, InvalidActionSnafu,
-    ObjectStoreSnafu, RemovedSnafu, Result,
+    ObjectStoreSnafu, RemovedSnafu, Result, SyncSnafu,
 };
 use crate::format::{
     Checkpoint, Delta, Pointer, decode_checkpoint, decode_delta, decode_pointer, encode_checkpoint,
@@ -304,10 +304,15 @@ fn parse_version(s: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Writes a manifest file (staged and renamed into place by the fs backend) and makes its
+/// name durable before the caller counts on it.
 async fn write(op: &Operator, path: &str, bytes: Vec<u8>) -> Result<()> {
     op.write(path, bytes)
         .await
         .context(ObjectStoreSnafu { path })?;
+    mito_sst::store::sync_dirs(op, path)
+        .await
+        .context(SyncSnafu { path })?;
     Ok(())
 }
 

@@ -39,6 +39,15 @@ pub enum Error {
         location: Location,
     },
 
+    /// Making a directory's entries durable (fsync of the directory) failed.
+    #[snafu(display("Cannot fsync directory {}: {source}", path.display()))]
+    SyncDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Parquet encoding or decoding failed.
     #[snafu(display("Parquet error in {path}: {source}"))]
     Parquet {
@@ -100,7 +109,7 @@ impl ErrorExt for Error {
             Error::ObjectStore { source, .. } if source.kind() == opendal::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Error::ObjectStore { .. } => ErrorKind::StorageFailure,
+            Error::ObjectStore { .. } | Error::SyncDir { .. } => ErrorKind::StorageFailure,
             Error::Corrupted { .. } | Error::Parquet { .. } => ErrorKind::Corrupted,
             Error::SchemaMismatch { .. } => ErrorKind::Corrupted,
             Error::Arrow { .. } => ErrorKind::Internal,

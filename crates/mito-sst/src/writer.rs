@@ -460,6 +460,8 @@ impl SstWriter {
                 .context(ObjectStoreSnafu { path: &self.path })?;
         }
         self.verify_upload().await?;
+        // Durable by name before anyone can name it in a manifest edit.
+        crate::store::sync_dirs(&self.op, &self.path).await?;
         let tr = &self.tracker;
         let num_row_groups = parquet_meta.num_row_groups() as u64;
         Ok(FileMeta {
