@@ -191,13 +191,40 @@ async fn damage_in_an_older_segment_is_an_error() {
     );
 }
 
+/// A segment is named only once its header is synced, so a segment emptied or cut below its
+/// header lost what it held: an error naming the file, never a silent rewrite.
 #[tokio::test]
-async fn a_cut_short_header_of_the_last_segment_is_rewritten() {
+async fn an_emptied_or_cut_segment_is_an_error() {
+    for len in [0usize, 4, 23] {
+        let dir = tempfile::tempdir().unwrap();
+        write_entries(dir.path(), 3).await;
+        let seg = only_segment(dir.path());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len as u64)
+            .unwrap();
+        let err = LocalLogStore::open(WalConfig::new(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Corrupted { .. }), "len {len}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("00000000000000000001.wal"), "{text}");
+        assert!(text.contains("header incomplete"), "{text}");
+    }
+}
+
+/// A crash while creating a segment leaves it under its temporary name: removed at open, and
+/// the log continues in the segment before it.
+#[tokio::test]
+async fn a_half_created_segment_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     write_entries(dir.path(), 3).await;
-    // A crash right after creating the next segment file.
-    std::fs::write(dir.path().join("00000000000000000002.wal"), b"MITO").unwrap();
+    let creating = dir.path().join("00000000000000000002.wal.creating");
+    std::fs::write(&creating, b"MITO").unwrap();
     let store = open(dir.path()).await;
+    assert!(!creating.exists());
     assert_eq!(ids(&read_all(&store, region(1), 0).await), [1, 2, 3]);
     store.append(&[entry(region(1), 4)]).await.unwrap();
     store.close().await.unwrap();

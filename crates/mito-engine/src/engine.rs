@@ -133,6 +133,9 @@ impl MitoEngine {
             .context(OpenWalSnafu {
                 dir: data_dir.join("wal"),
             })?;
+        // The WAL's lock is held: no other process writes here, so what is staged is left
+        // over from a write that never finished (a killed flush or compaction).
+        remove_staging_leftovers(&data.join(mito_sst::store::STAGING_DIR))?;
         Self::new(config, op, Arc::new(log_store), Arc::new(SystemClock))
     }
 
@@ -444,4 +447,49 @@ impl RegionEngine for MitoEngine {
     async fn stop(&self) -> Result<(), BoxedError> {
         self.shutdown().await.map_err(BoxedError::new)
     }
+}
+
+/// Deletes the files under the fs backend's staging directory: each is a write that never
+/// finished (a file appears under its real name only once complete), so none is referenced.
+fn remove_staging_leftovers(staging: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(staging) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return OpenDataDirSnafu {
+                path: staging,
+                reason: format!("listing staged writes: {e}"),
+            }
+            .fail();
+        }
+    };
+    let mut removed = 0usize;
+    let mut bytes = 0u64;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => {
+                removed += 1;
+                bytes += len;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a staged write left by a crash");
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            dir = %staging.display(),
+            files = removed,
+            bytes,
+            "removed unfinished writes left by a crash (killed flush or compaction)"
+        );
+    }
+    Ok(())
 }

@@ -163,6 +163,47 @@ pub enum Error {
         location: Location,
     },
 
+    /// The region's WAL lacks entries between the flushed one and later ones: acknowledged
+    /// writes are missing.
+    #[snafu(display(
+        "WAL of region {region_id} is missing entries {expected} to {} (entry {found} follows): acknowledged writes are gone, a WAL segment was deleted or damaged; not opening the region",
+        found - 1
+    ))]
+    WalGap {
+        region_id: RegionId,
+        expected: EntryId,
+        found: EntryId,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// SST files the manifest names are not in the region's directory.
+    #[snafu(display(
+        "Region {region_id}: the manifest (version {manifest_version}) names SST files that are missing: {files}; not opening the region"
+    ))]
+    MissingFiles {
+        region_id: RegionId,
+        manifest_version: u64,
+        files: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// SST files the manifest does not name hold rows newer than the manifest and the WAL:
+    /// the manifest's newest edit is lost.
+    #[snafu(display(
+        "Region {region_id}: SST files not in the manifest (version {manifest_version}) hold rows up to sequence {max_sequence}, past the {recovered} the manifest and the WAL hold: the manifest's newest delta is missing or damaged; not opening the region (no file was deleted): {files}"
+    ))]
+    UnrecordedFiles {
+        region_id: RegionId,
+        manifest_version: u64,
+        files: String,
+        max_sequence: u64,
+        recovered: u64,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// An object store operation failed.
     #[snafu(display("Object store {op} of '{path}' failed: {source}"))]
     ObjectStore {
@@ -255,7 +296,10 @@ impl ErrorExt for Error {
             Error::EncodeWal { .. } | Error::Arrow { .. } => ErrorKind::Internal,
             Error::WalAppend { source, .. } => source.kind(),
             Error::WalRead { source, .. } => source.kind(),
-            Error::BadWalEntry { .. } => ErrorKind::Corrupted,
+            Error::BadWalEntry { .. }
+            | Error::WalGap { .. }
+            | Error::MissingFiles { .. }
+            | Error::UnrecordedFiles { .. } => ErrorKind::Corrupted,
             Error::ObjectStore { source, .. } => match source.kind() {
                 opendal::ErrorKind::NotFound => ErrorKind::NotFound,
                 _ if source.is_temporary() => ErrorKind::Unavailable,

@@ -31,7 +31,7 @@ use mito_memtable::Memtable;
 use mito_read::OpType;
 use mito_sst::{FileId, FileMeta, WriteOptions};
 use opendal::Operator;
-use snafu::{IntoError, ResultExt};
+use snafu::{IntoError, ResultExt, ensure};
 use store_api::clock::ClockRef;
 use store_api::engine::RegionRole;
 use store_api::logstore::{Entry, LogStoreRef};
@@ -51,6 +51,7 @@ use crate::error::{
     BadWalEntrySnafu, CompactionFailedSnafu, CompactionSnafu, EncodeWalSnafu, Error,
     FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, ObjectStoreSnafu,
     ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, WalAppendSnafu,
+    MissingFilesSnafu, UnrecordedFilesSnafu, WalGapSnafu,
     WalReadSnafu, WriteBufferFullSnafu,
 };
 use crate::flush::{FlushJob, FlushOutput, flush};
@@ -1384,7 +1385,8 @@ impl RegionWorker {
             .fail();
         }
         let metadata: RegionMetadataRef = Arc::new(state.metadata.clone());
-        remove_orphans(&self.shared, region_id, &dir, &state.files).await;
+        let manifest_version = manifest.version();
+        let region_dir = dir.clone();
         let dir: Arc<str> = dir.into();
         let files = edit_files(
             &FileSet::new(),
@@ -1423,6 +1425,18 @@ impl RegionWorker {
             committed = committed.max(c);
             last_entry = last_entry.max(l);
         }
+        // Only after replay is it known which rows the region holds, hence which unnamed
+        // files can go; without a replay (or a WAL) nothing proves it, so they stay.
+        let recovered = (!req.skip_wal_replay && options.wal).then_some(committed);
+        check_files(
+            &self.shared,
+            region_id,
+            &region_dir,
+            &state.files,
+            manifest_version,
+            recovered,
+        )
+        .await?;
         let wal_last = self.shared.log_store.last_entry_id(region_id).unwrap_or(0);
         let next_entry_id = last_entry.max(wal_last) + 1;
         let version = Version {
@@ -1477,12 +1491,25 @@ impl RegionWorker {
             .await
             .context(WalReadSnafu { region_id })?;
         let (mut committed, mut last_entry, mut count) = (0, 0, 0u64);
+        // Entry ids of a region are dense (one per logged write), so after the flushed one
+        // each must follow the last: a hole means acknowledged writes are gone (a deleted or
+        // emptied segment), which must stop the open rather than be skipped.
+        let mut expected = flushed_entry_id.saturating_add(1);
         while let Some(chunk) = stream.next().await {
             for entry in chunk.context(WalReadSnafu { region_id })? {
                 if entry.entry_id <= flushed_entry_id {
                     continue;
                 }
                 let entry_id = entry.entry_id;
+                ensure!(
+                    entry_id == expected,
+                    WalGapSnafu {
+                        region_id,
+                        expected,
+                        found: entry_id,
+                    }
+                );
+                expected = entry_id.saturating_add(1);
                 let bad = |reason: String| {
                     BadWalEntrySnafu {
                         region_id,
@@ -1686,34 +1713,86 @@ impl RegionWorker {
     }
 }
 
-/// Deletes the SSTs under the region's data directory that the manifest does not reference:
-/// outputs of a flush or compaction that died before its edit, inputs of one that died after
-/// it. Only names that parse as SST files are considered; a referenced file is never touched.
-/// Runs at open, when no job of the region is running. Failures are logged, not fatal.
-async fn remove_orphans(
+/// Checks the SSTs under the region's data directory against the manifest at open.
+///
+/// - A file the manifest names but the directory lacks fails the open (`Corrupted`).
+/// - A file the manifest does not name is an orphan: the output of a flush or compaction that
+///   died before its edit, or an input of one that died after it; or the file of an edit
+///   whose manifest delta is lost. With `recovered = Some(seq)` (the highest sequence the
+///   manifest and the WAL replay hold), an orphan whose rows all lie at or below `seq` holds
+///   nothing that is not elsewhere and is deleted; one with newer rows is the only copy of
+///   acknowledged rows, so the open fails naming it and nothing is deleted. With `None`
+///   (no replay, or no WAL) nothing proves an orphan redundant and every orphan stays.
+///   An orphan whose footer cannot be read stays too, with a warning.
+async fn check_files(
     shared: &Shared,
     region_id: RegionId,
     region_dir: &str,
     live: &std::collections::BTreeMap<FileId, FileMeta>,
-) {
+    manifest_version: u64,
+    recovered: Option<SequenceNumber>,
+) -> Result<()> {
     let dir = format!("{region_dir}{}", mito_sst::DATA_DIR);
     let entries = match shared.op.list(&dir).await {
         Ok(e) => e,
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            tracing::warn!(%region_id, dir, error = %e, "listing SSTs for orphans failed");
-            return;
+            return Err(e).context(ObjectStoreSnafu {
+                op: "list",
+                path: dir,
+            });
         }
     };
-    let mut removed = 0u64;
-    for entry in entries {
-        let Some(file_id) = mito_sst::parse_sst_file_name(entry.name()) else {
-            continue;
-        };
-        if live.contains_key(&file_id) {
-            continue;
+    let present: std::collections::BTreeSet<FileId> = entries
+        .iter()
+        .filter_map(|entry| mito_sst::parse_sst_file_name(entry.name()))
+        .collect();
+    let missing: Vec<String> = live
+        .keys()
+        .filter(|id| !present.contains(id))
+        .map(|id| mito_sst::sst_path(region_dir, *id))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        MissingFilesSnafu {
+            region_id,
+            manifest_version,
+            files: missing.join(", "),
         }
-        let path = mito_sst::sst_path(region_dir, file_id);
+    );
+    let orphans = present.iter().filter(|id| !live.contains_key(id));
+    let Some(recovered) = recovered else {
+        let kept = orphans.count();
+        if kept > 0 {
+            tracing::info!(%region_id, kept, "SSTs not in the manifest kept (no WAL replay to prove them redundant)");
+        }
+        return Ok(());
+    };
+    let mut deletable = Vec::new();
+    let mut newer = Vec::new();
+    for id in orphans {
+        let path = mito_sst::sst_path(region_dir, *id);
+        match mito_sst::orphan::max_sequence(&shared.op, &path).await {
+            Ok(Some(max)) if max > recovered => newer.push((path, max)),
+            Ok(_) => deletable.push(path),
+            Err(e) => {
+                tracing::warn!(%region_id, path, error = %e, "an SST not in the manifest cannot be read; keeping it");
+            }
+        }
+    }
+    if let Some(max) = newer.iter().map(|(_, m)| *m).max() {
+        let files: Vec<String> = newer.into_iter().map(|(p, _)| p).collect();
+        return UnrecordedFilesSnafu {
+            region_id,
+            manifest_version,
+            files: files.join(", "),
+            max_sequence: max,
+            recovered,
+        }
+        .fail();
+    }
+    let mut removed = 0u64;
+    for path in deletable {
         match shared.op.delete(&path).await {
             Ok(()) => removed += 1,
             Err(e) => tracing::warn!(%region_id, path, error = %e, "deleting an orphan SST failed"),
@@ -1723,6 +1802,7 @@ async fn remove_orphans(
         shared.metrics.orphan_files.inc_by(removed);
         tracing::info!(%region_id, removed, "orphan SSTs removed at open");
     }
+    Ok(())
 }
 
 fn not_open<T>(region_id: RegionId) -> Result<T> {

@@ -15,6 +15,7 @@
 pub mod error;
 pub mod file;
 pub mod format;
+pub mod orphan;
 mod pruning;
 pub mod reader;
 pub mod store;

@@ -8,7 +8,8 @@ use tracing::{info, warn};
 use super::format::{self, HEADER_LEN, HeaderError, Tail};
 use super::index::Index;
 use super::segment::{
-    create_segment, open_for_append, parse_segment_name, read_segment, segment_path,
+    CREATING_SUFFIX, create_segment, open_for_append, parse_segment_name, read_segment,
+    segment_path, sync_dir,
 };
 use crate::error::{IoSnafu, Result, corrupted};
 
@@ -31,6 +32,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         op: "create WAL directory",
     })?;
     let mut ids = Vec::new();
+    let mut removed_creating = false;
     for entry in std::fs::read_dir(dir).context(IoSnafu {
         path: dir,
         op: "list WAL directory",
@@ -40,6 +42,21 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             op: "list WAL directory",
         })?;
         let name = entry.file_name();
+        let creating = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(CREATING_SUFFIX))
+            .and_then(parse_segment_name);
+        if creating.is_some() {
+            // A crash while creating a segment: it never held a record.
+            let path = entry.path();
+            warn!(path = %path.display(), "removing a WAL segment left half created by a crash");
+            std::fs::remove_file(&path).context(IoSnafu {
+                path: &path,
+                op: "remove half-created segment",
+            })?;
+            removed_creating = true;
+            continue;
+        }
         match name.to_str().and_then(parse_segment_name) {
             Some(id) => ids.push(id),
             None if name != super::segment::LOCK_FILE => {
@@ -47,6 +64,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             }
             None => {}
         }
+    }
+    if removed_creating {
+        sync_dir(dir)?;
     }
     ids.sort_unstable();
 
@@ -59,13 +79,19 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         let bytes = read_segment(dir, id, None)?;
         let scan = match format::scan_segment(&bytes) {
             Ok(scan) => scan,
-            Err(HeaderError::Incomplete { len }) if is_last => {
-                // Crashed while creating this segment: nothing was ever acknowledged in it.
-                warn!(path = %path.display(), len, "rewriting a segment whose header was cut short");
-                let file = create_segment(dir, id)?;
-                index.segments.entry(id).or_default().size = HEADER_LEN as u64;
-                active = Some((id, file, HEADER_LEN as u64, false));
-                continue;
+            Err(HeaderError::Incomplete { len }) => {
+                // Segments are named only once their header is synced (`create_segment`), so
+                // a short one lost bytes it had: its records, if any, are gone.
+                return Err(corrupted(
+                    &path,
+                    len,
+                    format!(
+                        "segment header incomplete ({len} of {HEADER_LEN} bytes): the file was \
+                         emptied or cut, and whatever it held is lost; (a directory last \
+                         written before WAL format 2 can also show this after a crash while \
+                         creating its last segment; then deleting that file recovers)"
+                    ),
+                ));
             }
             Err(e) => return Err(corrupted(&path, 0, e.to_string())),
         };

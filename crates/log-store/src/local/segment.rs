@@ -29,29 +29,45 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// Creates segment `id` holding only its header, durably (file and directory synced).
+/// Suffix of a segment being created: it gets its header, is synced, and only then takes
+/// its final name, so a file with a segment's name always has a whole header.
+pub(crate) const CREATING_SUFFIX: &str = ".creating";
+
+/// Creates segment `id` holding only its header, durably: the header is written and synced
+/// under a temporary name, renamed into place, and the directory synced. A segment whose
+/// header is missing or short is therefore damage, never a crash while creating it.
 pub(crate) fn create_segment(dir: &Path, id: u64) -> Result<File> {
     let path = segment_path(dir, id);
+    let tmp = creating_path(dir, id);
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .read(true)
-        .open(&path)
+        .open(&tmp)
         .context(IoSnafu {
-            path: &path,
+            path: &tmp,
             op: "create segment",
         })?;
     file.write_all(&encode_header(id)).context(IoSnafu {
-        path: &path,
+        path: &tmp,
         op: "write segment header",
     })?;
     file.sync_all().context(IoSnafu {
-        path: &path,
+        path: &tmp,
         op: "fsync new segment",
+    })?;
+    std::fs::rename(&tmp, &path).context(IoSnafu {
+        path: &path,
+        op: "rename new segment into place",
     })?;
     sync_dir(dir)?;
     Ok(file)
+}
+
+/// Path of segment `id` while it is created.
+pub(crate) fn creating_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.{SEGMENT_EXT}{CREATING_SUFFIX}"))
 }
 
 /// Opens segment `id` for appending after its first `valid_len` bytes, cutting anything
