@@ -429,7 +429,8 @@ fn summarize(report: &IngestReport, secs: f64) {
     if report.aborted_strict {
         note!(
             "strict: {} of {} lines refused; nothing written",
-            report.refused, report.lines
+            report.refused,
+            report.lines
         );
         return;
     }

@@ -204,15 +204,49 @@ pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
     Ok(catalog)
 }
 
-/// Reads the catalog of `dir`; a directory without one has the empty catalog.
+/// Reads the catalog of `dir`. A directory without one has the empty catalog, unless the
+/// engine already holds regions there: then the catalog was lost (its tables would vanish and
+/// their names could never be used again), and that is an error naming what is there.
 pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
     let path = dir.join(FILE_NAME);
     match std::fs::read(&path) {
         Ok(bytes) => decode(&bytes).map_err(|reason| CatalogError::Corrupted { path, reason }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let regions = dir.join(REGIONS_DIR);
+            let tables: Vec<String> = match std::fs::read_dir(&regions) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(source) => {
+                    return Err(CatalogError::Io {
+                        path: regions,
+                        source,
+                    });
+                }
+            };
+            if tables.is_empty() {
+                return Ok(Catalog::default());
+            }
+            Err(CatalogError::Corrupted {
+                path,
+                reason: format!(
+                    "is missing, but {} holds the regions of {} table id(s) ({}): the table \
+                     names are lost; restore the file (the directory was not changed)",
+                    regions.display(),
+                    tables.len(),
+                    tables.join(", ")
+                ),
+            })
+        }
         Err(source) => Err(CatalogError::Io { path, source }),
     }
 }
+
+/// Where the engine keeps regions, under the data directory (`data/` + the engine's
+/// `regions/{table id}/`).
+const REGIONS_DIR: &str = "data/regions";
 
 /// Replaces the catalog of `dir` atomically and durably.
 pub fn store(dir: &Path, catalog: &Catalog) -> Result<(), CatalogError> {

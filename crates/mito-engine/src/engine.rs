@@ -128,11 +128,9 @@ impl MitoEngine {
             .build()
         })?;
         wal.dir = data_dir.join("wal");
-        let log_store = LocalLogStore::open(wal)
-            .await
-            .context(OpenWalSnafu {
-                dir: data_dir.join("wal"),
-            })?;
+        let log_store = LocalLogStore::open(wal).await.context(OpenWalSnafu {
+            dir: data_dir.join("wal"),
+        })?;
         // The WAL's lock is held: no other process writes here, so what is staged is left
         // over from a write that never finished (a killed flush or compaction).
         remove_staging_leftovers(&data.join(mito_sst::store::STAGING_DIR))?;

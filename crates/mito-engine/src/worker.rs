@@ -49,10 +49,9 @@ use crate::background::BackgroundRuntime;
 use crate::config::MitoConfig;
 use crate::error::{
     BadWalEntrySnafu, CompactionFailedSnafu, CompactionSnafu, EncodeWalSnafu, Error,
-    FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, ObjectStoreSnafu,
-    ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu, WalAppendSnafu,
-    MissingFilesSnafu, UnrecordedFilesSnafu, WalGapSnafu,
-    WalReadSnafu, WriteBufferFullSnafu,
+    FlushFailedSnafu, InvalidRequestSnafu, ManifestSnafu, MemtableSnafu, MissingFilesSnafu,
+    ObjectStoreSnafu, ReadOnlySnafu, RegionExistsSnafu, RegionNotFoundSnafu, Result, StoppedSnafu,
+    UnrecordedFilesSnafu, WalAppendSnafu, WalGapSnafu, WalReadSnafu, WriteBufferFullSnafu,
 };
 use crate::flush::{FlushJob, FlushOutput, flush};
 use crate::metrics::Metrics;

@@ -182,7 +182,6 @@ async fn a_hole_in_the_wal_fails_the_open() {
     assert!(err.to_string().contains("is missing entries"), "{err}");
 }
 
-
 /// Staged writes left by a killed flush or compaction are removed at open.
 #[tokio::test]
 async fn staging_leftovers_are_removed_at_open() {
