@@ -232,7 +232,18 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         let _ = writeln!(std::io::stdout(), "{report}");
         return Ok(ExitCode::SUCCESS);
     }
-    let instance = Instance::open(&cli.data_dir, InstanceOptions::default()).await?;
+    // Commands that only read open the directory read-only: they change nothing on disk, so
+    // they work on a full disk and cannot race a crash into damage.
+    let read_only = matches!(
+        cli.command,
+        Command::Sql { .. }
+            | Command::Tables { .. }
+            | Command::Describe { .. }
+            | Command::Options { .. }
+    );
+    let mut options = InstanceOptions::default();
+    options.wal.read_only = read_only;
+    let instance = Instance::open(&cli.data_dir, options).await?;
     let result = command(&instance, cli.command).await;
     let flush = matches!(&result, Ok((_, true)));
     let closed = instance.close(flush).await;

@@ -238,3 +238,114 @@ fn a_closed_stderr_does_not_abort_a_write() {
     assert_eq!(o.status.code(), Some(3), "one refused line, no panic (101)");
     assert_eq!(counts(&dir).unwrap(), (2, 2));
 }
+
+/// Request sizes are measured as data, not as the builders' capacity: one 500-field line and
+/// one 250-tag line land (they once failed the whole write, counted as 41 MB of columns).
+#[test]
+fn wide_lines_are_measured_as_data() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("d");
+    let input = work.path().join("wide.lp");
+    let fields: Vec<String> = (0..500).map(|i| format!("f{i}={i}")).collect();
+    let tags: Vec<String> = (0..250).map(|i| format!("t{i}=v{i}")).collect();
+    std::fs::write(
+        &input,
+        format!(
+            "m,host=a {} 1\nm,host=b f0=1 2\nt,{} v=1 3\n",
+            fields.join(","),
+            tags.join(",")
+        ),
+    )
+    .unwrap();
+    let o = mito(&dir, &["write", input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = mito(
+        &dir,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(*), sum(f499) FROM m",
+        ],
+    );
+    assert_eq!(
+        text(&o.stdout).lines().nth(1),
+        Some("2,499.0"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = mito(&dir, &["sql", "--format", "csv", "SELECT t249, v FROM t"]);
+    assert_eq!(
+        text(&o.stdout).lines().nth(1),
+        Some("v249,1.0"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// Every file with its bytes, under `dir`.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The reading commands open read-only: on a directory with a torn WAL tail and unflushed
+/// rows they answer (showing the recovery warning) and change no byte on disk; a directory
+/// that does not exist is an empty database and is not created.
+#[test]
+fn reading_commands_change_nothing_on_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("d");
+    let input = work.path().join("in.lp");
+    std::fs::write(&input, "cpu,hostname=a v=1 1\ncpu,hostname=b v=2 2\n").unwrap();
+    let o = mito(&dir, &["write", "--no-flush", input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let wal = dir.join("wal/00000000000000000001.wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes.extend_from_slice(&[0xa5; 5000]);
+    std::fs::write(&wal, bytes).unwrap();
+    let before = snapshot(&dir);
+    let o = mito(
+        &dir,
+        &["sql", "--format", "csv", "SELECT count(*) FROM cpu"],
+    );
+    assert_eq!(
+        text(&o.stdout).lines().nth(1),
+        Some("2"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(text(&o.stderr).contains("torn tail"), "{}", text(&o.stderr));
+    for args in [
+        &["tables"][..],
+        &["describe", "cpu"][..],
+        &["options", "cpu"][..],
+    ] {
+        let o = mito(&dir, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    assert!(
+        snapshot(&dir) == before,
+        "a reading command changed the directory"
+    );
+    // A writer then cuts the tail and goes on.
+    let o = mito(&dir, &["write", input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(counts(&dir).unwrap().0, 2);
+
+    let missing = work.path().join("missing");
+    assert!(mito(&missing, &["tables"]).status.success());
+    assert!(!missing.exists());
+}

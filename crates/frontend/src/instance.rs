@@ -67,7 +67,7 @@ pub struct Instance {
     /// Optimized plans of recent queries (see `provider::query`).
     #[cfg(feature = "sql")]
     pub(crate) plans: crate::provider::PlanCache,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 impl Instance {
@@ -78,28 +78,21 @@ impl Instance {
     }
 
     /// Opens (creating if needed) the data directory `dir` and every table in it.
+    ///
+    /// With `options.wal.read_only` (or `options.engine.read_only`) nothing on disk changes:
+    /// a missing directory is an empty database and is not created, and every request that
+    /// would write is refused.
     pub async fn open(dir: &Path, options: InstanceOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).context(DataDirSnafu { dir })?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .context(DataDirSnafu { dir })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return DataDirLockedSnafu {
-                    dir,
-                    lock: lock_path,
-                }
-                .fail();
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(source).context(DataDirSnafu { dir });
-            }
+        let read_only = options.wal.read_only || options.engine.read_only;
+        if !read_only {
+            std::fs::create_dir_all(dir).context(DataDirSnafu { dir })?;
         }
+        // A read-only open of a directory that does not exist has nothing to lock.
+        let lock = if read_only && !dir.exists() {
+            None
+        } else {
+            Some(lock_dir(dir)?)
+        };
         let catalog = catalog::load(dir).context(CatalogSnafu)?;
         let engine = MitoEngine::open_local(dir, options.engine, options.wal)
             .await
@@ -408,3 +401,23 @@ fn first_region(table: &TableEntry) -> Result<RegionId> {
 
 /// Shared handle to an instance.
 pub type InstanceRef = Arc<Instance>;
+
+/// Takes the data directory's lock (a second process gets a clear error).
+fn lock_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .context(DataDirSnafu { dir })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => DataDirLockedSnafu {
+            dir,
+            lock: lock_path,
+        }
+        .fail(),
+        Err(TryLockError::Error(source)) => Err(source).context(DataDirSnafu { dir }),
+    }
+}

@@ -42,6 +42,10 @@ pub struct WalConfig {
     pub max_entry_size: ReadableSize,
     /// Upper bound of bytes gathered into one write and fsync by group commit. Default 8MiB.
     pub max_group_size: ReadableSize,
+    /// Open to read only: nothing on disk changes (no torn tail cut, no segment created or
+    /// removed, no purge), so a reader works on a full or read-only disk; appends fail with
+    /// a `ReadOnly` error. Default false.
+    pub read_only: bool,
 }
 
 impl Default for WalConfig {
@@ -52,6 +56,7 @@ impl Default for WalConfig {
             durability: Durability::Sync,
             max_entry_size: ReadableSize::mib(64),
             max_group_size: ReadableSize::mib(8),
+            read_only: false,
         }
     }
 }

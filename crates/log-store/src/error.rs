@@ -70,6 +70,14 @@ pub enum Error {
         location: Location,
     },
 
+    /// The log store was opened read-only.
+    #[snafu(display("WAL in {} is open read-only", dir.display()))]
+    ReadOnly {
+        dir: PathBuf,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The log store was stopped.
     #[snafu(display("WAL in {} is stopped", dir.display()))]
     Stopped {
@@ -98,6 +106,7 @@ impl ErrorExt for Error {
             Error::Corrupted { .. } => ErrorKind::Corrupted,
             Error::InvalidEntry { .. } | Error::InvalidConfig { .. } => ErrorKind::InvalidArgument,
             Error::Stopped { .. } => ErrorKind::Cancelled,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Join { .. } => ErrorKind::Internal,
         }
     }

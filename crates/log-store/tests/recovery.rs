@@ -422,3 +422,43 @@ async fn a_version_1_log_opens_and_continues_in_version_2() {
     let store = open(dir.path()).await;
     assert_eq!(ids(&read_all(&store, r, 0).await), [1, 2, 3, 4]);
 }
+
+/// A read-only open changes nothing on disk: a torn tail stays (and is not read), no segment
+/// is created, a missing directory is not created, appends fail with `ReadOnly`.
+#[tokio::test]
+async fn a_read_only_open_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, ends) = write_entries(dir.path(), 4).await;
+    let seg = only_segment(dir.path());
+    let cut = ends[2] + 5;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    let before = std::fs::read(&seg).unwrap();
+    let config = WalConfig {
+        read_only: true,
+        ..WalConfig::new(dir.path())
+    };
+    let store = LocalLogStore::open(config.clone()).await.unwrap();
+    assert_eq!(read_all(&store, region(1), 0).await, entries[..3]);
+    let err = store.append(&[entry(region(1), 9)]).await.unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    store.mark_obsolete(region(1), u64::MAX).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "segment untouched");
+    assert_eq!(segments(dir.path()), [seg]);
+
+    let missing = dir.path().join("nowhere");
+    let store = LocalLogStore::open(WalConfig {
+        read_only: true,
+        ..WalConfig::new(&missing)
+    })
+    .await
+    .unwrap();
+    assert!(read_all(&store, region(1), 0).await.is_empty());
+    assert!(!missing.exists());
+}

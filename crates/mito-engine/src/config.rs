@@ -13,6 +13,11 @@ use crate::error::{InvalidConfigSnafu, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MitoConfig {
+    /// Open to read only (set by the command, not by a config file): regions open and scan,
+    /// every request that would write is refused with `ReadOnly`, and opening changes nothing
+    /// on disk (no orphan or staging cleanup, no WAL truncation, purge or new segment).
+    #[serde(skip)]
+    pub read_only: bool,
     /// Region workers: tokio tasks that own regions and serialize their writes. Default: the
     /// number of CPUs, at least 1 and at most 64.
     pub num_workers: usize,
@@ -92,6 +97,7 @@ impl Default for MitoConfig {
             sst_row_group_size: 100_000,
             scan_batch_rows: 8192,
             max_write_bytes: ReadableSize::mib(32),
+            read_only: false,
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::background::BackgroundRuntime;
 use crate::cache::CacheManager;
 use crate::config::MitoConfig;
 use crate::error::{
-    InvalidConfigSnafu, OpenDataDirSnafu, OpenWalSnafu, RegionNotFoundSnafu, Result, StoppedSnafu,
+    EngineReadOnlySnafu, InvalidConfigSnafu, OpenDataDirSnafu, OpenWalSnafu, RegionNotFoundSnafu,
+    Result, StoppedSnafu,
 };
 use crate::metrics::Metrics;
 use crate::region::MitoRegionRef;
@@ -112,15 +113,26 @@ impl MitoEngine {
         config: MitoConfig,
         mut wal: WalConfig,
     ) -> Result<Self> {
+        let mut config = config;
+        let read_only = config.read_only || wal.read_only;
+        config.read_only = read_only;
+        wal.read_only = read_only;
         let data = data_dir.join("data");
-        std::fs::create_dir_all(&data).map_err(|e| {
-            OpenDataDirSnafu {
-                path: &data,
-                reason: e.to_string(),
-            }
-            .build()
-        })?;
-        let op = mito_sst::store::fs_operator(&data.to_string_lossy()).map_err(|e| {
+        if !read_only {
+            std::fs::create_dir_all(&data).map_err(|e| {
+                OpenDataDirSnafu {
+                    path: &data,
+                    reason: e.to_string(),
+                }
+                .build()
+            })?;
+        }
+        let open_store = if read_only {
+            mito_sst::store::fs_operator_read_only
+        } else {
+            mito_sst::store::fs_operator
+        };
+        let op = open_store(&data.to_string_lossy()).map_err(|e| {
             OpenDataDirSnafu {
                 path: &data,
                 reason: e.to_string(),
@@ -133,7 +145,9 @@ impl MitoEngine {
         })?;
         // The WAL's lock is held: no other process writes here, so what is staged is left
         // over from a write that never finished (a killed flush or compaction).
-        remove_staging_leftovers(&data.join(mito_sst::store::STAGING_DIR))?;
+        if !read_only {
+            remove_staging_leftovers(&data.join(mito_sst::store::STAGING_DIR))?;
+        }
         Self::new(config, op, Arc::new(log_store), Arc::new(SystemClock))
     }
 
@@ -282,6 +296,25 @@ impl MitoEngine {
                 tx,
             }
         };
+        if self.inner.shared.config.read_only {
+            let what = match request {
+                RegionRequest::Open(o) => {
+                    return self.send(region_id, ddl(DdlRequest::Open(o))).await;
+                }
+                RegionRequest::Close(mut c) => {
+                    c.flush = false;
+                    return self.send(region_id, ddl(DdlRequest::Close(c))).await;
+                }
+                RegionRequest::Put(_) | RegionRequest::Delete(_) => "a write",
+                RegionRequest::Create(_) => "creating a region",
+                RegionRequest::Drop(_) => "dropping a region",
+                RegionRequest::Flush(_) => "a flush",
+                RegionRequest::Truncate(_) => "a truncate",
+                RegionRequest::Alter(_) => "an alter",
+                RegionRequest::Compact(_) => "a compaction",
+            };
+            return EngineReadOnlySnafu { what }.fail();
+        }
         match request {
             RegionRequest::Put(p) => self.write(region_id, OpType::Put, p.rows).await,
             RegionRequest::Delete(d) => self.write(region_id, OpType::Delete, d.keys).await,

@@ -114,6 +114,14 @@ pub enum Error {
         location: Location,
     },
 
+    /// The engine was opened read-only.
+    #[snafu(display("The engine is open read-only: {what} is refused"))]
+    EngineReadOnly {
+        what: &'static str,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Memtables hold more than twice the global write buffer: writes are refused until
     /// flushes catch up.
     #[snafu(display(
@@ -291,7 +299,7 @@ impl ErrorExt for Error {
             Error::RegionExists { .. } => ErrorKind::AlreadyExists,
             Error::InvalidRequest { .. } => ErrorKind::InvalidArgument,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
-            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::ReadOnly { .. } | Error::EngineReadOnly { .. } => ErrorKind::ReadOnly,
             Error::WriteBufferFull { .. } => ErrorKind::Busy,
             Error::EncodeWal { .. } | Error::Arrow { .. } => ErrorKind::Internal,
             Error::WalAppend { source, .. } => source.kind(),

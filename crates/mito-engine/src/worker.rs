@@ -152,7 +152,7 @@ pub(crate) fn prepare(
         }
         .build()
     };
-    let decoded = batch.get_array_memory_size() as u64;
+    let decoded = data_bytes(&batch);
     if decoded > max_bytes {
         return Err(too_big("of columns", decoded));
     }
@@ -165,6 +165,21 @@ pub(crate) fn prepare(
         batch,
         body,
     })
+}
+
+/// Bytes of data the batch's columns hold: what its rows take, not what its buffers have
+/// room for (a builder's batch of 3 rows can have capacity for 8,192 in every column).
+pub(crate) fn data_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            // A slice's size fails only for layouts it cannot measure; then the whole buffers.
+            data.get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// A request that changes a region's state.
@@ -1434,6 +1449,7 @@ impl RegionWorker {
             &state.files,
             manifest_version,
             recovered,
+            !self.shared.config.read_only,
         )
         .await?;
         let wal_last = self.shared.log_store.last_entry_id(region_id).unwrap_or(0);
@@ -1722,7 +1738,8 @@ impl RegionWorker {
 ///   nothing that is not elsewhere and is deleted; one with newer rows is the only copy of
 ///   acknowledged rows, so the open fails naming it and nothing is deleted. With `None`
 ///   (no replay, or no WAL) nothing proves an orphan redundant and every orphan stays.
-///   An orphan whose footer cannot be read stays too, with a warning.
+///   An orphan whose footer cannot be read stays too, with a warning. With `delete` false
+///   (a read-only engine) the checks run but nothing is deleted.
 async fn check_files(
     shared: &Shared,
     region_id: RegionId,
@@ -1730,6 +1747,7 @@ async fn check_files(
     live: &std::collections::BTreeMap<FileId, FileMeta>,
     manifest_version: u64,
     recovered: Option<SequenceNumber>,
+    delete: bool,
 ) -> Result<()> {
     let dir = format!("{region_dir}{}", mito_sst::DATA_DIR);
     let entries = match shared.op.list(&dir).await {
@@ -1789,6 +1807,9 @@ async fn check_files(
             recovered,
         }
         .fail();
+    }
+    if !delete {
+        return Ok(());
     }
     let mut removed = 0u64;
     for path in deletable {

@@ -23,6 +23,17 @@ pub fn fs_operator(root: &str) -> Result<Operator> {
     Operator::new(builder).context(ObjectStoreSnafu { path: root })
 }
 
+/// An operator over a local directory for reading only: nothing is created (the fs backend
+/// makes its root and staging directory when it is built, so a missing root is read as an
+/// empty store instead).
+pub fn fs_operator_read_only(root: &str) -> Result<Operator> {
+    if !Path::new(root).exists() {
+        return Ok(memory_operator());
+    }
+    let builder = opendal::services::Fs::default().root(root);
+    Operator::new(builder).context(ObjectStoreSnafu { path: root })
+}
+
 /// Directories whose own entry (in their parent) this process has made durable.
 fn durable_dirs() -> &'static Mutex<HashSet<PathBuf>> {
     static DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();

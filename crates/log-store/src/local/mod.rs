@@ -35,7 +35,8 @@ use self::index::Index;
 use self::writer::{AppendRequest, Command, Writer};
 use crate::config::{Durability, WalConfig};
 use crate::error::{
-    DirLockedSnafu, InvalidEntrySnafu, IoSnafu, JoinSnafu, Result, StoppedSnafu, corrupted,
+    DirLockedSnafu, InvalidEntrySnafu, IoSnafu, JoinSnafu, ReadOnlySnafu, Result, StoppedSnafu,
+    corrupted,
 };
 
 fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
@@ -52,6 +53,10 @@ pub struct LocalLogStore {
     index: Arc<Mutex<Index>>,
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Opened with `read_only`: nothing on disk changes.
+    read_only: bool,
+    /// The directory lock of a read-only store (a writable one's writer thread holds it).
+    _read_lock: Option<std::fs::File>,
 }
 
 impl LocalLogStore {
@@ -67,6 +72,11 @@ impl LocalLogStore {
 
     fn open_blocking(config: WalConfig) -> Result<Self> {
         let dir = config.dir.clone();
+        let read_only = config.read_only;
+        if read_only && !dir.exists() {
+            // Nothing to read and nothing to lock; appends fail.
+            return Ok(Self::read_only_store(dir, &config, Index::default(), None));
+        }
         std::fs::create_dir_all(&dir).context(IoSnafu {
             path: &dir,
             op: "create WAL directory",
@@ -91,7 +101,15 @@ impl LocalLogStore {
                 });
             }
         }
-        let rec = recovery::recover(&dir)?;
+        let rec = recovery::recover(&dir, read_only)?;
+        let Some(active) = rec.active else {
+            return Ok(Self::read_only_store(
+                dir,
+                &config,
+                rec.index,
+                Some(lock_file),
+            ));
+        };
         let last_ids = rec.index.last_entry.clone();
         let index = Arc::new(Mutex::new(rec.index));
         let (tx, rx) = mpsc::channel();
@@ -99,10 +117,10 @@ impl LocalLogStore {
             dir: dir.clone(),
             config: config.clone(),
             index: index.clone(),
-            file: rec.active,
-            active_id: rec.active_id,
-            active_size: rec.active_size,
-            active_has_records: rec.active_has_records,
+            file: active.file,
+            active_id: active.id,
+            active_size: active.size,
+            active_has_records: active.has_records,
             last_ids,
             poisoned: None,
             unsynced: false,
@@ -136,7 +154,28 @@ impl LocalLogStore {
             index,
             tx,
             writer: Mutex::new(Some(handle)),
+            read_only: false,
+            _read_lock: None,
         })
+    }
+
+    /// A store that only reads: no writer thread, appends fail with `ReadOnly`.
+    fn read_only_store(
+        dir: PathBuf,
+        config: &WalConfig,
+        index: Index,
+        lock: Option<std::fs::File>,
+    ) -> Self {
+        let (tx, _rx) = mpsc::channel();
+        Self {
+            dir,
+            max_entry_size: usize::try_from(config.max_entry_size.as_bytes()).unwrap_or(usize::MAX),
+            index: Arc::new(Mutex::new(index)),
+            tx,
+            writer: Mutex::new(None),
+            read_only: true,
+            _read_lock: lock,
+        }
     }
 
     /// The WAL directory.
@@ -155,6 +194,7 @@ impl LocalLogStore {
         if entries.is_empty() {
             return Ok(response);
         }
+        ensure!(!self.read_only, ReadOnlySnafu { dir: &self.dir });
         let total: usize = entries
             .iter()
             .map(|e| format::record_len(e.data.len()))
@@ -216,6 +256,9 @@ impl LocalLogStore {
         let purged = {
             let mut index = lock(&self.index);
             index.mark_obsolete(region_id, entry_id);
+            if self.read_only {
+                return Ok(Vec::new());
+            }
             index.take_purgeable()
         };
         if purged.is_empty() {
@@ -255,6 +298,9 @@ impl LocalLogStore {
     }
 
     async fn remove_if_all_obsolete(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let ids: Vec<u64> = {
             let mut index = lock(&self.index);
             if index.segments.is_empty() || !index.all_obsolete() {

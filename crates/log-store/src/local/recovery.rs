@@ -17,16 +17,30 @@ use crate::error::{IoSnafu, Result, corrupted};
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) index: Index,
-    /// The segment appends continue in, opened at its valid end.
-    pub(crate) active: std::fs::File,
-    pub(crate) active_id: u64,
-    pub(crate) active_size: u64,
-    pub(crate) active_has_records: bool,
+    /// The segment appends continue in, opened at its valid end; `None` when read-only.
+    pub(crate) active: Option<Active>,
+}
+
+/// The segment appends continue in.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) file: std::fs::File,
+    pub(crate) id: u64,
+    pub(crate) size: u64,
+    pub(crate) has_records: bool,
 }
 
 /// Reads the WAL in `dir` (created if missing). Damage anywhere but the tail of the last
-/// segment is an error naming the file and offset.
-pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
+/// segment is an error naming the file and offset. `read_only` changes nothing on disk: a
+/// torn tail is left in place (and not read), a half-created segment stays, no segment is
+/// created or sealed.
+pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
+    if read_only && !dir.exists() {
+        return Ok(Recovered {
+            index: Index::default(),
+            active: None,
+        });
+    }
     std::fs::create_dir_all(dir).context(IoSnafu {
         path: dir,
         op: "create WAL directory",
@@ -46,6 +60,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             .to_str()
             .and_then(|n| n.strip_suffix(CREATING_SUFFIX))
             .and_then(parse_segment_name);
+        if creating.is_some() && read_only {
+            continue;
+        }
         if creating.is_some() {
             // A crash while creating a segment: it never held a record.
             let path = entry.path();
@@ -107,6 +124,15 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         }
         match scan.tail {
             Tail::Clean => {}
+            Tail::Torn { offset, damage } if is_last && read_only => {
+                warn!(
+                    path = %path.display(),
+                    offset,
+                    ignored_bytes = bytes.len() - offset,
+                    %damage,
+                    "ignoring the torn tail of the last WAL segment (read-only: left in place)"
+                );
+            }
             Tail::Torn { offset, damage } if is_last => {
                 warn!(
                     path = %path.display(),
@@ -139,10 +165,15 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             index.add(id, r.region_id, r.entry_id);
         }
         index.segments.entry(id).or_default().size = scan.valid_end as u64;
-        if is_last {
+        if is_last && !read_only {
             let file = open_for_append(dir, id, scan.valid_end as u64)?;
             if scan.header.version == format::FORMAT_VERSION {
-                active = Some((id, file, scan.valid_end as u64, !scan.records.is_empty()));
+                active = Some(Active {
+                    file,
+                    id,
+                    size: scan.valid_end as u64,
+                    has_records: !scan.records.is_empty(),
+                });
             } else {
                 // Records of the current version never go into an older segment: seal it
                 // (its torn tail is cut) and continue in a new one.
@@ -155,31 +186,37 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 );
                 let file = create_segment(dir, next)?;
                 index.segments.entry(next).or_default().size = HEADER_LEN as u64;
-                active = Some((next, file, HEADER_LEN as u64, false));
+                active = Some(Active {
+                    file,
+                    id: next,
+                    size: HEADER_LEN as u64,
+                    has_records: false,
+                });
             }
         }
     }
 
-    let (active_id, active, active_size, active_has_records) = match active {
-        Some(a) => a,
+    let active = match active {
+        Some(a) => Some(a),
+        None if read_only => None,
         None => {
             let file = create_segment(dir, 1)?;
             index.segments.entry(1).or_default().size = HEADER_LEN as u64;
-            (1, file, HEADER_LEN as u64, false)
+            Some(Active {
+                file,
+                id: 1,
+                size: HEADER_LEN as u64,
+                has_records: false,
+            })
         }
     };
     info!(
         dir = %dir.display(),
         segments = index.segments.len(),
         regions = index.last_entry.len(),
-        active_id,
+        active = ?active.as_ref().map(|a| a.id),
+        read_only,
         "opened WAL"
     );
-    Ok(Recovered {
-        index,
-        active,
-        active_id,
-        active_size,
-        active_has_records,
-    })
+    Ok(Recovered { index, active })
 }
