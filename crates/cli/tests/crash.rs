@@ -115,12 +115,8 @@ fn killed_writes_always_leave_a_directory_that_opens() {
     let seed: u64 = std::env::var("MITO_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+        // A new seed each run (the process id), printed so a failure can be rerun.
+        .unwrap_or_else(|| u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     eprintln!("MITO_CRASH_SEED={seed} MITO_CRASH_CYCLES={cycles}");
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("cpu.lp");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use store_api::engine::RegionEngine;
-use store_api::error::{ErrorExt, ErrorKind};
+use store_api::error::ErrorKind;
 use store_api::region_request::{RegionFlushRequest, RegionOpenRequest, RegionRequest};
 
 fn region_path(dir: &Path) -> PathBuf {
