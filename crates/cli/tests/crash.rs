@@ -12,70 +12,33 @@
     reason = "tests assert by panicking"
 )]
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use benchmarks::tsbs::{CpuGenerator, write_line_protocol};
+use common::mito;
 
 const HOSTS: usize = 200;
 const STEPS: usize = 300;
-
-fn mito(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mito"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run mito")
-}
 
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
-/// A TSBS cpu-like file: HOSTS hosts x STEPS steps of 10 s, 10 tags and 10 fields (about 280
-/// bytes a line), time-major like TSBS emits it.
+/// A TSBS cpu-only file from the generator `mito bench` uses: HOSTS hosts x STEPS steps of
+/// 10 s, 10 tags and 10 fields, time-major like TSBS emits it.
 fn tsbs_file(path: &Path) -> usize {
+    let mut cpu = CpuGenerator::new(HOSTS, 99);
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut seed: u64 = 99;
-    let mut next = || {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        seed >> 40
-    };
-    for step in 0..STEPS {
-        for host in 0..HOSTS {
-            let mut line = format!(
-                "cpu,hostname=host_{host},region=eu-central-{},datacenter=eu-central-1{},rack={},os=Ubuntu16.04LTS,arch=x64,team=CHI,service={},service_version={},service_environment=staging ",
-                host % 3,
-                (b'a' + (host % 3) as u8) as char,
-                host % 100,
-                host % 20,
-                host % 2
-            );
-            let fields = [
-                "usage_user",
-                "usage_system",
-                "usage_idle",
-                "usage_nice",
-                "usage_iowait",
-                "usage_irq",
-                "usage_softirq",
-                "usage_steal",
-                "usage_guest",
-                "usage_guest_nice",
-            ];
-            for (i, name) in fields.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                line.push_str(&format!("{name}={}.{:02}", next() % 100, next() % 100));
-            }
-            line.push_str(&format!(
-                " {}\n",
-                1_451_606_400_000_000_000i64 + step as i64 * 10_000_000_000
-            ));
-            f.write_all(line.as_bytes()).unwrap();
-        }
+    let mut text = String::new();
+    for _ in 0..STEPS {
+        text.clear();
+        write_line_protocol(&cpu.next_batch(), &mut text);
+        f.write_all(text.as_bytes()).unwrap();
     }
     f.flush().unwrap();
     HOSTS * STEPS

@@ -1,6 +1,5 @@
 //! [`MitoEngine`]: the [`RegionEngine`] over workers, the WAL, memtables, SSTs and manifests.
 
-use snafu::ResultExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +9,7 @@ use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use log_store::{LocalLogStore, WalConfig};
 use mito_read::OpType;
+use snafu::ResultExt;
 use store_api::RegionId;
 use store_api::clock::{ClockRef, SystemClock};
 use store_api::engine::{RegionEngine, RegionRole};
@@ -110,10 +110,9 @@ impl MitoEngine {
     /// WAL in `data_dir/wal` (with `wal`'s settings but that directory).
     pub async fn open_local(
         data_dir: &Path,
-        config: MitoConfig,
+        mut config: MitoConfig,
         mut wal: WalConfig,
     ) -> Result<Self> {
-        let mut config = config;
         let read_only = config.read_only || wal.read_only;
         config.read_only = read_only;
         wal.read_only = read_only;

@@ -35,12 +35,6 @@ pub(crate) struct Active {
 /// torn tail is left in place (and not read), a half-created segment stays, no segment is
 /// created or sealed.
 pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
-    if read_only && !dir.exists() {
-        return Ok(Recovered {
-            index: Index::default(),
-            active: None,
-        });
-    }
     std::fs::create_dir_all(dir).context(IoSnafu {
         path: dir,
         op: "create WAL directory",
@@ -60,10 +54,10 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
             .to_str()
             .and_then(|n| n.strip_suffix(CREATING_SUFFIX))
             .and_then(parse_segment_name);
-        if creating.is_some() && read_only {
-            continue;
-        }
         if creating.is_some() {
+            if read_only {
+                continue;
+            }
             // A crash while creating a segment: it never held a record.
             let path = entry.path();
             warn!(path = %path.display(), "removing a WAL segment left half created by a crash");
@@ -184,14 +178,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
                     version = scan.header.version,
                     "sealing a WAL segment of an older format version; appends go to a new one"
                 );
-                let file = create_segment(dir, next)?;
-                index.segments.entry(next).or_default().size = HEADER_LEN as u64;
-                active = Some(Active {
-                    file,
-                    id: next,
-                    size: HEADER_LEN as u64,
-                    has_records: false,
-                });
+                active = Some(new_active(dir, next, &mut index)?);
             }
         }
     }
@@ -199,16 +186,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
     let active = match active {
         Some(a) => Some(a),
         None if read_only => None,
-        None => {
-            let file = create_segment(dir, 1)?;
-            index.segments.entry(1).or_default().size = HEADER_LEN as u64;
-            Some(Active {
-                file,
-                id: 1,
-                size: HEADER_LEN as u64,
-                has_records: false,
-            })
-        }
+        None => Some(new_active(dir, 1, &mut index)?),
     };
     info!(
         dir = %dir.display(),
@@ -219,4 +197,16 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
         "opened WAL"
     );
     Ok(Recovered { index, active })
+}
+
+/// Creates segment `id` (header only) as the one appends go to, and records it in `index`.
+fn new_active(dir: &Path, id: u64, index: &mut Index) -> Result<Active> {
+    let file = create_segment(dir, id)?;
+    index.segments.entry(id).or_default().size = HEADER_LEN as u64;
+    Ok(Active {
+        file,
+        id,
+        size: HEADER_LEN as u64,
+        has_records: false,
+    })
 }
