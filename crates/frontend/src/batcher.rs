@@ -164,6 +164,8 @@ struct TableBuffer {
     /// Builders by column index, created when a batch first holds the column.
     builders: Vec<Option<Builder>>,
     time: Vec<i64>,
+    /// The input line of each buffered row (1-based), to name a row the engine refuses.
+    lines: Vec<u64>,
     /// Column index used for the n-th tag / field of the previous line (lines of one source
     /// usually list them in the same order, so most lookups skip the hash map).
     tag_hint: Vec<usize>,
@@ -183,6 +185,7 @@ impl TableBuffer {
             by_name: foldhash::HashMap::new(),
             builders: Vec::new(),
             time: Vec::new(),
+            lines: Vec::new(),
             tag_hint: Vec::new(),
             field_hint: Vec::new(),
             resolved: Vec::new(),
@@ -371,7 +374,7 @@ impl TableBuffer {
     }
 
     /// Appends a checked line (after [`check`](Self::check)).
-    fn append(&mut self, line: &Line<'_>, ts_ns: i64, capacity: usize) {
+    fn append(&mut self, number: u64, line: &Line<'_>, ts_ns: i64, capacity: usize) {
         let row = self.rows();
         let tags = line.tags.len();
         for (n, (key, value)) in line.tags.iter().enumerate() {
@@ -388,6 +391,7 @@ impl TableBuffer {
             }
         }
         self.time.push(ts_ns);
+        self.lines.push(number);
         for b in self.builders.iter_mut().flatten() {
             if b.len() <= row {
                 b.append_nulls(1);
@@ -487,6 +491,7 @@ impl TableBuffer {
             new_columns,
             batch,
             time_range,
+            lines: std::mem::take(&mut self.lines),
         })
     }
 }
@@ -504,6 +509,8 @@ pub struct Ready {
     pub batch: RecordBatch,
     /// The smallest and largest timestamp of the rows (nanoseconds).
     pub time_range: (i64, i64),
+    /// The input line (1-based) of each row, in row order.
+    pub lines: Vec<u64>,
 }
 
 /// Why one line was refused.
@@ -664,7 +671,7 @@ impl Batcher {
         if table.rows() >= batch_rows && table.time.last() != Some(&ts) {
             ready = table.take(name);
         }
-        table.append(scratch, ts, batch_rows);
+        table.append(number, scratch, ts, batch_rows);
         if ready.is_none() && table.rows() >= batch_rows.saturating_mul(2) {
             ready = table.take(name);
         }

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use snafu::ResultExt;
+use arrow_array::RecordBatch;
 use store_api::clock::ClockRef;
+use store_api::error::{ErrorExt, ErrorKind};
 use store_api::metadata::RegionMetadata;
 use store_api::region_request::RegionOptionsMap;
 use tokio::sync::mpsc;
@@ -356,9 +358,9 @@ async fn drain(
                     let Some(done) = in_flight.next().await else {
                         break;
                     };
-                    let (id, rows): (u64, usize) = done?;
+                    let (id, put): (u64, Put) = done?;
                     ranges.remove(&id);
-                    report.rows_written += rows as u64;
+                    report.add(put, options);
                 }
                 prepare_table(instance, options, &ready, &mut report).await?;
                 let id = next_id;
@@ -367,16 +369,19 @@ async fn drain(
                     id,
                     (ready.table.clone(), ready.time_range.0, ready.time_range.1),
                 );
-                let Ready { table, batch, .. } = ready;
-                in_flight
-                    .push(async move { instance.put(&table, batch).await.map(|rows| (id, rows)) });
+                let Ready {
+                    table,
+                    batch,
+                    lines,
+                    ..
+                } = ready;
+                in_flight.push(async move {
+                    put_or_split(instance, &table, batch, &lines)
+                        .await
+                        .map(|put| (id, put))
+                });
             }
-            Message::Refused(e) => {
-                report.refused += 1;
-                if report.errors.len() < options.max_reported_errors {
-                    report.errors.push(e);
-                }
-            }
+            Message::Refused(e) => report.refuse(e, options),
             Message::Done { lines, bytes } => {
                 report.lines = lines;
                 report.bytes = bytes;
@@ -390,9 +395,11 @@ async fn drain(
         }
     }
     while let Some(done) = in_flight.next().await {
-        let (_, rows) = done?;
-        report.rows_written += rows as u64;
+        let (_, put) = done?;
+        report.add(put, options);
     }
+    // Lines the engine refused are reported after parse errors of later lines.
+    report.errors.sort_by_key(|e| e.line);
     if !finished {
         // The reader thread ended without its last message: it panicked. What was written
         // stays written; the caller must not take the input as done.
@@ -405,6 +412,61 @@ async fn drain(
         });
     }
     Ok(report)
+}
+
+impl IngestReport {
+    fn refuse(&mut self, e: LineError, options: &IngestOptions) {
+        self.refused += 1;
+        if self.errors.len() < options.max_reported_errors {
+            self.errors.push(e);
+        }
+    }
+
+    fn add(&mut self, put: Put, options: &IngestOptions) {
+        self.rows_written += put.rows as u64;
+        for e in put.refused {
+            self.refuse(e, options);
+        }
+    }
+}
+
+/// What one batch's put did: rows written, lines the engine refused.
+#[derive(Debug, Default)]
+struct Put {
+    rows: usize,
+    refused: Vec<LineError>,
+}
+
+/// Writes `batch`; if the engine refuses it as invalid (say, over `max_write_bytes`), writes
+/// its halves instead, down to single rows, and reports each row still refused as its line.
+/// Errors of any other kind (storage failure, a stopped engine) end the ingest.
+async fn put_or_split(
+    instance: &Instance,
+    table: &str,
+    batch: RecordBatch,
+    lines: &[u64],
+) -> Result<Put> {
+    // Halves wait on a stack, the earlier first: the rows of one batch stay in order (a point
+    // written twice keeps its later line).
+    let mut out = Put::default();
+    let mut stack = vec![(0usize, batch)];
+    while let Some((offset, batch)) = stack.pop() {
+        let rows = batch.num_rows();
+        match instance.put(table, batch.clone()).await {
+            Ok(n) => out.rows += n,
+            Err(e) if e.kind() != ErrorKind::InvalidArgument => return Err(e),
+            Err(e) if rows <= 1 => out.refused.push(LineError {
+                line: lines.get(offset).copied().unwrap_or(0),
+                reason: format!("refused by the engine: {e}"),
+            }),
+            Err(_) => {
+                let half = rows / 2;
+                stack.push((offset + half, batch.slice(half, rows - half)));
+                stack.push((offset, batch.slice(0, half)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Creates the batch's table, or adds the columns it announces.

@@ -214,3 +214,45 @@ async fn one_region_tables_plan_one_partition() {
     );
     instance.close(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_engine_refuses_is_split_and_only_its_bad_lines_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = InstanceOptions::default();
+    options.engine.max_write_bytes = store_api::config::ReadableSize::kib(64);
+    let instance = Instance::open(dir.path(), options).await.unwrap();
+    // 1,000 small lines, three of them with a 100 KB string: each of those is over the
+    // engine's request limit on its own, so no split can save it; every other line lands.
+    let big = "x".repeat(100_000);
+    let mut text = String::new();
+    for i in 0..1000 {
+        if [10, 500, 999].contains(&i) {
+            text.push_str(&format!("m,s=a v=1,note=\"{big}\" {i}\n"));
+        } else {
+            text.push_str(&format!("m,s=a v={i} {i}\n"));
+        }
+    }
+    let report = ingest(
+        &instance,
+        Input::Bytes(text.as_bytes().into()),
+        &IngestOptions::default(),
+        Arc::new(SystemClock),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rows_written, 997);
+    assert_eq!(report.refused, 3);
+    let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [11, 501, 1000]);
+    assert!(
+        report.errors[0].reason.contains("max_write_bytes"),
+        "{}",
+        report.errors[0]
+    );
+    assert_eq!(
+        rows(&instance, "SELECT count(*), sum(v) FROM m").await,
+        ["997,497991.0"]
+    );
+    instance.close(true).await.unwrap();
+}
