@@ -308,3 +308,83 @@ fn reading_commands_change_nothing_on_disk() {
     assert!(mito(&missing, &["tables"]).status.success());
     assert!(!missing.exists());
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily) on drop. Needs root,
+/// as CI has; elsewhere set `MITO_SKIP_MOUNT_TESTS=1`.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        if std::env::var_os("MITO_SKIP_MOUNT_TESTS").is_some() {
+            eprintln!("MITO_SKIP_MOUNT_TESTS is set: the disk-full test is skipped");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mounting a tmpfs needs root (set MITO_SKIP_MOUNT_TESTS=1 to skip): {}",
+            text(&o.stderr)
+        );
+        Some(Self { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_write_and_keeps_exactly_what_was_acknowledged() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("cpu.lp");
+    let lines = tsbs_file(&input) as u64;
+    // Sizes that fill up in the WAL's first segment, across segments, and around flushes.
+    for size in ["3m", "6m", "9m"] {
+        let Some(fs) = Tmpfs::mount(size) else {
+            return;
+        };
+        let dir = fs.dir.path().join("d");
+        let o = mito(&dir, &["write", input.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{size}: {err}");
+        assert!(!err.contains("panicked"), "{size}: {err}");
+        assert!(err.contains("No space left on device"), "{size}: {err}");
+        // "... (N rows were written before the failure and are kept)"
+        let acked: u64 = err
+            .split(" rows were written before the failure")
+            .next()
+            .and_then(|head| head.rsplit('(').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{size}: no count of written rows in: {err}"));
+        assert!(acked < lines, "{size}: {acked}");
+
+        // Space returns: the directory opens, for reading and then for writing, and holds
+        // exactly the acknowledged rows, each once.
+        fs.resize("256m");
+        assert_eq!(counts(&dir).unwrap(), (acked, acked), "{size}");
+        let o = mito(&dir, &["write", input.to_str().unwrap()]);
+        assert!(o.status.success(), "{size}: {}", text(&o.stderr));
+        assert_eq!(counts(&dir).unwrap(), (lines, lines), "{size}");
+    }
+}

@@ -78,6 +78,17 @@ pub enum Error {
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
     },
+    /// An ingest stopped at an engine failure; what was acknowledged before it stays.
+    #[snafu(display(
+        "{source} ({rows_written} rows were written before the failure and are kept)"
+    ))]
+    IngestStopped {
+        /// Rows acknowledged by the engine before the ingest stopped (every put that was in
+        /// flight has answered).
+        rows_written: u64,
+        /// The failure.
+        source: Box<Error>,
+    },
     /// Reading the input failed.
     #[snafu(display("reading {input}: {source}"))]
     Input {
@@ -102,6 +113,7 @@ impl ErrorExt for Error {
             #[cfg(feature = "sql")]
             Error::Sql { .. } => ErrorKind::InvalidArgument,
             Error::Engine { source, .. } | Error::EngineStart { source, .. } => source.kind(),
+            Error::IngestStopped { source, .. } => source.kind(),
         }
     }
 }

@@ -15,10 +15,10 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow_array::RecordBatch;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use snafu::ResultExt;
-use arrow_array::RecordBatch;
 use store_api::clock::ClockRef;
 use store_api::error::{ErrorExt, ErrorKind};
 use store_api::metadata::RegionMetadata;
@@ -26,7 +26,7 @@ use store_api::region_request::RegionOptionsMap;
 use tokio::sync::mpsc;
 
 use crate::batcher::{Batcher, LineError, Precision, Ready};
-use crate::error::{InputSnafu, Result};
+use crate::error::{Error, InputSnafu, Result};
 use crate::instance::Instance;
 use crate::line_protocol::{Line, is_skipped};
 
@@ -358,11 +358,15 @@ async fn drain(
                     let Some(done) = in_flight.next().await else {
                         break;
                     };
-                    let (id, put): (u64, Put) = done?;
+                    let (id, put): (u64, Put) = done;
                     ranges.remove(&id);
-                    report.add(put, options);
+                    if let Some(e) = report.add(put, options) {
+                        return Err(stopped(e, in_flight, report, options).await);
+                    }
                 }
-                prepare_table(instance, options, &ready, &mut report).await?;
+                if let Err(e) = prepare_table(instance, options, &ready, &mut report).await {
+                    return Err(stopped(e, in_flight, report, options).await);
+                }
                 let id = next_id;
                 next_id += 1;
                 ranges.insert(
@@ -375,11 +379,8 @@ async fn drain(
                     lines,
                     ..
                 } = ready;
-                in_flight.push(async move {
-                    put_or_split(instance, &table, batch, &lines)
-                        .await
-                        .map(|put| (id, put))
-                });
+                in_flight
+                    .push(async move { (id, put_or_split(instance, &table, batch, &lines).await) });
             }
             Message::Refused(e) => report.refuse(e, options),
             Message::Done { lines, bytes } => {
@@ -394,9 +395,10 @@ async fn drain(
             }
         }
     }
-    while let Some(done) = in_flight.next().await {
-        let (_, put) = done?;
-        report.add(put, options);
+    while let Some((_, put)) = in_flight.next().await {
+        if let Some(e) = report.add(put, options) {
+            return Err(stopped(e, in_flight, report, options).await);
+        }
     }
     // Lines the engine refused are reported after parse errors of later lines.
     report.errors.sort_by_key(|e| e.line);
@@ -414,6 +416,27 @@ async fn drain(
     Ok(report)
 }
 
+/// The error of an ingest stopped by `error`, once every put still in flight has answered:
+/// its count of written rows is then exact (a put in flight may still succeed).
+async fn stopped<F>(
+    error: Error,
+    mut in_flight: FuturesUnordered<F>,
+    mut report: IngestReport,
+    options: &IngestOptions,
+) -> Error
+where
+    F: std::future::Future<Output = (u64, Put)>,
+{
+    // Only the first failure is reported; the others are most likely its echoes.
+    while let Some((_, put)) = in_flight.next().await {
+        let _ = report.add(put, options);
+    }
+    Error::IngestStopped {
+        rows_written: report.rows_written,
+        source: Box::new(error),
+    }
+}
+
 impl IngestReport {
     fn refuse(&mut self, e: LineError, options: &IngestOptions) {
         self.refused += 1;
@@ -422,30 +445,29 @@ impl IngestReport {
         }
     }
 
-    fn add(&mut self, put: Put, options: &IngestOptions) {
+    /// Counts what `put` wrote and refused; returns its failure, if it had one.
+    fn add(&mut self, put: Put, options: &IngestOptions) -> Option<Error> {
         self.rows_written += put.rows as u64;
         for e in put.refused {
             self.refuse(e, options);
         }
+        put.failed
     }
 }
 
-/// What one batch's put did: rows written, lines the engine refused.
+/// What one batch's put did: rows written, lines the engine refused, and the failure that
+/// stopped it (the rows written before it count).
 #[derive(Debug, Default)]
 struct Put {
     rows: usize,
     refused: Vec<LineError>,
+    failed: Option<Error>,
 }
 
 /// Writes `batch`; if the engine refuses it as invalid (say, over `max_write_bytes`), writes
 /// its halves instead, down to single rows, and reports each row still refused as its line.
-/// Errors of any other kind (storage failure, a stopped engine) end the ingest.
-async fn put_or_split(
-    instance: &Instance,
-    table: &str,
-    batch: RecordBatch,
-    lines: &[u64],
-) -> Result<Put> {
+/// An error of any other kind (storage failure, a stopped engine) stops it and ends the ingest.
+async fn put_or_split(instance: &Instance, table: &str, batch: RecordBatch, lines: &[u64]) -> Put {
     // Halves wait on a stack, the earlier first: the rows of one batch stay in order (a point
     // written twice keeps its later line).
     let mut out = Put::default();
@@ -454,7 +476,10 @@ async fn put_or_split(
         let rows = batch.num_rows();
         match instance.put(table, batch.clone()).await {
             Ok(n) => out.rows += n,
-            Err(e) if e.kind() != ErrorKind::InvalidArgument => return Err(e),
+            Err(e) if e.kind() != ErrorKind::InvalidArgument => {
+                out.failed = Some(e);
+                return out;
+            }
             Err(e) if rows <= 1 => out.refused.push(LineError {
                 line: lines.get(offset).copied().unwrap_or(0),
                 reason: format!("refused by the engine: {e}"),
@@ -466,7 +491,7 @@ async fn put_or_split(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Creates the batch's table, or adds the columns it announces.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use snafu::ResultExt;
 use store_api::{EntryId, RegionId};
 use tokio::sync::oneshot;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::format;
 use super::index::Index;
@@ -186,7 +186,54 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes (and in sync mode syncs) one group. On failure the group's bytes are cut from
+    /// the log again, so that a reopen does not replay records whose appenders were told
+    /// they failed (best effort: the WAL is poisoned either way).
     fn write_all(&mut self, accepted: &mut [AppendRequest]) -> Result<Vec<Written>> {
+        let start = (self.active_id, self.active_size);
+        let result = self.write_group(accepted);
+        if result.is_err() {
+            self.undo_group(start);
+        }
+        result
+    }
+
+    /// Cuts what a failed group wrote: the segments it created are removed, the one it
+    /// started in is truncated to where the group began.
+    fn undo_group(&mut self, (start_id, start_size): (u64, u64)) {
+        let cut = || -> std::io::Result<()> {
+            for id in (start_id + 1)..=self.active_id {
+                match std::fs::remove_file(segment_path(&self.dir, id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(segment_path(&self.dir, start_id))?;
+            file.set_len(start_size)?;
+            file.sync_all()?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        match cut() {
+            Ok(()) => warn!(
+                dir = %self.dir.display(),
+                segment = start_id,
+                offset = start_size,
+                "cut the records of the failed WAL write; they were not acknowledged"
+            ),
+            Err(e) => error!(
+                dir = %self.dir.display(),
+                segment = start_id,
+                offset = start_size,
+                error = %e,
+                "could not cut the records of the failed WAL write; a reopen may replay them \
+                 although their appenders were told they failed"
+            ),
+        }
+    }
+
+    fn write_group(&mut self, accepted: &mut [AppendRequest]) -> Result<Vec<Written>> {
         let mut written = Vec::with_capacity(accepted.len());
         for req in accepted {
             let len = req.buf.len() as u64;
