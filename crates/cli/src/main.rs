@@ -22,7 +22,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use frontend::batcher::Precision;
 use frontend::ingest::{IngestOptions, IngestReport, Input, Progress, ingest};
 use frontend::{Instance, InstanceOptions};
+use std::time::Duration;
+
+use futures::StreamExt;
 use store_api::clock::{ClockRef, SystemClock};
+use store_api::config::ReadableSize;
 use store_api::region_request::CompactOptions;
 
 /// `eprintln!` that never panics: a closed standard error (`mito write 2>&-`, a pager that
@@ -92,10 +96,22 @@ enum Command {
         #[arg(long)]
         progress: bool,
     },
-    /// Run one SQL query (read-only) and print its result.
+    /// Run one SQL query (read-only) and print its result as it comes.
     Sql {
-        /// The query.
-        query: String,
+        /// The query; `-` reads it from standard input.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        query: Option<String>,
+        /// Read the query from this file.
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// Stop the query after this long (`30s`, `5m`, `1h`; `0` for no limit).
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Memory the query may hold in sorts, joins and aggregates (`512MiB`, `4GiB`);
+        /// past it, operators that can spill to temporary files, and the others fail the
+        /// query. Default: a quarter of RAM.
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<ReadableSize>,
         /// The output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -168,6 +184,26 @@ pub enum Format {
     Json,
     /// One JSON object per line.
     Ndjson,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); say 30s, 5m or 1h"))
+}
+
+fn parse_size(s: &str) -> Result<ReadableSize, String> {
+    let size: ReadableSize = s
+        .parse()
+        .map_err(|e| format!("'{s}' is not a size ({e}); say 512MiB or 4GiB"))?;
+    if size.as_bytes() < ReadableSize::mib(16).as_bytes() {
+        return Err(format!(
+            "'{s}' is below the smallest query memory limit, 16MiB"
+        ));
+    }
+    Ok(size)
 }
 
 fn parse_precision(s: &str) -> Result<Precision, String> {
@@ -243,6 +279,17 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     );
     let mut options = InstanceOptions::default();
     options.wal.read_only = read_only;
+    if let Command::Sql {
+        timeout,
+        memory_limit,
+        ..
+    } = &cli.command
+    {
+        options.query.timeout = (!timeout.is_zero()).then_some(*timeout);
+        if let Some(limit) = memory_limit {
+            options.query.memory_limit = *limit;
+        }
+    }
     let instance = Instance::open(&cli.data_dir, options).await?;
     let result = command(&instance, cli.command).await;
     let flush = matches!(&result, Ok((_, true)));
@@ -280,9 +327,26 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
         }
         Command::Sql {
             query,
+            file,
             format,
             runs,
+            ..
         } => {
+            let query = read_query(query, file)?;
+            if runs == 1 {
+                // The result is printed as it comes: a large one is never held whole.
+                let (schema, mut stream) =
+                    frontend::provider::query_stream(instance, &query).await?;
+                let mut printer = format::Printer::new(schema, format);
+                while let Some(batch) = stream.next().await {
+                    printer.push(
+                        &mut out,
+                        &batch.map_err(|source| frontend::Error::Sql { source })?,
+                    )?;
+                }
+                printer.finish(&mut out)?;
+                return Ok((ExitCode::SUCCESS, false));
+            }
             let mut times = Vec::new();
             let mut result = None;
             for _ in 0..runs {
@@ -347,6 +411,26 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             Ok((ExitCode::SUCCESS, false))
         }
     }
+}
+
+/// The query text: the argument, standard input (`-`), or a file.
+fn read_query(query: Option<String>, file: Option<PathBuf>) -> Result<String, BoxError> {
+    let text = match (query, file) {
+        (_, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading the query from {}: {e}", path.display()))?,
+        (Some(q), None) if q == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("reading the query from standard input: {e}"))?;
+            text
+        }
+        (Some(q), None) => q,
+        (None, None) => return Err("give a query, `-` for standard input, or --file".into()),
+    };
+    if text.trim().is_empty() {
+        return Err("the query is empty".into());
+    }
+    Ok(text)
 }
 
 async fn targets(

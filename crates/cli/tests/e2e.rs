@@ -536,3 +536,89 @@ fn bench_writes_a_report() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("already holds a data directory"));
 }
+
+#[test]
+fn queries_come_from_stdin_or_a_file_and_print_as_they_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 25,000 rows: more than one batch and more than one aligned table of 10,000 rows.
+    let mut text = String::new();
+    for i in 0..25_000 {
+        text.push_str(&format!("r,h=h{} v={i}i {i}\n", i % 7));
+    }
+    ok(mito_stdin(&data, &["write"], text.as_bytes()));
+    let query = "SELECT v FROM r ORDER BY v";
+    let from_stdin = ok(mito_stdin(
+        &data,
+        &["sql", "--format", "csv", "-"],
+        query.as_bytes(),
+    ));
+    let file = dir.path().join("q.sql");
+    std::fs::write(&file, format!("-- the query\n{query}\n")).unwrap();
+    let from_file = ok(mito(
+        &data,
+        &["sql", "--format", "csv", "--file", file.to_str().unwrap()],
+    ));
+    assert_eq!(from_stdin, from_file);
+    let expected: Vec<String> = std::iter::once("v".to_string())
+        .chain((0..25_000).map(|i| i.to_string()))
+        .collect();
+    assert_eq!(from_file.lines().collect::<Vec<_>>(), expected);
+    // JSON streams as one array; the table as aligned pieces and one count.
+    let json = ok(mito(&data, &["sql", "--format", "json", query]));
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 25_000);
+    let table = ok(mito(&data, &["sql", query]));
+    assert!(
+        table.ends_with("25000 rows\n"),
+        "{}",
+        &table[table.len() - 100..]
+    );
+    assert!(table.contains("| 24999 |"));
+    // Neither a query nor a file; an empty query.
+    assert_eq!(mito(&data, &["sql"]).status.code(), Some(2));
+    let out = mito_stdin(&data, &["sql", "-"], b"  \n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the query is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn deep_and_endless_queries_fail_with_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("r,h=h{} v={i}i {i}\n", i % 7));
+    }
+    ok(mito_stdin(&data, &["write"], text.as_bytes()));
+    let deep = format!("SELECT {}", vec!["1"; 10_000].join("+"));
+    let out = mito_stdin(&data, &["sql", "-"], deep.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("levels deep"), "{}", stderr(&out));
+    let ors: Vec<String> = (0..4000).map(|i| format!("v = {i}")).collect();
+    let wide = format!("SELECT count(*) FROM r WHERE {}", ors.join(" OR "));
+    let out = ok(mito_stdin(
+        &data,
+        &["sql", "--format", "csv", "-"],
+        wide.as_bytes(),
+    ));
+    assert_eq!(out, "count(*)\n2000\n");
+    // 8 * 10^9 rows cannot be counted in 300 ms; the timeout stops it.
+    let out = mito(
+        &data,
+        &[
+            "sql",
+            "--timeout",
+            "300ms",
+            "SELECT count(*) FROM r a, r b, r c",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timeout (300ms)"), "{}", stderr(&out));
+    let out = mito(&data, &["sql", "--memory-limit", "1KiB", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -22,6 +22,7 @@ use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine, RegionStatistics};
 use snafu::{OptionExt, ResultExt};
 use store_api::RegionId;
+use store_api::config::ReadableSize;
 use store_api::error::BoxedError;
 use store_api::metadata::{ColumnMetadata, RegionMetadataRef};
 use store_api::region_request::{
@@ -47,6 +48,33 @@ pub struct InstanceOptions {
     pub engine: MitoConfig,
     /// The WAL's configuration (its directory is always `DIR/wal`).
     pub wal: WalConfig,
+    /// Limits on SQL queries.
+    pub query: QueryOptions,
+}
+
+/// Limits on the SQL queries of an instance, so that one query cannot take the process down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Memory the running queries of the instance hold together in sorts, joins, aggregates
+    /// and buffers (a fair share each); an operator that can spills to temporary files, one
+    /// that cannot fails its query with "resources exhausted". Default: a quarter of RAM
+    /// (at least 256 MiB).
+    pub memory_limit: ReadableSize,
+    /// A query still running after this long (planning included) fails with a timeout
+    /// error. `None`: no limit. Default: 10 minutes.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        let memory = mito_engine::config::total_memory();
+        Self {
+            memory_limit: ReadableSize(memory.map_or(ReadableSize::gib(1).as_bytes(), |m| {
+                (m / 4).max(ReadableSize::mib(256).as_bytes())
+            })),
+            timeout: Some(std::time::Duration::from_secs(600)),
+        }
+    }
 }
 
 /// One table with its figures, as `mito tables` lists them.
@@ -94,6 +122,8 @@ impl Instance {
             Some(lock_dir(dir)?)
         };
         let catalog = catalog::load(dir).context(CatalogSnafu)?;
+        #[cfg(feature = "sql")]
+        let plans = crate::provider::PlanCache::new(&options.query)?;
         let engine = MitoEngine::open_local(dir, options.engine, options.wal)
             .await
             .map_err(BoxedError::new)
@@ -103,7 +133,7 @@ impl Instance {
             engine,
             catalog: Mutex::new(catalog.clone()),
             #[cfg(feature = "sql")]
-            plans: crate::provider::PlanCache::new(),
+            plans,
             _lock: lock,
         };
         for table in &catalog.tables {

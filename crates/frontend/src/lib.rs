@@ -26,9 +26,11 @@ pub mod line_protocol;
 pub mod provider;
 #[cfg(feature = "sql")]
 mod run_aggregate;
+#[cfg(feature = "sql")]
+mod sql_guard;
 
 pub use error::{Error, Result};
-pub use instance::{Instance, InstanceOptions};
+pub use instance::{Instance, InstanceOptions, QueryOptions};
 
 /// Replays the checked-in cargo-fuzz corpus `fuzz/corpus/{target}` through `body`; at least
 /// `min` inputs must be there.

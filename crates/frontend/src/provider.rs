@@ -14,7 +14,10 @@
 //! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
 
 use std::any::Any;
+use std::future::Future as _;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_array::RecordBatchOptions;
@@ -27,6 +30,8 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::{DefaultTableSource, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_aggregate::first_last::{FirstValue, LastValue};
 use datafusion::functions_window::expr_fn::lag;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -35,6 +40,8 @@ use datafusion::logical_expr::{
     TableProviderFilterPushDown, TableScan,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
@@ -47,7 +54,7 @@ use store_api::scan::{ScanOrder, ScanRequest, SeriesRowSelector};
 use store_api::{ColumnId, RegionId};
 
 use crate::error::{Result, SqlSnafu};
-use crate::instance::Instance;
+use crate::instance::{Instance, QueryOptions};
 
 /// One table as DataFusion sees it.
 #[derive(Debug)]
@@ -275,7 +282,8 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     )?)
 }
 
-/// A DataFusion session with every table of `instance` registered under its name.
+/// A DataFusion session with every table of `instance` registered under its name (and the
+/// instance's query memory limit).
 pub async fn session(instance: &Instance) -> Result<SessionContext> {
     new_session(instance, tables(instance).await?.0)
 }
@@ -312,8 +320,10 @@ fn new_session(instance: &Instance, tables: Vec<Registered>) -> Result<SessionCo
     optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(instance.plans.runtime.clone())
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::run_aggregate::RunAggregate))
+        .with_physical_optimizer_rule(Arc::new(YieldAfterJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
@@ -323,6 +333,42 @@ fn new_session(instance: &Instance, tables: Vec<Registered>) -> Result<SessionCo
             .context(SqlSnafu)?;
     }
     Ok(ctx)
+}
+
+/// Puts a yield point above every join, so that a query's timeout (and cancellation) can
+/// stop it. A join turns few input batches into many output batches without polling its
+/// inputs, and the operator above it (an aggregate, say) consumes them all in one poll:
+/// the scan's own yield points are never reached, and a `count(*)` over a three-way cross
+/// join ran 74 s past a 300 ms timeout. [`CooperativeExec`] spends a unit of the task's
+/// budget per batch and yields when it runs out.
+#[derive(Debug)]
+struct YieldAfterJoins;
+
+impl PhysicalOptimizerRule for YieldAfterJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::tree_node::TreeNode;
+        plan.transform_up(|node| {
+            // Every DataFusion join is named `...JoinExec`.
+            if node.name().ends_with("JoinExec") {
+                let wrapped: Arc<dyn ExecutionPlan> = Arc::new(CooperativeExec::new(node));
+                return Ok(Transformed::yes(wrapped));
+            }
+            Ok(Transformed::no(node))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "YieldAfterJoins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// DataFusion's partitions: one per region of the widest table, at most one per core. A
@@ -347,6 +393,9 @@ fn partitions(tables: &[Registered]) -> usize {
 pub(crate) struct PlanCache {
     plans: moka::sync::Cache<String, Arc<CachedPlan>>,
     session: std::sync::Mutex<Option<(u64, SessionContext)>>,
+    /// The memory pool (and spill files) every session of the instance shares.
+    runtime: Arc<RuntimeEnv>,
+    timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -369,11 +418,24 @@ impl std::fmt::Debug for PlanCache {
 const CACHED_PLANS: u64 = 256;
 
 impl PlanCache {
-    pub(crate) fn new() -> Self {
-        Self {
+    pub(crate) fn new(options: &QueryOptions) -> Result<Self> {
+        let limit = usize::try_from(options.memory_limit.as_bytes()).unwrap_or(usize::MAX);
+        // Fair shares between the operators that can spill; the five largest consumers are
+        // named in the error of a query over the limit.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .context(SqlSnafu)?;
+        Ok(Self {
             plans: moka::sync::Cache::new(CACHED_PLANS),
             session: std::sync::Mutex::new(None),
-        }
+            runtime,
+            timeout: options.timeout,
+        })
     }
 
     /// Plans held.
@@ -438,6 +500,88 @@ fn keepable(plan: &LogicalPlan) -> bool {
 
 /// Runs one read-only SQL statement; returns the result's schema and batches.
 pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, stream) = query_stream(instance, sql).await?;
+    let batches = stream.try_collect().await.context(SqlSnafu)?;
+    Ok((schema, batches))
+}
+
+/// Plans one read-only SQL statement and starts it; its batches come as the stream is
+/// polled, so a large result is never held whole. The instance's query timeout covers
+/// planning and the whole stream: past it, the stream ends with a timeout error.
+pub async fn query_stream(
+    instance: &Instance,
+    sql: &str,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let timeout = instance.plans.timeout;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let planned = plan(instance, sql);
+    let (schema, physical, ctx) = match (deadline, timeout) {
+        (Some(at), Some(t)) => tokio::time::timeout_at(at, planned)
+            .await
+            .map_err(|_| timed_out(t))
+            .context(SqlSnafu)??,
+        _ => planned.await?,
+    };
+    let stream =
+        datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).context(SqlSnafu)?;
+    let stream: SendableRecordBatchStream = match (deadline, timeout) {
+        (Some(at), Some(t)) => Box::pin(Deadline {
+            inner: stream,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            timeout: t,
+            expired: false,
+        }),
+        _ => stream,
+    };
+    Ok((schema, stream))
+}
+
+fn timed_out(timeout: Duration) -> DataFusionError {
+    DataFusionError::ResourcesExhausted(format!(
+        "the query ran longer than its timeout ({:?}) and was stopped",
+        timeout
+    ))
+}
+
+/// A stream that ends with a timeout error at its deadline.
+struct Deadline {
+    inner: SendableRecordBatchStream,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    expired: bool,
+}
+
+impl futures::Stream for Deadline {
+    type Item = DfResult<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(timed_out(self.timeout))));
+        }
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for Deadline {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// The physical plan of `sql`, ready to run: a reset copy of a kept plan, or a new one (kept
+/// if it can be run again).
+async fn plan(
+    instance: &Instance,
+    sql: &str,
+) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>, SessionContext)> {
     let (ctx, fingerprint) = instance.plans.session(instance).await?;
     let cached = instance
         .plans
@@ -452,7 +596,12 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let plan = state.create_logical_plan(sql).await.context(SqlSnafu)?;
+            let dialect = state.config().options().sql_parser.dialect;
+            let mut statement = state.sql_to_statement(sql, &dialect).context(SqlSnafu)?;
+            crate::sql_guard::check(&mut statement)
+                .map_err(DataFusionError::Plan)
+                .context(SqlSnafu)?;
+            let plan = state.statement_to_plan(statement).await.context(SqlSnafu)?;
             options.verify_plan(&plan).context(SqlSnafu)?;
             let keep = keepable(&plan);
             let optimized = state.optimize(&plan).context(SqlSnafu)?;
@@ -463,10 +612,7 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
                 .await
                 .context(SqlSnafu)?;
             if !keep {
-                let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx())
-                    .await
-                    .context(SqlSnafu)?;
-                return Ok((schema, batches));
+                return Ok((schema, physical, ctx));
             }
             instance.plans.plans.insert(
                 sql.to_string(),
@@ -481,10 +627,7 @@ pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<Rec
     };
     let run =
         datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
-    let batches = datafusion::physical_plan::collect(run, ctx.task_ctx())
-        .await
-        .context(SqlSnafu)?;
-    Ok((schema, batches))
+    Ok((schema, run, ctx))
 }
 
 /// Pushes "the latest row of each group" into the scan when groups are sets of series:
