@@ -1140,7 +1140,22 @@ impl RegionWorker {
         match request {
             DdlRequest::Alter(_) => {}
             DdlRequest::Create(req) => reply(tx, self.create(region_id, req).await),
-            DdlRequest::Open(req) => reply(tx, self.open(region_id, req).await),
+            DdlRequest::Open(req) => {
+                let was_open = self.regions.contains_key(&region_id);
+                let result = self.open(region_id, req).await;
+                // What a writable open replayed is flushed at once: a run killed before its
+                // own flush would otherwise leave the log to be replayed (and to grow) at
+                // every open.
+                let replayed = self
+                    .regions
+                    .get(&region_id)
+                    .is_some_and(|s| s.mutable_bytes > 0);
+                if result.is_ok() && !was_open && replayed && !self.shared.config.read_only {
+                    tracing::info!(%region_id, "flushing what the WAL replay recovered");
+                    self.schedule_flush(region_id, None);
+                }
+                reply(tx, result);
+            }
             DdlRequest::Close(req) => {
                 let has_data = self.regions.get(&region_id).is_some_and(|s| {
                     let v = s.region.version();

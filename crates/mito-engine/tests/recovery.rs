@@ -194,3 +194,36 @@ async fn staging_leftovers_are_removed_at_open() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     assert!(same_rows(&scan_all(&engine, REGION).await, &rows));
 }
+
+/// Rows only in the WAL (the run that wrote them stopped before any flush) are flushed by the
+/// next writable open, so a log left by killed runs is not replayed, and does not grow, at
+/// every open after it.
+#[tokio::test]
+async fn a_writable_open_flushes_what_the_wal_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 1, Some(1.0)), ("b", 2, Some(2.0))])
+        .await
+        .unwrap();
+    let rows = scan_all(&engine, REGION).await;
+    engine.stop().await.unwrap();
+    assert!(ssts(dir.path()).is_empty());
+
+    let engine = try_open(dir.path()).await.unwrap();
+    // The flush runs in the background: wait (bounded) for its file.
+    for _ in 0..1200 {
+        if !ssts(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ssts(dir.path()).len(), 1);
+    assert_eq!(scan_all(&engine, REGION).await, rows);
+    engine.stop().await.unwrap();
+    // The next open replays nothing, and flushes nothing new.
+    let engine = try_open(dir.path()).await.unwrap();
+    assert_eq!(scan_all(&engine, REGION).await, rows);
+    engine.stop().await.unwrap();
+    assert_eq!(ssts(dir.path()).len(), 1);
+}
