@@ -622,3 +622,51 @@ fn deep_and_endless_queries_fail_with_errors_not_crashes() {
     let out = mito(&data, &["sql", "--memory-limit", "1KiB", "SELECT 1"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn a_bad_filter_and_a_cut_file_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!("m,host=h{} v={i} {i}\n", i % 50));
+    }
+    ok(mito_stdin(&data, &["write"], text.as_bytes()));
+    // A tag compared with a number: the query's fault, said so, with the fix.
+    let out = mito(&data, &["sql", "SELECT count(*) FROM m WHERE host = 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("the query's filter"), "{err}");
+    assert!(err.contains("the file is fine"), "{err}");
+    assert!(err.contains("host = '1'"), "{err}");
+    // A file cut short: damage, named as such.
+    let ssts: Vec<_> = walk(&data)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(ssts.len(), 1, "{ssts:?}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ssts[0])
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len / 2).unwrap();
+    let out = mito(&data, &["sql", "SELECT count(*), max(v) FROM m"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is corrupted"), "{err}");
+    assert!(err.contains("cut short"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -111,7 +111,11 @@ fn balanced(mut operands: Vec<Expr>, op: &BinaryOperator) -> Expr {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests assert by panicking")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests assert by panicking"
+)]
 mod tests {
     use datafusion::sql::parser::DFParser;
 

@@ -86,6 +86,20 @@ pub enum Error {
         location: Location,
     },
 
+    /// A filter of the read cannot be evaluated on the file's rows (a type the values do not
+    /// cast to, say): the query is at fault, not the file.
+    #[snafu(display(
+        "the query's filter {filter} cannot be evaluated on the rows of SST {path} (the file \
+         is fine): {reason}"
+    ))]
+    FilterFailed {
+        path: String,
+        filter: String,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// A read request is invalid (unknown column id, ...).
     #[snafu(display("Invalid read of SST {path}: {reason}"))]
     InvalidRead {
@@ -102,9 +116,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl ErrorExt for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidInput { .. } | Error::EmptySst { .. } | Error::InvalidRead { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Error::InvalidInput { .. }
+            | Error::EmptySst { .. }
+            | Error::InvalidRead { .. }
+            | Error::FilterFailed { .. } => ErrorKind::InvalidArgument,
             Error::ObjectStore { source, .. } if source.is_temporary() => ErrorKind::Unavailable,
             Error::ObjectStore { source, .. } if source.kind() == opendal::ErrorKind::NotFound => {
                 ErrorKind::NotFound

@@ -31,7 +31,7 @@ use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, RegionMetadataRef,
 use store_api::scan::TimeRange;
 
 use crate::error::{
-    ArrowSnafu, CorruptedSnafu, Error, InvalidReadSnafu, ObjectStoreSnafu, ParquetSnafu, Result,
+    ArrowSnafu, CorruptedSnafu, Error, FilterFailedSnafu, InvalidReadSnafu, ParquetSnafu, Result,
     SchemaMismatchSnafu,
 };
 use crate::file::{FileId, FileMeta, sst_path};
@@ -363,9 +363,7 @@ impl SstReader {
             .read_with(&path)
             .range(meta.tail_offset..meta.file_size)
             .await
-            .context(ObjectStoreSnafu {
-                path: path.to_string(),
-            })?
+            .map_err(|e| read_error(&path, Some(meta.file_size), e))?
             .to_bytes();
         let expected_len = meta.file_size - meta.tail_offset;
         if tail.len() as u64 != expected_len {
@@ -1369,6 +1367,28 @@ impl KeyRuns<'_> {
     }
 }
 
+/// A failed read of `path`: a range past the file's end means the file is shorter than its
+/// recorded `size` or its own footer says (cut short, or replaced): damage, not a request
+/// error.
+fn read_error(path: &str, size: Option<u64>, e: opendal::Error) -> Error {
+    if e.kind() == opendal::ErrorKind::RangeNotSatisfied {
+        let recorded = size.map_or_else(
+            || "its footer records".to_string(),
+            |n| format!("the {n} bytes recorded for it"),
+        );
+        return CorruptedSnafu {
+            path: path.to_string(),
+            reason: format!("the file is shorter than {recorded} (cut short?): {e}"),
+        }
+        .build();
+    }
+    Error::ObjectStore {
+        path: path.to_string(),
+        source: e,
+        location: snafu::location!(),
+    }
+}
+
 /// Our own errors travel through the Parquet reader as `External`: take them back out.
 fn parquet_error(path: &str, e: ParquetError) -> Error {
     match e {
@@ -1398,12 +1418,27 @@ fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
         }
         .build()
     };
+    let failed = |filter: String, reason: String| {
+        FilterFailedSnafu {
+            path: path.to_string(),
+            filter,
+            reason,
+        }
+        .build()
+    };
     match e {
         mito_read::PredicateError::Evaluate { predicate, source } => {
-            invalid(format!("key filter {predicate}: {source}"))
+            let mut reason = source.to_string();
+            if reason.contains("Cannot cast") {
+                reason.push_str(
+                    "; compare a column with a value of its own type (a tag is a string: \
+                     host = '1', not host = 1)",
+                );
+            }
+            failed(predicate.to_string(), reason)
         }
         mito_read::PredicateError::NotBoolean { predicate, .. } => {
-            invalid(format!("key filter {predicate} is not a predicate"))
+            invalid(format!("filter {predicate} is not a predicate"))
         }
         mito_read::PredicateError::Arrow(source) => Error::Arrow {
             path: path.to_string(),
@@ -1718,9 +1753,7 @@ impl VerifiedReader {
                 .read_with(&self.path)
                 .range(span_start..span_end)
                 .await
-                .context(ObjectStoreSnafu {
-                    path: self.path.to_string(),
-                })?
+                .map_err(|e| read_error(&self.path, None, e))?
                 .to_bytes();
             if bytes.len() as u64 != span_end - span_start {
                 return Err(corrupted(format!(
