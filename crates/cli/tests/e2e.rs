@@ -670,3 +670,37 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn points_scattered_over_centuries_make_few_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 3,000 points over 500 years (from 1700), in a scrambled order: before, 2,969 files.
+    let start: i64 = -8_520_336_000;
+    let span: i64 = 500 * 365 * 86_400;
+    let mut text = String::new();
+    let mut x: i64 = 12_345;
+    for i in 0..3000 {
+        x = (x * 1_103_515_245 + 12_345).rem_euclid(1 << 31);
+        let t = start + x.rem_euclid(span);
+        text.push_str(&format!("ev,host=h{} v={i}i {t}\n", i % 20));
+    }
+    ok(mito_stdin(
+        &data,
+        &["write", "--precision", "s"],
+        text.as_bytes(),
+    ));
+    let tables = ok(mito(&data, &["tables", "--format", "csv"]));
+    let row = tables.lines().nth(1).unwrap().to_string();
+    let files: usize = row.split(',').nth(2).unwrap().parse().unwrap();
+    assert!(files <= 2, "{tables}");
+    assert_eq!(
+        sql(&data, "SELECT count(*), sum(v) FROM ev"),
+        [format!("3000,{}", (0..3000).sum::<i64>())]
+    );
+    ok(mito(&data, &["compact", "ev"]));
+    assert_eq!(
+        sql(&data, "SELECT count(*), sum(v) FROM ev"),
+        [format!("3000,{}", (0..3000).sum::<i64>())]
+    );
+}

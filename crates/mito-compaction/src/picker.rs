@@ -10,6 +10,8 @@
 //!              a closed window: compact when its files overlap in time, or once it holds
 //!                `trigger_files` files, so that it ends as one sorted run; disjoint files
 //!                beyond two: all but the largest are merged, so it ends with at most two
+//!              consecutive closed windows of fewer than `SPARSE_WINDOW_ROWS` rows each:
+//!                merged together, until the merge holds that many rows
 //!            at most `max_input_files` inputs per task (the oldest by sequence first);
 //!            outputs roll at `max_output_file_size`
 //! ```
@@ -18,6 +20,11 @@ use mito_sst::{FileId, FileMeta};
 
 /// The windows an inferred window is rounded up to, in seconds: 1h, 2h, 12h, 1d, 1w.
 pub const WINDOW_CHOICES_SECS: [u64; 5] = [3600, 7200, 43_200, 86_400, LARGEST_WINDOW_SECS];
+
+/// A closed window holding fewer rows than this is sparse: consecutive sparse windows are
+/// merged together (and a flush writes them to one file) until the rows reach it, so points
+/// scattered over centuries do not become a file each.
+pub const SPARSE_WINDOW_ROWS: usize = 4096;
 
 /// A closed window of disjoint files is merged once it holds more files than this.
 pub const MAX_CLOSED_WINDOW_FILES: usize = 2;
@@ -107,7 +114,10 @@ pub fn pick(files: &[FileMeta], options: &TwcsOptions, units_per_second: i64) ->
     }
     let active = by_window.keys().next_back().copied();
     let trigger = options.trigger_files.max(2);
+    let max_inputs = options.max_input_files.max(2);
     let mut tasks = Vec::new();
+    // Consecutive sparse closed windows, merged together (see `SPARSE_WINDOW_ROWS`).
+    let mut run = SparseRun::default();
     for (start, mut files) in by_window {
         let is_active = Some(start) == active;
         let overlap = files.len() >= 2 && any_overlap(&files);
@@ -116,6 +126,15 @@ pub fn pick(files: &[FileMeta], options: &TwcsOptions, units_per_second: i64) ->
         } else {
             files.len() >= trigger || overlap || files.len() > MAX_CLOSED_WINDOW_FILES
         };
+        let rows: u64 = files.iter().map(|f| f.num_rows).sum();
+        if !due && !is_active && rows < SPARSE_WINDOW_ROWS as u64 {
+            run.add(start, &files, rows);
+            if run.rows >= SPARSE_WINDOW_ROWS as u64 || run.inputs.len() >= max_inputs {
+                tasks.extend(run.take(options));
+            }
+            continue;
+        }
+        tasks.extend(run.take(options));
         if !due {
             continue;
         }
@@ -131,18 +150,48 @@ pub fn pick(files: &[FileMeta], options: &TwcsOptions, units_per_second: i64) ->
             files.retain(|f| Some(f.file_id) != keep);
         }
         files.sort_by_key(|f| (f.max_sequence, f.file_id));
-        files.truncate(options.max_input_files.max(2));
+        files.truncate(max_inputs);
         tasks.push(CompactionTask {
             window_start: start,
             inputs: files.iter().map(|f| f.file_id).collect(),
             max_output_file_size: options.max_output_file_size,
         });
     }
+    tasks.extend(run.take(options));
     CompactionPlan {
         window_secs,
         inferred,
         expired,
         tasks,
+    }
+}
+
+/// Consecutive closed windows, each holding fewer than [`SPARSE_WINDOW_ROWS`] rows, gathered
+/// into one merge.
+#[derive(Debug, Default)]
+struct SparseRun {
+    first_window: i64,
+    inputs: Vec<FileId>,
+    rows: u64,
+}
+
+impl SparseRun {
+    fn add(&mut self, window_start: i64, files: &[&FileMeta], rows: u64) {
+        if self.inputs.is_empty() {
+            self.first_window = window_start;
+        }
+        self.inputs.extend(files.iter().map(|f| f.file_id));
+        self.rows += rows;
+    }
+
+    /// The run's merge, if it has two files or more to merge; the run starts again.
+    fn take(&mut self, options: &TwcsOptions) -> Option<CompactionTask> {
+        let run = std::mem::take(self);
+        (run.inputs.len() >= 2).then_some(CompactionTask {
+            window_start: run.first_window,
+            inputs: run.inputs,
+            max_output_file_size: options.max_output_file_size,
+        })
     }
 }
 
@@ -200,7 +249,8 @@ mod tests {
             min_key: Vec::new(),
             max_key: Vec::new(),
             level: 0,
-            num_rows: 1,
+            // Dense: the window rules apply (see `sparse_windows_are_merged_together`).
+            num_rows: SPARSE_WINDOW_ROWS as u64,
             num_row_groups: 1,
             file_size: 1000,
             max_sequence: seq,
@@ -281,6 +331,50 @@ mod tests {
         let plan = pick(&more, &hourly(), 1);
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].inputs, ids(&[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn sparse_windows_are_merged_together() {
+        let sparse = |id: u128, at: i64, rows: u64| FileMeta {
+            num_rows: rows,
+            ..file(id, at, at, id as u64)
+        };
+        // Given points scattered one per hour over 100 closed hours (a file each), a dense
+        // closed hour in the middle, and an active hour
+        let mut files: Vec<FileMeta> = (0..100).map(|i| sparse(i, i as i64 * H, 1)).collect();
+        files.push(sparse(500, 50 * H + 1, SPARSE_WINDOW_ROWS as u64));
+        files.push(sparse(600, 1000 * H, 1));
+        let plan = pick(&files, &hourly(), 1);
+        // Then the sparse hours before and after the dense one are merged, at most
+        // `max_input_files` at a time; the dense hour and the active one are left alone
+        let inputs: Vec<Vec<FileId>> = plan.tasks.iter().map(|t| t.inputs.clone()).collect();
+        assert_eq!(
+            inputs,
+            [
+                ids(&(0..32).collect::<Vec<_>>()),
+                ids(&(32..50).collect::<Vec<_>>()),
+                ids(&(51..83).collect::<Vec<_>>()),
+                ids(&(83..100).collect::<Vec<_>>()),
+            ]
+        );
+        // And a run closes once it holds SPARSE_WINDOW_ROWS rows
+        let half = SPARSE_WINDOW_ROWS as u64 / 2;
+        let files = [
+            sparse(1, 0, half),
+            sparse(2, H, half),
+            sparse(3, 2 * H, half),
+            sparse(4, 3 * H, 1),
+            sparse(9, 10 * H, 1),
+        ];
+        let plan = pick(&files, &hourly(), 1);
+        let inputs: Vec<Vec<FileId>> = plan.tasks.iter().map(|t| t.inputs.clone()).collect();
+        assert_eq!(inputs, [ids(&[1, 2]), ids(&[3, 4])]);
+        // And a lone sparse window, or merged output, is left as it is
+        assert!(
+            pick(&[sparse(1, 0, 5), sparse(9, 10 * H, 1)], &hourly(), 1)
+                .tasks
+                .is_empty()
+        );
     }
 
     #[test]

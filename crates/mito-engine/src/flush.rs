@@ -56,7 +56,62 @@ pub struct FlushOutput {
     pub manifest_version: u64,
 }
 
-/// Writes the memtables' rows as SSTs (one per memtable and time window) and commits them.
+/// A window holding fewer rows than this shares its file with the sparse windows next to
+/// it: 3,000 points spread over 500 years made one file per point's window (2,969 files).
+/// The compaction picker merges sparse windows by the same bound.
+use mito_compaction::picker::SPARSE_WINDOW_ROWS;
+
+/// The rows one flushed file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileGroup {
+    /// One dense time window.
+    Window(i64),
+    /// Consecutive sparse windows: the rows in `[start, end)`.
+    Span(TimeRange),
+}
+
+/// Which windows of a memtable go to which file: a window with at least
+/// [`SPARSE_WINDOW_ROWS`] rows gets a file of its own; consecutive sparser ones share one
+/// until it holds that many rows. `windows` is (start, rows) in order; `width` the window.
+fn file_groups(windows: &[(i64, usize)], width: i64) -> Vec<FileGroup> {
+    let mut out = Vec::new();
+    // The sparse windows gathered so far: first start, last start, rows.
+    let mut open: Option<(i64, i64, usize)> = None;
+    let close = |open: &mut Option<(i64, i64, usize)>, out: &mut Vec<FileGroup>| {
+        if let Some((first, last, _)) = open.take() {
+            out.push(if first == last {
+                FileGroup::Window(first)
+            } else {
+                // The last window of the time index's range ends past i64::MAX: unbounded,
+                // or its row at i64::MAX would be left out.
+                FileGroup::Span(TimeRange {
+                    start: Some(first),
+                    end: last.checked_add(width),
+                })
+            });
+        }
+    };
+    for &(start, rows) in windows {
+        if rows >= SPARSE_WINDOW_ROWS {
+            close(&mut open, &mut out);
+            out.push(FileGroup::Window(start));
+            continue;
+        }
+        let (first, total) = match open {
+            Some((first, _, total)) => (first, total + rows),
+            None => (start, rows),
+        };
+        open = Some((first, start, total));
+        if total >= SPARSE_WINDOW_ROWS {
+            close(&mut open, &mut out);
+        }
+    }
+    close(&mut open, &mut out);
+    out
+}
+
+/// Writes the memtables' rows as SSTs (one per memtable and dense time window, sparse windows
+/// sharing files) and commits them.
 pub async fn flush(job: FlushJob<'_>, manifest: &mut RegionManifestManager) -> Result<FlushOutput> {
     let mut written: Vec<FileMeta> = Vec::new();
     let result = write_and_commit(&job, manifest, &mut written).await;
@@ -78,11 +133,18 @@ async fn write_and_commit(
 ) -> Result<FlushOutput> {
     let region_id = job.metadata.region_id();
     for memtable in job.memtables {
-        for start in memtable.partition_starts() {
-            let req = MemtableRead {
-                partition: Some(start),
-                keep_deletes: true,
-                ..MemtableRead::default()
+        for group in file_groups(&memtable.partition_rows(), memtable.window()) {
+            let req = match group {
+                FileGroup::Window(start) => MemtableRead {
+                    partition: Some(start),
+                    keep_deletes: true,
+                    ..MemtableRead::default()
+                },
+                FileGroup::Span(range) => MemtableRead {
+                    time_range: Some(range),
+                    keep_deletes: true,
+                    ..MemtableRead::default()
+                },
             };
             let mut rows = memtable.read(&req).context(MemtableSnafu { region_id })?;
             let mut writer = SstWriter::new(
@@ -160,4 +222,58 @@ fn exclude_range(
     };
     mito_read::keep_rows(batch.clone(), ts.buffer::<i64>(0), |t| !range.contains(t))
         .context(ArrowSnafu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: usize = SPARSE_WINDOW_ROWS;
+
+    #[test]
+    fn dense_windows_get_a_file_each_and_sparse_ones_share() {
+        let w = 10;
+        // Two dense windows, then a run of sparse ones, a dense one, one sparse one.
+        let windows = [
+            (0, S),
+            (10, S + 5),
+            (20, 1),
+            (50, 2),
+            (90, S - 10),
+            (100, 7),
+            (110, S),
+            (500, 1),
+        ];
+        assert_eq!(
+            file_groups(&windows, w),
+            [
+                FileGroup::Window(0),
+                FileGroup::Window(10),
+                // 1 + 2 + (S - 10) + 7 reaches S at window 100: the group closes there.
+                FileGroup::Span(TimeRange::new(20, 110)),
+                FileGroup::Window(110),
+                FileGroup::Window(500),
+            ]
+        );
+        assert!(file_groups(&[], w).is_empty());
+        // The window holding i64::MAX: the span has no end, so that row is kept.
+        let last = i64::MAX.div_euclid(w) * w;
+        assert_eq!(
+            file_groups(&[(i64::MIN, 1), (last, 1)], w),
+            [FileGroup::Span(TimeRange {
+                start: Some(i64::MIN),
+                end: None
+            })]
+        );
+    }
+
+    #[test]
+    fn scattered_points_make_few_files() {
+        // 3,000 points, each alone in its window (500 years of days): one file per 4,096 rows.
+        let windows: Vec<(i64, usize)> = (0..3000).map(|i| (i * 86_400, 1)).collect();
+        assert_eq!(
+            file_groups(&windows, 86_400),
+            [FileGroup::Span(TimeRange::new(0, 3000 * 86_400))]
+        );
+    }
 }

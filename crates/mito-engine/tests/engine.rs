@@ -515,14 +515,15 @@ async fn compaction_merges_files_and_changes_no_row() {
     create(&engine, REGION).await;
     let compact = |options| RegionRequest::Compact(RegionCompactRequest { options });
     // Three hours of rows, each hour written by three overlapping flushes, with overwrites
-    // and deletes across files.
+    // and deletes across files; each hour dense enough (4,200 rows, over
+    // SPARSE_WINDOW_ROWS) that compaction keeps it a window of its own.
     let mut want = std::collections::BTreeMap::new();
     for hour in 0..3i64 {
         for round in 0..3 {
-            let rows: Vec<(String, i64, Option<f64>)> = (0..50)
+            let rows: Vec<(String, i64, Option<f64>)> = (0..4200)
                 .map(|i| {
-                    let v = (round * 100 + i) as f64;
-                    (format!("h{}", i % 5), hour * 3_600_000 + i * 1000, Some(v))
+                    let v = (round * 10_000 + i) as f64;
+                    (format!("h{}", i % 5), hour * 3_600_000 + i * 200, Some(v))
                 })
                 .collect();
             let refs: Vec<(&str, i64, Option<f64>)> =
@@ -531,7 +532,8 @@ async fn compaction_merges_files_and_changes_no_row() {
             for (h, t, v) in rows {
                 want.insert((h, t), v);
             }
-            let gone = ("h1", hour * 3_600_000 + round * 5000 + 1000);
+            // Row i = 25 * round + 6 (host h1).
+            let gone = ("h1", hour * 3_600_000 + round * 5000 + 1200);
             delete(&engine, REGION, &[gone]).await.unwrap();
             want.remove(&(gone.0.to_string(), gone.1));
             flush(&engine, REGION).await;

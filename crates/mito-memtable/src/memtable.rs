@@ -370,6 +370,14 @@ impl Memtable {
         read_lock(&self.partitions).keys().copied().collect()
     }
 
+    /// Start and rows (before deduplication) of every time partition, in order.
+    pub fn partition_rows(&self) -> Vec<(i64, usize)> {
+        read_lock(&self.partitions)
+            .iter()
+            .map(|(start, parts)| (*start, parts.iter().map(|p| p.num_rows()).sum()))
+            .collect()
+    }
+
     /// Width of a time partition in the time index's unit.
     pub fn window(&self) -> i64 {
         self.window
