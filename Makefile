@@ -2,6 +2,7 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
+CYCLES ?= 50
 FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry line_protocol catalog
 
 .DEFAULT_GOAL := help
@@ -31,6 +32,10 @@ dup-check: ## Fail if arrow, parquet or datafusion appear in two versions (their
 test: ## Run every test of the workspace (unit, integration, crash, corpus replays, doc tests)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
+
+.PHONY: crash
+crash: ## Kill `mito write`/`flush`/`compact` with SIGKILL CYCLES times (default 50) and check every reopen (docs/reliability.md)
+	MITO_CRASH_CYCLES=$(CYCLES) $(CARGO) nextest run -p cli --test crash --no-capture -E 'test(killed_writes_always_leave_a_directory_that_opens)'
 
 .PHONY: bench
 bench: ## Run `mito bench` (TSBS cpu-only, report in mito-bench/) and the criterion benchmarks (see docs/benchmarks.md)
