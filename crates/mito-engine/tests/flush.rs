@@ -94,7 +94,7 @@ async fn setup(op: &Operator, meta: &RegionMetadataRef) -> RegionManifestManager
 }
 
 #[tokio::test]
-async fn flush_writes_one_file_per_window_and_commits_once() {
+async fn flush_writes_sparse_windows_to_one_file_and_commits_once() {
     let op = mito_sst::store::memory_operator();
     let meta = metadata();
     let mt = memtable(&meta);
@@ -115,11 +115,17 @@ async fn flush_writes_one_file_per_window_and_commits_once() {
     )
     .await
     .unwrap();
-    // 30 rows 400 s apart span 12,000 s: windows starting at 0, 3600, 7200, 10800.
-    assert_eq!(out.files.len(), 4);
+    // 30 rows 400 s apart span 12,000 s: windows starting at 0, 3600, 7200, 10800, each far
+    // sparser than SPARSE_WINDOW_ROWS, so they share one file (dense windows get a file
+    // each: `flush.rs`'s unit tests).
+    assert_eq!(out.files.len(), 1);
+    assert_eq!(
+        (out.files[0].time_range.min, out.files[0].time_range.max),
+        (0, 29 * 400)
+    );
     assert_eq!(out.manifest_version, 2);
     let state = manifest.manifest();
-    assert_eq!(state.files.len(), 4);
+    assert_eq!(state.files.len(), 1);
     assert_eq!((state.flushed_entry_id, state.flushed_sequence), (7, 31));
     // The files hold exactly what the memtable holds, tombstone included.
     let mut rows = 0;
