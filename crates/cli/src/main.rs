@@ -17,13 +17,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use frontend::batcher::Precision;
 use frontend::ingest::{IngestOptions, IngestReport, Input, Progress, ingest};
 use frontend::{Instance, InstanceOptions};
-use std::time::Duration;
-
 use futures::StreamExt;
 use store_api::clock::{ClockRef, SystemClock};
 use store_api::config::ReadableSize;
@@ -104,9 +103,10 @@ enum Command {
         /// Read the query from this file.
         #[arg(long, short = 'f')]
         file: Option<PathBuf>,
-        /// Stop the query after this long (`30s`, `5m`, `1h`; `0` for no limit).
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        timeout: Duration,
+        /// Stop the query after this long (`30s`, `5m`, `1h`; `0` for no limit). Default:
+        /// 10 minutes.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
         /// Memory the query may hold in sorts, joins and aggregates (`512MiB`, `4GiB`);
         /// past it, operators that can spill to temporary files, and the others fail the
         /// query. Default: a quarter of RAM.
@@ -285,7 +285,9 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         ..
     } = &cli.command
     {
-        options.query.timeout = (!timeout.is_zero()).then_some(*timeout);
+        if let Some(timeout) = timeout {
+            options.query.timeout = (!timeout.is_zero()).then_some(*timeout);
+        }
         if let Some(limit) = memory_limit {
             options.query.memory_limit = *limit;
         }

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use benchmarks::tsbs::{CpuGenerator, write_line_protocol};
-use common::mito;
+use common::{files_under, mito};
 
 const HOSTS: usize = 200;
 const STEPS: usize = 300;
@@ -260,20 +260,13 @@ fn wide_lines_are_measured_as_data() {
 
 /// Every file with its bytes, under `dir`.
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 /// The reading commands open read-only: on a directory with a torn WAL tail and unflushed

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::mito;
+use common::{files_under, mito};
 
 mod common;
 
@@ -537,16 +537,21 @@ fn bench_writes_a_report() {
     assert!(stderr(&again).contains("already holds a data directory"));
 }
 
+/// Writes table `r`: `n` rows, `v` = 0..n at time `v`, over 7 series.
+fn write_numbered(data: &Path, n: usize) {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!("r,h=h{} v={i}i {i}\n", i % 7));
+    }
+    ok(mito_stdin(data, &["write"], text.as_bytes()));
+}
+
 #[test]
 fn queries_come_from_stdin_or_a_file_and_print_as_they_stream() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // 25,000 rows: more than one batch and more than one aligned table of 10,000 rows.
-    let mut text = String::new();
-    for i in 0..25_000 {
-        text.push_str(&format!("r,h=h{} v={i}i {i}\n", i % 7));
-    }
-    ok(mito_stdin(&data, &["write"], text.as_bytes()));
+    write_numbered(&data, 25_000);
     let query = "SELECT v FROM r ORDER BY v";
     let from_stdin = ok(mito_stdin(
         &data,
@@ -590,11 +595,7 @@ fn queries_come_from_stdin_or_a_file_and_print_as_they_stream() {
 fn deep_and_endless_queries_fail_with_errors_not_crashes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut text = String::new();
-    for i in 0..2000 {
-        text.push_str(&format!("r,h=h{} v={i}i {i}\n", i % 7));
-    }
-    ok(mito_stdin(&data, &["write"], text.as_bytes()));
+    write_numbered(&data, 2000);
     let deep = format!("SELECT {}", vec!["1"; 10_000].join("+"));
     let out = mito_stdin(&data, &["sql", "-"], deep.as_bytes());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -640,7 +641,7 @@ fn a_bad_filter_and_a_cut_file_are_told_apart() {
     assert!(err.contains("the file is fine"), "{err}");
     assert!(err.contains("host = '1'"), "{err}");
     // A file cut short: damage, named as such.
-    let ssts: Vec<_> = walk(&data)
+    let ssts: Vec<_> = files_under(&data)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
@@ -656,19 +657,6 @@ fn a_bad_filter_and_a_cut_file_are_told_apart() {
     let err = stderr(&out);
     assert!(err.contains("is corrupted"), "{err}");
     assert!(err.contains("cut short"), "{err}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -512,26 +512,29 @@ pub async fn query_stream(
     instance: &Instance,
     sql: &str,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-    let timeout = instance.plans.timeout;
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // The timeout and the moment it runs out.
+    let limit = instance
+        .plans
+        .timeout
+        .map(|t| (t, tokio::time::Instant::now() + t));
     let planned = plan(instance, sql);
-    let (schema, physical, ctx) = match (deadline, timeout) {
-        (Some(at), Some(t)) => tokio::time::timeout_at(at, planned)
+    let (schema, physical, ctx) = match limit {
+        Some((t, at)) => tokio::time::timeout_at(at, planned)
             .await
             .map_err(|_| timed_out(t))
             .context(SqlSnafu)??,
-        _ => planned.await?,
+        None => planned.await?,
     };
     let stream =
         datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).context(SqlSnafu)?;
-    let stream: SendableRecordBatchStream = match (deadline, timeout) {
-        (Some(at), Some(t)) => Box::pin(Deadline {
+    let stream: SendableRecordBatchStream = match limit {
+        Some((t, at)) => Box::pin(Deadline {
             inner: stream,
             sleep: Box::pin(tokio::time::sleep_until(at)),
             timeout: t,
             expired: false,
         }),
-        _ => stream,
+        None => stream,
     };
     Ok((schema, stream))
 }

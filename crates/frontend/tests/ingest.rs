@@ -8,28 +8,19 @@
     reason = "tests assert by panicking"
 )]
 
-use std::sync::Arc;
-
+use common::ingest_text;
 use datafusion::arrow::util::display::array_value_to_string;
-use frontend::ingest::{IngestOptions, Input, ingest};
+use frontend::ingest::IngestOptions;
 use frontend::{Instance, InstanceOptions};
-use store_api::clock::SystemClock;
+
+mod common;
 
 async fn write(instance: &Instance, text: &str, batch_rows: usize) {
     let options = IngestOptions {
         batch_rows,
         ..IngestOptions::default()
     };
-    let bytes: Arc<[u8]> = text.as_bytes().into();
-    let report = ingest(
-        instance,
-        Input::Bytes(bytes),
-        &options,
-        Arc::new(SystemClock),
-        None,
-    )
-    .await
-    .unwrap();
+    let report = ingest_text(instance, text, &options).await;
     assert_eq!(report.refused, 0, "{:?}", report.errors);
 }
 
@@ -232,15 +223,7 @@ async fn a_batch_the_engine_refuses_is_split_and_only_its_bad_lines_are_refused(
             text.push_str(&format!("m,s=a v={i} {i}\n"));
         }
     }
-    let report = ingest(
-        &instance,
-        Input::Bytes(text.as_bytes().into()),
-        &IngestOptions::default(),
-        Arc::new(SystemClock),
-        None,
-    )
-    .await
-    .unwrap();
+    let report = ingest_text(&instance, &text, &IngestOptions::default()).await;
     assert_eq!(report.rows_written, 997);
     assert_eq!(report.refused, 3);
     let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();

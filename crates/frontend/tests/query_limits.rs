@@ -12,11 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::ingest_text;
 use datafusion::arrow::util::display::array_value_to_string;
-use frontend::ingest::{IngestOptions, Input, ingest};
+use frontend::ingest::IngestOptions;
 use frontend::{Instance, InstanceOptions};
-use store_api::clock::SystemClock;
 use store_api::config::ReadableSize;
+
+mod common;
 
 /// An instance holding `m`: `rows` rows over 10 series, each with a 100-byte note.
 async fn instance(dir: &std::path::Path, options: InstanceOptions, rows: usize) -> Arc<Instance> {
@@ -26,17 +28,18 @@ async fn instance(dir: &std::path::Path, options: InstanceOptions, rows: usize) 
     for i in 0..rows {
         text.push_str(&format!("m,s=s{} v={i}i,note=\"{note}{i}\" {i}\n", i % 10));
     }
-    let report = ingest(
-        &instance,
-        Input::Bytes(text.as_bytes().into()),
-        &IngestOptions::default(),
-        Arc::new(SystemClock),
-        None,
-    )
-    .await
-    .unwrap();
+    let report = ingest_text(&instance, &text, &IngestOptions::default()).await;
     assert_eq!(report.rows_written, rows as u64);
     Arc::new(instance)
+}
+
+/// Closes the instance once the test's queries (each holding a clone) are done.
+async fn close(instance: Arc<Instance>) {
+    Arc::into_inner(instance)
+        .unwrap()
+        .close(false)
+        .await
+        .unwrap();
 }
 
 /// Runs `sql` on a worker thread; the first column of the first row, or the error.
@@ -74,11 +77,7 @@ async fn deep_expressions_are_balanced_or_refused() {
     let and: Vec<String> = (0..10_000).map(|i| format!("v <> {}", i * 2)).collect();
     let sql = format!("SELECT count(*) FROM m WHERE {}", and.join(" AND "));
     assert_eq!(first(&instance, sql).await.unwrap(), "500");
-    Arc::into_inner(instance)
-        .unwrap()
-        .close(false)
-        .await
-        .unwrap();
+    close(instance).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,11 +122,7 @@ async fn a_query_over_the_memory_limit_fails_with_an_error_and_the_next_one_runs
             .unwrap(),
         "150000"
     );
-    Arc::into_inner(instance)
-        .unwrap()
-        .close(false)
-        .await
-        .unwrap();
+    close(instance).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,9 +142,5 @@ async fn a_query_past_its_timeout_stops_with_an_error() {
             .unwrap(),
         "20000"
     );
-    Arc::into_inner(instance)
-        .unwrap()
-        .close(false)
-        .await
-        .unwrap();
+    close(instance).await;
 }

@@ -11,6 +11,10 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+// A window of fewer rows than this shares its file with the sparse windows next to it (3,000
+// points spread over 500 years made one file per point's window); the compaction picker
+// merges sparse windows by the same bound.
+use mito_compaction::picker::SPARSE_WINDOW_ROWS;
 use mito_manifest::{Action, RegionEdit, RegionManifestManager};
 use mito_memtable::{Memtable, MemtableRead};
 use mito_sst::{FileId, FileMeta, SstWriter, WriteOptions, sst_path};
@@ -55,11 +59,6 @@ pub struct FlushOutput {
     /// The manifest version of the edit.
     pub manifest_version: u64,
 }
-
-/// A window holding fewer rows than this shares its file with the sparse windows next to
-/// it: 3,000 points spread over 500 years made one file per point's window (2,969 files).
-/// The compaction picker merges sparse windows by the same bound.
-use mito_compaction::picker::SPARSE_WINDOW_ROWS;
 
 /// The rows one flushed file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

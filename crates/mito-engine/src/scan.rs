@@ -445,7 +445,9 @@ impl Plan {
             .build()
         };
         match e {
-            PredicateError::Evaluate { source, .. } => failed(source.to_string()),
+            PredicateError::Evaluate { source, .. } => {
+                failed(PredicateError::evaluation_reason(&source))
+            }
             PredicateError::NotBoolean {
                 predicate,
                 data_type,

@@ -210,6 +210,22 @@ pub enum PredicateError {
     Arrow(ArrowError),
 }
 
+impl PredicateError {
+    /// Why evaluating a predicate failed (`Evaluate`): DataFusion's error, with the fix for
+    /// its usual cause, a column compared with a value of another type (`host = 1` on a
+    /// string tag casts every tag to a number).
+    pub fn evaluation_reason(source: &datafusion_common::DataFusionError) -> String {
+        let mut reason = source.to_string();
+        if reason.contains("Cannot cast") {
+            reason.push_str(
+                "; compare a column with a value of its own type (a tag is a string: \
+                 host = '1', not host = 1)",
+            );
+        }
+        reason
+    }
+}
+
 /// The rows of `batch` passing every predicate, evaluated in turn on the rows left (stops
 /// early when none are).
 pub fn filter_batch(

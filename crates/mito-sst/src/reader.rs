@@ -1427,16 +1427,10 @@ fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
         .build()
     };
     match e {
-        mito_read::PredicateError::Evaluate { predicate, source } => {
-            let mut reason = source.to_string();
-            if reason.contains("Cannot cast") {
-                reason.push_str(
-                    "; compare a column with a value of its own type (a tag is a string: \
-                     host = '1', not host = 1)",
-                );
-            }
-            failed(predicate.to_string(), reason)
-        }
+        mito_read::PredicateError::Evaluate { predicate, source } => failed(
+            predicate,
+            mito_read::PredicateError::evaluation_reason(&source),
+        ),
         mito_read::PredicateError::NotBoolean { predicate, .. } => {
             invalid(format!("filter {predicate} is not a predicate"))
         }

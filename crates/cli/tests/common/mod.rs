@@ -5,7 +5,7 @@
     reason = "each test file uses a different subset; tests assert by panicking"
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the `mito` binary on `dir` with `args`; returns what it printed and its status.
@@ -16,4 +16,22 @@ pub fn mito(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run mito")
+}
+
+/// Every file under `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("list a directory") {
+            let p = e.expect("a directory entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
