@@ -252,12 +252,13 @@ const REGIONS_DIR: &str = "data/regions";
 pub fn store(dir: &Path, catalog: &Catalog) -> Result<(), CatalogError> {
     let path = dir.join(FILE_NAME);
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let fs = mito_fs::fs_for(dir);
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = fs.create(&tmp)?;
         f.write_all(&encode(catalog))?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
+        fs.rename(&tmp, &path)?;
+        fs.sync_dir(dir)
     };
     write().context(IoSnafu { path: path.clone() })?;
     ensure!(

@@ -20,7 +20,8 @@ pub fn fs_operator(root: &str) -> Result<Operator> {
     let builder = opendal::services::Fs::default()
         .root(root)
         .atomic_write_dir(&staging);
-    Operator::new(builder).context(ObjectStoreSnafu { path: root })
+    let op = Operator::new(builder).context(ObjectStoreSnafu { path: root })?;
+    Ok(mito_fs::fs_for(Path::new(root)).operator(op))
 }
 
 /// An operator over a local directory for reading only: nothing is created (the fs backend
@@ -89,8 +90,8 @@ fn sync_dir_chain(dir: &Path, stop: Option<&Path>) -> Result<()> {
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    mito_fs::fs_for(dir)
+        .sync_dir(dir)
         .context(SyncDirSnafu { path: dir })
 }
 

@@ -53,6 +53,8 @@ pub struct LocalLogStore {
     index: Arc<Mutex<Index>>,
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Where segment files are created, removed and synced.
+    fs: Arc<dyn mito_fs::Fs>,
     /// Opened with `read_only`: nothing on disk changes.
     read_only: bool,
     /// The directory lock of a read-only store (a writable one's writer thread holds it).
@@ -77,7 +79,8 @@ impl LocalLogStore {
             // Nothing to read and nothing to lock; appends fail.
             return Ok(Self::read_only_store(dir, &config, Index::default(), None));
         }
-        std::fs::create_dir_all(&dir).context(IoSnafu {
+        let fs = mito_fs::fs_for(&dir);
+        fs.create_dir_all(&dir).context(IoSnafu {
             path: &dir,
             op: "create WAL directory",
         })?;
@@ -101,7 +104,7 @@ impl LocalLogStore {
                 });
             }
         }
-        let rec = recovery::recover(&dir, read_only)?;
+        let rec = recovery::recover(&*fs, &dir, read_only)?;
         let Some(active) = rec.active else {
             return Ok(Self::read_only_store(
                 dir,
@@ -117,6 +120,7 @@ impl LocalLogStore {
             dir: dir.clone(),
             config: config.clone(),
             index: index.clone(),
+            fs: fs.clone(),
             file: active.file,
             active_id: active.id,
             active_size: active.size,
@@ -154,6 +158,7 @@ impl LocalLogStore {
             index,
             tx,
             writer: Mutex::new(Some(handle)),
+            fs,
             read_only: false,
             _read_lock: None,
         })
@@ -173,6 +178,7 @@ impl LocalLogStore {
             index: Arc::new(Mutex::new(index)),
             tx,
             writer: Mutex::new(None),
+            fs: Arc::new(mito_fs::OsFs),
             read_only: true,
             _read_lock: lock,
         }
@@ -264,7 +270,7 @@ impl LocalLogStore {
         if purged.is_empty() {
             return Ok(purged);
         }
-        remove_segments(self.dir.clone(), purged.clone()).await?;
+        remove_segments(self.fs.clone(), self.dir.clone(), purged.clone()).await?;
         Ok(purged)
     }
 
@@ -310,16 +316,16 @@ impl LocalLogStore {
             index.segments.clear();
             ids
         };
-        remove_segments(self.dir.clone(), ids).await
+        remove_segments(self.fs.clone(), self.dir.clone(), ids).await
     }
 }
 
 /// Deletes segment files, oldest first (a missing one is fine), then syncs the directory.
-async fn remove_segments(dir: PathBuf, ids: Vec<u64>) -> Result<()> {
+async fn remove_segments(fs: Arc<dyn mito_fs::Fs>, dir: PathBuf, ids: Vec<u64>) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         for id in ids {
             let path = segment::segment_path(&dir, id);
-            match std::fs::remove_file(&path) {
+            match fs.remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "purged obsolete WAL segment"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
@@ -330,7 +336,7 @@ async fn remove_segments(dir: PathBuf, ids: Vec<u64>) -> Result<()> {
                 }
             }
         }
-        segment::sync_dir(&dir)
+        segment::sync_dir(&*fs, &dir)
     })
     .await
     .context(JoinSnafu)?

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use mito_fs::Fs;
 use snafu::ResultExt;
 use tracing::{info, warn};
 
@@ -24,7 +25,7 @@ pub(crate) struct Recovered {
 /// The segment appends continue in.
 #[derive(Debug)]
 pub(crate) struct Active {
-    pub(crate) file: std::fs::File,
+    pub(crate) file: Box<dyn mito_fs::FsFile>,
     pub(crate) id: u64,
     pub(crate) size: u64,
     pub(crate) has_records: bool,
@@ -34,8 +35,8 @@ pub(crate) struct Active {
 /// segment is an error naming the file and offset. `read_only` changes nothing on disk: a
 /// torn tail is left in place (and not read), a half-created segment stays, no segment is
 /// created or sealed.
-pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
-    std::fs::create_dir_all(dir).context(IoSnafu {
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recovered> {
+    fs.create_dir_all(dir).context(IoSnafu {
         path: dir,
         op: "create WAL directory",
     })?;
@@ -61,7 +62,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
             // A crash while creating a segment: it never held a record.
             let path = entry.path();
             warn!(path = %path.display(), "removing a WAL segment left half created by a crash");
-            std::fs::remove_file(&path).context(IoSnafu {
+            fs.remove_file(&path).context(IoSnafu {
                 path: &path,
                 op: "remove half-created segment",
             })?;
@@ -77,7 +78,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
         }
     }
     if removed_creating {
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     ids.sort_unstable();
 
@@ -160,7 +161,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
         }
         index.segments.entry(id).or_default().size = scan.valid_end as u64;
         if is_last && !read_only {
-            let file = open_for_append(dir, id, scan.valid_end as u64)?;
+            let file = open_for_append(fs, dir, id, scan.valid_end as u64)?;
             if scan.header.version == format::FORMAT_VERSION {
                 active = Some(Active {
                     file,
@@ -178,7 +179,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
                     version = scan.header.version,
                     "sealing a WAL segment of an older format version; appends go to a new one"
                 );
-                active = Some(new_active(dir, next, &mut index)?);
+                active = Some(new_active(fs, dir, next, &mut index)?);
             }
         }
     }
@@ -186,7 +187,7 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
     let active = match active {
         Some(a) => Some(a),
         None if read_only => None,
-        None => Some(new_active(dir, 1, &mut index)?),
+        None => Some(new_active(fs, dir, 1, &mut index)?),
     };
     info!(
         dir = %dir.display(),
@@ -200,8 +201,8 @@ pub(crate) fn recover(dir: &Path, read_only: bool) -> Result<Recovered> {
 }
 
 /// Creates segment `id` (header only) as the one appends go to, and records it in `index`.
-fn new_active(dir: &Path, id: u64, index: &mut Index) -> Result<Active> {
-    let file = create_segment(dir, id)?;
+fn new_active(fs: &dyn Fs, dir: &Path, id: u64, index: &mut Index) -> Result<Active> {
+    let file = create_segment(fs, dir, id)?;
     index.segments.entry(id).or_default().size = HEADER_LEN as u64;
     Ok(Active {
         file,

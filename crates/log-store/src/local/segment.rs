@@ -2,8 +2,10 @@
 //! async runtime.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use mito_fs::{Fs, FsFile};
 
 use snafu::ResultExt;
 
@@ -36,19 +38,13 @@ pub(crate) const CREATING_SUFFIX: &str = ".creating";
 /// Creates segment `id` holding only its header, durably: the header is written and synced
 /// under a temporary name, renamed into place, and the directory synced. A segment whose
 /// header is missing or short is therefore damage, never a crash while creating it.
-pub(crate) fn create_segment(dir: &Path, id: u64) -> Result<File> {
+pub(crate) fn create_segment(fs: &dyn Fs, dir: &Path, id: u64) -> Result<Box<dyn FsFile>> {
     let path = segment_path(dir, id);
     let tmp = creating_path(dir, id);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .read(true)
-        .open(&tmp)
-        .context(IoSnafu {
-            path: &tmp,
-            op: "create segment",
-        })?;
+    let mut file = fs.create(&tmp).context(IoSnafu {
+        path: &tmp,
+        op: "create segment",
+    })?;
     file.write_all(&encode_header(id)).context(IoSnafu {
         path: &tmp,
         op: "write segment header",
@@ -57,11 +53,11 @@ pub(crate) fn create_segment(dir: &Path, id: u64) -> Result<File> {
         path: &tmp,
         op: "fsync new segment",
     })?;
-    std::fs::rename(&tmp, &path).context(IoSnafu {
+    fs.rename(&tmp, &path).context(IoSnafu {
         path: &path,
         op: "rename new segment into place",
     })?;
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     Ok(file)
 }
 
@@ -72,9 +68,23 @@ pub(crate) fn creating_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Opens segment `id` for appending after its first `valid_len` bytes, cutting anything
 /// after them (a torn tail) durably first.
-pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<File> {
+pub(crate) fn open_for_append(
+    fs: &dyn Fs,
+    dir: &Path,
+    id: u64,
+    valid_len: u64,
+) -> Result<Box<dyn FsFile>> {
     let path = segment_path(dir, id);
-    let (mut file, len) = open_with_len(&path, OpenOptions::new().write(true).read(true))?;
+    let len = std::fs::metadata(&path)
+        .context(IoSnafu {
+            path: &path,
+            op: "stat segment",
+        })?
+        .len();
+    let mut file = fs.open_append(&path).context(IoSnafu {
+        path: &path,
+        op: "open segment",
+    })?;
     if len != valid_len {
         file.set_len(valid_len).context(IoSnafu {
             path: &path,
@@ -85,10 +95,6 @@ pub(crate) fn open_for_append(dir: &Path, id: u64, valid_len: u64) -> Result<Fil
             op: "fsync truncated segment",
         })?;
     }
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(valid_len)).context(IoSnafu {
-        path: &path,
-        op: "seek to segment end",
-    })?;
     Ok(file)
 }
 
@@ -122,8 +128,8 @@ fn open_with_len(path: &Path, options: &OpenOptions) -> Result<(File, u64)> {
 }
 
 /// Makes the directory's entries (created or removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).context(IoSnafu {
+pub(crate) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).context(IoSnafu {
         path: dir,
         op: "fsync directory",
     })

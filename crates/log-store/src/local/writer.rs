@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+
+use mito_fs::{Fs, FsFile};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -62,7 +64,8 @@ pub(crate) struct Writer {
     pub(crate) dir: PathBuf,
     pub(crate) config: WalConfig,
     pub(crate) index: Arc<Mutex<Index>>,
-    pub(crate) file: File,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) file: Box<dyn FsFile>,
     pub(crate) active_id: u64,
     pub(crate) active_size: u64,
     pub(crate) active_has_records: bool,
@@ -201,19 +204,18 @@ impl Writer {
     /// Cuts what a failed group wrote: the segments it created are removed, the one it
     /// started in is truncated to where the group began.
     fn undo_group(&mut self, (start_id, start_size): (u64, u64)) {
+        let fs = self.fs.clone();
         let cut = || -> std::io::Result<()> {
             for id in (start_id + 1)..=self.active_id {
-                match std::fs::remove_file(segment_path(&self.dir, id)) {
+                match fs.remove_file(&segment_path(&self.dir, id)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
             }
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(segment_path(&self.dir, start_id))?;
+            let mut file = fs.open_append(&segment_path(&self.dir, start_id))?;
             file.set_len(start_size)?;
             file.sync_all()?;
-            std::fs::File::open(&self.dir)?.sync_all()
+            fs.sync_dir(&self.dir)
         };
         match cut() {
             Ok(()) => warn!(
@@ -278,7 +280,7 @@ impl Writer {
     fn roll(&mut self) -> Result<()> {
         self.sync_data()?;
         let next = self.active_id + 1;
-        self.file = create_segment(&self.dir, next)?;
+        self.file = create_segment(&*self.fs, &self.dir, next)?;
         self.active_id = next;
         self.active_size = format::HEADER_LEN as u64;
         self.active_has_records = false;
@@ -298,7 +300,7 @@ impl Writer {
         self.file.write_all(buf)
     }
 
-    fn fsync(&self) -> std::io::Result<()> {
+    fn fsync(&mut self) -> std::io::Result<()> {
         fail::fail_point!("wal-fsync", |_| Err(std::io::Error::other(
             "failpoint wal-fsync"
         )));
