@@ -74,8 +74,10 @@ async fn workload(engine: &MitoEngine, acks: &mut Acks) {
         for (h, ts, v) in &rows {
             acks.attempted.insert((h.clone(), *ts), *v);
         }
-        let refs: Vec<(&str, i64, Option<f64>)> =
-            rows.iter().map(|(h, t, v)| (h.as_str(), *t, Some(*v))).collect();
+        let refs: Vec<(&str, i64, Option<f64>)> = rows
+            .iter()
+            .map(|(h, t, v)| (h.as_str(), *t, Some(*v)))
+            .collect();
         if put(engine, REGION, &refs).await.is_err() {
             return;
         }
@@ -189,7 +191,10 @@ async fn check(dir: &Path, acks: &Acks, what: &str) {
             panic!("{what}: {key:?} was never written");
         };
         assert_eq!(Some(*written), *v, "{what}: {key:?} has the wrong value");
-        assert!(!acks.deleted.contains(&key), "{what}: deleted {key:?} is back");
+        assert!(
+            !acks.deleted.contains(&key),
+            "{what}: deleted {key:?} is back"
+        );
     }
     for key in acks.rows.keys() {
         if !acks.deleted.contains(key) {
@@ -226,7 +231,11 @@ async fn the_directory_opens_with_every_acknowledged_row_after_a_cut_anywhere() 
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::new(rng.random());
         let at = rng.random_range(1..=total);
-        let mode = if i % 2 == 0 { Cut::Tear } else { Cut::DropUnsynced };
+        let mode = if i % 2 == 0 {
+            Cut::Tear
+        } else {
+            Cut::DropUnsynced
+        };
         let (acks, _, report) = run(dir.path(), &fs, Some((at, mode))).await;
         lost_bytes += report.bytes_lost;
         undone += report.entries_undone;
