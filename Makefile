@@ -34,8 +34,9 @@ test: ## Run every test of the workspace (unit, integration, crash, corpus repla
 	$(CARGO) test --workspace --doc
 
 .PHONY: crash
-crash: ## Kill `mito write`/`flush`/`compact` with SIGKILL CYCLES times (default 50) and check every reopen (docs/reliability.md)
+crash: ## Kill `mito write`/`flush`/`compact` with SIGKILL CYCLES times (default 50), cut the engine's power 4*CYCLES times, check every reopen (docs/reliability.md)
 	MITO_CRASH_CYCLES=$(CYCLES) $(CARGO) nextest run -p cli --test crash --no-capture -E 'test(killed_writes_always_leave_a_directory_that_opens)'
+	MITO_POWER_CUTS=$$(( 4 * $(CYCLES) )) $(CARGO) nextest run -p mito-engine --test power_cut --no-capture
 
 .PHONY: bench
 bench: ## Run `mito bench` (TSBS cpu-only, report in mito-bench/) and the criterion benchmarks (see docs/benchmarks.md)

@@ -14,14 +14,14 @@
 //! refused (the valid ones were written, unless `--strict`).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use frontend::batcher::Precision;
-use frontend::ingest::{IngestOptions, IngestReport, Input, Progress, ingest};
+use frontend::ingest::{IngestOptions, IngestReport, Input, OnAcknowledged, Progress, ingest};
 use frontend::{Instance, InstanceOptions};
 use futures::StreamExt;
 use store_api::clock::{ClockRef, SystemClock};
@@ -94,6 +94,11 @@ enum Command {
         /// Show progress even when standard error is not a terminal.
         #[arg(long)]
         progress: bool,
+        /// Append the line numbers of the rows the engine acknowledged to this file as each
+        /// write is acknowledged, one `first-last` range per line (what a crash test checks
+        /// against the directory after killing the write).
+        #[arg(long, value_name = "FILE")]
+        ack_log: Option<PathBuf>,
     },
     /// Run one SQL query (read-only) and print its result as it comes.
     Sql {
@@ -171,6 +176,44 @@ enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
+}
+
+/// The `--ack-log` callback: each acknowledged write's line numbers as `first-last` runs,
+/// appended in one `write` (a killed process leaves whole lines, or a last one without its
+/// newline, which readers ignore). Not fsynced: it records what the engine acknowledged to
+/// this process, which a process kill keeps in the page cache.
+fn ack_logger(path: &Path) -> Result<OnAcknowledged, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("opening the acknowledgement log {}: {e}", path.display()))?;
+    let file = std::sync::Mutex::new(file);
+    let path = path.to_path_buf();
+    Ok(OnAcknowledged(Arc::new(move |lines: &[u64]| {
+        let mut sorted = lines.to_vec();
+        sorted.sort_unstable();
+        let mut out = String::new();
+        let mut runs = sorted.iter().copied().peekable();
+        while let Some(first) = runs.next() {
+            let mut last = first;
+            while runs.peek() == Some(&(last + 1)) {
+                last += 1;
+                runs.next();
+            }
+            out.push_str(&format!("{first}-{last}\n"));
+        }
+        let mut f = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = std::io::Write::write_all(&mut *f, out.as_bytes()) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: could not record acknowledged lines in {}: {e}",
+                path.display()
+            );
+        }
+    })))
 }
 
 /// Output formats.
@@ -312,6 +355,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             batch_rows,
             no_flush,
             progress,
+            ack_log,
         } => {
             let input = match input {
                 None => Input::Stdin,
@@ -322,6 +366,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
                 precision,
                 strict,
                 batch_rows: batch_rows as usize,
+                on_acknowledged: ack_log.as_deref().map(ack_logger).transpose()?,
                 ..IngestOptions::default()
             };
             let code = write(instance, input, &options, progress).await?;

@@ -43,6 +43,22 @@ pub struct IngestOptions {
     pub table_options: RegionOptionsMap,
     /// Refused lines kept (with their reasons) in the report; the rest are only counted.
     pub max_reported_errors: usize,
+    /// Told the line numbers of the rows of every write the engine acknowledged, as soon as
+    /// it did (crash tests record them to check nothing acknowledged is lost).
+    pub on_acknowledged: Option<OnAcknowledged>,
+}
+
+/// Called with the (1-based) line numbers of acknowledged rows.
+pub type AckFn = dyn Fn(&[u64]) + Send + Sync;
+
+/// A callback given the (1-based) line numbers of acknowledged rows.
+#[derive(Clone)]
+pub struct OnAcknowledged(pub Arc<AckFn>);
+
+impl std::fmt::Debug for OnAcknowledged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnAcknowledged(..)")
+    }
 }
 
 impl Default for IngestOptions {
@@ -57,6 +73,7 @@ impl Default for IngestOptions {
                 "last_non_null".to_string(),
             )]),
             max_reported_errors: 1000,
+            on_acknowledged: None,
         }
     }
 }
@@ -379,8 +396,13 @@ async fn drain(
                     lines,
                     ..
                 } = ready;
-                in_flight
-                    .push(async move { (id, put_or_split(instance, &table, batch, &lines).await) });
+                let acked = options.on_acknowledged.as_ref();
+                in_flight.push(async move {
+                    (
+                        id,
+                        put_or_split(instance, &table, batch, &lines, acked).await,
+                    )
+                });
             }
             Message::Refused(e) => report.refuse(e, options),
             Message::Done { lines, bytes } => {
@@ -467,7 +489,13 @@ struct Put {
 /// Writes `batch`; if the engine refuses it as invalid (say, over `max_write_bytes`), writes
 /// its halves instead, down to single rows, and reports each row still refused as its line.
 /// An error of any other kind (storage failure, a stopped engine) stops it and ends the ingest.
-async fn put_or_split(instance: &Instance, table: &str, batch: RecordBatch, lines: &[u64]) -> Put {
+async fn put_or_split(
+    instance: &Instance,
+    table: &str,
+    batch: RecordBatch,
+    lines: &[u64],
+    acked: Option<&OnAcknowledged>,
+) -> Put {
     // Halves wait on a stack, the earlier first: the rows of one batch stay in order (a point
     // written twice keeps its later line).
     let mut out = Put::default();
@@ -475,7 +503,12 @@ async fn put_or_split(instance: &Instance, table: &str, batch: RecordBatch, line
     while let Some((offset, batch)) = stack.pop() {
         let rows = batch.num_rows();
         match instance.put(table, batch.clone()).await {
-            Ok(n) => out.rows += n,
+            Ok(n) => {
+                out.rows += n;
+                if let Some(OnAcknowledged(f)) = acked {
+                    f(lines.get(offset..offset + rows).unwrap_or_default());
+                }
+            }
             Err(e) if e.kind() != ErrorKind::InvalidArgument => {
                 out.failed = Some(e);
                 return out;
