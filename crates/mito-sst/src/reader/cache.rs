@@ -1,0 +1,158 @@
+//! The SST reader's caches: verified column-chunk bytes and decoded row-group columns.
+
+use arrow_array::{Array, ArrayRef};
+use bytes::Bytes;
+
+use crate::file::FileId;
+
+/// Verified column-chunk bytes shared by reads, keyed by (file, chunk offset), with a byte
+/// limit. A chunk enters only after its checksum matched, so a hit skips the read and the
+/// check. Hits and misses are counted for the owner's metrics.
+#[derive(Debug)]
+pub struct ChunkCache {
+    cache: moka::sync::Cache<(FileId, u64), Bytes>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl ChunkCache {
+    /// A cache holding at most about `bytes` bytes of chunks.
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|_: &(FileId, u64), b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
+                .build(),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn get(&self, file: FileId, offset: u64) -> Option<Bytes> {
+        let hit = self.cache.get(&(file, offset));
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hit
+    }
+
+    pub(super) fn insert(&self, file: FileId, offset: u64, chunk: Bytes) {
+        self.cache.insert((file, offset), chunk);
+    }
+
+    /// Hits and misses since the last call.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
+            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+/// A column cache entry: a file's row group and what of it.
+pub(super) type CacheKey = (FileId, usize, Slot);
+
+/// What a column cache entry holds of a row group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Slot {
+    /// The decoded column at this position of the file's schema.
+    Column(usize),
+    /// The first row of each run of equal primary-key dictionary keys (a `UInt32Array`).
+    SeriesRuns,
+    /// Which of those runs the series filters of one compilation of key filters keep (a
+    /// `BooleanArray`, one value per run; see `KeyFilters`).
+    KeptRuns(u64),
+}
+
+/// Columns the column cache remembers as read once (its admission filter).
+pub(super) const SEEN_COLUMNS: usize = 200_000;
+
+/// Decoded columns (as the file stores them, before float decoding and schema adaption) of
+/// whole row groups, keyed by (file, row group, column), with a byte limit. A read whose
+/// columns are all here decodes nothing: it slices or gathers the selected rows.
+///
+/// Admission: a read of a few rows of a row group decodes only those the first time (as
+/// without the cache) and notes the columns; the next read of them decodes the whole
+/// columns and keeps them. A read of most of a row group keeps its columns at once. So a
+/// one-off query costs what it did without the cache, and a repeated one decodes once.
+///
+/// It also keeps, per row group, where the runs of one series start (for tag filters, see
+/// `SstReader::series_ranges`).
+#[derive(Debug)]
+pub struct ColumnCache {
+    pub(super) cache: quick_cache::sync::Cache<CacheKey, ArrayRef, ArrayBytes>,
+    /// Columns read partially once, not kept yet.
+    seen: quick_cache::sync::Cache<CacheKey, ()>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+/// A column cache entry weighs its array's memory (at least 1: weightless entries would
+/// never be evicted).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ArrayBytes;
+
+impl quick_cache::Weighter<CacheKey, ArrayRef> for ArrayBytes {
+    fn weight(&self, _: &CacheKey, a: &ArrayRef) -> u64 {
+        u64::try_from(a.get_array_memory_size())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
+/// A guess of a column cache entry's size, for the cache's table: a column of a row group.
+pub(super) const TYPICAL_COLUMN_BYTES: u64 = 64 << 10;
+
+impl ColumnCache {
+    /// A cache holding at most about `bytes` bytes of decoded columns.
+    pub fn new(bytes: u64) -> Self {
+        let items = usize::try_from(bytes / TYPICAL_COLUMN_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1024);
+        Self {
+            cache: quick_cache::sync::Cache::with_weighter(items, bytes.max(1), ArrayBytes),
+            seen: quick_cache::sync::Cache::new(SEEN_COLUMNS),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a read of `rows` of the `total` rows of a row group should decode the missing
+    /// columns `keys` whole and keep them (else it notes them as seen).
+    pub(super) fn admit(&self, keys: &[CacheKey], rows: usize, total: usize) -> bool {
+        if rows.saturating_mul(2) >= total || keys.iter().all(|k| self.seen.contains_key(k)) {
+            return true;
+        }
+        for k in keys {
+            self.seen.insert(*k, ());
+        }
+        false
+    }
+
+    pub(super) fn get(&self, key: CacheKey) -> Option<ArrayRef> {
+        let hit = self.cache.get(&key);
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hit
+    }
+
+    /// Hits and misses since the last call.
+    pub fn take_counts(&self) -> (u64, u64) {
+        (
+            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
+            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Bytes of the entries held now (at most the limit given to [`ColumnCache::new`]).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+}

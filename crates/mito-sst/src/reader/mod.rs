@@ -1,0 +1,625 @@
+//! Reads an SST file: verifies its bytes, prunes, decodes and adapts batches to the region's
+//! current schema.
+
+mod adapt;
+mod cache;
+mod last_rows;
+mod series;
+mod stream;
+mod verified;
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use datafusion_expr::Expr;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use mito_read::compat;
+use opendal::Operator;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use snafu::{ResultExt, ensure};
+use store_api::ColumnId;
+use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, RegionMetadataRef, SEQUENCE_COLUMN};
+use store_api::scan::TimeRange;
+
+use crate::error::{
+    CorruptedSnafu, Error, FilterFailedSnafu, InvalidReadSnafu, ParquetSnafu, Result,
+    SchemaMismatchSnafu,
+};
+use crate::file::{FileMeta, sst_path};
+use crate::format::{SST_INFO_KEY, SstInfo, exception_column, file_schema};
+use crate::pruning::{FileStats, Pruner, time_range_exprs};
+
+use adapt::Adapter;
+pub use cache::{ChunkCache, ColumnCache};
+use verified::TailFetch;
+
+/// What to read from an SST.
+#[derive(Debug, Clone)]
+pub struct SstReadRequest {
+    /// Columns by id, in this order; `None` for all. The internal columns always follow.
+    pub projection: Option<Vec<ColumnId>>,
+    /// Only rows in this range (applied exactly, not only for pruning).
+    pub time_range: Option<TimeRange>,
+    /// Filters over the current schema, used to prune row groups and pages. Rows that do not
+    /// match may still be returned: a filter on a field may only be applied after dedup.
+    pub filters: Vec<Expr>,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+/// The rows of an [`SstReader::read_exact`].
+pub struct SstRead {
+    /// The rows, as [`SstReader::read`] returns them.
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+    /// Positions in the request's `filters` of those every row of `stream` passes.
+    pub exact: Vec<usize>,
+}
+
+impl std::fmt::Debug for SstRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstRead")
+            .field("exact", &self.exact)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SstReadRequest {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            time_range: None,
+            filters: Vec::new(),
+            batch_rows: 8192,
+        }
+    }
+}
+
+/// What pruning left of a file for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// Row groups to read.
+    pub row_groups: Vec<usize>,
+    /// Rows to read inside them, if pages were pruned.
+    pub selection: Option<RowSelection>,
+    /// Rows that will be decoded.
+    pub rows: usize,
+}
+
+/// An opened SST: its checked footer and metadata, ready for any number of reads.
+#[derive(Clone)]
+pub struct SstReader {
+    op: Operator,
+    path: Arc<str>,
+    meta: FileMeta,
+    info: Arc<SstInfo>,
+    parquet: Arc<ParquetMetaData>,
+    arrow: ArrowReaderMetadata,
+    current: RegionMetadataRef,
+    /// Appended to every key: the defaults of tags added to the key since the file was
+    /// written.
+    key_suffix: Arc<[u8]>,
+    chunk_cache: Option<Arc<ChunkCache>>,
+    column_cache: Option<Arc<ColumnCache>>,
+    /// Plans of recent requests, by time range and filters (see [`SstReader::plan`]).
+    plans: Arc<Recent<PlanKey, ReadPlan>>,
+    /// Key filters of recent requests, compiled, by projection and filters (see
+    /// `SstReader::key_filters`).
+    key_filters: Arc<Recent<KeyFiltersKey, KeyFilters>>,
+}
+
+/// What a read plan is a function of.
+type PlanKey = (Option<TimeRange>, Vec<Expr>);
+/// What a read's key filters are a function of.
+type KeyFiltersKey = (Option<Vec<ColumnId>>, Vec<Expr>);
+/// Compiled key filters, their positions in the request's filters, and an id of this
+/// compilation (process-wide unique), under which the column cache keeps which runs of a row
+/// group their series filters keep.
+type KeyFilters = (mito_read::RowFilters, Vec<usize>, u64);
+
+/// The id of the next compilation of key filters.
+static NEXT_KEY_FILTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Read plans (and compiled key filters) an [`SstReader`] remembers.
+const KEPT_PLANS: usize = 8;
+
+/// The values of the last [`KEPT_PLANS`] keys looked up, newest first. Keys are compared
+/// whole (structurally equal filters, equal keys).
+#[derive(Debug)]
+struct Recent<K, V> {
+    entries: std::sync::Mutex<std::collections::VecDeque<(K, V)>>,
+}
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<K: Clone, V: Clone> Recent<K, V> {
+    /// The value of the key `is_key` accepts (`key` is that key), remembered or made by
+    /// `make` (and remembered).
+    fn get_or(
+        &self,
+        is_key: impl Fn(&K) -> bool,
+        key: impl FnOnce() -> K,
+        make: impl FnOnce() -> V,
+    ) -> V {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(i) = entries.iter().position(|(k, _)| is_key(k))
+            && let Some(hit) = entries.remove(i)
+        {
+            let value = hit.1.clone();
+            entries.push_front(hit);
+            return value;
+        }
+        let value = make();
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.push_front((key(), value.clone()));
+            entries.truncate(KEPT_PLANS);
+        }
+        value
+    }
+}
+
+impl std::fmt::Debug for SstReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SstReader {
+    /// Opens the file `meta` describes, reading it in the region's `current` schema. Reads and
+    /// checks the page indexes and footer (one ranged read).
+    pub async fn open(
+        op: Operator,
+        region_dir: &str,
+        meta: FileMeta,
+        current: RegionMetadataRef,
+    ) -> Result<Self> {
+        let path: Arc<str> = sst_path(region_dir, meta.file_id).into();
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        if meta.region_id != current.region_id() {
+            return SchemaMismatchSnafu {
+                path: path.to_string(),
+                region_id: current.region_id(),
+                reason: format!("the manifest records it for region {}", meta.region_id),
+            }
+            .fail();
+        }
+        if meta.tail_offset >= meta.file_size || meta.file_size < 12 {
+            return Err(corrupted(format!(
+                "file meta has tail offset {} and size {}",
+                meta.tail_offset, meta.file_size
+            )));
+        }
+        let tail = op
+            .read_with(&path)
+            .range(meta.tail_offset..meta.file_size)
+            .await
+            .map_err(|e| read_error(&path, Some(meta.file_size), e))?
+            .to_bytes();
+        let expected_len = meta.file_size - meta.tail_offset;
+        if tail.len() as u64 != expected_len {
+            return Err(corrupted(format!(
+                "file is shorter than its {} bytes (read {} of the {expected_len} tail bytes)",
+                meta.file_size,
+                tail.len()
+            )));
+        }
+        let crc = crc32c::crc32c(&tail);
+        if crc != meta.tail_checksum {
+            return Err(corrupted(format!(
+                "footer checksum {crc:#010x} differs from {:#010x} in the manifest",
+                meta.tail_checksum
+            )));
+        }
+        let fetch = TailFetch {
+            offset: meta.tail_offset,
+            bytes: tail,
+        };
+        let parquet = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .load_and_finish(fetch, meta.file_size)
+            .await
+            .context(ParquetSnafu {
+                path: path.to_string(),
+            })?;
+        let info_json = parquet
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == SST_INFO_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| corrupted(format!("footer lacks {SST_INFO_KEY}")))?;
+        let info = SstInfo::from_json(&info_json).map_err(corrupted)?;
+        Self::check(&path, &meta, &info, &parquet, &current)?;
+        let parquet = Arc::new(parquet);
+        let arrow = ArrowReaderMetadata::try_new(
+            parquet.clone(),
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .context(ParquetSnafu {
+            path: path.to_string(),
+        })?;
+        let expected = file_schema(&info.region_metadata, &info.floats);
+        if arrow.schema().fields() != expected.fields() {
+            return Err(corrupted(format!(
+                "stored schema {:?} is not the one its metadata implies {expected:?}",
+                arrow.schema()
+            )));
+        }
+        let key_suffix =
+            mito_codec::PrimaryKeyCodec::appended_key_suffix(&info.region_metadata, &current)
+                .map_err(|e| {
+                    SchemaMismatchSnafu {
+                        path: path.to_string(),
+                        region_id: current.region_id(),
+                        reason: format!("the file's primary key cannot be read as today's: {e}"),
+                    }
+                    .build()
+                })?;
+        Ok(Self {
+            op,
+            path,
+            meta,
+            info: Arc::new(info),
+            parquet,
+            arrow,
+            current,
+            key_suffix: key_suffix.into(),
+            chunk_cache: None,
+            column_cache: None,
+            plans: Arc::default(),
+            key_filters: Arc::default(),
+        })
+    }
+
+    fn check(
+        path: &str,
+        meta: &FileMeta,
+        info: &SstInfo,
+        parquet: &ParquetMetaData,
+        current: &RegionMetadataRef,
+    ) -> Result<()> {
+        let mismatch = |reason: String| {
+            SchemaMismatchSnafu {
+                path: path.to_string(),
+                region_id: current.region_id(),
+                reason,
+            }
+            .build()
+        };
+        if info.region_metadata.region_id() != current.region_id() {
+            return Err(mismatch(format!(
+                "written for region {}",
+                info.region_metadata.region_id()
+            )));
+        }
+        for c in current.column_metadatas() {
+            if let Some(old) = info.region_metadata.column_by_id(c.column_id)
+                && (old.data_type != c.data_type || old.semantic_type != c.semantic_type)
+            {
+                return Err(mismatch(format!(
+                    "column id {} is {} {} in the file but {} {} now",
+                    c.column_id, old.semantic_type, old.data_type, c.semantic_type, c.data_type
+                )));
+            }
+        }
+        let rows: i64 = parquet.row_groups().iter().map(|rg| rg.num_rows()).sum();
+        let shape_ok = info.chunk_checksums.len() == parquet.num_row_groups()
+            && parquet
+                .row_groups()
+                .iter()
+                .zip(&info.chunk_checksums)
+                .all(|(rg, crcs)| rg.num_columns() == crcs.len())
+            && u64::try_from(rows).ok() == Some(meta.num_rows)
+            && parquet.num_row_groups() as u64 == meta.num_row_groups;
+        ensure!(
+            shape_ok,
+            CorruptedSnafu {
+                path,
+                reason: format!(
+                    "footer describes {} row groups and {rows} rows; the manifest says {} and {}",
+                    parquet.num_row_groups(),
+                    meta.num_row_groups,
+                    meta.num_rows
+                ),
+            }
+        );
+        for rg in parquet.row_groups() {
+            for c in rg.columns() {
+                let (start, len) = c.byte_range();
+                ensure!(
+                    start
+                        .checked_add(len)
+                        .is_some_and(|end| end <= meta.tail_offset),
+                    CorruptedSnafu {
+                        path,
+                        reason: format!("column chunk {start}+{len} overlaps the footer"),
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the decoded columns of the row groups it reads in `cache`, and reads from it.
+    pub fn set_column_cache(&mut self, cache: Arc<ColumnCache>) {
+        self.column_cache = Some(cache);
+    }
+
+    /// Shares verified column chunks with other reads through `cache`.
+    pub fn set_chunk_cache(&mut self, cache: Arc<ChunkCache>) {
+        self.chunk_cache = Some(cache);
+    }
+
+    /// The file's metadata from the manifest.
+    pub fn file_meta(&self) -> &FileMeta {
+        &self.meta
+    }
+
+    /// The file's own metadata (format version, region metadata, encodings).
+    pub fn info(&self) -> &SstInfo {
+        &self.info
+    }
+
+    /// The decoded Parquet footer.
+    pub fn parquet_metadata(&self) -> &Arc<ParquetMetaData> {
+        &self.parquet
+    }
+
+    /// The schema of a read with `projection` (the region's current schema).
+    pub fn read_schema(&self, projection: Option<&[ColumnId]>) -> Result<SchemaRef> {
+        let indices = self.indices(projection)?;
+        Ok(compat::read_schema(&self.current, &indices))
+    }
+
+    fn indices(&self, projection: Option<&[ColumnId]>) -> Result<Vec<usize>> {
+        compat::projected_indices(&self.current, projection).map_err(|id| {
+            InvalidReadSnafu {
+                path: self.path.to_string(),
+                reason: format!("projection names unknown column id {id}"),
+            }
+            .build()
+        })
+    }
+
+    /// The row groups and rows a request reads after pruning. A plan is a function of the
+    /// request's filters and time range (the file and its reader's schema are fixed), so the
+    /// last few are remembered: a repeated query (a dashboard's) skips building and
+    /// evaluating the pruning predicates, a third of a one-host query's CPU.
+    pub fn plan(&self, req: &SstReadRequest) -> ReadPlan {
+        self.plans.get_or(
+            |(range, filters)| *range == req.time_range && *filters == req.filters,
+            || (req.time_range, req.filters.clone()),
+            || self.prune(req),
+        )
+    }
+
+    fn prune(&self, req: &SstReadRequest) -> ReadPlan {
+        let all: Vec<usize> = (0..self.parquet.num_row_groups()).collect();
+        let mut filters = req.filters.clone();
+        if let Some(range) = &req.time_range {
+            if range.is_empty()
+                || !range.overlaps(self.meta.time_range.min, self.meta.time_range.max)
+            {
+                return ReadPlan {
+                    row_groups: Vec::new(),
+                    selection: None,
+                    rows: 0,
+                };
+            }
+            filters.extend(time_range_exprs(&self.current, range));
+        }
+        let pruner = Pruner::new(self.current.schema(), &filters);
+        let stats = FileStats {
+            parquet: &self.parquet,
+            file_schema: self.arrow.schema(),
+            info: &self.info,
+            current: &self.current,
+        };
+        let (row_groups, selection) = if pruner.is_empty() {
+            (all, None)
+        } else {
+            let rgs = pruner.row_groups(&stats, all);
+            let sel = pruner.pages(&stats, &rgs);
+            (rgs, sel)
+        };
+        let rows = match &selection {
+            Some(s) => s.row_count(),
+            None => row_groups
+                .iter()
+                .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
+                .sum(),
+        };
+        ReadPlan {
+            row_groups,
+            selection,
+            rows,
+        }
+    }
+
+    /// Reads the rows a request selects, as batches in the current schema (projected columns,
+    /// then `__primary_key`, `__sequence`, `__op_type`), in (key, ts, sequence desc) order.
+    pub async fn read(
+        &self,
+        req: &SstReadRequest,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        Ok(self.read_exact(req).await?.stream)
+    }
+
+    /// [`SstReader::read`], also telling which of the request's filters every returned row
+    /// passes (those the file could evaluate on its own columns; see `key_filters`).
+    pub async fn read_exact(&self, req: &SstReadRequest) -> Result<SstRead> {
+        let plan = self.plan(req);
+        self.read_plan(req, plan)
+    }
+
+    /// Reads the rows of `plan` (row groups and a selection over them) for `req`.
+    fn read_plan(&self, req: &SstReadRequest, plan: ReadPlan) -> Result<SstRead> {
+        let indices = self.indices(req.projection.as_deref())?;
+        let out_schema = compat::read_schema(&self.current, &indices);
+        if plan.row_groups.is_empty() || plan.rows == 0 {
+            return Ok(SstRead {
+                stream: futures::stream::empty().boxed(),
+                exact: (0..req.filters.len()).collect(),
+            });
+        }
+        // File columns to read: the projected ones the file has, the time index (for the
+        // time range), exception columns of decoded floats, and the internal columns.
+        let file_meta = &self.info.region_metadata;
+        let mut names: Vec<String> = Vec::new();
+        for i in &indices {
+            let Some(c) = self.current.column_metadatas().get(*i) else {
+                continue;
+            };
+            if let Some(old) = file_meta.column_by_id(c.column_id) {
+                names.push(old.name.clone());
+                if self.info.float_encoding(c.column_id).is_some() {
+                    names.push(exception_column(c.column_id));
+                }
+            }
+        }
+        let ts_name = file_meta.time_index_column().name.clone();
+        names.push(ts_name.clone());
+        names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
+        // Compiled once per distinct filters and projection (the columns read follow from it).
+        let (mut pre, exact, filters_id) = self.key_filters.get_or(
+            |(projection, filters)| *projection == req.projection && *filters == req.filters,
+            || (req.projection.clone(), req.filters.clone()),
+            || {
+                let (pre, exact) = self.key_filters(&req.filters, &names);
+                let id = NEXT_KEY_FILTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (pre, exact, id)
+            },
+        );
+        let stream = self.file_batches(
+            &names,
+            plan,
+            req.batch_rows.max(1),
+            &mut pre,
+            Some(filters_id),
+        )?;
+        let adapt = Adapter {
+            pre,
+            path: self.path.clone(),
+            info: self.info.clone(),
+            current: self.current.clone(),
+            indices,
+            out_schema,
+            ts_name,
+            // A file wholly inside the range needs no per-row check.
+            time_range: req
+                .time_range
+                .filter(|r| !r.covers(self.meta.time_range.min, self.meta.time_range.max)),
+            key_suffix: self.key_suffix.clone(),
+            layout: std::sync::OnceLock::new(),
+        };
+        let stream = stream
+            .and_then(move |batch| futures::future::ready(adapt.adapt(&batch)))
+            .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+            .boxed();
+        Ok(SstRead { stream, exact })
+    }
+
+    /// Positions in the file's schema of the columns named `names` (file names), in schema
+    /// order: the order of the columns of every batch read with them.
+    fn roots(&self, names: &[String]) -> Vec<usize> {
+        self.arrow
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.iter().any(|n| n == f.name()))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// A failed read of `path`: a range past the file's end means the file is shorter than its
+/// recorded `size` or its own footer says (cut short, or replaced): damage, not a request
+/// error.
+fn read_error(path: &str, size: Option<u64>, e: opendal::Error) -> Error {
+    if e.kind() == opendal::ErrorKind::RangeNotSatisfied {
+        let recorded = size.map_or_else(
+            || "its footer records".to_string(),
+            |n| format!("the {n} bytes recorded for it"),
+        );
+        return CorruptedSnafu {
+            path: path.to_string(),
+            reason: format!("the file is shorter than {recorded} (cut short?): {e}"),
+        }
+        .build();
+    }
+    Error::ObjectStore {
+        path: path.to_string(),
+        source: e,
+        location: snafu::location!(),
+    }
+}
+
+/// Our own errors travel through the Parquet reader as `External`: take them back out.
+fn parquet_error(path: &str, e: ParquetError) -> Error {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::Parquet {
+                path: path.to_string(),
+                source: ParquetError::External(other),
+                location: snafu::location!(),
+            },
+        },
+        other => Error::Parquet {
+            path: path.to_string(),
+            source: other,
+            location: snafu::location!(),
+        },
+    }
+}
+
+/// Turns file batches into batches of the current schema.
+/// A key filter's failure on a batch of the file at `path`.
+fn key_filter_error(path: &str, e: mito_read::PredicateError) -> Error {
+    let invalid = |reason: String| {
+        InvalidReadSnafu {
+            path: path.to_string(),
+            reason,
+        }
+        .build()
+    };
+    let failed = |filter: String, reason: String| {
+        FilterFailedSnafu {
+            path: path.to_string(),
+            filter,
+            reason,
+        }
+        .build()
+    };
+    match e {
+        mito_read::PredicateError::Evaluate { predicate, source } => failed(
+            predicate,
+            mito_read::PredicateError::evaluation_reason(&source),
+        ),
+        mito_read::PredicateError::NotBoolean { predicate, .. } => {
+            invalid(format!("filter {predicate} is not a predicate"))
+        }
+        mito_read::PredicateError::Arrow(source) => Error::Arrow {
+            path: path.to_string(),
+            source,
+            location: snafu::location!(),
+        },
+    }
+}

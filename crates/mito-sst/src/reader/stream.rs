@@ -1,0 +1,342 @@
+//! Batch streams of a read: through the column cache (whole row groups, cut to the selected
+//! rows and kept series) or straight from Parquet, and the row selection helpers.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::RowSelection;
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
+use snafu::ResultExt;
+
+use crate::error::{ArrowSnafu, CorruptedSnafu, ParquetSnafu, Result};
+
+use super::cache::{CacheKey, ColumnCache, Slot};
+use super::verified::VerifiedReader;
+use super::{ReadPlan, SstReader, key_filter_error, parquet_error};
+
+impl SstReader {
+    /// The rows of `plan` of the file's columns named `names` (file names, as stored), through
+    /// the column cache if there is one. With the cache, the series filters of `pre` are
+    /// applied here (and taken out of `pre`): whole runs of a series are skipped unread.
+    pub(super) fn file_batches(
+        &self,
+        names: &[String],
+        plan: ReadPlan,
+        batch_rows: usize,
+        pre: &mut mito_read::RowFilters,
+        filters_id: Option<u64>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        Ok(match &self.column_cache {
+            Some(cache) => {
+                let series = mito_read::RowFilters {
+                    series: std::mem::take(&mut pre.series),
+                    rows: Vec::new(),
+                };
+                self.cached_stream(cache.clone(), names, plan, batch_rows, series, filters_id)
+            }
+            None => {
+                let path = self.path.clone();
+                self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?
+                    .map_err(move |e| parquet_error(&path, e))
+                    .boxed()
+            }
+        })
+    }
+
+    /// The rows of `plan` of the file's columns named `names` passing the series filters
+    /// `series`, from the column cache (whole row groups decoded on a miss), in batches of at
+    /// most `batch_rows`.
+    pub(super) fn cached_stream(
+        &self,
+        cache: Arc<ColumnCache>,
+        names: &[String],
+        plan: ReadPlan,
+        batch_rows: usize,
+        series: mito_read::RowFilters,
+        filters_id: Option<u64>,
+    ) -> BoxStream<'static, Result<RecordBatch>> {
+        let schema = self.arrow.schema().clone();
+        let roots = self.roots(names);
+        let projected = match schema.project(&roots) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let err = Err(e).context(ArrowSnafu {
+                    path: self.path.to_string(),
+                });
+                return futures::stream::once(futures::future::ready(err)).boxed();
+            }
+        };
+        let rg_rows: Vec<usize> = plan
+            .row_groups
+            .iter()
+            .map(|rg| usize::try_from(self.parquet.row_group(*rg).num_rows()).unwrap_or(0))
+            .collect();
+        let ranges = match &plan.selection {
+            Some(sel) => selection_ranges(sel, &rg_rows),
+            None => rg_rows
+                .iter()
+                .map(|n| std::iter::once(0..*n).collect())
+                .collect(),
+        };
+        let this = self.clone();
+        futures::stream::iter(plan.row_groups.into_iter().zip(ranges))
+            .filter(|(_, r)| futures::future::ready(!r.is_empty()))
+            .then(move |(rg, ranges)| {
+                let this = this.clone();
+                let cache = cache.clone();
+                let roots = roots.clone();
+                let projected = projected.clone();
+                let series = series.clone();
+                async move {
+                    let file_id = this.meta.file_id;
+                    let total = usize::try_from(this.parquet.row_group(rg).num_rows()).unwrap_or(0);
+                    let rows: usize = ranges.iter().map(|r| r.len()).sum();
+                    let columns: Vec<Option<ArrayRef>> = roots
+                        .iter()
+                        .map(|r| cache.get((file_id, rg, Slot::Column(*r))))
+                        .collect();
+                    let missing: Vec<CacheKey> = roots
+                        .iter()
+                        .zip(&columns)
+                        .filter(|(_, c)| c.is_none())
+                        .map(|(r, _)| (file_id, rg, Slot::Column(*r)))
+                        .collect();
+                    if missing.is_empty() || cache.admit(&missing, rows, total) {
+                        let batch = this
+                            .row_group_columns(&cache, rg, &roots, &projected, columns)
+                            .await?;
+                        let cut = this.series_ranges(
+                            &cache,
+                            rg,
+                            &batch,
+                            &series.series,
+                            &ranges,
+                            filters_id,
+                        )?;
+                        let picked = pick_rows(&batch, cut.as_ref().unwrap_or(&ranges), batch_rows)
+                            .context(ArrowSnafu {
+                                path: this.path.to_string(),
+                            })?;
+                        if cut.is_some() {
+                            return Ok(picked);
+                        }
+                        return picked
+                            .into_iter()
+                            .map(|b| series.apply(b).map_err(|e| key_filter_error(&this.path, e)))
+                            .collect();
+                    }
+                    // A first partial read: decode only the selected rows.
+                    let names: Vec<String> = projected
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    let selection =
+                        RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
+                    let mut stream =
+                        this.raw_stream(&names, vec![rg], Some(selection), batch_rows)?;
+                    let mut out = Vec::new();
+                    while let Some(b) = stream.next().await {
+                        let b = b.map_err(|e| parquet_error(&this.path, e))?;
+                        out.push(
+                            series
+                                .apply(b)
+                                .map_err(|e| key_filter_error(&this.path, e))?,
+                        );
+                    }
+                    Ok(out)
+                }
+            })
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Row group `rg` of the columns `roots` (whose schema is `projected`): `columns`, those
+    /// found in the cache, the rest decoded whole now and kept.
+    pub(super) async fn row_group_columns(
+        &self,
+        cache: &ColumnCache,
+        rg: usize,
+        roots: &[usize],
+        projected: &SchemaRef,
+        mut columns: Vec<Option<ArrayRef>>,
+    ) -> Result<RecordBatch> {
+        let file_id = self.meta.file_id;
+        let missing: Vec<String> = roots
+            .iter()
+            .zip(&columns)
+            .filter(|(_, c)| c.is_none())
+            .filter_map(|(r, _)| {
+                self.arrow
+                    .schema()
+                    .fields()
+                    .get(*r)
+                    .map(|f| f.name().clone())
+            })
+            .collect();
+        if !missing.is_empty() {
+            let rows = usize::try_from(self.parquet.row_group(rg).num_rows()).unwrap_or(0);
+            let mut stream = self.raw_stream(&missing, vec![rg], None, rows.max(1))?;
+            let mut batches = Vec::new();
+            while let Some(b) = stream.next().await {
+                batches.push(b.map_err(|e| parquet_error(&self.path, e))?);
+            }
+            let decoded = if batches.len() == 1 {
+                batches.swap_remove(0)
+            } else {
+                let missing_roots: Vec<usize> = roots
+                    .iter()
+                    .zip(&columns)
+                    .filter(|(_, c)| c.is_none())
+                    .map(|(r, _)| *r)
+                    .collect();
+                self.arrow
+                    .schema()
+                    .project(&missing_roots)
+                    .and_then(|schema| {
+                        arrow_select::concat::concat_batches(&Arc::new(schema), &batches)
+                    })
+                    .context(ArrowSnafu {
+                        path: self.path.to_string(),
+                    })?
+            };
+            let mut fresh = decoded.columns().iter();
+            for (r, c) in roots.iter().zip(columns.iter_mut()) {
+                if c.is_none() {
+                    let a = fresh.next().cloned().ok_or_else(|| {
+                        CorruptedSnafu {
+                            path: self.path.to_string(),
+                            reason: format!("row group {rg} lacks a column it lists"),
+                        }
+                        .build()
+                    })?;
+                    cache
+                        .cache
+                        .insert((file_id, rg, Slot::Column(*r)), a.clone());
+                    *c = Some(a);
+                }
+            }
+        }
+        RecordBatch::try_new(projected.clone(), columns.into_iter().flatten().collect()).context(
+            ArrowSnafu {
+                path: self.path.to_string(),
+            },
+        )
+    }
+
+    /// The file's columns named `names` (file names), undecoded, from `row_groups` and the
+    /// rows of `selection`.
+    pub(super) fn raw_stream(
+        &self,
+        names: &[String],
+        row_groups: Vec<usize>,
+        selection: Option<RowSelection>,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchStream<VerifiedReader>> {
+        let roots = self.roots(names);
+        let mask = ProjectionMask::roots(self.parquet.file_metadata().schema_descr(), roots);
+        let input = VerifiedReader {
+            op: self.op.clone(),
+            path: self.path.clone(),
+            parquet: self.parquet.clone(),
+            info: self.info.clone(),
+            chunks: HashMap::new(),
+            file_id: self.meta.file_id,
+            cache: self.chunk_cache.clone(),
+        };
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(input, self.arrow.clone())
+                .with_projection(mask)
+                .with_row_groups(row_groups)
+                .with_batch_size(batch_rows);
+        if let Some(sel) = selection {
+            builder = builder.with_row_selection(sel);
+        }
+        builder.build().context(ParquetSnafu {
+            path: self.path.to_string(),
+        })
+    }
+}
+
+/// The selected row ranges of each row group of `rg_rows` rows, from a selection over their
+/// concatenation (rows past its end are not selected).
+pub(super) fn selection_ranges(
+    selection: &RowSelection,
+    rg_rows: &[usize],
+) -> Vec<Vec<Range<usize>>> {
+    let mut out: Vec<Vec<Range<usize>>> = rg_rows.iter().map(|_| Vec::new()).collect();
+    let mut starts = Vec::with_capacity(rg_rows.len());
+    let mut total = 0usize;
+    for n in rg_rows {
+        starts.push(total);
+        total += n;
+    }
+    let mut pos = 0usize;
+    for s in selection.iter() {
+        let end = pos.saturating_add(s.row_count).min(total);
+        if !s.skip {
+            // Split [pos, end) at row group boundaries.
+            let mut at = pos;
+            while at < end {
+                let g = starts.partition_point(|s| *s <= at).saturating_sub(1);
+                let (Some(start), Some(rows), Some(ranges)) =
+                    (starts.get(g), rg_rows.get(g), out.get_mut(g))
+                else {
+                    break;
+                };
+                let stop = end.min(start + rows);
+                if stop <= at {
+                    break;
+                }
+                ranges.push(at - start..stop - start);
+                at = stop;
+            }
+        }
+        pos = end;
+    }
+    out
+}
+
+/// The rows of `ranges` of `batch`, in batches of at most `batch_rows`: zero-copy slices when
+/// the ranges are few, one gather when they are many (a scattered selection).
+pub(super) fn pick_rows(
+    batch: &RecordBatch,
+    ranges: &[Range<usize>],
+    batch_rows: usize,
+) -> std::result::Result<Vec<RecordBatch>, arrow_schema::ArrowError> {
+    let rows = batch.num_rows();
+    let ranges: Vec<Range<usize>> = ranges
+        .iter()
+        .map(|r| r.start.min(rows)..r.end.min(rows))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    if ranges.len() <= 16 {
+        for r in ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let n = (r.end - at).min(batch_rows);
+                out.push(batch.slice(at, n));
+                at += n;
+            }
+        }
+        return Ok(out);
+    }
+    let indices: Vec<u32> = ranges
+        .iter()
+        .flat_map(|r| r.clone())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    for chunk in indices.chunks(batch_rows) {
+        let idx = arrow_array::UInt32Array::from(chunk.to_vec());
+        out.push(arrow_select::take::take_record_batch(batch, &idx)?);
+    }
+    Ok(out)
+}
