@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use benchmarks::tsbs::{CpuGenerator, write_line_protocol};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use frontend::batcher::{Batcher, Precision};
-use frontend::line_protocol::{Line, parse_line};
+use frontend::ingest::batcher::{Batcher, Precision};
+use frontend::ingest::line_protocol::{Line, parse_line};
 
 fn input() -> String {
     let mut cpu = CpuGenerator::new(100, 42);

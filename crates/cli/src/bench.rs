@@ -250,7 +250,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         let mut result_rows = 0;
         for run in 0..WARMUPS + options.runs.max(1) {
             let t = stopwatch();
-            let (schema, batches) = frontend::provider::query(&instance, &q.sql).await?;
+            let (schema, batches) = frontend::query::query(&instance, &q.sql).await?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             result_rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             if run == 0 {

@@ -146,7 +146,7 @@ pub async fn tables(instance: &Instance) -> Result<(SchemaRef, Vec<RecordBatch>)
     let mut memtable_bytes = Vec::new();
     let mut versions = Vec::new();
     // One session for every count (it registers every table once).
-    let ctx = frontend::provider::session(instance).await?;
+    let ctx = frontend::query::session(instance).await?;
     for s in instance.summaries().await {
         let counted = ctx
             .sql(&format!(

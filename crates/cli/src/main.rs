@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use frontend::batcher::Precision;
+use frontend::ingest::batcher::Precision;
 use frontend::ingest::{IngestOptions, IngestReport, Input, OnAcknowledged, Progress, ingest};
 use frontend::{Instance, InstanceOptions};
 use futures::StreamExt;
@@ -382,8 +382,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             let query = read_query(query, file)?;
             if runs == 1 {
                 // The result is printed as it comes: a large one is never held whole.
-                let (schema, mut stream) =
-                    frontend::provider::query_stream(instance, &query).await?;
+                let (schema, mut stream) = frontend::query::query_stream(instance, &query).await?;
                 let mut printer = format::Printer::new(schema, format);
                 while let Some(batch) = stream.next().await {
                     printer.push(
@@ -398,7 +397,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             let mut result = None;
             for _ in 0..runs {
                 let t = bench::stopwatch();
-                result = Some(frontend::provider::query(instance, &query).await?);
+                result = Some(frontend::query::query(instance, &query).await?);
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             if runs > 1 {

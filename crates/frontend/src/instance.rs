@@ -92,14 +92,14 @@ pub struct Instance {
     dir: PathBuf,
     engine: MitoEngine,
     catalog: Mutex<Catalog>,
-    /// Optimized plans of recent queries (see `provider::query`).
+    /// Optimized plans of recent queries (see `query::query`).
     #[cfg(feature = "sql")]
-    pub(crate) plans: crate::provider::PlanCache,
+    pub(crate) plans: crate::query::PlanCache,
     _lock: Option<File>,
 }
 
 impl Instance {
-    /// Query plans held by the plan cache (see [`crate::provider::query`]).
+    /// Query plans held by the plan cache (see [`crate::query::query`]).
     #[cfg(feature = "sql")]
     pub fn cached_plans(&self) -> u64 {
         self.plans.len()
@@ -123,7 +123,7 @@ impl Instance {
         };
         let catalog = catalog::load(dir).context(CatalogSnafu)?;
         #[cfg(feature = "sql")]
-        let plans = crate::provider::PlanCache::new(&options.query)?;
+        let plans = crate::query::PlanCache::new(&options.query)?;
         let engine = MitoEngine::open_local(dir, options.engine, options.wal)
             .await
             .map_err(BoxedError::new)

@@ -32,7 +32,7 @@ async fn open(dir: &std::path::Path) -> Instance {
 
 /// The result's rows, values joined by commas.
 async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
-    let (_, batches) = frontend::provider::query(instance, sql).await.unwrap();
+    let (_, batches) = frontend::query::query(instance, sql).await.unwrap();
     let mut out = Vec::new();
     for b in &batches {
         for r in 0..b.num_rows() {

@@ -82,7 +82,7 @@ async fn workload(instance: &Instance, acks: &mut Acks) {
 }
 
 async fn values(instance: &Instance, sql: &str) -> Vec<String> {
-    let (_, batches) = frontend::provider::query(instance, sql)
+    let (_, batches) = frontend::query::query(instance, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut out = Vec::new();

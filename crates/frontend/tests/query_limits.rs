@@ -46,7 +46,7 @@ async fn close(instance: Arc<Instance>) {
 async fn first(instance: &Arc<Instance>, sql: String) -> Result<String, String> {
     let instance = instance.clone();
     tokio::spawn(async move {
-        let (_, batches) = frontend::provider::query(&instance, &sql)
+        let (_, batches) = frontend::query::query(&instance, &sql)
             .await
             .map_err(|e| e.to_string())?;
         let b = batches.iter().find(|b| b.num_rows() > 0).unwrap();
@@ -101,7 +101,7 @@ async fn a_query_over_the_memory_limit_fails_with_an_error_and_the_next_one_runs
     )
     .await;
     assert_eq!(sorted.unwrap(), "150000");
-    let (_, batches) = frontend::provider::query(
+    let (_, batches) = frontend::query::query(
         &instance,
         "EXPLAIN ANALYZE SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY note DESC) AS r FROM m)",
     )

@@ -10,6 +10,9 @@
 //! line's values. In `strict` mode the whole input is parsed and checked first and nothing
 //! is written if any line is refused; a file is read twice, standard input is held in memory.
 
+pub mod batcher;
+pub mod line_protocol;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
@@ -25,10 +28,10 @@ use store_api::metadata::RegionMetadata;
 use store_api::region_request::RegionOptionsMap;
 use tokio::sync::mpsc;
 
-use crate::batcher::{Batcher, LineError, Precision, Ready};
 use crate::error::{Error, InputSnafu, Result};
+use crate::ingest::batcher::{Batcher, LineError, Precision, Ready};
+use crate::ingest::line_protocol::{Line, is_skipped};
 use crate::instance::Instance;
-use crate::line_protocol::{Line, is_skipped};
 
 /// How to ingest.
 #[derive(Debug, Clone)]

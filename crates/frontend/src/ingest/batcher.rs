@@ -26,7 +26,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
 use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 
-use crate::line_protocol::{
+use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
 };
 

@@ -1,0 +1,177 @@
+//! A DataFusion [`TableProvider`] over a table's regions, and the SQL entry point.
+//!
+//! ```text
+//! SQL --DataFusion plan--> TableScan(projection, filters, limit)
+//!     --RegionTable::scan--> ScanRequest per region { projection by column id,
+//!                            filters on columns (prune files, row groups, pages; exact;
+//!                            the engine turns time index bounds into its time range), limit }
+//!     --> one DataFusion partition per region, streamed
+//! ```
+//!
+//! Filters are pushed as `Exact`: the engine prunes with them and applies every one of them to
+//! the rows it returns, with DataFusion's own physical expressions over the same column types,
+//! so DataFusion does not filter again. Only plain forms are pushed (columns, literals,
+//! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
+
+mod last_row;
+mod plan_cache;
+pub(crate) mod run_aggregate;
+mod session;
+mod sql_guard;
+mod table;
+
+use std::future::Future as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::{SQLOptions, SessionContext};
+use futures::{StreamExt, TryStreamExt};
+use snafu::ResultExt;
+
+use crate::error::{Result, SqlSnafu};
+use crate::instance::Instance;
+
+use plan_cache::{CachedPlan, keepable};
+
+pub(crate) use plan_cache::PlanCache;
+pub use session::session;
+pub use table::RegionTable;
+
+/// Runs one read-only SQL statement; returns the result's schema and batches.
+pub async fn query(instance: &Instance, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, stream) = query_stream(instance, sql).await?;
+    let batches = stream.try_collect().await.context(SqlSnafu)?;
+    Ok((schema, batches))
+}
+
+/// Plans one read-only SQL statement and starts it; its batches come as the stream is
+/// polled, so a large result is never held whole. The instance's query timeout covers
+/// planning and the whole stream: past it, the stream ends with a timeout error.
+pub async fn query_stream(
+    instance: &Instance,
+    sql: &str,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    // The timeout and the moment it runs out.
+    let limit = instance
+        .plans
+        .timeout
+        .map(|t| (t, tokio::time::Instant::now() + t));
+    let planned = plan(instance, sql);
+    let (schema, physical, ctx) = match limit {
+        Some((t, at)) => tokio::time::timeout_at(at, planned)
+            .await
+            .map_err(|_| timed_out(t))
+            .context(SqlSnafu)??,
+        None => planned.await?,
+    };
+    let stream =
+        datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).context(SqlSnafu)?;
+    let stream: SendableRecordBatchStream = match limit {
+        Some((t, at)) => Box::pin(Deadline {
+            inner: stream,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            timeout: t,
+            expired: false,
+        }),
+        None => stream,
+    };
+    Ok((schema, stream))
+}
+
+fn timed_out(timeout: Duration) -> DataFusionError {
+    DataFusionError::ResourcesExhausted(format!(
+        "the query ran longer than its timeout ({:?}) and was stopped",
+        timeout
+    ))
+}
+
+/// A stream that ends with a timeout error at its deadline.
+struct Deadline {
+    inner: SendableRecordBatchStream,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    expired: bool,
+}
+
+impl futures::Stream for Deadline {
+    type Item = DfResult<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(timed_out(self.timeout))));
+        }
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for Deadline {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// The physical plan of `sql`, ready to run: a reset copy of a kept plan, or a new one (kept
+/// if it can be run again).
+async fn plan(
+    instance: &Instance,
+    sql: &str,
+) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>, SessionContext)> {
+    let (ctx, fingerprint) = instance.plans.session(instance).await?;
+    let cached = instance
+        .plans
+        .plans
+        .get(sql)
+        .filter(|p| p.fingerprint == fingerprint);
+    let (schema, physical) = match cached {
+        Some(p) => (p.schema.clone(), p.physical.clone()),
+        None => {
+            let state = ctx.state();
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let dialect = state.config().options().sql_parser.dialect;
+            let mut statement = state.sql_to_statement(sql, &dialect).context(SqlSnafu)?;
+            crate::query::sql_guard::check(&mut statement)
+                .map_err(DataFusionError::Plan)
+                .context(SqlSnafu)?;
+            let plan = state.statement_to_plan(statement).await.context(SqlSnafu)?;
+            options.verify_plan(&plan).context(SqlSnafu)?;
+            let keep = keepable(&plan);
+            let optimized = state.optimize(&plan).context(SqlSnafu)?;
+            let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await
+                .context(SqlSnafu)?;
+            if !keep {
+                return Ok((schema, physical, ctx));
+            }
+            instance.plans.plans.insert(
+                sql.to_string(),
+                Arc::new(CachedPlan {
+                    fingerprint,
+                    schema: schema.clone(),
+                    physical: physical.clone(),
+                }),
+            );
+            (schema, physical)
+        }
+    };
+    let run =
+        datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
+    Ok((schema, run, ctx))
+}

@@ -1,0 +1,133 @@
+//! Physical plans kept by query text, run again as reset copies.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::SchemaRef;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use snafu::ResultExt;
+
+use crate::error::{Result, SqlSnafu};
+use crate::instance::{Instance, QueryOptions};
+
+use super::session::{new_session, tables};
+
+/// Physical plans by query text, each valid while the tables it was planned against (the
+/// fingerprint) are unchanged, and the session those tables were registered in. Only plans
+/// free of functions whose value can change between runs (`now()`, `random()`: not
+/// immutable) are kept, since planning folds them into constants. A repeated query skips
+/// parsing, planning and both optimizers: each run executes a copy of the kept plan with
+/// its operators' state reset, and its scans read the data as of then (a scan takes its
+/// snapshot when it starts, not when it is planned).
+pub(crate) struct PlanCache {
+    pub(super) plans: moka::sync::Cache<String, Arc<CachedPlan>>,
+    pub(super) session: std::sync::Mutex<Option<(u64, SessionContext)>>,
+    /// The memory pool (and spill files) every session of the instance shares.
+    pub(super) runtime: Arc<RuntimeEnv>,
+    pub(super) timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(super) struct CachedPlan {
+    pub(super) fingerprint: u64,
+    pub(super) schema: SchemaRef,
+    /// Never executed itself: runs execute reset copies.
+    pub(super) physical: Arc<dyn ExecutionPlan>,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache")
+            .field("plans", &self.plans.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Queries the plan cache holds.
+pub(super) const CACHED_PLANS: u64 = 256;
+
+impl PlanCache {
+    pub(crate) fn new(options: &QueryOptions) -> Result<Self> {
+        let limit = usize::try_from(options.memory_limit.as_bytes()).unwrap_or(usize::MAX);
+        // Fair shares between the operators that can spill; the five largest consumers are
+        // named in the error of a query over the limit.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .context(SqlSnafu)?;
+        Ok(Self {
+            plans: moka::sync::Cache::new(CACHED_PLANS),
+            session: std::sync::Mutex::new(None),
+            runtime,
+            timeout: options.timeout,
+        })
+    }
+
+    /// Plans held.
+    pub(crate) fn len(&self) -> u64 {
+        self.plans.run_pending_tasks();
+        self.plans.entry_count()
+    }
+
+    /// The kept session if the tables are still those it registered, else a new one (kept).
+    pub(super) async fn session(&self, instance: &Instance) -> Result<(SessionContext, u64)> {
+        let (tables, fingerprint) = tables(instance).await?;
+        let kept = self
+            .session
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().filter(|(f, _)| *f == fingerprint).cloned());
+        if let Some((_, ctx)) = kept {
+            return Ok((ctx, fingerprint));
+        }
+        let ctx = new_session(instance, tables)?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some((fingerprint, ctx.clone()));
+        }
+        Ok((ctx, fingerprint))
+    }
+}
+
+/// Whether `plan` can be kept and run again: every function in it always gives the same
+/// result for the same arguments (planning folds `now()` and the like into constants), and
+/// it is no recursive query (its work table is state shared between operators), `EXPLAIN`
+/// or `EXPLAIN ANALYZE`.
+pub(super) fn keepable(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Volatility;
+    let mut ok = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        if matches!(
+            node,
+            LogicalPlan::RecursiveQuery(_) | LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+        ) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let volatility = match e {
+                    Expr::ScalarFunction(f) => Some(f.func.signature().volatility),
+                    Expr::AggregateFunction(f) => Some(f.func.signature().volatility),
+                    Expr::WindowFunction(f) => Some(f.fun.signature().volatility),
+                    _ => None,
+                };
+                if volatility.is_some_and(|v| v != Volatility::Immutable) {
+                    ok = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    ok && walked.is_ok()
+}
