@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use benchmarks::tsbs::{CpuGenerator, INTERVAL_SECS, cpu_metadata};
+use tsbs::{CpuGenerator, INTERVAL_SECS, cpu_metadata};
 use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;

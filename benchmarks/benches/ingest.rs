@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use benchmarks::tsbs::{CpuGenerator, cpu_metadata};
+use tsbs::{CpuGenerator, cpu_metadata};
 use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;

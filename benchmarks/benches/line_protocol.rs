@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use benchmarks::tsbs::{CpuGenerator, write_line_protocol};
+use tsbs::{CpuGenerator, write_line_protocol};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use frontend::ingest::batcher::{Batcher, Precision};
 use frontend::ingest::line_protocol::{Line, parse_line};

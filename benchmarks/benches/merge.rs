@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use benchmarks::tsbs::{CpuGenerator, cpu_metadata};
+use tsbs::{CpuGenerator, cpu_metadata};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use mito_memtable::{Memtable, MemtableOptions, MemtableRead};

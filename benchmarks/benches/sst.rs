@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use benchmarks::tsbs::{CpuGenerator, cpu_metadata};
+use tsbs::{CpuGenerator, cpu_metadata};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion_expr::{col, lit};
 use futures::StreamExt;

@@ -1,6 +1,7 @@
 //! Criterion micro benchmarks of Mito's components, one file per component under `benches/`,
-//! and the data they share ([`tsbs`]). Run them with `make bench`; results and the machine
-//! they were measured on are recorded in `docs/benchmarks.md`.
+//! and the child-process helper they share ([`child`]); their data comes from the `tsbs`
+//! crate. Run them with `make bench`; results and the machine they were measured on are
+//! recorded in `docs/benchmarks.md`.
 
 #![cfg_attr(
     test,
@@ -12,4 +13,3 @@
 )]
 
 pub mod child;
-pub mod tsbs;

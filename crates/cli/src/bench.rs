@@ -1,5 +1,5 @@
 //! `mito bench`: the TSBS cpu-only workload end to end. Generates the data (the model of
-//! `benchmarks::tsbs`, seeded) as a line-protocol file, ingests it with the same pipeline as
+//! `tsbs`, seeded) as a line-protocol file, ingests it with the same pipeline as
 //! `mito write`, settles (waits for the compaction the flushes asked for), runs the TSBS
 //! query set through SQL, and writes a report.
 //!
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use benchmarks::tsbs::{CpuGenerator, INTERVAL_SECS, write_line_protocol};
+use tsbs::{CpuGenerator, INTERVAL_SECS, write_line_protocol};
 use frontend::ingest::{IngestOptions, Input, ingest};
 use frontend::{Instance, InstanceOptions};
 use serde_json::json;

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use benchmarks::tsbs::{CpuGenerator, write_line_protocol};
+use tsbs::{CpuGenerator, write_line_protocol};
 use common::{files_under, mito};
 
 const HOSTS: usize = 200;
