@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use log_store::WalConfig;
-use mito_engine::{MitoConfig, MitoEngine, RegionStatistics};
+use mito_engine::{MitoConfig, MitoEngine};
+use store_api::engine::{RegionEngineRef, RegionStatistics};
 use snafu::{OptionExt, ResultExt};
 use store_api::RegionId;
 use store_api::config::ReadableSize;
@@ -90,7 +91,8 @@ pub struct TableSummary {
 #[derive(Debug)]
 pub struct Instance {
     dir: PathBuf,
-    engine: MitoEngine,
+    /// The only way to the regions: a local `MitoEngine` here, a remote one later.
+    engine: RegionEngineRef,
     catalog: Mutex<Catalog>,
     /// Optimized plans of recent queries (see `query::query`).
     #[cfg(feature = "sql")]
@@ -130,7 +132,7 @@ impl Instance {
             .context(EngineStartSnafu { dir })?;
         let instance = Self {
             dir: dir.to_path_buf(),
-            engine,
+            engine: Arc::new(engine),
             catalog: Mutex::new(catalog.clone()),
             #[cfg(feature = "sql")]
             plans,
@@ -157,7 +159,7 @@ impl Instance {
     }
 
     /// The engine under the tables.
-    pub fn engine(&self) -> &MitoEngine {
+    pub fn engine(&self) -> &RegionEngineRef {
         &self.engine
     }
 
@@ -189,7 +191,6 @@ impl Instance {
     }
 
     async fn metadata_of(&self, name: &str, region_id: RegionId) -> Result<RegionMetadataRef> {
-        use store_api::engine::RegionEngine;
         self.engine.metadata(region_id).await.context(EngineSnafu {
             table: name,
             action: "metadata",
@@ -345,7 +346,6 @@ impl Instance {
         self.engine
             .region_options(region_id)
             .await
-            .map_err(BoxedError::new)
             .context(EngineSnafu {
                 table: name,
                 action: "options",
@@ -395,9 +395,8 @@ impl Instance {
         }
         let stopped = self
             .engine
-            .shutdown()
+            .stop()
             .await
-            .map_err(BoxedError::new)
             .context(EngineStartSnafu { dir: &self.dir });
         match first_error {
             Some(e) => Err(e),
@@ -413,10 +412,9 @@ impl Instance {
         request: RegionRequest,
     ) -> Result<usize> {
         self.engine
-            .handle(region_id, request)
+            .handle_request(region_id, request)
             .await
             .map(|r| r.affected_rows)
-            .map_err(BoxedError::new)
             .context(EngineSnafu { table, action })
     }
 }

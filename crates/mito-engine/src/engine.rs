@@ -12,11 +12,11 @@ use mito_read::OpType;
 use snafu::ResultExt;
 use store_api::RegionId;
 use store_api::clock::{ClockRef, SystemClock};
-use store_api::engine::{RegionEngine, RegionRole};
+use store_api::engine::{RegionEngine, RegionRole, RegionStatistics};
 use store_api::error::BoxedError;
 use store_api::logstore::LogStoreRef;
 use store_api::metadata::RegionMetadataRef;
-use store_api::region_request::{RegionRequest, RegionResponse};
+use store_api::region_request::{RegionOptionsMap, RegionRequest, RegionResponse};
 use store_api::scan::{BatchStream, ScanRequest};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -407,30 +407,6 @@ impl MitoEngine {
     }
 }
 
-/// Figures of one open region.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RegionStatistics {
-    /// Bytes held by its memtables.
-    pub memtable_bytes: u64,
-    /// Rows written to its memtables (every version).
-    pub memtable_rows: u64,
-    /// SST files.
-    pub files: usize,
-    /// Bytes of its SSTs.
-    pub sst_bytes: u64,
-    /// Rows in its SSTs.
-    pub sst_rows: u64,
-    /// Last committed sequence.
-    pub committed_sequence: u64,
-    /// Last WAL entry in the SSTs.
-    pub flushed_entry_id: u64,
-    /// Last sequence in the SSTs.
-    pub flushed_sequence: u64,
-    /// The schema version (bumped by every column change).
-    pub schema_version: u64,
-    /// The compaction window in seconds, once configured or inferred.
-    pub compaction_window_secs: Option<u64>,
-}
 
 #[async_trait]
 impl RegionEngine for MitoEngine {
@@ -471,6 +447,16 @@ impl RegionEngine for MitoEngine {
     fn set_role(&self, region_id: RegionId, role: RegionRole) -> Result<(), BoxedError> {
         self.region(region_id)
             .map(|r| r.set_role(role))
+            .map_err(BoxedError::new)
+    }
+
+    fn region_statistics(&self, region_id: RegionId) -> Option<RegionStatistics> {
+        MitoEngine::region_statistics(self, region_id)
+    }
+
+    async fn region_options(&self, region_id: RegionId) -> Result<RegionOptionsMap, BoxedError> {
+        MitoEngine::region_options(self, region_id)
+            .await
             .map_err(BoxedError::new)
     }
 

@@ -25,4 +25,4 @@ mod worker;
 pub mod write_buffer;
 
 pub use config::MitoConfig;
-pub use engine::{MitoEngine, RegionStatistics};
+pub use engine::MitoEngine;

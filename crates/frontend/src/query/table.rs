@@ -16,7 +16,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
-use mito_engine::MitoEngine;
+use store_api::engine::RegionEngineRef;
 use store_api::metadata::RegionMetadataRef;
 use store_api::scan::{ScanOrder, ScanRequest, SeriesRowSelector};
 use store_api::{ColumnId, RegionId};
@@ -24,7 +24,7 @@ use store_api::{ColumnId, RegionId};
 /// One table as DataFusion sees it.
 #[derive(Debug)]
 pub struct RegionTable {
-    engine: MitoEngine,
+    engine: RegionEngineRef,
     regions: Vec<RegionId>,
     pub(super) metadata: RegionMetadataRef,
     /// The columns as scans return them (tags dictionary-encoded).
@@ -35,7 +35,7 @@ pub struct RegionTable {
 
 impl RegionTable {
     /// A table over `regions`, all with the schema of `metadata`.
-    pub fn new(engine: MitoEngine, regions: Vec<RegionId>, metadata: RegionMetadataRef) -> Self {
+    pub fn new(engine: RegionEngineRef, regions: Vec<RegionId>, metadata: RegionMetadataRef) -> Self {
         let schema = Arc::new(Schema::new(
             metadata
                 .column_metadatas()
@@ -196,7 +196,7 @@ impl TableProvider for RegionTable {
 /// One region's scan as a DataFusion partition.
 #[derive(Debug)]
 pub(super) struct RegionPartition {
-    engine: MitoEngine,
+    engine: RegionEngineRef,
     region_id: RegionId,
     request: ScanRequest,
     schema: SchemaRef,
@@ -215,7 +215,7 @@ impl PartitionStream for RegionPartition {
         let out_schema = schema.clone();
         let stream = futures::stream::once(async move {
             engine
-                .scan_region(region_id, request)
+                .scan(region_id, request)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))
         })
