@@ -30,7 +30,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tsbs::{CpuGenerator, INTERVAL_SECS, cpu_metadata};
 use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;
@@ -39,6 +38,7 @@ use store_api::engine::RegionEngine;
 use store_api::region_request::{
     RegionCompactRequest, RegionCreateRequest, RegionFlushRequest, RegionPutRequest, RegionRequest,
 };
+use tsbs::{CpuGenerator, INTERVAL_SECS, cpu_metadata};
 
 const HOSTS: usize = 4000;
 const WRITERS: usize = 2;

@@ -29,7 +29,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tsbs::{CpuGenerator, cpu_metadata};
 use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;
@@ -38,6 +37,7 @@ use store_api::region_request::{
     RegionCloseRequest, RegionCreateRequest, RegionFlushRequest, RegionOpenRequest,
     RegionPutRequest, RegionRequest,
 };
+use tsbs::{CpuGenerator, cpu_metadata};
 
 const HOSTS: usize = 4000;
 const STEPS: usize = 1080;

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use tsbs::{CpuGenerator, write_line_protocol};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use frontend::ingest::batcher::{Batcher, Precision};
 use frontend::ingest::line_protocol::{Line, parse_line};
+use tsbs::{CpuGenerator, write_line_protocol};
 
 fn input() -> String {
     let mut cpu = CpuGenerator::new(100, 42);

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use tsbs::{CpuGenerator, cpu_metadata};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
 use mito_read::OpType;
 use store_api::RegionId;
+use tsbs::{CpuGenerator, cpu_metadata};
 
 const HOSTS: usize = 4000;
 const STEPS: usize = 90;

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use tsbs::{CpuGenerator, cpu_metadata};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
@@ -27,6 +26,7 @@ use mito_read::merge::{BatchStream, MergeOptions, merge};
 use mito_read::{DedupOptions, OpType};
 use store_api::RegionId;
 use store_api::metadata::{RegionMetadataRef, SemanticType};
+use tsbs::{CpuGenerator, cpu_metadata};
 
 const HOSTS: usize = 4000;
 const STEPS: usize = 250;

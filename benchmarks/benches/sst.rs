@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use tsbs::{CpuGenerator, cpu_metadata};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datafusion_expr::{col, lit};
 use futures::StreamExt;
@@ -33,6 +32,7 @@ use opendal::Operator;
 use store_api::RegionId;
 use store_api::metadata::RegionMetadataRef;
 use store_api::scan::TimeRange;
+use tsbs::{CpuGenerator, cpu_metadata};
 
 const HOSTS: usize = 4000;
 const DIR: &str = "region/";

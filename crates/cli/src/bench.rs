@@ -14,11 +14,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tsbs::{CpuGenerator, INTERVAL_SECS, write_line_protocol};
 use frontend::ingest::{IngestOptions, Input, ingest};
 use frontend::{Instance, InstanceOptions};
 use serde_json::json;
 use store_api::clock::{ClockRef, SystemClock};
+use tsbs::{CpuGenerator, INTERVAL_SECS, write_line_protocol};
 
 use crate::BoxError;
 

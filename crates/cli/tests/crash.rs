@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tsbs::{CpuGenerator, write_line_protocol};
 use common::{files_under, mito};
+use tsbs::{CpuGenerator, write_line_protocol};
 
 const HOSTS: usize = 200;
 const STEPS: usize = 300;
@@ -168,18 +168,9 @@ fn killed_writes_always_leave_a_directory_that_opens() {
         };
         let _ = std::fs::remove_file(&ack_log);
         let writing = args.first() == Some(&"write".as_ref());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mito"))
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let finished = child.try_wait().unwrap().is_some();
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mito"));
+        command.arg("--data-dir").arg(&dir).args(&args);
+        let finished = test_util::kill_after(command, delay).finished;
         let o = mito(&dir, &["tables"]);
         if text(&o.stderr).contains("torn tail") {
             torn_cuts += 1;

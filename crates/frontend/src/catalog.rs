@@ -357,7 +357,7 @@ mod tests {
     /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
     #[test]
     fn fuzz_corpus_replays() {
-        crate::replay_fuzz_corpus("catalog", 2, fuzz_catalog);
+        test_util::replay_corpus("catalog", 2, fuzz_catalog);
     }
 
     #[test]

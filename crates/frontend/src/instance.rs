@@ -20,10 +20,10 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use log_store::WalConfig;
 use mito_engine::{MitoConfig, MitoEngine};
-use store_api::engine::{RegionEngineRef, RegionStatistics};
 use snafu::{OptionExt, ResultExt};
 use store_api::RegionId;
 use store_api::config::ReadableSize;
+use store_api::engine::{RegionEngineRef, RegionStatistics};
 use store_api::error::BoxedError;
 use store_api::metadata::{ColumnMetadata, RegionMetadataRef};
 use store_api::region_request::{

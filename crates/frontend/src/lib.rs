@@ -28,24 +28,3 @@ pub mod query;
 
 pub use error::{Error, Result};
 pub use instance::{Instance, InstanceOptions, QueryOptions};
-
-/// Replays the checked-in cargo-fuzz corpus `fuzz/corpus/{target}` through `body`; at least
-/// `min` inputs must be there.
-#[cfg(test)]
-fn replay_fuzz_corpus(target: &str, min: usize, body: fn(&[u8]) -> Result<(), String>) {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .path();
-        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if let Err(e) = body(&data) {
-            panic!("{}: {e}", path.display());
-        }
-        n += 1;
-    }
-    assert!(n >= min, "corpus at {} has {n} inputs", dir.display());
-}

@@ -15,8 +15,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -114,7 +112,6 @@ fn kill_loop(large: bool, rounds: u64) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,12 +122,8 @@ fn kill_loop(large: bool, rounds: u64) {
     let mut total_acks = 0usize;
     let mut torn = 0usize;
     for round in 0..rounds {
-        let mut command = Command::new(&exe);
-        command
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        let mut command = test_util::child_test("crash_child");
+        command.env(CHILD_ENV, dir.path());
         if large {
             command.env(LARGE_ENV, "1");
         }
@@ -138,26 +131,18 @@ fn kill_loop(large: bool, rounds: u64) {
             .map(|n| acked.get(&n).copied().unwrap_or(0).to_string())
             .collect();
         command.env(LAST_ENV, last.join(","));
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut acks = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.split_whitespace();
-                if parts.next() == Some("ack") {
-                    let n: u32 = parts.next().unwrap().parse().unwrap();
-                    let id: u64 = parts.next().unwrap().parse().unwrap();
-                    acks.push((n, id));
-                }
-            }
-            acks
-        });
         // A spread of kill moments, fixed per round so a failure can be rerun.
-        std::thread::sleep(Duration::from_millis(150 + (round * 97) % 400));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let acks = reader.join().unwrap();
+        let killed =
+            test_util::kill_after(command, Duration::from_millis(150 + (round * 97) % 400));
+        let mut acks = Vec::new();
+        for line in &killed.lines {
+            let mut parts = line.split_whitespace();
+            if parts.next() == Some("ack") {
+                let n: u32 = parts.next().unwrap().parse().unwrap();
+                let id: u64 = parts.next().unwrap().parse().unwrap();
+                acks.push((n, id));
+            }
+        }
         total_acks += acks.len();
         for (n, id) in acks {
             let a = acked.entry(n).or_insert(0);

@@ -158,13 +158,10 @@ fn encode_row_matches_encode() {
 /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`) as a normal test.
 #[test]
 fn fuzz_corpus_replays() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pk_codec");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        fuzz_decode(&std::fs::read(entry.unwrap().path()).unwrap());
-        n += 1;
-    }
-    assert!(n > 0, "empty corpus at {}", dir.display());
+    test_util::replay_corpus("pk_codec", 1, |bytes| {
+        fuzz_decode(bytes);
+        Ok(())
+    });
 }
 
 fn key_type() -> impl Strategy<Value = KeyType> {

@@ -407,7 +407,6 @@ impl MitoEngine {
     }
 }
 
-
 #[async_trait]
 impl RegionEngine for MitoEngine {
     fn name(&self) -> &str {

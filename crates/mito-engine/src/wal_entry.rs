@@ -733,8 +733,7 @@ mod tests {
     /// the checked-in corpus as a normal test.
     #[test]
     fn fuzz_corpus_replays() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_entry");
+        let dir = test_util::corpus_dir("wal_entry");
         if std::env::var("MITO_BLESS").is_ok() {
             std::fs::create_dir_all(&dir).unwrap();
             let bytes = encode(&entry()).unwrap();
@@ -743,12 +742,10 @@ mod tests {
             body.extend_from_slice(&bytes[HEADER_LEN..]);
             std::fs::write(dir.join("body_v1"), body).unwrap();
         }
-        let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
-            fuzz_decode(&std::fs::read(e.unwrap().path()).unwrap());
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus at {}", dir.display());
+        test_util::replay_corpus("wal_entry", 2, |bytes| {
+            fuzz_decode(bytes);
+            Ok(())
+        });
     }
 
     #[test]

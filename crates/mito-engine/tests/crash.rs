@@ -19,8 +19,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::Duration;
 
 use common::*;
@@ -194,7 +193,6 @@ fn kill9_keeps_every_acknowledged_write() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -203,27 +201,11 @@ fn kill9_keeps_every_acknowledged_write() {
     let mut states: Vec<State> = vec![State::new(); WRITERS];
     let (mut acks, mut in_flight_applied) = (0usize, 0usize);
     for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{}|{round}", dir.path().display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                lines.push(line);
-            }
-            lines
-        });
+        let mut command = test_util::child_test("crash_child");
+        command.env(CHILD_ENV, format!("{}|{round}", dir.path().display()));
         // A spread of kill moments, fixed per round so a failure can be rerun.
-        std::thread::sleep(Duration::from_millis(300 + (round * 97) % 500));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let lines =
+            test_util::kill_after(command, Duration::from_millis(300 + (round * 97) % 500)).lines;
         let mut pending: Vec<Option<Op>> = vec![None; WRITERS];
         for line in lines {
             // The test harness may print "test crash_child ... " before the first line.

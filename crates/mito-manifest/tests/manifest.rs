@@ -529,12 +529,7 @@ fn frozen_encodings_still_decode() {
 /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`), which starts from the fixtures.
 #[test]
 fn fuzz_corpus_replays() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manifest_action");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        format::fuzz_manifest_action(&bytes).unwrap();
-        n += 1;
-    }
-    assert!(n >= 6, "corpus at {} has {n} inputs", dir.display());
+    test_util::replay_corpus("manifest_action", 6, |bytes| {
+        format::fuzz_manifest_action(bytes)
+    });
 }

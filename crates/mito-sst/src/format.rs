@@ -429,15 +429,7 @@ mod tests {
 
     #[test]
     fn fuzz_corpus_replays() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sst_info");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            fuzz_sst_info(&bytes).unwrap();
-            n += 1;
-        }
-        assert!(n > 0, "empty corpus at {}", dir.display());
+        test_util::replay_corpus("sst_info", 1, fuzz_sst_info);
     }
 
     proptest! {

@@ -269,8 +269,7 @@ async fn round_trip_is_exact() {
     // cpu is stored as decimals (scale 2), with NaN/-0.0/inf/0.1+0.2 as exceptions.
     assert_eq!(reader.info().float_encoding(4).map(|e| e.scale), Some(2));
     if std::env::var_os("MITO_BLESS").is_some() {
-        let corpus =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sst_info");
+        let corpus = test_util::corpus_dir("sst_info");
         std::fs::write(corpus.join("info_v1.json"), reader.info().to_json()).unwrap();
     }
     let got = read_all(&reader, &SstReadRequest::default()).await.unwrap();

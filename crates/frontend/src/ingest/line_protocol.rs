@@ -816,7 +816,7 @@ mod tests {
     /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
     #[test]
     fn fuzz_corpus_replays() {
-        crate::replay_fuzz_corpus("line_protocol", 5, fuzz_line_protocol);
+        test_util::replay_corpus("line_protocol", 5, fuzz_line_protocol);
     }
 
     proptest::proptest! {

@@ -35,7 +35,11 @@ pub struct RegionTable {
 
 impl RegionTable {
     /// A table over `regions`, all with the schema of `metadata`.
-    pub fn new(engine: RegionEngineRef, regions: Vec<RegionId>, metadata: RegionMetadataRef) -> Self {
+    pub fn new(
+        engine: RegionEngineRef,
+        regions: Vec<RegionId>,
+        metadata: RegionMetadataRef,
+    ) -> Self {
         let schema = Arc::new(Schema::new(
             metadata
                 .column_metadatas()

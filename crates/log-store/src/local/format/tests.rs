@@ -417,15 +417,10 @@ fn fuzz_body_accepts_valid_and_torn_segments() {
 /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`) as a normal test.
 #[test]
 fn fuzz_corpus_replays() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_segment");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        fuzz_scan_segment(&bytes);
-        n += 1;
-    }
-    assert!(n > 0, "empty corpus at {}", dir.display());
+    test_util::replay_corpus("wal_segment", 1, |bytes| {
+        fuzz_scan_segment(bytes);
+        Ok(())
+    });
 }
 
 proptest! {
