@@ -231,6 +231,16 @@ pub enum Error {
         location: Location,
     },
 
+    /// A broken invariant of the engine itself (a bug, not bad input): reported instead of
+    /// answering with wrong data.
+    #[snafu(display("Internal error in region {region_id}: {reason}"))]
+    Internal {
+        region_id: RegionId,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Evaluating a scan filter failed.
     #[snafu(display("Filter of a scan of region {region_id} failed: {reason}"))]
     Filter {
@@ -301,7 +311,9 @@ impl ErrorExt for Error {
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::ReadOnly { .. } | Error::EngineReadOnly { .. } => ErrorKind::ReadOnly,
             Error::WriteBufferFull { .. } => ErrorKind::Busy,
-            Error::EncodeWal { .. } | Error::Arrow { .. } => ErrorKind::Internal,
+            Error::EncodeWal { .. } | Error::Arrow { .. } | Error::Internal { .. } => {
+                ErrorKind::Internal
+            }
             Error::WalAppend { source, .. } => source.kind(),
             Error::WalRead { source, .. } => source.kind(),
             Error::BadWalEntry { .. }

@@ -31,7 +31,7 @@ use mito_read::merge::{MergeOptions, SortedBatch, merge};
 use mito_read::{OpType, PredicateError, compat};
 use mito_sst::SstReadRequest;
 use opendal::Operator;
-use snafu::ResultExt;
+use snafu::{OptionExt, ResultExt};
 use store_api::error::BoxedError;
 use store_api::metadata::{RegionMetadata, SemanticType};
 use store_api::scan::{BatchStream, ScanOrder, ScanRequest, SeriesRowSelector, TimeRange};
@@ -40,7 +40,8 @@ use tokio::sync::mpsc;
 
 use crate::cache::CacheManager;
 use crate::error::{
-    Error, FilterSnafu, InvalidRequestSnafu, MemtableSnafu, Result, SstSnafu, UnsupportedSnafu,
+    Error, FilterSnafu, InternalSnafu, InvalidRequestSnafu, MemtableSnafu, Result, SstSnafu,
+    UnsupportedSnafu,
 };
 use crate::metrics::Metrics;
 use crate::region::{FileHandle, MitoRegion};
@@ -170,7 +171,11 @@ pub(crate) async fn scan(
     }
     let merge_options = MergeOptions {
         schema: plan.read_schema.clone(),
-        time_index: position(&plan.read_ids, metadata.time_index_column().column_id),
+        time_index: position(
+            region_id,
+            &plan.read_ids,
+            metadata.time_index_column().column_id,
+        )?,
         fields: plan
             .read_ids
             .iter()
@@ -292,8 +297,13 @@ fn empty(schema: SchemaRef) -> BatchStream {
     BatchStream::new(schema, futures::stream::empty())
 }
 
-fn position(ids: &[ColumnId], id: ColumnId) -> usize {
-    ids.iter().position(|c| *c == id).unwrap_or(0)
+/// Where column `id` is among the columns a scan reads. The plan always reads the columns it
+/// asks positions of; a miss is a planning bug, reported rather than answered from column 0.
+fn position(region_id: RegionId, ids: &[ColumnId], id: ColumnId) -> Result<usize> {
+    ids.iter().position(|c| *c == id).context(InternalSnafu {
+        region_id,
+        reason: format!("column {id} is not among the columns the scan reads ({ids:?})"),
+    })
 }
 
 fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) -> Result<Plan> {
@@ -376,8 +386,8 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
     let read_schema = compat::read_schema(metadata, &indices);
     let output = output_ids
         .iter()
-        .map(|id| position(&read_ids, *id))
-        .collect();
+        .map(|id| position(region_id, &read_ids, *id))
+        .collect::<Result<_>>()?;
     let mut exact = mito_read::RowFilters::default();
     let mut series_in_prune = Some(Vec::new());
     if !filters.is_empty() {
