@@ -1,6 +1,8 @@
 //! The SST reader's caches: verified column-chunk bytes and decoded row-group columns.
 
 use arrow_array::{Array, ArrayRef};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 
 use crate::file::FileId;
@@ -11,8 +13,7 @@ use crate::file::FileId;
 #[derive(Debug)]
 pub struct ChunkCache {
     cache: moka::sync::Cache<(FileId, u64), Bytes>,
-    hits: std::sync::atomic::AtomicU64,
-    misses: std::sync::atomic::AtomicU64,
+    counts: HitCounts,
 }
 
 impl ChunkCache {
@@ -23,19 +24,13 @@ impl ChunkCache {
                 .max_capacity(bytes)
                 .weigher(|_: &(FileId, u64), b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
                 .build(),
-            hits: std::sync::atomic::AtomicU64::new(0),
-            misses: std::sync::atomic::AtomicU64::new(0),
+            counts: HitCounts::default(),
         }
     }
 
     pub(super) fn get(&self, file: FileId, offset: u64) -> Option<Bytes> {
         let hit = self.cache.get(&(file, offset));
-        let counter = if hit.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counts.count(hit.is_some());
         hit
     }
 
@@ -45,10 +40,7 @@ impl ChunkCache {
 
     /// Hits and misses since the last call.
     pub fn take_counts(&self) -> (u64, u64) {
-        (
-            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
-            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
-        )
+        self.counts.take()
     }
 }
 
@@ -86,8 +78,7 @@ pub struct ColumnCache {
     pub(super) cache: quick_cache::sync::Cache<CacheKey, ArrayRef, ArrayBytes>,
     /// Columns read partially once, not kept yet.
     seen: quick_cache::sync::Cache<CacheKey, ()>,
-    hits: std::sync::atomic::AtomicU64,
-    misses: std::sync::atomic::AtomicU64,
+    counts: HitCounts,
 }
 
 /// A column cache entry weighs its array's memory (at least 1: weightless entries would
@@ -115,8 +106,7 @@ impl ColumnCache {
         Self {
             cache: quick_cache::sync::Cache::with_weighter(items, bytes.max(1), ArrayBytes),
             seen: quick_cache::sync::Cache::new(SEEN_COLUMNS),
-            hits: std::sync::atomic::AtomicU64::new(0),
-            misses: std::sync::atomic::AtomicU64::new(0),
+            counts: HitCounts::default(),
         }
     }
 
@@ -134,25 +124,40 @@ impl ColumnCache {
 
     pub(super) fn get(&self, key: CacheKey) -> Option<ArrayRef> {
         let hit = self.cache.get(&key);
-        let counter = if hit.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counts.count(hit.is_some());
         hit
     }
 
     /// Hits and misses since the last call.
     pub fn take_counts(&self) -> (u64, u64) {
-        (
-            self.hits.swap(0, std::sync::atomic::Ordering::Relaxed),
-            self.misses.swap(0, std::sync::atomic::Ordering::Relaxed),
-        )
+        self.counts.take()
     }
 
     /// Bytes of the entries held now (at most the limit given to [`ColumnCache::new`]).
     pub fn bytes(&self) -> u64 {
         self.cache.weight()
+    }
+}
+
+/// Hits and misses of a cache, counted without a lock and read (and reset) by the owner's
+/// metrics.
+#[derive(Debug, Default)]
+struct HitCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl HitCounts {
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hits and misses since the last call.
+    fn take(&self) -> (u64, u64) {
+        (
+            self.hits.swap(0, Ordering::Relaxed),
+            self.misses.swap(0, Ordering::Relaxed),
+        )
     }
 }
