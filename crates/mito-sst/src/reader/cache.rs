@@ -1,8 +1,8 @@
 //! The SST reader's caches: verified column-chunk bytes and decoded row-group columns.
 
-use arrow_array::{Array, ArrayRef};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrow_array::{Array, ArrayRef};
 use bytes::Bytes;
 
 use crate::file::FileId;
