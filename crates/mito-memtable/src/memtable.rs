@@ -5,18 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
-};
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use mito_codec::PrimaryKeyCodec;
 use mito_read::{DedupOptions, OpType};
 use snafu::{ResultExt, ensure};
 use store_api::metadata::RegionMetadataRef;
+use store_api::time::timestamp_values;
 use store_api::{RegionId, SequenceNumber};
 
 use crate::error::{ArrowSnafu, FrozenSnafu, InvalidBatchSnafu, KeySnafu, Result};
@@ -198,6 +193,7 @@ impl Memtable {
             }
         );
         let ts = timestamp_values(ts_col)
+            .cloned()
             .ok_or_else(|| invalid("time index is not a timestamp".into()))?;
         let last_sequence = u64::try_from(n - 1)
             .ok()
@@ -287,7 +283,9 @@ impl Memtable {
                     arrow_select::take::take(a.as_ref(), &idx, None)
                         .context(ArrowSnafu { region_id })
                 };
-                let part_ts = timestamp_values(&take(&ts_array)?).unwrap_or_default();
+                let part_ts = timestamp_values(&take(&ts_array)?)
+                    .cloned()
+                    .unwrap_or_default();
                 let part_fields = fields
                     .iter()
                     .map(|f| f.as_ref().map(&take).transpose())
@@ -404,24 +402,4 @@ fn window_in_unit(d: Duration, unit: TimeUnit) -> i64 {
     let v =
         i128::from(d.as_secs()) * per_sec + i128::from(d.subsec_nanos()) * per_sec / 1_000_000_000;
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn timestamp_values(a: &ArrayRef) -> Option<ScalarBuffer<i64>> {
-    Some(match a.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            a.as_primitive::<TimestampSecondType>().values().clone()
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => a
-            .as_primitive::<TimestampMillisecondType>()
-            .values()
-            .clone(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => a
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .clone(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            a.as_primitive::<TimestampNanosecondType>().values().clone()
-        }
-        _ => return None,
-    })
 }

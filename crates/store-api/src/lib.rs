@@ -34,5 +34,6 @@ pub mod metadata;
 pub mod region_request;
 pub mod scan;
 mod storage;
+pub mod time;
 
 pub use storage::{ColumnId, EntryId, RegionId, RegionNumber, SequenceNumber, TableId};

@@ -23,10 +23,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
-};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, make_array};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::compute::cast;
@@ -193,25 +189,6 @@ impl Bin {
         }
         (bin, t, t)
     }
-}
-
-/// The timestamps of `array` as `i64`, whatever their unit.
-fn times(array: &ArrayRef) -> Option<&[i64]> {
-    Some(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            array.as_primitive::<TimestampSecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            array.as_primitive::<TimestampMillisecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            array.as_primitive::<TimestampNanosecondType>().values()
-        }
-        _ => return None,
-    })
 }
 
 /// An `AggregateExec` run by comparing each row's key with the row before.
@@ -629,12 +606,14 @@ impl State {
                 }
                 Key::Bin { column, bin } => {
                     let array = batch.column(column);
-                    let times = times(array).ok_or_else(|| {
-                        DataFusionError::Internal(format!(
-                            "RunAggregateExec: column {column} is {}, not a timestamp",
-                            array.data_type()
-                        ))
-                    })?;
+                    let times = store_api::time::timestamp_values(array)
+                        .map(|v| &v[..])
+                        .ok_or_else(|| {
+                            DataFusionError::Internal(format!(
+                                "RunAggregateExec: column {column} is {}, not a timestamp",
+                                array.data_type()
+                            ))
+                        })?;
                     Columns::Bin {
                         times,
                         nulls: array.nulls().filter(|n| n.null_count() > 0),
