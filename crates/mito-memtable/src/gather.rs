@@ -25,7 +25,18 @@ use store_api::metadata::{RegionMetadataRef, SemanticType};
 use crate::error::{ArrowSnafu, KeySnafu, Result};
 use crate::memtable::Memtable;
 use crate::part::{Part, field_sources};
-use crate::read::SortedIndex;
+
+/// A row of the sorted permutation: part index and row in the part.
+pub(crate) type RowRef = (u32, u32);
+
+/// Visible rows in sorted order, with their sort keys side by side.
+#[derive(Debug)]
+pub(crate) struct SortedIndex {
+    pub(crate) rows: Vec<RowRef>,
+    pub(crate) sid: Vec<u32>,
+    pub(crate) ts: Vec<i64>,
+    pub(crate) seq: Vec<u64>,
+}
 
 /// Everything a read needs to build its batches; owned, so the iterator outlives no lock.
 #[derive(Debug)]

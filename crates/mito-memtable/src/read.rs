@@ -20,7 +20,7 @@ use store_api::scan::TimeRange;
 use store_api::{ColumnId, SequenceNumber};
 
 use crate::error::{InvalidBatchSnafu, Result};
-use crate::gather::Gather;
+use crate::gather::{Gather, RowRef, SortedIndex};
 use crate::memtable::{Memtable, read_lock};
 use crate::part::Part;
 use crate::series::ranks;
@@ -58,9 +58,6 @@ impl Default for MemtableRead {
         }
     }
 }
-
-/// A row of the sorted permutation: part index and row in the part.
-pub(crate) type RowRef = (u32, u32);
 
 struct Sorted<'a> {
     parts: &'a [Arc<Part>],
@@ -362,15 +359,6 @@ pub(crate) fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -
         }
     }
     SortedIndex { rows, sid, ts, seq }
-}
-
-/// Visible rows in sorted order, with their sort keys side by side.
-#[derive(Debug)]
-pub(crate) struct SortedIndex {
-    pub(crate) rows: Vec<RowRef>,
-    pub(crate) sid: Vec<u32>,
-    pub(crate) ts: Vec<i64>,
-    pub(crate) seq: Vec<u64>,
 }
 
 /// How much of a part a read sees.
