@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use store_api::config::ReadableSize;
 
 use crate::error::{InvalidConfigSnafu, Result};
-use crate::local::format::{MAX_PAYLOAD_LEN, PAYLOAD_PREFIX_LEN};
 
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -26,6 +25,10 @@ pub enum Durability {
         interval: Duration,
     },
 }
+
+/// Largest entry any store accepts: what a record of the segment format can hold (1 GiB
+/// of payload less its 16-byte region and entry id prefix; `local::format` is built on it).
+pub const MAX_ENTRY_LEN: usize = (1 << 30) - 16;
 
 /// Configuration of a [`LocalLogStore`](crate::LocalLogStore).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +78,7 @@ impl WalConfig {
         let min_seg = ReadableSize::mib(1);
         let max_seg = ReadableSize::gib(4);
         self.segment_size = self.segment_size.clamp(min_seg, max_seg);
-        let max_entry = (MAX_PAYLOAD_LEN - PAYLOAD_PREFIX_LEN) as u64;
+        let max_entry = MAX_ENTRY_LEN as u64;
         if self.max_entry_size.as_bytes() == 0 || self.max_entry_size.as_bytes() > max_entry {
             return InvalidConfigSnafu {
                 reason: format!(

@@ -67,7 +67,9 @@ pub const RECORD_HEADER_LEN_V1: usize = 8;
 /// Length of the fixed part of a payload (region id + entry id).
 pub const PAYLOAD_PREFIX_LEN: usize = 16;
 /// Largest payload the format allows (1 GiB); stores cap entries lower (`max_entry_size`).
-pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
+pub const MAX_PAYLOAD_LEN: usize = PAYLOAD_PREFIX_LEN + crate::config::MAX_ENTRY_LEN;
+// A frozen property of format version 2 (`docs/wal.md`).
+const _: () = assert!(MAX_PAYLOAD_LEN == 1 << 30);
 
 /// Version 1 only: how many payload bytes the search for records after a damaged one may
 /// checksum before it gives up and calls the damage corruption. Version-1 records do not
