@@ -96,7 +96,7 @@ pub struct Instance {
     catalog: Mutex<Catalog>,
     /// Optimized plans of recent queries (see `query::query`).
     #[cfg(feature = "sql")]
-    pub(crate) plans: crate::query::PlanCache,
+    pub(crate) plans: crate::plan_cache::PlanCache,
     _lock: Option<File>,
 }
 
@@ -125,7 +125,10 @@ impl Instance {
         };
         let catalog = catalog::load(dir).context(CatalogSnafu)?;
         #[cfg(feature = "sql")]
-        let plans = crate::query::PlanCache::new(&options.query)?;
+        let plans = crate::plan_cache::PlanCache::new(
+            options.query.memory_limit.as_bytes(),
+            options.query.timeout,
+        )?;
         let engine = MitoEngine::open_local(dir, options.engine, options.wal)
             .await
             .map_err(BoxedError::new)

@@ -24,6 +24,8 @@ pub mod error;
 pub mod ingest;
 pub mod instance;
 #[cfg(feature = "sql")]
+mod plan_cache;
+#[cfg(feature = "sql")]
 pub mod query;
 
 pub use error::{Error, Result};

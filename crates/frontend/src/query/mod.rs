@@ -14,7 +14,6 @@
 //! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
 
 mod last_row;
-mod plan_cache;
 pub(crate) mod run_aggregate;
 mod session;
 mod sql_guard;
@@ -35,9 +34,8 @@ use snafu::ResultExt;
 use crate::error::{Result, SqlSnafu};
 use crate::instance::Instance;
 
-use plan_cache::{CachedPlan, keepable};
+use crate::plan_cache::{CachedPlan, keepable};
 
-pub(crate) use plan_cache::PlanCache;
 pub use session::session;
 pub use table::RegionTable;
 
@@ -128,7 +126,7 @@ async fn plan(
     instance: &Instance,
     sql: &str,
 ) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>, SessionContext)> {
-    let (ctx, fingerprint) = instance.plans.session(instance).await?;
+    let (ctx, fingerprint) = session::cached_session(instance).await?;
     let cached = instance
         .plans
         .plans

@@ -120,3 +120,15 @@ pub(super) fn partitions(tables: &[Registered]) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     widest.clamp(1, cores.max(1))
 }
+
+/// The instance's kept session if its tables are still those it registered, else a new one
+/// (kept); with the tables' fingerprint.
+pub(super) async fn cached_session(instance: &Instance) -> Result<(SessionContext, u64)> {
+    let (tables, fingerprint) = tables(instance).await?;
+    if let Some(ctx) = instance.plans.kept_session(fingerprint) {
+        return Ok((ctx, fingerprint));
+    }
+    let ctx = new_session(instance, tables)?;
+    instance.plans.keep_session(fingerprint, ctx.clone());
+    Ok((ctx, fingerprint))
+}

@@ -1,4 +1,6 @@
-//! Physical plans kept by query text, run again as reset copies.
+//! Physical plans kept by query text, run again as reset copies, and the session and memory
+//! pool they run in. Owned by the `Instance`, used by `query` (which depends on the instance,
+//! not the other way round).
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -13,9 +15,6 @@ use datafusion::prelude::SessionContext;
 use snafu::ResultExt;
 
 use crate::error::{Result, SqlSnafu};
-use crate::instance::{Instance, QueryOptions};
-
-use super::session::{new_session, tables};
 
 /// Physical plans by query text, each valid while the tables it was planned against (the
 /// fingerprint) are unchanged, and the session those tables were registered in. Only plans
@@ -25,19 +24,19 @@ use super::session::{new_session, tables};
 /// its operators' state reset, and its scans read the data as of then (a scan takes its
 /// snapshot when it starts, not when it is planned).
 pub(crate) struct PlanCache {
-    pub(super) plans: moka::sync::Cache<String, Arc<CachedPlan>>,
-    pub(super) session: std::sync::Mutex<Option<(u64, SessionContext)>>,
+    pub(crate) plans: moka::sync::Cache<String, Arc<CachedPlan>>,
+    pub(crate) session: std::sync::Mutex<Option<(u64, SessionContext)>>,
     /// The memory pool (and spill files) every session of the instance shares.
-    pub(super) runtime: Arc<RuntimeEnv>,
-    pub(super) timeout: Option<Duration>,
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
-pub(super) struct CachedPlan {
-    pub(super) fingerprint: u64,
-    pub(super) schema: SchemaRef,
+pub(crate) struct CachedPlan {
+    pub(crate) fingerprint: u64,
+    pub(crate) schema: SchemaRef,
     /// Never executed itself: runs execute reset copies.
-    pub(super) physical: Arc<dyn ExecutionPlan>,
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
 }
 
 impl std::fmt::Debug for PlanCache {
@@ -49,11 +48,13 @@ impl std::fmt::Debug for PlanCache {
 }
 
 /// Queries the plan cache holds.
-pub(super) const CACHED_PLANS: u64 = 256;
+pub(crate) const CACHED_PLANS: u64 = 256;
 
 impl PlanCache {
-    pub(crate) fn new(options: &QueryOptions) -> Result<Self> {
-        let limit = usize::try_from(options.memory_limit.as_bytes()).unwrap_or(usize::MAX);
+    /// A cache whose queries share a memory pool of `memory_limit` bytes and stop after
+    /// `timeout`.
+    pub(crate) fn new(memory_limit: u64, timeout: Option<Duration>) -> Result<Self> {
+        let limit = usize::try_from(memory_limit).unwrap_or(usize::MAX);
         // Fair shares between the operators that can spill; the five largest consumers are
         // named in the error of a query over the limit.
         let pool = TrackConsumersPool::new(
@@ -68,7 +69,7 @@ impl PlanCache {
             plans: moka::sync::Cache::new(CACHED_PLANS),
             session: std::sync::Mutex::new(None),
             runtime,
-            timeout: options.timeout,
+            timeout,
         })
     }
 
@@ -78,22 +79,20 @@ impl PlanCache {
         self.plans.entry_count()
     }
 
-    /// The kept session if the tables are still those it registered, else a new one (kept).
-    pub(super) async fn session(&self, instance: &Instance) -> Result<(SessionContext, u64)> {
-        let (tables, fingerprint) = tables(instance).await?;
-        let kept = self
-            .session
+    /// The kept session, if it was made for the tables of `fingerprint`.
+    pub(crate) fn kept_session(&self, fingerprint: u64) -> Option<SessionContext> {
+        self.session
             .lock()
             .ok()
-            .and_then(|s| s.as_ref().filter(|(f, _)| *f == fingerprint).cloned());
-        if let Some((_, ctx)) = kept {
-            return Ok((ctx, fingerprint));
-        }
-        let ctx = new_session(instance, tables)?;
+            .and_then(|s| s.as_ref().filter(|(f, _)| *f == fingerprint).cloned())
+            .map(|(_, ctx)| ctx)
+    }
+
+    /// Keeps `ctx` as the session of the tables of `fingerprint`.
+    pub(crate) fn keep_session(&self, fingerprint: u64, ctx: SessionContext) {
         if let Ok(mut s) = self.session.lock() {
-            *s = Some((fingerprint, ctx.clone()));
+            *s = Some((fingerprint, ctx));
         }
-        Ok((ctx, fingerprint))
     }
 }
 
@@ -101,7 +100,7 @@ impl PlanCache {
 /// result for the same arguments (planning folds `now()` and the like into constants), and
 /// it is no recursive query (its work table is state shared between operators), `EXPLAIN`
 /// or `EXPLAIN ANALYZE`.
-pub(super) fn keepable(plan: &LogicalPlan) -> bool {
+pub(crate) fn keepable(plan: &LogicalPlan) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::Volatility;
     let mut ok = true;
