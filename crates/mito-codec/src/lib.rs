@@ -217,7 +217,7 @@ impl PrimaryKeyCodec {
     }
 
     /// Appends the key of row `row` of the tag `columns` (in key order) to `out`.
-    /// The columns must have this codec's types (checked by [`PrimaryKeyCodec::check_columns`]).
+    /// The columns must have this codec's types; a column of another type or too short is an error.
     pub fn encode_row(&self, columns: &[ArrayRef], row: usize, out: &mut Vec<u8>) -> Result<()> {
         for (position, (t, col)) in self.types.iter().zip(columns).enumerate() {
             if row >= col.len() {

@@ -5,7 +5,7 @@
 //! go through an opendal [`Operator`] (the fs backend stages, fsyncs and renames each
 //! object; [`Fs::sync_dir`] then makes the rename durable). Both go through an [`Fs`]:
 //! [`OsFs`] (the operating system) in production, and with the `fault` feature
-//! [`fault::FaultFs`], which models what a power cut keeps (only synced bytes, only synced
+//! `fault::FaultFs`, which models what a power cut keeps (only synced bytes, only synced
 //! directory entries), can tear the last write, and fails writes or syncs on command.
 //!
 //! Reads are not part of the trait: they change nothing a power cut could undo.

@@ -6,7 +6,7 @@
 //!  open ──► newest checkpoint that passes its checks + every later delta ──► RegionManifest
 //! ```
 //!
-//! [`action`] and [`format`] are pure; [`manager`] does the I/O through an opendal operator.
+//! [`action`] and [`format`](mod@format) are pure; [`manager`] does the I/O through an opendal operator.
 
 pub mod action;
 pub mod error;

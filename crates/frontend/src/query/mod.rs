@@ -1,4 +1,5 @@
-//! A DataFusion [`TableProvider`] over a table's regions, and the SQL entry point.
+//! SQL over the tables: the entry points, and (in the submodules) the DataFusion `TableProvider`
+//! over a table's regions, the session and its rules.
 //!
 //! ```text
 //! SQL --DataFusion plan--> TableScan(projection, filters, limit)
