@@ -257,7 +257,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
                 let mut file = std::io::BufWriter::new(std::fs::File::create(
                     answers.join(format!("{}.csv", q.name)),
                 )?);
-                crate::format::print(&mut file, &schema, &batches, crate::Format::Csv)?;
+                crate::format::print(&mut file, &schema, &batches, crate::Format::Csv.into())?;
                 file.flush()?;
             }
         }

@@ -1,141 +1,14 @@
 //! Printing results: aligned tables, CSV, JSON; and the admin listings as record batches.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::{csv, json};
 use frontend::Instance;
 use store_api::metadata::type_name;
 
-use crate::{BoxError, Format};
-
-/// Prints `batches` to `out` in `format`.
-pub fn print(
-    out: &mut dyn Write,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    format: Format,
-) -> Result<(), BoxError> {
-    let mut printer = Printer::new(schema.clone(), format);
-    for b in batches {
-        printer.push(out, b)?;
-    }
-    printer.finish(out)
-}
-
-/// Rows an aligned table holds before it is printed: a longer result prints as several
-/// tables (aligned each), so that printing never holds a whole result.
-const TABLE_ROWS: usize = 10_000;
-
-/// Prints a result batch by batch as it arrives. CSV and JSON are written as they come; an
-/// aligned table is printed every [`TABLE_ROWS`] rows.
-pub struct Printer {
-    schema: SchemaRef,
-    format: Format,
-    rows: usize,
-    /// Table: the rows not printed yet.
-    held: Vec<RecordBatch>,
-    held_rows: usize,
-    /// CSV: whether the header is out. JSON: whether the array is open.
-    started: bool,
-}
-
-impl Printer {
-    /// A printer of a result with `schema`.
-    pub fn new(schema: SchemaRef, format: Format) -> Self {
-        Self {
-            schema,
-            format,
-            rows: 0,
-            held: Vec::new(),
-            held_rows: 0,
-            started: false,
-        }
-    }
-
-    /// Prints (or holds, for a table) one batch.
-    pub fn push(&mut self, out: &mut dyn Write, batch: &RecordBatch) -> Result<(), BoxError> {
-        self.rows += batch.num_rows();
-        match self.format {
-            Format::Table => {
-                if batch.num_rows() > 0 {
-                    self.held.push(batch.clone());
-                    self.held_rows += batch.num_rows();
-                }
-                if self.held_rows >= TABLE_ROWS {
-                    self.print_table(out)?;
-                }
-            }
-            Format::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .with_header(!self.started)
-                    .build(&mut *out);
-                w.write(batch)?;
-                self.started = true;
-            }
-            Format::Json => {
-                if batch.num_rows() > 0 {
-                    let mut w = json::ArrayWriter::new(Vec::new());
-                    w.write(batch)?;
-                    w.finish()?;
-                    let text = w.into_inner();
-                    // `[{...},{...}]`: the objects between the brackets.
-                    let objects = text
-                        .get(1..text.len().saturating_sub(1))
-                        .unwrap_or_default();
-                    out.write_all(if self.started { b"," } else { b"[" })?;
-                    out.write_all(objects)?;
-                    self.started = true;
-                }
-            }
-            Format::Ndjson => {
-                let mut w = json::LineDelimitedWriter::new(&mut *out);
-                w.write(batch)?;
-                w.finish()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn print_table(&mut self, out: &mut dyn Write) -> Result<(), BoxError> {
-        let text = datafusion::arrow::util::pretty::pretty_format_batches_with_schema(
-            self.schema.clone(),
-            &self.held,
-        )?;
-        writeln!(out, "{text}")?;
-        self.held.clear();
-        self.held_rows = 0;
-        self.started = true;
-        Ok(())
-    }
-
-    /// Ends the output (the last table, the row count; the closing bracket).
-    pub fn finish(mut self, out: &mut dyn Write) -> Result<(), BoxError> {
-        match self.format {
-            Format::Table => {
-                if self.held_rows > 0 || !self.started {
-                    self.print_table(out)?;
-                }
-                let rows = self.rows;
-                writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" })?;
-            }
-            Format::Csv => {
-                if !self.started {
-                    let mut w = csv::WriterBuilder::new().with_header(true).build(&mut *out);
-                    w.write(&RecordBatch::new_empty(self.schema.clone()))?;
-                }
-            }
-            Format::Json => {
-                writeln!(out, "{}", if self.started { "]" } else { "[]" })?;
-            }
-            Format::Ndjson => {}
-        }
-        out.flush()?;
-        Ok(())
-    }
-}
+use crate::BoxError;
+pub use frontend::query::output::{Printer, print};
 
 /// The tables with their exact row counts, files, bytes and schema versions.
 pub async fn tables(instance: &Instance) -> Result<(SchemaRef, Vec<RecordBatch>), BoxError> {

@@ -229,6 +229,17 @@ pub enum Format {
     Ndjson,
 }
 
+impl From<Format> for frontend::query::output::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => Self::Table,
+            Format::Csv => Self::Csv,
+            Format::Json => Self::Json,
+            Format::Ndjson => Self::Ndjson,
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -383,7 +394,7 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             if runs == 1 {
                 // The result is printed as it comes: a large one is never held whole.
                 let (schema, mut stream) = frontend::query::query_stream(instance, &query).await?;
-                let mut printer = format::Printer::new(schema, format);
+                let mut printer = format::Printer::new(schema, format.into());
                 while let Some(batch) = stream.next().await {
                     printer.push(
                         &mut out,
@@ -411,18 +422,18 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
                 );
             }
             if let Some((schema, batches)) = result {
-                format::print(&mut out, &schema, &batches, format)?;
+                format::print(&mut out, &schema, &batches, format.into())?;
             }
             Ok((ExitCode::SUCCESS, false))
         }
         Command::Tables { format } => {
             let (schema, batches) = format::tables(instance).await?;
-            format::print(&mut out, &schema, &batches, format)?;
+            format::print(&mut out, &schema, &batches, format.into())?;
             Ok((ExitCode::SUCCESS, false))
         }
         Command::Describe { table } => {
             let (schema, batches) = format::describe(instance, &table).await?;
-            format::print(&mut out, &schema, &batches, Format::Table)?;
+            format::print(&mut out, &schema, &batches, Format::Table.into())?;
             Ok((ExitCode::SUCCESS, false))
         }
         Command::Flush { table, all } => {

@@ -15,6 +15,7 @@
 //! comparisons, AND/OR/NOT, IN, BETWEEN, IS NULL, casts); the rest stay in DataFusion.
 
 mod last_row;
+pub mod output;
 pub(crate) mod run_aggregate;
 mod session;
 mod sql_guard;
