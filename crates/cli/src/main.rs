@@ -8,6 +8,8 @@
 //! mito flush   TABLE | --all               write memtables to SST files
 //! mito compact TABLE | --all [--window S]  merge SST files
 //! mito options TABLE                       the table's options
+//! mito server  [--http ADDR] [--config FILE] [--users FILE]   serve over HTTP (docs/server.md)
+//! mito user add NAME                       a users-file line (password from standard input)
 //! ```
 //!
 //! Exit status: 0 on success, 1 on an error, 2 on bad usage, 3 when some input lines were
@@ -160,6 +162,39 @@ enum Command {
         /// The table.
         table: String,
     },
+    /// Serve the data directory over HTTP (InfluxDB writes, SQL, metrics) until SIGTERM or
+    /// SIGINT; then finish in-flight requests, flush and exit 0. See docs/server.md.
+    Server {
+        /// A TOML config file (every key optional; flags override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The HTTP address (default 127.0.0.1:4000; port 0 picks a free port, printed).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// The users file (lines from `mito user add`); without it nothing is asked.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// Serve a non-loopback address without a users file.
+        #[arg(long)]
+        insecure: bool,
+        /// Largest request body after gzip decoding (default 64MiB).
+        #[arg(long, value_parser = parse_any_size)]
+        max_body: Option<ReadableSize>,
+        /// Time to read a request's headers, and then its body (default 30s).
+        #[arg(long, value_parser = parse_duration)]
+        read_timeout: Option<Duration>,
+        /// Stop a query after this long (`0` for no limit; default 10m).
+        #[arg(long, value_parser = parse_duration)]
+        query_timeout: Option<Duration>,
+        /// Memory the running queries hold together (default: a quarter of RAM).
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<ReadableSize>,
+    },
+    /// Manage the users of `mito server`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Generate TSBS cpu-only data, ingest it and run the TSBS queries; writes a report.
     Bench {
         /// Hosts (series).
@@ -175,6 +210,16 @@ enum Command {
         /// and the first warm-up's time).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Print a users-file line for NAME (a salted SCRAM-SHA-256 verifier, never the
+    /// password); the password is the first line of standard input.
+    Add {
+        /// The user name.
+        name: String,
     },
 }
 
@@ -260,6 +305,11 @@ fn parse_size(s: &str) -> Result<ReadableSize, String> {
     Ok(size)
 }
 
+fn parse_any_size(s: &str) -> Result<ReadableSize, String> {
+    s.parse()
+        .map_err(|e| format!("'{s}' is not a size ({e}); say 512KiB or 64MiB"))
+}
+
 fn parse_precision(s: &str) -> Result<Precision, String> {
     Precision::parse(s).ok_or_else(|| format!("'{s}' is not one of ns, us, ms, s"))
 }
@@ -268,7 +318,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(r) => r,
@@ -322,6 +372,22 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         let _ = writeln!(std::io::stdout(), "{report}");
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::User {
+        command: UserCommand::Add { name },
+    } = &cli.command
+    {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .map_err(|e| format!("reading the password from standard input: {e}"))?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        let line = server::auth::user_line(name, password)?;
+        let _ = writeln!(std::io::stdout(), "{line}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Server { .. } = &cli.command {
+        return serve(&cli.data_dir, cli.command).await;
+    }
     // Commands that only read open the directory read-only: they change nothing on disk, so
     // they work on a full disk and cannot race a crash into damage.
     let read_only = matches!(
@@ -353,6 +419,91 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let (code, _) = result?;
     closed?;
     Ok(code)
+}
+
+/// `mito server`: the options (file, then flags), the instance, the server until a signal;
+/// then the connections drained and the instance flushed and closed.
+async fn serve(dir: &Path, command: Command) -> Result<ExitCode, BoxError> {
+    let Command::Server {
+        config,
+        http,
+        users,
+        insecure,
+        max_body,
+        read_timeout,
+        query_timeout,
+        memory_limit,
+    } = command
+    else {
+        return Err("not the server command".into());
+    };
+    let mut config = match &config {
+        Some(path) => server::config::ServerConfig::load(path)?,
+        None => server::config::ServerConfig::default(),
+    };
+    if let Some(a) = http {
+        config.http.addr = a;
+    }
+    if users.is_some() {
+        config.auth.users = users;
+    }
+    config.auth.insecure |= insecure;
+    if let Some(v) = max_body {
+        config.http.max_body = v;
+    }
+    if let Some(v) = read_timeout {
+        config.http.read_timeout = v;
+    }
+    if let Some(v) = query_timeout {
+        config.query.timeout = v;
+    }
+    if memory_limit.is_some() {
+        config.query.memory_limit = memory_limit;
+    }
+    config.validate()?;
+    let mut options = InstanceOptions::default();
+    options.query.timeout = (!config.query.timeout.is_zero()).then_some(config.query.timeout);
+    if let Some(limit) = config.query.memory_limit {
+        options.query.memory_limit = limit;
+    }
+    // Everything that can refuse the start (options, users file, address) before the data
+    // directory is opened or created.
+    let server = server::Server::bind(config).await?;
+    let instance = Arc::new(Instance::open(dir, options).await?);
+    let shutdown = shutdown_signal();
+    if let Some(addr) = server.http_addr() {
+        note!(
+            "mito server: data directory {}, listening on http://{addr}",
+            dir.display()
+        );
+    }
+    let served = server.run(instance.clone(), shutdown).await;
+    note!("mito server: stopped accepting; flushing and closing");
+    instance.close(true).await?;
+    served?;
+    note!("mito server: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A future that completes at the first SIGTERM or SIGINT (never, if neither can be
+/// watched). The handlers are installed here, before the future is first polled, so a
+/// signal sent as soon as the server says it listens is not missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let watched = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = watched else {
+            note!("warning: cannot watch SIGTERM/SIGINT; stop the server with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
 }
 
 /// Runs a command; returns the exit code and whether to flush on close.
@@ -456,7 +607,9 @@ async fn command(instance: &Instance, command: Command) -> Result<(ExitCode, boo
             }
             Ok((ExitCode::SUCCESS, false))
         }
-        Command::Bench { .. } => Err("bench runs on its own data directory".into()),
+        Command::Bench { .. } | Command::Server { .. } | Command::User { .. } => {
+            Err("this command runs on its own".into())
+        }
         Command::Options { table } => {
             let options = instance.options(&table).await?;
             if options.is_empty() {

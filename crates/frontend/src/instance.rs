@@ -378,7 +378,7 @@ impl Instance {
     }
 
     /// Closes every table (flushing first if `flush`) and stops the engine.
-    pub async fn close(self, flush: bool) -> Result<()> {
+    pub async fn close(&self, flush: bool) -> Result<()> {
         let tables = self.tables().await;
         let mut first_error = None;
         for table in &tables {

@@ -459,6 +459,10 @@ impl RegionEngine for MitoEngine {
             .map_err(BoxedError::new)
     }
 
+    fn metrics_text(&self) -> String {
+        MitoEngine::metrics_text(self)
+    }
+
     async fn stop(&self) -> Result<(), BoxedError> {
         self.shutdown().await.map_err(BoxedError::new)
     }

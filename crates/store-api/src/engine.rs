@@ -60,6 +60,12 @@ pub trait RegionEngine: Send + Sync + std::fmt::Debug {
     /// defaults).
     async fn region_options(&self, region_id: RegionId) -> Result<RegionOptionsMap, BoxedError>;
 
+    /// The engine's metrics in the Prometheus text exposition format (what a server's
+    /// `/metrics` serves); empty for an engine that keeps none.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
+
     /// Stops the engine: rejects new requests, finishes or cancels running jobs, closes regions.
     async fn stop(&self) -> Result<(), BoxedError>;
 }

@@ -9,6 +9,9 @@
     reason = "test support: a broken harness must fail the test loudly"
 )]
 
+pub mod http;
+pub mod server;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -1,0 +1,118 @@
+//! `mito server`: the embedded database of a data directory, served over HTTP.
+//!
+//! ```text
+//! clients ──HTTP/1.1──> http::serve (a task per connection)
+//!                         └─ router: /write /api/v2/write ─> frontend::ingest  (a task each)
+//!                                    /v1/sql              ─> frontend::query   (a task each)
+//!                                    /metrics /health /ping
+//!                                          │
+//!                                   frontend::Instance ──> MitoEngine (WAL group commit)
+//! ```
+//!
+//! [`config`] holds the options (TOML, every key defaulted), [`auth`] the users file.
+//! [`run`] serves until a shutdown signal, then drains the connections; the caller closes the
+//! instance (flushing) after it returns.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use frontend::Instance;
+use snafu::{ResultExt, Snafu};
+use tokio::net::TcpListener;
+
+use crate::auth::{Users, UsersError};
+use crate::config::{ConfigError, ServerConfig};
+use crate::http::{AppState, ServerMetrics};
+
+/// Why the server could not start.
+#[derive(Debug, Snafu)]
+pub enum Error {
+    /// The options are invalid or unsafe.
+    #[snafu(display("{source}"))]
+    Config {
+        /// What is wrong.
+        source: ConfigError,
+    },
+    /// The users file is unreadable or invalid.
+    #[snafu(display("{source}"))]
+    UsersFile {
+        /// What is wrong.
+        source: UsersError,
+    },
+    /// The address could not be bound.
+    #[snafu(display("cannot listen on {addr}: {source}"))]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The metrics could not be registered (a bug).
+    #[snafu(display("registering the server's metrics: {source}"))]
+    Metrics {
+        /// The cause.
+        source: prometheus::Error,
+    },
+}
+
+/// A bound, not yet serving server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    users: Option<Arc<Users>>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Checks `config`, loads the users file and binds the HTTP address: everything that
+    /// can refuse a start, before the caller opens the data directory.
+    pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
+        config.validate().context(ConfigSnafu)?;
+        let users = match &config.auth.users {
+            Some(path) => Some(Arc::new(Users::load(path).context(UsersFileSnafu)?)),
+            None => None,
+        };
+        let addr = config.http.addr;
+        let listener = TcpListener::bind(addr).await.context(BindSnafu { addr })?;
+        Ok(Self {
+            listener,
+            users,
+            config,
+        })
+    }
+
+    /// The HTTP address bound (with the port chosen when the config said 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves `instance` until `shutdown` completes, then stops accepting and lets in-flight
+    /// requests finish (up to `shutdown_timeout`).
+    pub async fn run(
+        self,
+        instance: Arc<Instance>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let state = Arc::new(AppState {
+            instance,
+            users: self.users,
+            config: self.config.http.clone(),
+            metrics: ServerMetrics::new().context(MetricsSnafu)?,
+        });
+        let router = http::router(state);
+        http::serve(
+            self.listener,
+            router,
+            &self.config.http,
+            shutdown,
+            self.config.shutdown_timeout,
+        )
+        .await;
+        Ok(())
+    }
+}
