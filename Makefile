@@ -3,7 +3,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 CYCLES ?= 50
-FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry line_protocol catalog
+FUZZ_TARGETS := wal_segment pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write
 
 .DEFAULT_GOAL := help
 
@@ -37,6 +37,11 @@ test: ## Run every test of the workspace (unit, integration, crash, corpus repla
 crash: ## Kill `mito write`/`flush`/`compact` with SIGKILL CYCLES times (default 50), cut the engine's power 4*CYCLES times, check every reopen (docs/reliability.md)
 	MITO_CRASH_CYCLES=$(CYCLES) $(CARGO) nextest run -p cli --test crash --no-capture -E 'test(killed_writes_always_leave_a_directory_that_opens)'
 	MITO_POWER_CUTS=$$(( 4 * $(CYCLES) )) $(CARGO) nextest run -p mito-engine --test power_cut --no-capture
+
+.PHONY: clients
+clients: ## `mito server` against real clients: the influx CLI, influxdb-client (Python), Prometheus scrape + remote write (installs them if missing)
+	$(CARGO) build --bin mito
+	python3 tests-integration/clients/clients.py --mito "$${CARGO_TARGET_DIR:-target}/debug/mito"
 
 .PHONY: bench
 bench: ## Run `mito bench` (TSBS cpu-only, report in mito-bench/) and the criterion benchmarks (see docs/benchmarks.md)

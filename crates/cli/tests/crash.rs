@@ -10,7 +10,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "tests assert by panicking"
+    clippy::disallowed_methods,
+    reason = "tests assert by panicking; the kill moments follow how long an open takes"
 )]
 
 mod common;
@@ -132,11 +133,16 @@ fn killed_writes_always_leave_a_directory_that_opens() {
     let mut rng = seed;
     let mut landed = 0u64;
     let mut torn_cuts = 0usize;
+    let mut open_time = Duration::ZERO;
+    let mut finished_runs = 0usize;
     for cycle in 0..cycles {
         rng = rng
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(50 + (rng >> 33) % 1500);
+        // After the time an open took last (the WAL replay grows with what killed writes
+        // left), so the kill lands in the write, flush or compaction and not always in the
+        // replay before it.
+        let delay = open_time + Duration::from_millis(50 + (rng >> 33) % 1500);
         // Mostly writes; one cycle in five kills a flush or a compaction of what the killed
         // writes left (a flush after the WAL replay, a merge of the files).
         let args: Vec<&std::ffi::OsStr> = match (rng >> 20) % 10 {
@@ -154,9 +160,13 @@ fn killed_writes_always_leave_a_directory_that_opens() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mito"));
         command.arg("--data-dir").arg(&dir).args(&args);
         let finished = test_util::kill_after(command, delay).finished;
+        finished_runs += usize::from(finished);
+        let opened = std::time::Instant::now();
         let (rows, stderr) = rows(&dir).unwrap_or_else(|e| {
             panic!("cycle {cycle} (killed after {delay:?}, seed {seed}): does not open: {e}")
         });
+        // Two commands, each an open (read-only: no replay flush).
+        open_time = opened.elapsed() / 2;
         if stderr.contains("torn tail") {
             torn_cuts += 1;
         }
@@ -196,7 +206,7 @@ fn killed_writes_always_leave_a_directory_that_opens() {
         }
         if (cycle + 1) % 100 == 0 {
             eprintln!(
-                "{} of {cycles} kills: every reopen fine, {torn_cuts} torn tails, {acked_rows} acknowledged rows checked",
+                "{} of {cycles} cycles: every reopen fine, {finished_runs} ran to the end before the kill, {torn_cuts} torn tails, {acked_rows} acknowledged rows checked, last open {open_time:?}",
                 cycle + 1
             );
         }
@@ -206,7 +216,7 @@ fn killed_writes_always_leave_a_directory_that_opens() {
     assert!(o.status.success(), "final write: {}", text(&o.stderr));
     assert_eq!(counts(&dir).unwrap(), (lines, lines));
     eprintln!(
-        "{cycles} kills of `mito write`, `flush` and `compact` ({lines} lines), {torn_cuts} torn WAL tails reported at the next open, {acked_rows} acknowledged rows checked one by one, every reopen fine"
+        "{cycles} cycles of `mito write`, `flush` and `compact` killed with SIGKILL ({lines} lines; {finished_runs} ran to the end first), {torn_cuts} torn WAL tails reported at the next open, {acked_rows} acknowledged rows checked one by one, every reopen fine"
     );
 }
 

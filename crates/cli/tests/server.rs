@@ -118,6 +118,14 @@ fn writes_and_queries_over_http_then_a_clean_stop_keeps_everything() {
         415
     );
     assert_eq!(post(a, "/write?precision=h", &[], b"").status, 400);
+    let r = post(
+        a,
+        "/api/v1/prom/write",
+        &[("Content-Encoding", "snappy")],
+        b"\xff\xff\xff\xff\xff",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("snappy"), "{}", r.text());
     assert_eq!(get(a, "/nope").status, 404);
 
     // SQL: JSON by default, CSV, NDJSON, Arrow IPC; errors are 400 with the message.

@@ -97,7 +97,8 @@ pub struct Instance {
     /// Optimized plans of recent queries (see `query::query`).
     #[cfg(feature = "sql")]
     pub(crate) plans: crate::plan_cache::PlanCache,
-    _lock: Option<File>,
+    /// The held directory lock; released by [`Instance::close`] (or on drop).
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 impl Instance {
@@ -139,7 +140,7 @@ impl Instance {
             catalog: Mutex::new(catalog.clone()),
             #[cfg(feature = "sql")]
             plans,
-            _lock: lock,
+            lock: std::sync::Mutex::new(lock),
         };
         for table in &catalog.tables {
             for region_id in table.region_ids() {
@@ -377,7 +378,8 @@ impl Instance {
         out
     }
 
-    /// Closes every table (flushing first if `flush`) and stops the engine.
+    /// Closes every table (flushing first if `flush`), stops the engine and releases the
+    /// directory lock. Requests after it fail.
     pub async fn close(&self, flush: bool) -> Result<()> {
         let tables = self.tables().await;
         let mut first_error = None;
@@ -401,6 +403,13 @@ impl Instance {
             .stop()
             .await
             .context(EngineStartSnafu { dir: &self.dir });
+        // The directory is free for the next process (or the next open) once closed.
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         match first_error {
             Some(e) => Err(e),
             None => stopped,

@@ -28,6 +28,7 @@ use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 
 use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
+    trim_blanks,
 };
 
 /// Name of the time index of tables the line protocol creates.
@@ -609,13 +610,19 @@ impl Batcher {
             line: number,
             reason,
         };
+        let (lead, text) = trim_blanks(text);
+        // Columns count from the start of the line as sent.
+        let parse_err = |mut e: ParseError| {
+            e.column += lead;
+            err(e.to_string())
+        };
         let series_end = plain_series_end(text.as_bytes());
         let known = series_end
             .and_then(|end| text.as_bytes().get(..end))
             .and_then(|series| self.known.get(series));
         let known = match (known, series_end) {
             (Some(k), Some(end)) => {
-                parse_fields(text, end, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+                parse_fields(text, end, scratch).map_err(parse_err)?;
                 scratch.measurement = at(text, k.measurement);
                 scratch.tags.clear();
                 scratch.tags.extend(
@@ -627,7 +634,8 @@ impl Batcher {
                 Some(k)
             }
             _ => {
-                parse_line(text, scratch).map_err(|e: ParseError| err(e.to_string()))?;
+                // `text` has no leading blanks left: parse_line's columns are ours.
+                parse_line(text, scratch).map_err(parse_err)?;
                 None
             }
         };

@@ -13,7 +13,8 @@
 //!   InfluxDB does. At least one field is required.
 //! - The timestamp is an optional signed integer in the writer's precision (nanoseconds by
 //!   default); without one the writer uses the time the line is read.
-//! - Blank lines and lines starting with `#` are skipped; a trailing `\r` is ignored.
+//! - Blank lines and lines starting with `#` are skipped; a trailing `\r` and leading
+//!   spaces and tabs are ignored.
 //!
 //! [`parse_line`] is a pure function over one line (no newline inside); it either fills the
 //! whole [`Line`] or returns a [`ParseError`] with the byte column of the problem, so a bad
@@ -121,7 +122,20 @@ fn trim_ascii_start(b: &[u8]) -> &[u8] {
 /// Parses one line (without its `\n`) into `out`, replacing what `out` held.
 pub fn parse_line<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), ParseError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
-    parse_into(line, out).map_err(|f| f.into_error(line))
+    // Leading blanks are skipped, as InfluxDB skips them (its 1.x CLI sends ` m f=1`);
+    // error columns still count from the start of the line.
+    let (lead, line) = trim_blanks(line);
+    parse_into(line, out).map_err(|f| {
+        let mut e = f.into_error(line);
+        e.column += lead;
+        e
+    })
+}
+
+/// The number of leading spaces and tabs, and the line without them.
+pub fn trim_blanks(line: &str) -> (usize, &str) {
+    let rest = line.trim_start_matches([' ', '\t']);
+    (line.len() - rest.len(), rest)
 }
 
 fn parse_into<'a>(line: &'a str, out: &mut Line<'a>) -> Result<(), Fail> {
@@ -663,6 +677,15 @@ mod tests {
     fn parse(s: &str) -> Result<Line<'_>, ParseError> {
         let mut line = Line::default();
         parse_line(s, &mut line).map(|()| line)
+    }
+
+    #[test]
+    fn leading_blanks_are_skipped_and_columns_still_count_from_the_line_start() {
+        // InfluxDB's 1.x CLI sends its INSERTs with a leading space.
+        let l = parse(" \tcpu,host=a usage=1 5").unwrap();
+        assert_eq!((l.measurement.as_ref(), l.timestamp), ("cpu", Some(5)));
+        let e = parse("  cpu usage=").unwrap_err();
+        assert_eq!(e.column, parse("cpu usage=").unwrap_err().column + 2);
     }
 
     fn fields<'a>(l: &'a Line<'_>) -> Vec<(&'a str, FieldValue<'a>)> {

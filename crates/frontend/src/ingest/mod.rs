@@ -12,6 +12,7 @@
 
 pub mod batcher;
 pub mod line_protocol;
+pub mod prom_remote_write;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -18,6 +18,7 @@ pub struct ServerMetrics {
     /// Seconds per SQL query over HTTP, from the request to the last byte of the result.
     pub query_seconds: Histogram,
     write_lines: IntCounterVec,
+    prom_samples: IntCounterVec,
     open_regions: IntGauge,
 }
 
@@ -55,11 +56,19 @@ impl ServerMetrics {
             ),
             &["outcome"],
         )?;
+        let prom_samples = IntCounterVec::new(
+            Opts::new(
+                "prom_remote_write_samples_total",
+                "Remote-write samples, by outcome (skipped: NaN, infinities, no metric name)",
+            ),
+            &["outcome"],
+        )?;
         let open_regions = IntGauge::new("open_regions", "Regions open in this process")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(query_seconds.clone()))?;
         registry.register(Box::new(write_lines.clone()))?;
+        registry.register(Box::new(prom_samples.clone()))?;
         registry.register(Box::new(open_regions.clone()))?;
         Ok(Self {
             registry,
@@ -67,6 +76,7 @@ impl ServerMetrics {
             request_seconds,
             query_seconds,
             write_lines,
+            prom_samples,
             open_regions,
         })
     }
@@ -79,6 +89,15 @@ impl ServerMetrics {
         self.requests
             .with_label_values(&[route, &status.to_string()])
             .inc();
+    }
+
+    pub(super) fn count_prom_samples(&self, converted: u64, skipped: u64) {
+        self.prom_samples
+            .with_label_values(&["converted"])
+            .inc_by(converted);
+        self.prom_samples
+            .with_label_values(&["skipped"])
+            .inc_by(skipped);
     }
 
     pub(super) fn count_write(&self, report: &IngestReport) {
@@ -97,6 +116,8 @@ pub(super) fn route_label(path: &str) -> &'static str {
     match path {
         "/write" => "/write",
         "/api/v2/write" => "/api/v2/write",
+        "/api/v1/prom/write" => "/api/v1/prom/write",
+        "/api/v1/write" => "/api/v1/write",
         "/v1/sql" => "/v1/sql",
         "/metrics" => "/metrics",
         "/health" => "/health",

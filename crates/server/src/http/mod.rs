@@ -3,6 +3,7 @@
 //! ```text
 //! POST /write?db=&precision=&strict=          InfluxDB 1.x line protocol   (write.rs)
 //! POST /api/v2/write?bucket=&org=&precision=  InfluxDB 2.x line protocol   (write.rs)
+//! POST /api/v1/prom/write (and /api/v1/write) Prometheus remote write  (prom.rs)
 //! GET|POST /v1/sql?sql=&format=               SQL, streamed               (sql.rs)
 //! GET /metrics                                Prometheus text             (metrics.rs)
 //! GET /health, GET|HEAD /ping                 liveness (no credentials)
@@ -13,6 +14,7 @@
 //! Errors are JSON: `{"error": "...", "lines": [{"line": N, "reason": "..."}]}`.
 
 mod metrics;
+mod prom;
 mod sql;
 mod write;
 
@@ -62,6 +64,8 @@ pub fn router(state: AppRef) -> Router {
     Router::new()
         .route("/write", post(write::v1))
         .route("/api/v2/write", post(write::v2))
+        .route("/api/v1/prom/write", post(prom::write))
+        .route("/api/v1/write", post(prom::write))
         .route("/v1/sql", get(sql::get).post(sql::post))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
@@ -268,43 +272,27 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The largest body, in bytes.
+fn body_limit(state: &AppState) -> usize {
+    usize::try_from(state.config.max_body.as_bytes()).unwrap_or(usize::MAX)
+}
+
+fn too_large(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over the limit of {} (http.max_body)",
+            state.config.max_body
+        ),
+    )
+}
+
 /// Reads a whole request body within the size limit and the read timeout, gunzipping it
 /// when it says `Content-Encoding: gzip` (the limit holds for the decoded bytes).
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = usize::try_from(state.config.max_body.as_bytes()).unwrap_or(usize::MAX);
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over the limit of {} (http.max_body)",
-                state.config.max_body
-            ),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let limited = http_body_util::Limited::new(body, limit);
-    let collected = tokio::time::timeout(state.config.read_timeout, limited.collect())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {:?} (http.read_timeout)",
-                    state.config.read_timeout
-                ),
-            )
-        })?;
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => return Err(ApiError::bad_request(format!("reading the body: {e}"))),
-    };
+    let limit = body_limit(state);
+    let too_large = || too_large(state);
+    let bytes = read_raw_body(state, headers, body).await?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -327,6 +315,41 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Encoding '{other}' is not supported (use gzip or none)"),
         )),
+    }
+}
+
+/// Reads a whole request body as sent (no decoding), within the size limit and the read
+/// timeout.
+async fn read_raw_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let limit = body_limit(state);
+    let too_large = || too_large(state);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    let collected = tokio::time::timeout(state.config.read_timeout, limited.collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?} (http.read_timeout)",
+                    state.config.read_timeout
+                ),
+            )
+        })?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
     }
 }
 

@@ -91,25 +91,35 @@ async fn write(
 ) -> Result<StatusCode, ApiError> {
     let params = params(uri.query().unwrap_or_default())?;
     let bytes = read_body(&state, &headers, body).await?;
+    ingest_lines(
+        &state,
+        Arc::from(&bytes[..]),
+        params.precision,
+        params.strict,
+    )
+    .await
+}
+
+/// Ingests line protocol; 204 once every row is acknowledged, 400 with the refused lines.
+pub(super) async fn ingest_lines(
+    state: &AppRef,
+    lines: Arc<[u8]>,
+    precision: Precision,
+    strict: bool,
+) -> Result<StatusCode, ApiError> {
     let options = IngestOptions {
-        precision: params.precision,
-        strict: params.strict,
+        precision,
+        strict,
         max_reported_errors: REPORTED_LINES,
         ..IngestOptions::default()
     };
     let instance = state.instance.clone();
     let clock: ClockRef = Arc::new(SystemClock);
     // A task of its own: a client that goes away does not cancel a write half done.
-    let task = tokio::spawn(async move {
-        ingest(
-            &instance,
-            Input::Bytes(Arc::from(&bytes[..])),
-            &options,
-            clock,
-            None,
-        )
-        .await
-    });
+    let task =
+        tokio::spawn(
+            async move { ingest(&instance, Input::Bytes(lines), &options, clock, None).await },
+        );
     let report = task
         .await
         .map_err(|e| {

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""`mito server` against the real clients users point at it (`make clients`, run by .ci/run).
+
+Starts `mito server` with a users file on a port it picks, then:
+  - the `influx` 1.x CLI (Debian's influxdb-client) INSERTs through /write;
+  - the `influxdb-client` Python package (PyPI) writes through /api/v2/write, gzip on and off;
+  - a real Prometheus (Debian's prometheus) scrapes /metrics and remote-writes its samples
+    into Mito, both with HTTP Basic credentials;
+and checks every write with SQL over HTTP. Missing clients are installed (apt, pip). Every
+process is started on 127.0.0.1 and stopped by its PID. Exit status 0 only if all pass.
+
+    python3 tests-integration/clients/clients.py --mito target/debug/mito
+"""
+
+import argparse
+import gzip  # noqa: F401  (the Python client's gzip uses it; imported to fail early)
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import base64
+
+INFLUXDB_CLIENT_VERSION = "1.50.0"
+USER, PASSWORD = "alice", "wonder land"
+PASSED = []
+
+
+def log(msg):
+    print(f"[clients] {msg}", flush=True)
+
+
+def apt_install(binary, package):
+    if shutil.which(binary):
+        return
+    log(f"installing {package} from Debian's packages")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = sudo + ["apt-get", "install", "-y", "--no-install-recommends", package]
+    if subprocess.run(cmd, env=env).returncode != 0:
+        subprocess.run(sudo + ["apt-get", "update"], env=env, check=True)
+        subprocess.run(cmd, env=env, check=True)
+
+
+def pip_install(module, spec):
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        log(f"installing {spec} from PyPI")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)
+        importlib.invalidate_caches()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A process started here, stopped by its PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, argv, log_path, **kw):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, **kw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+
+def auth_header():
+    return "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
+def sql(base, query):
+    url = f"{base}/v1/sql?" + urllib.parse.urlencode({"sql": query})
+    req = urllib.request.Request(url, headers={"Authorization": auth_header()})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def wait_for(what, check, timeout=120):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            got = check()
+            if got:
+                return got
+        except Exception as e:  # noqa: BLE001 - reported at the end
+            last = e
+        time.sleep(0.5)
+    raise RuntimeError(f"{what}: not within {timeout}s (last error: {last})")
+
+
+def check(name, ok, detail=""):
+    if not ok:
+        raise AssertionError(f"{name}: {detail}")
+    PASSED.append(name)
+    log(f"ok: {name}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mito", default="target/debug/mito")
+    args = ap.parse_args()
+    mito = os.path.abspath(args.mito)
+    apt_install("influx", "influxdb-client")
+    apt_install("prometheus", "prometheus")
+    pip_install("influxdb_client", f"influxdb-client=={INFLUXDB_CLIENT_VERSION}")
+
+    work = tempfile.mkdtemp(prefix="mito-clients-")
+    procs = []
+    try:
+        users = os.path.join(work, "users")
+        line = subprocess.run([mito, "user", "add", USER], input=PASSWORD + "\n",
+                              capture_output=True, text=True, check=True).stdout
+        with open(users, "w") as f:
+            f.write(line)
+        data = os.path.join(work, "data")
+        server = Process([mito, "--data-dir", data, "server", "--http", "127.0.0.1:0",
+                          "--users", users], os.path.join(work, "mito.log"))
+        procs.append(server)
+        addr = wait_for("mito server listening", lambda: next(
+            (l.split("listening on http://")[1].strip()
+             for l in server.output().splitlines() if "listening on http://" in l), None), 60)
+        base = f"http://{addr}"
+        host, port = addr.rsplit(":", 1)
+        log(f"mito server on {base}")
+
+        # The influx 1.x CLI: INSERT goes to POST /write with the credentials.
+        for i in range(3):
+            r = subprocess.run(["influx", "-host", host, "-port", port, "-username", USER,
+                                "-password", PASSWORD, "-database", "mito", "-precision", "s",
+                                "-execute", f"INSERT cli,host=h{i} value={i}.5 {1700000000 + i}"],
+                               capture_output=True, text=True, timeout=60)
+            check(f"influx CLI INSERT {i}", r.returncode == 0 and "ERR" not in r.stdout + r.stderr,
+                  r.stdout + r.stderr)
+        rows = sql(base, "SELECT host, value FROM cli ORDER BY host")
+        check("influx CLI rows queryable", rows == [
+            {"host": "h0", "value": 0.5}, {"host": "h1", "value": 1.5},
+            {"host": "h2", "value": 2.5}], rows)
+        r = subprocess.run(["influx", "-host", host, "-port", port, "-username", USER,
+                            "-password", "wrong", "-database", "mito",
+                            "-execute", "INSERT cli,host=bad value=1"],
+                           capture_output=True, text=True, timeout=60)
+        check("influx CLI with a wrong password is refused",
+              "wrong user name or password" in r.stdout + r.stderr,
+              r.stdout + r.stderr)
+        rows = sql(base, "SELECT count(*) AS n FROM cli WHERE host = 'bad'")
+        check("nothing written with a wrong password", rows == [{"n": 0}], rows)
+
+        # The InfluxDB 2.x Python client (token `user:password`, as InfluxDB 1.8 takes it).
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        for gz in (False, True):
+            with InfluxDBClient(url=base, token=f"{USER}:{PASSWORD}", org="o",
+                                enable_gzip=gz) as client:
+                w = client.write_api(write_options=SYNCHRONOUS)
+                records = [f"py,host=p{j},gzip={str(gz).lower()} v={j}i {1700000000000 + j}"
+                           for j in range(1000)]
+                w.write(bucket="b", record=records, write_precision=WritePrecision.MS)
+        rows = sql(base, "SELECT gzip, count(*) AS n, sum(v) AS s FROM py GROUP BY gzip ORDER BY gzip")
+        check("influxdb-client writes (plain and gzip) queryable", rows == [
+            {"gzip": "false", "n": 1000, "s": 499500},
+            {"gzip": "true", "n": 1000, "s": 499500}], rows)
+
+        # A real Prometheus: scrapes /metrics, remote-writes into Mito.
+        prom_port = free_port()
+        prom_dir = os.path.join(work, "prometheus")
+        os.makedirs(prom_dir)
+        config = os.path.join(prom_dir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: mito
+    basic_auth: {{username: {USER}, password: "{PASSWORD}"}}
+    static_configs:
+      - targets: ["{addr}"]
+remote_write:
+  - url: {base}/api/v1/prom/write
+    basic_auth: {{username: {USER}, password: "{PASSWORD}"}}
+    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
+""")
+        prom = Process(["prometheus", f"--config.file={config}",
+                        f"--storage.tsdb.path={prom_dir}/data",
+                        f"--web.listen-address=127.0.0.1:{prom_port}"],
+                       os.path.join(work, "prometheus.log"))
+        procs.append(prom)
+        # `up` of the mito job is 1 only if the scrape of /metrics (with credentials)
+        # succeeded; it reaches Mito only through remote write.
+        rows = wait_for("Prometheus' samples in Mito", lambda: sql(
+            base, "SELECT max(greptime_value) AS up, count(*) AS n FROM up WHERE job = 'mito'"))
+        check("Prometheus scraped /metrics and remote-wrote `up` into Mito",
+              rows and rows[0]["up"] == 1.0, rows)
+        rows = wait_for("a scraped Mito metric in Mito", lambda: sql(
+            base, "SELECT max(greptime_value) AS v FROM mito_write_rows_total WHERE op = 'put'"))
+        check("Mito's own metrics, scraped and written back, are queryable",
+              rows and rows[0]["v"] is not None and rows[0]["v"] > 0, rows)
+        log(prom.output().splitlines()[-1] if prom.output() else "")
+        code = prom.stop()
+        code = server.stop()
+        check("mito server stops with exit 0 on SIGTERM", code == 0, server.output())
+    except Exception as e:  # noqa: BLE001
+        log(f"FAILED: {e}")
+        for p in procs:
+            p.stop()
+            log(f"--- {p.log_path}\n" + p.output()[-4000:])
+        print(f"clients: {len(PASSED)} passed, 1 failed")
+        return 1
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"clients: {len(PASSED)} passed, 0 failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
