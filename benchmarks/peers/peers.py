@@ -7,7 +7,7 @@
 1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp), ingests it, runs the nine
    TSBS queries (2 warm-ups, then --runs timed runs, median, as for the peers) and keeps their
    answers (OUT/mito/answers/*.csv) and figures (report.json).
-2. Each peer in turn: installed if missing (InfluxDB 1.x and VictoriaMetrics from Debian's
+2. Each peer in turn (first `mito server`, the same binary measured as a server): installed if missing (InfluxDB 1.x and VictoriaMetrics from Debian's
    packages, DuckDB from PyPI), started on 127.0.0.1 with a fresh data directory under OUT,
    loaded with the same file, settled (flushed, compacted), measured (rows/s, bytes on disk,
    peak RSS), queried (the same nine questions in its own language, 2 warm-ups, then --runs
@@ -98,19 +98,21 @@ def mito_answers(answers_dir):
     out = {}
     for q in QUERIES:
         with open(os.path.join(answers_dir, f"{q}.csv"), newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], rows[1:]
-        col = {name: i for i, name in enumerate(header)}
-        if q == "high-cpu-1":
-            out[q] = [(epoch_of(r[col["time"]]), float(r[col["usage_user"]])) for r in body]
-        elif q == "lastpoint":
-            out[q] = sorted((r[col["hostname"]], *(float(r[col[f]]) for f in FIELDS))
-                            for r in body)
-        elif q == "double-groupby-1":
-            out[q] = sorted((epoch_of(r[0]), r[1], float(r[2])) for r in body)
-        else:
-            out[q] = [(epoch_of(r[0]), *(float(v) for v in r[1:])) for r in body]
+            out[q] = canonical_csv(q, list(csv.reader(f)))
     return out
+
+
+def canonical_csv(q, rows):
+    """A CSV answer of Mito's SQL (header first) as the canonical tuples of query `q`."""
+    header, body = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    if q == "high-cpu-1":
+        return [(epoch_of(r[col["time"]]), float(r[col["usage_user"]])) for r in body]
+    if q == "lastpoint":
+        return sorted((r[col["hostname"]], *(float(r[col[f]]) for f in FIELDS)) for r in body)
+    if q == "double-groupby-1":
+        return sorted((epoch_of(r[0]), r[1], float(r[2])) for r in body)
+    return [(epoch_of(r[0]), *(float(v) for v in r[1:])) for r in body]
 
 
 def maxes(fields):
@@ -425,6 +427,73 @@ class Influx:
         self.server.stop()
 
 
+# ------------------------------------------------------------------ Mito as a server
+
+
+class MitoServer:
+    """`mito server` measured exactly as the other servers: the same HTTP line-protocol load
+    (5000 lines per POST, 2 writers), its SQL over HTTP (`/v1/sql?format=csv`) timed as
+    client wall time. The queries are `mito bench`'s SQL texts."""
+
+    name = "Mito server"
+
+    def __init__(self, root, binary, sql_texts):
+        self.root, self.binary, self.sql_texts = root, binary, sql_texts
+        self.http = Http(0)
+        self.ingest_peak_rss = 0
+
+    def _start_server(self):
+        self.server = Server([self.binary, "--data-dir", os.path.join(self.root, "data"),
+                              "server", "--http", f"{ADDR}:0"],
+                             os.path.join(self.root, f"server-{len(Server.running)}.log"))
+        began = time.time()
+        while time.time() - began < 120:
+            with open(self.server.log.name) as f:
+                for line in f:
+                    if "listening on http://" in line:
+                        self.http.port = int(line.rsplit(":", 1)[1])
+                        self.http.wait_ready("/health", self.server.proc)
+                        return
+            if self.server.proc.poll() is not None:
+                raise RuntimeError(f"mito server exited with {self.server.proc.returncode}")
+            time.sleep(0.1)
+        raise RuntimeError("mito server did not say where it listens within 120 s")
+
+    def start(self):
+        self.version = subprocess.run([self.binary, "--version"], capture_output=True,
+                                      text=True).stdout.strip()
+        os.makedirs(self.root)
+        self._start_server()
+
+    def load(self, path, ranges):
+        return post_all(self.http, path, "/write?precision=ns", ranges, writers=2)
+
+    def settle(self):
+        # A clean stop flushes every table (as the other servers' own flush); the bytes are
+        # the whole data directory then. The restarted server answers the queries.
+        self.ingest_peak_rss = peak_rss(self.server.proc.pid)
+        self.server.stop()
+        total = dir_bytes(os.path.join(self.root, "data"))
+        self._start_server()
+        return total
+
+    def queries(self, _p):
+        def run(text):
+            qs = urllib.parse.urlencode({"sql": text, "format": "csv"})
+            status, body = self.http.request("GET", "/v1/sql?" + qs)
+            if status != 200:
+                raise RuntimeError(f"SQL {text!r}: HTTP {status}: {body[:300]!r}")
+            return body
+
+        return {name: (text, (lambda t=text: run(t)),
+                       (lambda b, n=name: canonical_csv(
+                           n, list(csv.reader(b.decode().splitlines())))))
+                for name, text in self.sql_texts.items()}
+
+    def stop(self):
+        self.server.stop()
+
+
 # ------------------------------------------------------------------ VictoriaMetrics
 
 
@@ -683,7 +752,7 @@ def run_mito(args, out):
                     "--runs", str(args.runs), "--out", mito_dir], check=True)
     with open(os.path.join(mito_dir, "report.json")) as f:
         report = json.load(f)
-    return mito_dir, report
+    return mito_dir, report, binary
 
 
 def measure_peer(peer, lp, ranges, rows, params, runs, expected):
@@ -699,7 +768,8 @@ def measure_peer(peer, lp, ranges, rows, params, runs, expected):
         result["disk_bytes"] = peer.settle()
         result["bytes_per_row"] = result["disk_bytes"] / rows
         server = getattr(peer, "server", None)
-        result["peak_rss_bytes"] = peak_rss(server.proc.pid if server else os.getpid())
+        result["peak_rss_bytes"] = max(peak_rss(server.proc.pid if server else os.getpid()),
+                                       getattr(peer, "ingest_peak_rss", 0))
         result["queries"] = {}
         for name, (text, run, answer) in peer.queries(params).items():
             try:
@@ -769,8 +839,10 @@ def report(out, mito, peers, args):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Versions: " + ", ".join(f"{p['name']} {p.get('version', '?')}" for p in peers),
               "",
-              "Mito: `mito bench` (in-process SQL through DataFusion; bytes = the whole data "
-              "directory after a clean close: SSTs, manifests, catalog, WAL if any). Servers: HTTP line protocol, 5000 lines per POST, 2 "
+              "Mito: `mito bench` (in-process: ingest from the file, SQL through DataFusion; "
+              "bytes = the whole data directory after a clean close: SSTs, manifests, catalog, "
+              "WAL if any). Mito server: `mito server` measured as the other servers, its bytes "
+              "after a clean stop (which flushes). Servers: HTTP line protocol, 5000 lines per POST, 2 "
               "writers, bytes after their own flush and full merge; query times are client "
               "wall time of the HTTP request. DuckDB: bulk CSV load in-process (not the same "
               "kind of ingest figure), bytes of the .duckdb file.",
@@ -796,7 +868,7 @@ def main():
     ap.add_argument("--out", required=True, help="output directory (must not exist yet)")
     ap.add_argument("--hosts", type=int, default=4000)
     ap.add_argument("--hours", type=int, default=3)
-    ap.add_argument("--peers", default="influx,vm,duckdb")
+    ap.add_argument("--peers", default="mito-server,influx,vm,duckdb")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
     ap.add_argument("--mito", help="the mito binary (default: cargo build --release)")
     args = ap.parse_args()
@@ -806,7 +878,10 @@ def main():
     if os.path.exists(out):
         ap.error(f"{out} exists; choose a new --out")
     os.makedirs(out)
-    kinds = {"influx": lambda: Influx(os.path.join(out, "influx")),
+    binary = {}
+    kinds = {"mito-server": lambda: MitoServer(os.path.join(out, "mito-server"), binary["path"],
+                                               binary["sql"]),
+             "influx": lambda: Influx(os.path.join(out, "influx")),
              "vm": lambda: Vm(os.path.join(out, "vm")),
              "duckdb": lambda: Duck(os.path.join(out, "duckdb"))}
     wanted = [k.strip() for k in args.peers.split(",") if k.strip()]
@@ -821,7 +896,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        mito_dir, mito = run_mito(args, out)
+        mito_dir, mito, binary["path"] = run_mito(args, out)
+        binary["sql"] = {q["name"]: q["sql"] for q in mito["queries"]}
         expected = mito_answers(os.path.join(mito_dir, "answers"))
         lp = os.path.join(mito_dir, "cpu.lp")
         ranges = batches(lp, 5000)
