@@ -62,8 +62,8 @@ type AppRef = Arc<AppState>;
 /// The routes.
 pub fn router(state: AppRef) -> Router {
     Router::new()
-        .route("/write", post(write::v1))
-        .route("/api/v2/write", post(write::v2))
+        .route("/write", post(write::write))
+        .route("/api/v2/write", post(write::write))
         .route("/api/v1/prom/write", post(prom::write))
         .route("/api/v1/write", post(prom::write))
         .route("/v1/sql", get(sql::get).post(sql::post))

@@ -52,17 +52,28 @@ impl OutputFormat {
     }
 }
 
+/// The statement and the format named by `k=v` pairs (later pairs win); whether `sql` was
+/// among them.
+fn take_params(text: &str, sql: &mut Option<String>, format: &mut String) -> bool {
+    let mut found = false;
+    for (k, v) in form_pairs(text) {
+        match k.as_str() {
+            "sql" => {
+                *sql = Some(v);
+                found = true;
+            }
+            "format" => *format = v,
+            _ => {}
+        }
+    }
+    found
+}
+
 /// `GET /v1/sql?sql=...`.
 pub async fn get(State(state): State<AppRef>, uri: Uri) -> Response {
     let mut sql = None;
     let mut format = String::new();
-    for (k, v) in form_pairs(uri.query().unwrap_or_default()) {
-        match k.as_str() {
-            "sql" => sql = Some(v),
-            "format" => format = v,
-            _ => {}
-        }
-    }
+    take_params(uri.query().unwrap_or_default(), &mut sql, &mut format);
     answer(state, sql, &format).await
 }
 
@@ -75,13 +86,7 @@ pub async fn post(
 ) -> Response {
     let mut sql = None;
     let mut format = String::new();
-    for (k, v) in form_pairs(uri.query().unwrap_or_default()) {
-        match k.as_str() {
-            "sql" => sql = Some(v),
-            "format" => format = v,
-            _ => {}
-        }
-    }
+    take_params(uri.query().unwrap_or_default(), &mut sql, &mut format);
     let bytes = match read_body(&state, &headers, body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -93,19 +98,7 @@ pub async fn post(
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return ApiError::bad_request("the body is not UTF-8").into_response();
     };
-    let mut from_form = false;
-    if form {
-        for (k, v) in form_pairs(text) {
-            match k.as_str() {
-                "sql" => {
-                    sql = Some(v);
-                    from_form = true;
-                }
-                "format" => format = v,
-                _ => {}
-            }
-        }
-    }
+    let from_form = form && take_params(text, &mut sql, &mut format);
     // A body that is not a form with `sql=` is the statement (`curl --data 'SELECT ..'`
     // sends a form content type with a bare statement).
     if !from_form && !text.trim().is_empty() {

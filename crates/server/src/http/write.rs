@@ -20,26 +20,6 @@ use super::{ApiError, AppRef, form_pairs, read_body};
 /// Refused lines listed in an answer (the rest are counted).
 const REPORTED_LINES: usize = 100;
 
-/// `POST /write?db=&precision=n|ns|u|us|ms|s&strict=`.
-pub async fn v1(
-    State(state): State<AppRef>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<StatusCode, ApiError> {
-    write(state, uri, headers, body).await
-}
-
-/// `POST /api/v2/write?bucket=&org=&precision=ns|us|ms|s&strict=`.
-pub async fn v2(
-    State(state): State<AppRef>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<StatusCode, ApiError> {
-    write(state, uri, headers, body).await
-}
-
 /// The parameters of a write.
 #[derive(Debug, PartialEq)]
 struct Params {
@@ -83,8 +63,11 @@ fn params(query: &str) -> Result<Params, ApiError> {
     Ok(out)
 }
 
-async fn write(
-    state: AppRef,
+/// `POST /write?db=&precision=n|ns|u|us|ms|s&strict=` (1.x) and
+/// `POST /api/v2/write?bucket=&org=&precision=ns|us|ms|s&strict=` (2.x): one handler, as the
+/// two differ only in parameters this server does not use.
+pub async fn write(
+    State(state): State<AppRef>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
