@@ -35,6 +35,15 @@ pub enum Error {
         location: Location,
     },
 
+    /// An invariant of the memtable did not hold (a bug; reported instead of a wrong answer).
+    #[snafu(display("Internal error in the memtable of region {region_id}: {reason}"))]
+    Internal {
+        region_id: RegionId,
+        reason: String,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// An Arrow kernel failed.
     #[snafu(display("Arrow error in the memtable of region {region_id}: {source}"))]
     Arrow {
@@ -51,7 +60,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl ErrorExt for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Frozen { .. } | Error::Arrow { .. } => ErrorKind::Internal,
+            Error::Frozen { .. } | Error::Arrow { .. } | Error::Internal { .. } => {
+                ErrorKind::Internal
+            }
             Error::InvalidBatch { .. } => ErrorKind::InvalidArgument,
             Error::Key { source, .. } => source.kind(),
         }

@@ -9,12 +9,12 @@ use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, TimeUnit};
 use mito_codec::PrimaryKeyCodec;
 use mito_read::{DedupOptions, OpType};
-use snafu::{ResultExt, ensure};
+use snafu::{OptionExt, ResultExt, ensure};
 use store_api::metadata::RegionMetadataRef;
 use store_api::time::timestamp_values;
 use store_api::{RegionId, SequenceNumber};
 
-use crate::error::{ArrowSnafu, FrozenSnafu, InvalidBatchSnafu, KeySnafu, Result};
+use crate::error::{ArrowSnafu, FrozenSnafu, InternalSnafu, InvalidBatchSnafu, KeySnafu, Result};
 use crate::part::{Ops, Part};
 use crate::series::SeriesDict;
 
@@ -283,9 +283,15 @@ impl Memtable {
                     arrow_select::take::take(a.as_ref(), &idx, None)
                         .context(ArrowSnafu { region_id })
                 };
-                let part_ts = timestamp_values(&take(&ts_array)?)
-                    .cloned()
-                    .unwrap_or_default();
+                // `take` keeps the type: a time index that stopped being a timestamp is a bug,
+                // not an empty window.
+                let part_ts =
+                    timestamp_values(&take(&ts_array)?)
+                        .cloned()
+                        .context(InternalSnafu {
+                            region_id,
+                            reason: "the time index lost its timestamp type in a window split",
+                        })?;
                 let part_fields = fields
                     .iter()
                     .map(|f| f.as_ref().map(&take).transpose())
@@ -293,8 +299,13 @@ impl Memtable {
                 let part_series = idx
                     .values()
                     .iter()
-                    .map(|r| series.get(*r as usize).copied().unwrap_or(0))
-                    .collect();
+                    .map(|r| {
+                        series.get(*r as usize).copied().context(InternalSnafu {
+                            region_id,
+                            reason: format!("row {r} has no series id in a window split"),
+                        })
+                    })
+                    .collect::<Result<_>>()?;
                 let part_seq = idx
                     .values()
                     .iter()
