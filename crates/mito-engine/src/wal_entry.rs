@@ -143,7 +143,7 @@ fn encode_column(name: &str, array: &dyn Array, out: &mut Vec<u8>) -> Result<(),
                     .sliced()
                     .as_slice()
                     .get(..bitmap_len(array.len()))
-                    .unwrap_or_default(),
+                    .ok_or_else(|| unsupported("a null bitmap shorter than the array".into()))?,
             );
         }
         None => out.push(0),
@@ -155,7 +155,7 @@ fn encode_column(name: &str, array: &dyn Array, out: &mut Vec<u8>) -> Result<(),
                 values
                     .as_slice()
                     .get(..bitmap_len(array.len()))
-                    .unwrap_or_default(),
+                    .ok_or_else(|| unsupported("booleans shorter than the array".into()))?,
             );
         }
         DataType::Utf8 => {
@@ -191,7 +191,9 @@ fn put_offsets(offsets: &[i32], values: &[u8], out: &mut Vec<u8>) -> Result<(), 
     let first = offsets.first().copied().unwrap_or(0);
     let last = offsets.last().copied().unwrap_or(0);
     for o in offsets {
-        out.extend_from_slice(&u32::try_from(o - first).unwrap_or(0).to_le_bytes());
+        let rebased =
+            u32::try_from(o - first).map_err(|_| unsupported("offsets that decrease".into()))?;
+        out.extend_from_slice(&rebased.to_le_bytes());
     }
     let bytes = usize::try_from(first)
         .ok()
