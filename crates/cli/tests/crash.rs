@@ -134,6 +134,19 @@ fn killed_writes_always_leave_a_directory_that_opens() {
     let mut landed = 0u64;
     let mut torn_cuts = 0usize;
     let mut open_time = Duration::ZERO;
+    // How long one whole write of the file takes on this build and machine (a debug write
+    // takes seconds, a release one a fraction of that): the kills are spread over it.
+    let calibrate = std::time::Instant::now();
+    let o = mito(
+        &work.path().join("calibrate"),
+        &["write", input.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "calibration write: {}", text(&o.stderr));
+    let whole_write_ms = u64::try_from(calibrate.elapsed().as_millis()).unwrap_or(u64::MAX);
+    eprintln!(
+        "a whole write takes {whole_write_ms} ms here; kills spread over 5 ms..{} ms after the open",
+        whole_write_ms + whole_write_ms / 4
+    );
     let mut finished_runs = 0usize;
     for cycle in 0..cycles {
         rng = rng
@@ -142,7 +155,8 @@ fn killed_writes_always_leave_a_directory_that_opens() {
         // After the time an open took last (the WAL replay grows with what killed writes
         // left), so the kill lands in the write, flush or compaction and not always in the
         // replay before it.
-        let delay = open_time + Duration::from_millis(50 + (rng >> 33) % 1500);
+        let delay =
+            open_time + Duration::from_millis(5 + (rng >> 33) % (whole_write_ms * 5 / 4 + 1));
         // Mostly writes; one cycle in five kills a flush or a compaction of what the killed
         // writes left (a flush after the WAL replay, a merge of the files).
         let args: Vec<&std::ffi::OsStr> = match (rng >> 20) % 10 {
