@@ -384,8 +384,13 @@ pub async fn serve(
     let service = hyper_util::service::TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            break;
+        // At the connection bound, wait for one to close (or for the shutdown).
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
