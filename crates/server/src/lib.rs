@@ -10,7 +10,7 @@
 //! ```
 //!
 //! [`config`] holds the options (TOML, every key defaulted), [`auth`] the users file.
-//! [`run`] serves until a shutdown signal, then drains the connections; the caller closes the
+//! [`Server::bind`] checks the options and binds; [`Server::run`] serves until a shutdown signal, then drains the connections; the caller closes the
 //! instance (flushing) after it returns.
 
 pub mod auth;

@@ -36,7 +36,7 @@ pub fn print(
 
 /// Rows an aligned table holds before it is printed: a longer result prints as several
 /// tables (aligned each), so that printing never holds a whole result.
-const TABLE_ROWS: usize = 10_000;
+pub const TABLE_ROWS: usize = 10_000;
 
 /// Prints a result batch by batch as it arrives. CSV and JSON are written as they come; an
 /// aligned table is printed every [`TABLE_ROWS`] rows.
