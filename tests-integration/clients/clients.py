@@ -28,6 +28,11 @@ import urllib.parse
 import urllib.request
 import base64
 
+# The peers runner's Debian install helper (one copy of "install a package when missing").
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "benchmarks", "peers"))
+from peers import apt_install  # noqa: E402
+
 INFLUXDB_CLIENT_VERSION = "1.50.0"
 USER, PASSWORD = "alice", "wonder land"
 PASSED = []
@@ -35,18 +40,6 @@ PASSED = []
 
 def log(msg):
     print(f"[clients] {msg}", flush=True)
-
-
-def apt_install(binary, package):
-    if shutil.which(binary):
-        return
-    log(f"installing {package} from Debian's packages")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = sudo + ["apt-get", "install", "-y", "--no-install-recommends", package]
-    if subprocess.run(cmd, env=env).returncode != 0:
-        subprocess.run(sudo + ["apt-get", "update"], env=env, check=True)
-        subprocess.run(cmd, env=env, check=True)
 
 
 def pip_install(module, spec):
