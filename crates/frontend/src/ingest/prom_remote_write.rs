@@ -12,7 +12,9 @@
 //! `greptime_value` (a float), at the sample's millisecond time. Samples that are not finite
 //! (NaN, including Prometheus' staleness markers, and infinities) cannot be stored as line
 //! protocol floats and are skipped, counted in [`Converted::skipped`]; so are series without
-//! a metric name or with a newline in a label.
+//! a metric name, with a newline in a label, or with a metric name line protocol cannot
+//! carry (one that starts with `#`, which would make the line a comment, or with a tab,
+//! which the line protocol skips as a blank; neither is a valid Prometheus metric name).
 
 use prost::Message;
 
@@ -128,7 +130,9 @@ pub fn to_line_protocol(request: &WriteRequest) -> Converted {
             .labels
             .iter()
             .any(|l| l.name.contains(['\n', '\r']) || l.value.contains(['\n', '\r']));
-        let Some(name) = name.filter(|n| !n.value.is_empty() && !unusable) else {
+        let Some(name) = name.filter(|n| {
+            !n.value.is_empty() && !n.value.starts_with(['#', '\t']) && !unusable
+        }) else {
             out.skipped += ts.samples.len() as u64;
             continue;
         };
@@ -286,7 +290,7 @@ mod tests {
     /// Replays the checked-in cargo-fuzz corpus (see `fuzz/`).
     #[test]
     fn fuzz_corpus_replays() {
-        test_util::replay_corpus("prom_remote_write", 3, fuzz_prom_remote_write);
+        test_util::replay_corpus("prom_remote_write", 4, fuzz_prom_remote_write);
     }
 
     #[test]
@@ -308,5 +312,39 @@ mod tests {
         parse_line(lines[1], &mut line).unwrap();
         assert_eq!(line.fields[0].1, FieldValue::Float(1e300));
         assert_eq!(line.timestamp, Some(-5));
+    }
+
+    /// Found by the fuzzer: a metric name starting with `#` made a comment line, one starting
+    /// with a tab lost it as a leading blank. Both series are skipped and counted.
+    #[test]
+    fn metric_names_line_protocol_cannot_carry_are_skipped() {
+        for name in ["#&y", "\tcpu", "\t#x"] {
+            let r = WriteRequest {
+                timeseries: vec![TimeSeries {
+                    labels: vec![label("__name__", name), label("k", "v")],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                    }],
+                }],
+            };
+            let c = to_line_protocol(&r);
+            assert_eq!((c.samples, c.skipped), (0, 1), "{name:?}: {}", c.lines);
+            assert!(c.lines.is_empty());
+        }
+        // Elsewhere in the name both are ordinary characters.
+        let r = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![label("__name__", "a#\tb")],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1,
+                }],
+            }],
+        };
+        let c = to_line_protocol(&r);
+        let mut line = Line::default();
+        parse_line(c.lines.trim_end(), &mut line).unwrap();
+        assert_eq!(line.measurement, "a#\tb");
     }
 }
