@@ -444,7 +444,7 @@ class MitoServer:
 
     def _start_server(self):
         self.server = Server([self.binary, "--data-dir", os.path.join(self.root, "data"),
-                              "server", "--http", f"{ADDR}:0"],
+                              "server", "--http", f"{ADDR}:0", "--no-pg"],
                              os.path.join(self.root, f"server-{len(Server.running)}.log"))
         began = time.time()
         while time.time() - began < 120:

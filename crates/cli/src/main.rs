@@ -162,8 +162,8 @@ enum Command {
         /// The table.
         table: String,
     },
-    /// Serve the data directory over HTTP (InfluxDB writes, SQL, metrics) until SIGTERM or
-    /// SIGINT; then finish in-flight requests, flush and exit 0. See docs/server.md.
+    /// Serve the data directory over HTTP (InfluxDB writes, SQL, metrics) and the PostgreSQL
+    /// protocol until SIGTERM or SIGINT; then finish in-flight requests, flush and exit 0. See docs/server.md.
     Server {
         /// A TOML config file (every key optional; flags override it).
         #[arg(long, value_name = "FILE")]
@@ -171,6 +171,13 @@ enum Command {
         /// The HTTP address (default 127.0.0.1:4000; port 0 picks a free port, printed).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// The PostgreSQL protocol address (default 127.0.0.1:4003; port 0 picks a free
+        /// port, printed).
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_pg")]
+        pg: Option<std::net::SocketAddr>,
+        /// Do not serve the PostgreSQL protocol.
+        #[arg(long)]
+        no_pg: bool,
         /// The users file (lines from `mito user add`); without it nothing is asked.
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
@@ -427,6 +434,8 @@ async fn serve(dir: &Path, command: Command) -> Result<ExitCode, BoxError> {
     let Command::Server {
         config,
         http,
+        pg,
+        no_pg,
         users,
         insecure,
         max_body,
@@ -443,6 +452,13 @@ async fn serve(dir: &Path, command: Command) -> Result<ExitCode, BoxError> {
     };
     if let Some(a) = http {
         config.http.addr = a;
+    }
+    if let Some(a) = pg {
+        config.pg.addr = a;
+        config.pg.enabled = true;
+    }
+    if no_pg {
+        config.pg.enabled = false;
     }
     if users.is_some() {
         config.auth.users = users;
@@ -471,6 +487,10 @@ async fn serve(dir: &Path, command: Command) -> Result<ExitCode, BoxError> {
     let server = server::Server::bind(config).await?;
     let instance = Arc::new(Instance::open(dir, options).await?);
     let shutdown = shutdown_signal();
+    // Printed before the HTTP line, which tests and scripts wait for.
+    if let Some(addr) = server.pg_addr() {
+        note!("mito server: PostgreSQL protocol on postgres://{addr}");
+    }
     if let Some(addr) = server.http_addr() {
         note!(
             "mito server: data directory {}, listening on http://{addr}",

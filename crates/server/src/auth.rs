@@ -140,6 +140,152 @@ impl Verifier {
     }
 }
 
+/// The server side of one SCRAM-SHA-256 exchange (RFC 5802 / RFC 7677, without channel
+/// binding), as PostgreSQL runs it: the client's first message, the server's challenge, the
+/// client's proof, the server's signature. The user comes from the startup message (the
+/// name inside the SCRAM message is ignored, as PostgreSQL ignores it). An unknown user gets
+/// a challenge all the same, with a salt derived from the name, and fails at the proof, so
+/// the exchange does not tell which users exist.
+#[derive(Debug)]
+pub struct ScramServer {
+    verifier: Option<Verifier>,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+}
+
+/// Why a SCRAM exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScramError {
+    /// A message does not follow RFC 5802.
+    Malformed(String),
+    /// The proof does not match: a wrong password or an unknown user.
+    Rejected,
+}
+
+impl std::fmt::Display for ScramError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(why) => write!(f, "malformed SCRAM message: {why}"),
+            Self::Rejected => f.write_str("password authentication failed"),
+        }
+    }
+}
+
+impl std::error::Error for ScramError {}
+
+impl ScramServer {
+    /// Reads the client's first message (`n,,n=...,r=NONCE`) and answers with the challenge
+    /// (`r=NONCE+SERVER,s=SALT,i=ROUNDS`); `server_nonce` is fresh randomness (printable, no
+    /// commas).
+    pub fn start(
+        verifier: Option<&Verifier>,
+        user: &str,
+        client_first: &[u8],
+        server_nonce: &str,
+    ) -> Result<(Self, String), ScramError> {
+        let text = std::str::from_utf8(client_first)
+            .map_err(|_| ScramError::Malformed("not UTF-8".into()))?;
+        // gs2 header: "n" (no channel binding) or "y" (client could but thinks we cannot),
+        // an empty authzid.
+        let bare = text
+            .strip_prefix("n,,")
+            .or_else(|| text.strip_prefix("y,,"))
+            .ok_or_else(|| {
+                ScramError::Malformed(
+                    "expected a gs2 header of \"n,,\" (channel binding is not offered)".into(),
+                )
+            })?;
+        let client_nonce = attribute(bare, 'r')
+            .ok_or_else(|| ScramError::Malformed("the first message lacks r=".into()))?;
+        if client_nonce.is_empty() || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ScramError::Malformed(
+                "the client nonce is not printable".into(),
+            ));
+        }
+        let (salt, iterations) = match verifier {
+            Some(v) => (v.salt.clone(), v.iterations),
+            None => {
+                let digest: [u8; 32] = Sha256::digest(format!("mito unknown user {user}")).into();
+                (
+                    digest.get(..16).unwrap_or(&digest).to_vec(),
+                    DEFAULT_ITERATIONS,
+                )
+            }
+        };
+        let nonce = format!("{client_nonce}{server_nonce}");
+        let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
+        Ok((
+            Self {
+                verifier: verifier.cloned(),
+                client_first_bare: bare.to_string(),
+                server_first: server_first.clone(),
+                nonce,
+            },
+            server_first,
+        ))
+    }
+
+    /// Checks the client's final message (`c=biws,r=NONCE,p=PROOF`); on success, the
+    /// server's final message (`v=SIGNATURE`).
+    pub fn finish(&self, client_final: &[u8]) -> Result<String, ScramError> {
+        let text = std::str::from_utf8(client_final)
+            .map_err(|_| ScramError::Malformed("not UTF-8".into()))?;
+        let (without_proof, proof) = text
+            .rsplit_once(",p=")
+            .ok_or_else(|| ScramError::Malformed("the final message lacks p=".into()))?;
+        let binding = attribute(without_proof, 'c')
+            .ok_or_else(|| ScramError::Malformed("the final message lacks c=".into()))?;
+        // base64 of the gs2 header "n,," or "y,,".
+        if binding != "biws" && binding != "eSws" {
+            return Err(ScramError::Malformed(
+                "channel binding data does not match the gs2 header".into(),
+            ));
+        }
+        if attribute(without_proof, 'r') != Some(self.nonce.as_str()) {
+            return Err(ScramError::Malformed("the nonce does not match".into()));
+        }
+        let proof: [u8; 32] = B64
+            .decode(proof)
+            .ok()
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| ScramError::Malformed("the proof is not 32 bytes of base64".into()))?;
+        let Some(verifier) = &self.verifier else {
+            return Err(ScramError::Rejected);
+        };
+        let auth_message = format!(
+            "{},{},{}",
+            self.client_first_bare, self.server_first, without_proof
+        );
+        let signature = hmac(&verifier.stored_key, auth_message.as_bytes());
+        let mut client_key = [0u8; 32];
+        for (k, (p, s)) in client_key
+            .iter_mut()
+            .zip(proof.iter().zip(signature.iter()))
+        {
+            *k = p ^ s;
+        }
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        let diff = stored
+            .iter()
+            .zip(verifier.stored_key.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(ScramError::Rejected);
+        }
+        let server_signature = hmac(&verifier.server_key, auth_message.as_bytes());
+        Ok(format!("v={}", B64.encode(server_signature)))
+    }
+}
+
+/// The value of attribute `name` (`name=value`) in a comma-separated SCRAM message.
+fn attribute(message: &str, name: char) -> Option<&str> {
+    message.split(',').find_map(|part| {
+        let mut chars = part.chars();
+        (chars.next() == Some(name) && chars.next() == Some('=')).then(|| part.get(2..))?
+    })
+}
+
 impl std::fmt::Display for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -341,6 +487,57 @@ mod tests {
             assert!(users.check("bob", "two"));
             assert!(!users.check("alice", "two"));
             assert!(!users.check("carol", "one"));
+        }
+    }
+
+    #[test]
+    fn a_scram_exchange_follows_rfc_7677() {
+        // RFC 7677 section 3: user "user", password "pencil".
+        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let v = Verifier::new("pencil", &salt, 4096);
+        let (server, first) = ScramServer::start(
+            Some(&v),
+            "user",
+            b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        )
+        .unwrap();
+        assert_eq!(
+            first,
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+        );
+        let fin = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                   p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        assert_eq!(
+            server.finish(fin.as_bytes()).unwrap(),
+            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+        // A wrong proof, a replayed nonce, an unknown user, garbage: refused, no panic.
+        let wrong = fin.replace("p=dHzb", "p=dHzc");
+        assert_eq!(server.finish(wrong.as_bytes()), Err(ScramError::Rejected));
+        let other_nonce = fin.replace("k0,", "k1,");
+        assert!(matches!(
+            server.finish(other_nonce.as_bytes()),
+            Err(ScramError::Malformed(_))
+        ));
+        let (unknown, _) = ScramServer::start(
+            None,
+            "eve",
+            b"n,,n=,r=rOprNGfwEbeRWgbNEkqO",
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        )
+        .unwrap();
+        assert_eq!(unknown.finish(fin.as_bytes()), Err(ScramError::Rejected));
+        for junk in [
+            &b""[..],
+            b"n,,",
+            b"p=x",
+            b"\xff\xfe",
+            b"n,,r=",
+            b"c=biws,r=x,p=!!",
+        ] {
+            let _ = ScramServer::start(Some(&v), "user", junk, "abc");
+            let _ = server.finish(junk);
         }
     }
 }

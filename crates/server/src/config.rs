@@ -8,6 +8,11 @@
 //! read_timeout = "30s"       # to read a request's headers, and then its body (408 after)
 //! max_connections = 1024     # open connections; more wait to be accepted
 //!
+//! [pg]
+//! enabled = true             # the PostgreSQL wire protocol (psql, psycopg, Grafana)
+//! addr = "127.0.0.1:4003"    # where it listens
+//! max_connections = 256      # open connections; more wait to be accepted
+//!
 //! [auth]
 //! users = "users.txt"        # users file (see `mito user add`); none: no authentication
 //! insecure = false           # allow a non-loopback address without authentication
@@ -60,6 +65,8 @@ pub enum ConfigError {
 pub struct ServerConfig {
     /// The HTTP API.
     pub http: HttpConfig,
+    /// The PostgreSQL wire protocol.
+    pub pg: PgConfig,
     /// Who may connect.
     pub auth: AuthConfig,
     /// Limits on SQL queries.
@@ -74,6 +81,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             http: HttpConfig::default(),
+            pg: PgConfig::default(),
             auth: AuthConfig::default(),
             query: QueryConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
@@ -104,6 +112,28 @@ impl Default for HttpConfig {
             max_body: ReadableSize::mib(64),
             read_timeout: Duration::from_secs(30),
             max_connections: 1024,
+        }
+    }
+}
+
+/// The PostgreSQL wire protocol's options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// Address to listen on (port 0: any free port, printed at start).
+    pub addr: SocketAddr,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 4003)),
+            max_connections: 256,
         }
     }
 }
@@ -168,12 +198,21 @@ impl ServerConfig {
                 "query.memory_limit {limit} is below the smallest, 16MiB"
             ));
         }
-        if !self.http.addr.ip().is_loopback() && self.auth.users.is_none() && !self.auth.insecure {
-            return invalid(format!(
-                "refusing to serve {} without authentication: give a users file (--users FILE, \
-                 made with `mito user add`), listen on a loopback address, or pass --insecure",
-                self.http.addr
-            ));
+        if self.pg.enabled && self.pg.max_connections == 0 {
+            return invalid("pg.max_connections must be at least 1".into());
+        }
+        let mut exposed = vec![self.http.addr];
+        if self.pg.enabled {
+            exposed.push(self.pg.addr);
+        }
+        for addr in exposed {
+            if !addr.ip().is_loopback() && self.auth.users.is_none() && !self.auth.insecure {
+                return invalid(format!(
+                    "refusing to serve {addr} without authentication: give a users file \
+                     (--users FILE, made with `mito user add`), listen on a loopback address, \
+                     or pass --insecure",
+                ));
+            }
         }
         Ok(())
     }
@@ -213,5 +252,12 @@ mod tests {
         c.validate().unwrap();
         c.http.max_body = ReadableSize(10);
         assert!(c.validate().is_err());
+        // The PostgreSQL address counts as well.
+        let mut c = ServerConfig::default();
+        c.pg.addr = "0.0.0.0:4003".parse().unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("0.0.0.0:4003"), "{e}");
+        c.pg.enabled = false;
+        c.validate().unwrap();
     }
 }

@@ -1,10 +1,12 @@
-//! `mito server`: the embedded database of a data directory, served over HTTP.
+//! `mito server`: the embedded database of a data directory, served over HTTP and the
+//! PostgreSQL wire protocol.
 //!
 //! ```text
 //! clients ──HTTP/1.1──> http::serve (a task per connection)
 //!                         └─ router: /write /api/v2/write ─> frontend::ingest  (a task each)
 //!                                    /v1/sql              ─> frontend::query   (a task each)
 //!                                    /metrics /health /ping
+//!         ──PostgreSQL──> pg::serve (a task per connection) ─> frontend::query (read-only)
 //!                                          │
 //!                                   frontend::Instance ──> MitoEngine (WAL group commit)
 //! ```
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+mod pg;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +67,7 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    pg: Option<TcpListener>,
     users: Option<Arc<Users>>,
     config: ServerConfig,
 }
@@ -79,8 +83,15 @@ impl Server {
         };
         let addr = config.http.addr;
         let listener = TcpListener::bind(addr).await.context(BindSnafu { addr })?;
+        let pg = if config.pg.enabled {
+            let addr = config.pg.addr;
+            Some(TcpListener::bind(addr).await.context(BindSnafu { addr })?)
+        } else {
+            None
+        };
         Ok(Self {
             listener,
+            pg,
             users,
             config,
         })
@@ -91,6 +102,11 @@ impl Server {
         self.listener.local_addr().ok()
     }
 
+    /// The PostgreSQL address bound, if the protocol is enabled.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves `instance` until `shutdown` completes, then stops accepting and lets in-flight
     /// requests finish (up to `shutdown_timeout`).
     pub async fn run(
@@ -98,6 +114,20 @@ impl Server {
         instance: Arc<Instance>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let pg = self.pg.map(|listener| {
+            let handlers = Arc::new(pg::Handlers::new(instance.clone(), self.users.clone()));
+            tokio::spawn(pg::serve(
+                listener,
+                handlers,
+                self.config.pg.max_connections,
+                signal(stopped.clone()),
+                self.config.shutdown_timeout,
+            ))
+        });
         let state = Arc::new(AppState {
             instance,
             users: self.users,
@@ -105,14 +135,27 @@ impl Server {
             metrics: ServerMetrics::new().context(MetricsSnafu)?,
         });
         let router = http::router(state);
-        http::serve(
+        let http = http::serve(
             self.listener,
             router,
             &self.config.http,
-            shutdown,
+            signal(stopped),
             self.config.shutdown_timeout,
-        )
-        .await;
+        );
+        tokio::pin!(http);
+        tokio::select! {
+            () = &mut http => {}
+            () = shutdown => {
+                let _ = stop.send(true);
+                http.await;
+            }
+        }
+        let _ = stop.send(true);
+        if let Some(pg) = pg
+            && let Err(e) = pg.await
+        {
+            tracing::warn!(error = %e, "the PostgreSQL listener task failed");
+        }
         Ok(())
     }
 }

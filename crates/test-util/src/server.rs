@@ -1,5 +1,5 @@
-//! A `mito server` child process for tests: started on a port it chooses (`--http
-//! 127.0.0.1:0`, the address read back from its first line), stopped by its PID with
+//! A `mito server` child process for tests: started on ports it chooses (`--http
+//! 127.0.0.1:0 --pg 127.0.0.1:0`, the addresses read back from what it prints), stopped by its PID with
 //! SIGTERM (clean shutdown) or SIGKILL, and always killed when dropped.
 
 use std::io::{BufRead, BufReader};
@@ -14,19 +14,26 @@ pub struct ServerProcess {
     child: Child,
     /// Where its HTTP API listens.
     pub addr: SocketAddr,
+    /// Where its PostgreSQL protocol listens (`None` with `--no-pg`).
+    pub pg_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerProcess {
     /// Starts `mito` (the binary at `exe`) as `mito --data-dir DIR server --http
-    /// 127.0.0.1:0 ARGS..` and waits for it to listen. `Err` holds what it printed if it
+    /// 127.0.0.1:0 --pg 127.0.0.1:0 ARGS..` (no `--pg` if ARGS has `--no-pg`) and waits for it to listen. `Err` holds what it printed if it
     /// exited instead.
     pub fn start(exe: &Path, dir: &Path, args: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(exe)
             .arg("--data-dir")
             .arg(dir)
             .args(["server", "--http", "127.0.0.1:0"])
+            .args(if args.contains(&"--no-pg") {
+                &[][..]
+            } else {
+                &["--pg", "127.0.0.1:0"][..]
+            })
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -36,11 +43,15 @@ impl ServerProcess {
         let stderr = child.stderr.take().ok_or("stderr is piped")?;
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = String::new();
+        let mut pg_addr = None;
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
                     seen.push_str(&line);
                     seen.push('\n');
+                    if let Some(a) = line.split("PostgreSQL protocol on postgres://").nth(1) {
+                        pg_addr = Some(a.trim().parse().map_err(|e| format!("address {a}: {e}"))?);
+                    }
                     if let Some(a) = line.split("listening on http://").nth(1) {
                         break a.trim().parse().map_err(|e| format!("address {a}: {e}"))?;
                     }
@@ -67,6 +78,7 @@ impl ServerProcess {
         Ok(Self {
             child,
             addr,
+            pg_addr,
             stderr: shared,
             reader: Some(reader),
         })

@@ -130,9 +130,9 @@ pub fn to_line_protocol(request: &WriteRequest) -> Converted {
             .labels
             .iter()
             .any(|l| l.name.contains(['\n', '\r']) || l.value.contains(['\n', '\r']));
-        let Some(name) = name.filter(|n| {
-            !n.value.is_empty() && !n.value.starts_with(['#', '\t']) && !unusable
-        }) else {
+        let Some(name) =
+            name.filter(|n| !n.value.is_empty() && !n.value.starts_with(['#', '\t']) && !unusable)
+        else {
             out.skipped += ts.samples.len() as u64;
             continue;
         };

@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{StreamExt, TryStreamExt};
@@ -55,22 +57,42 @@ pub async fn query_stream(
     instance: &Instance,
     sql: &str,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-    // The timeout and the moment it runs out.
-    let limit = instance
+    let limit = deadline(instance);
+    let (schema, physical, ctx) = within(limit, plan(instance, sql)).await?;
+    Ok((schema, start(physical, &ctx, limit)?))
+}
+
+/// The instance's query timeout and the moment it runs out, from now.
+fn deadline(instance: &Instance) -> Option<(Duration, tokio::time::Instant)> {
+    instance
         .plans
         .timeout
-        .map(|t| (t, tokio::time::Instant::now() + t));
-    let planned = plan(instance, sql);
-    let (schema, physical, ctx) = match limit {
-        Some((t, at)) => tokio::time::timeout_at(at, planned)
+        .map(|t| (t, tokio::time::Instant::now() + t))
+}
+
+/// `planning`, stopped with a timeout error at the deadline.
+async fn within<T>(
+    limit: Option<(Duration, tokio::time::Instant)>,
+    planning: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match limit {
+        Some((t, at)) => tokio::time::timeout_at(at, planning)
             .await
             .map_err(|_| timed_out(t))
-            .context(SqlSnafu)??,
-        None => planned.await?,
-    };
+            .context(SqlSnafu)?,
+        None => planning.await,
+    }
+}
+
+/// Starts `physical`; the stream ends with a timeout error at the deadline.
+fn start(
+    physical: Arc<dyn ExecutionPlan>,
+    ctx: &SessionContext,
+    limit: Option<(Duration, tokio::time::Instant)>,
+) -> Result<SendableRecordBatchStream> {
     let stream =
         datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).context(SqlSnafu)?;
-    let stream: SendableRecordBatchStream = match limit {
+    Ok(match limit {
         Some((t, at)) => Box::pin(Deadline {
             inner: stream,
             sleep: Box::pin(tokio::time::sleep_until(at)),
@@ -78,8 +100,119 @@ pub async fn query_stream(
             expired: false,
         }),
         None => stream,
-    };
-    Ok((schema, stream))
+    })
+}
+
+/// A read-only statement planned once and run many times with different parameters (`$1`,
+/// `$2`, ...): a prepared statement of the PostgreSQL extended protocol. It keeps the logical
+/// plan with its placeholders; each run puts the values in, then optimizes and plans it
+/// physically (pruning and the engine's pushdowns need the values). If the tables changed
+/// since it was prepared (a table created, a column added), a run plans the text again.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    plan: LogicalPlan,
+    schema: SchemaRef,
+    params: Vec<Option<DataType>>,
+    fingerprint: u64,
+}
+
+impl Prepared {
+    /// The statement's text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The result's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The parameters `$1..$n` and the types inferred for them (`None`: not inferable, such
+    /// as a parameter only selected).
+    pub fn params(&self) -> &[Option<DataType>] {
+        &self.params
+    }
+}
+
+/// Plans one read-only statement with placeholders; see [`Prepared`].
+pub async fn prepare(instance: &Instance, sql: &str) -> Result<Prepared> {
+    let limit = deadline(instance);
+    within(limit, async {
+        let (ctx, fingerprint) = session::cached_session(instance).await?;
+        let plan = logical_plan(&ctx, sql).await?;
+        let params = placeholder_types(&plan)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        Ok(Prepared {
+            sql: sql.to_string(),
+            plan,
+            schema,
+            params,
+            fingerprint,
+        })
+    })
+    .await
+}
+
+/// Runs a prepared statement with `params` as `$1..$n` (each already of its inferred type or
+/// castable to it); the stream and timeout are those of [`query_stream`].
+pub async fn execute(
+    instance: &Instance,
+    prepared: &Prepared,
+    params: Vec<ScalarValue>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let limit = deadline(instance);
+    let (physical, ctx) = within(limit, async {
+        let (ctx, fingerprint) = session::cached_session(instance).await?;
+        let plan = if fingerprint == prepared.fingerprint {
+            prepared.plan.clone()
+        } else {
+            logical_plan(&ctx, &prepared.sql).await?
+        };
+        let plan = plan
+            .with_param_values(ParamValues::from(params))
+            .context(SqlSnafu)?;
+        let state = ctx.state();
+        let optimized = state.optimize(&plan).context(SqlSnafu)?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await
+            .context(SqlSnafu)?;
+        Ok((physical, ctx))
+    })
+    .await?;
+    let schema = physical.schema();
+    Ok((schema, start(physical, &ctx, limit)?))
+}
+
+/// The types of `$1..$n` in `plan`, in order; a gap (`$2` without `$1`) is an error.
+fn placeholder_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let found = plan.get_parameter_types().context(SqlSnafu)?;
+    let mut numbered = Vec::with_capacity(found.len());
+    for (name, ty) in found {
+        let n = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("parameter {name} is not positional ($1, $2, ...)"))
+            })
+            .context(SqlSnafu)?;
+        numbered.push((n, ty));
+    }
+    numbered.sort_by_key(|(n, _)| *n);
+    for (i, (n, _)) in numbered.iter().enumerate() {
+        if *n != i + 1 {
+            return Err(DataFusionError::Plan(format!(
+                "parameter ${} is used but ${} is not",
+                n,
+                i + 1
+            )))
+            .context(SqlSnafu);
+        }
+    }
+    Ok(numbered.into_iter().map(|(_, ty)| ty).collect())
 }
 
 fn timed_out(timeout: Duration) -> DataFusionError {
@@ -138,17 +271,7 @@ async fn plan(
         Some(p) => (p.schema.clone(), p.physical.clone()),
         None => {
             let state = ctx.state();
-            let options = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let dialect = state.config().options().sql_parser.dialect;
-            let mut statement = state.sql_to_statement(sql, &dialect).context(SqlSnafu)?;
-            crate::query::sql_guard::check(&mut statement)
-                .map_err(DataFusionError::Plan)
-                .context(SqlSnafu)?;
-            let plan = state.statement_to_plan(statement).await.context(SqlSnafu)?;
-            options.verify_plan(&plan).context(SqlSnafu)?;
+            let plan = logical_plan(&ctx, sql).await?;
             let keep = keepable(&plan);
             let optimized = state.optimize(&plan).context(SqlSnafu)?;
             let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
@@ -174,4 +297,21 @@ async fn plan(
     let run =
         datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
     Ok((schema, run, ctx))
+}
+
+/// Parses, checks (see `sql_guard`) and plans one read-only statement.
+async fn logical_plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+    let state = ctx.state();
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect).context(SqlSnafu)?;
+    crate::query::sql_guard::check(&mut statement)
+        .map_err(DataFusionError::Plan)
+        .context(SqlSnafu)?;
+    let plan = state.statement_to_plan(statement).await.context(SqlSnafu)?;
+    options.verify_plan(&plan).context(SqlSnafu)?;
+    Ok(plan)
 }

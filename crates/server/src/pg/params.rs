@@ -1,0 +1,251 @@
+//! The values of a `Bind` message as the prepared statement's `$1..$n`: text (every type,
+//! through Arrow's string casts) or binary (the fixed-size numeric types, booleans, text and
+//! timestamps), each cast to the type the planner inferred for its placeholder, else to the
+//! type the client declared, else kept as text. Network input: every malformed value is an
+//! error naming the parameter, never a panic.
+
+use arrow_schema::DataType;
+use bytes::Bytes;
+use datafusion::common::ScalarValue;
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::error::PgWireResult;
+
+use super::query::{data_type_of, user_error};
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Decodes `values` (`None`: SQL NULL) for placeholders of types `inferred`.
+pub(crate) fn decode(
+    inferred: &[Option<DataType>],
+    declared: &[Option<Type>],
+    format: &Format,
+    values: &[Option<Bytes>],
+) -> PgWireResult<Vec<ScalarValue>> {
+    if values.len() != inferred.len() {
+        return Err(user_error(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but the prepared statement requires {}",
+                values.len(),
+                inferred.len()
+            ),
+        ));
+    }
+    if let Format::Individual(codes) = format
+        && codes.len() != values.len()
+    {
+        return Err(user_error(
+            "08P01",
+            format!(
+                "{} parameter format codes for {} parameters",
+                codes.len(),
+                values.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let client = declared.get(i).cloned().flatten();
+        let target = inferred
+            .get(i)
+            .cloned()
+            .flatten()
+            .or_else(|| client.as_ref().map(data_type_of))
+            .unwrap_or(DataType::Utf8);
+        let n = i + 1;
+        let scalar = match value {
+            None => ScalarValue::try_from(&target)
+                .map_err(|e| user_error("22023", format!("parameter ${n}: {e}")))?,
+            Some(bytes) if format.is_binary(i) => {
+                let raw = binary(n, client.as_ref(), bytes)?;
+                raw.cast_to(&target)
+                    .map_err(|e| user_error("22P02", format!("parameter ${n} as {target}: {e}")))?
+            }
+            Some(bytes) => {
+                let text = std::str::from_utf8(bytes).map_err(|_| {
+                    user_error("22021", format!("parameter ${n} is not valid UTF-8"))
+                })?;
+                ScalarValue::try_from_string(text.to_string(), &target).map_err(|e| {
+                    user_error(
+                        "22P02",
+                        format!("invalid input for parameter ${n} ({target}): {text:?}: {e}"),
+                    )
+                })?
+            }
+        };
+        out.push(scalar);
+    }
+    Ok(out)
+}
+
+/// A binary-format value of the client's declared type.
+fn binary(n: usize, ty: Option<&Type>, bytes: &[u8]) -> PgWireResult<ScalarValue> {
+    let Some(ty) = ty else {
+        return Err(user_error(
+            "08P01",
+            format!("parameter ${n} is binary but its type was not declared"),
+        ));
+    };
+    let size = |len: usize| -> PgWireResult<&[u8]> {
+        if bytes.len() == len {
+            Ok(bytes)
+        } else {
+            Err(user_error(
+                "08P01",
+                format!(
+                    "parameter ${n}: a binary {} is {len} bytes, got {}",
+                    ty.name(),
+                    bytes.len()
+                ),
+            ))
+        }
+    };
+    let fixed = |len: usize| -> PgWireResult<[u8; 8]> {
+        let b = size(len)?;
+        let mut out = [0u8; 8];
+        out.get_mut(8 - len..)
+            .ok_or_else(|| user_error("XX000", "binary width over 8 bytes"))?
+            .copy_from_slice(b);
+        Ok(out)
+    };
+    Ok(match *ty {
+        Type::BOOL => ScalarValue::Boolean(Some(size(1)?.first().is_some_and(|b| *b != 0))),
+        Type::INT2 => {
+            ScalarValue::Int16(Some(i64::from_be_bytes(sign_extend(fixed(2)?, 2)) as i16))
+        }
+        Type::INT4 => {
+            ScalarValue::Int32(Some(i64::from_be_bytes(sign_extend(fixed(4)?, 4)) as i32))
+        }
+        Type::INT8 => ScalarValue::Int64(Some(i64::from_be_bytes(fixed(8)?))),
+        Type::FLOAT4 => {
+            let b = fixed(4)?;
+            let mut f = [0u8; 4];
+            f.copy_from_slice(b.get(4..).unwrap_or(&[0; 4]));
+            ScalarValue::Float32(Some(f32::from_be_bytes(f)))
+        }
+        Type::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(fixed(8)?))),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| user_error("22021", format!("parameter ${n} is not valid UTF-8")))?;
+            ScalarValue::Utf8(Some(text.to_string()))
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let micros = i64::from_be_bytes(fixed(8)?)
+                .checked_add(PG_EPOCH_MICROS)
+                .ok_or_else(|| {
+                    user_error("22008", format!("parameter ${n}: timestamp out of range"))
+                })?;
+            let tz = (*ty == Type::TIMESTAMPTZ).then(|| "+00:00".into());
+            ScalarValue::TimestampMicrosecond(Some(micros), tz)
+        }
+        _ => {
+            return Err(user_error(
+                "0A000",
+                format!(
+                    "parameter ${n}: binary values of type {} are not supported; send it as text",
+                    ty.name()
+                ),
+            ));
+        }
+    })
+}
+
+/// `b` holds a big-endian `width`-byte integer in its low bytes: fill the high bytes with
+/// its sign.
+fn sign_extend(mut b: [u8; 8], width: usize) -> [u8; 8] {
+    let negative = b.get(8 - width).is_some_and(|top| top & 0x80 != 0);
+    if negative {
+        for x in b.iter_mut().take(8 - width) {
+            *x = 0xff;
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::TimeUnit;
+
+    use super::*;
+
+    fn text(v: &str) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn text_and_binary_values_become_the_inferred_types() {
+        let inferred = [
+            Some(DataType::Utf8),
+            Some(DataType::Float64),
+            Some(DataType::Timestamp(TimeUnit::Nanosecond, None)),
+            None,
+            Some(DataType::Int64),
+        ];
+        let got = decode(
+            &inferred,
+            &[None, None, None, Some(Type::INT4), Some(Type::INT2)],
+            &Format::Individual(vec![0, 0, 0, 1, 1]),
+            &[
+                text("host_1"),
+                text("2.5"),
+                text("2016-01-01 00:00:00"),
+                Some(Bytes::from_static(&[0xff, 0xff, 0xff, 0xfe])),
+                Some(Bytes::from_static(&[0x01, 0x00])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got[0], ScalarValue::Utf8(Some("host_1".into())));
+        assert_eq!(got[1], ScalarValue::Float64(Some(2.5)));
+        assert_eq!(
+            got[2],
+            ScalarValue::TimestampNanosecond(Some(1_451_606_400_000_000_000), None)
+        );
+        assert_eq!(got[3], ScalarValue::Int32(Some(-2)));
+        assert_eq!(got[4], ScalarValue::Int64(Some(256)));
+        // A binary timestamp counts from 2000-01-01.
+        let ts = decode(
+            &[None],
+            &[Some(Type::TIMESTAMP)],
+            &Format::UnifiedBinary,
+            &[Some(Bytes::copy_from_slice(&0i64.to_be_bytes()))],
+        )
+        .unwrap();
+        assert_eq!(
+            ts[0],
+            ScalarValue::TimestampMicrosecond(Some(PG_EPOCH_MICROS), None)
+        );
+        // NULL keeps its type.
+        let null = decode(&[Some(DataType::Int64)], &[], &Format::UnifiedText, &[None]).unwrap();
+        assert_eq!(null[0], ScalarValue::Int64(None));
+    }
+
+    #[test]
+    fn malformed_binds_are_errors() {
+        let one = [Some(DataType::Int64)];
+        for (declared, format, values) in [
+            (vec![], Format::UnifiedText, vec![]),
+            (vec![], Format::UnifiedText, vec![text("x")]),
+            (
+                vec![],
+                Format::UnifiedText,
+                vec![Some(Bytes::from_static(&[0xff]))],
+            ),
+            (vec![], Format::UnifiedBinary, vec![text("1")]),
+            (
+                vec![Some(Type::INT8)],
+                Format::UnifiedBinary,
+                vec![text("1")],
+            ),
+            (
+                vec![Some(Type::POINT)],
+                Format::UnifiedBinary,
+                vec![text("1")],
+            ),
+            (vec![], Format::Individual(vec![0, 0]), vec![text("1")]),
+        ] {
+            assert!(decode(&one, &declared, &format, &values).is_err());
+        }
+    }
+}
