@@ -13,6 +13,9 @@ process is started on 127.0.0.1 and stopped by its PID. Exit status 0 only if al
 """
 
 import argparse
+import csv
+import datetime
+import io
 import gzip  # noqa: F401  (the Python client's gzip uses it; imported to fail early)
 import importlib
 import json
@@ -31,9 +34,10 @@ import base64
 # The peers runner's Debian install helper (one copy of "install a package when missing").
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benchmarks", "peers"))
-from peers import apt_install  # noqa: E402
+from peers import apt_install, canonical_csv, mito_answers, QUERIES  # noqa: E402
 
 INFLUXDB_CLIENT_VERSION = "1.50.0"
+PSYCOPG_VERSION = "3.2.10"
 USER, PASSWORD = "alice", "wonder land"
 PASSED = []
 
@@ -114,6 +118,110 @@ def check(name, ok, detail=""):
     log(f"ok: {name}")
 
 
+def listening(server, prefix):
+    return wait_for(f"mito server {prefix}", lambda: next(
+        (l.split(prefix)[1].strip() for l in server.output().splitlines() if prefix in l), None), 60)
+
+
+def postgres(mito, work, users, procs):
+    """psql and psycopg against `mito server` over a `mito bench` data directory."""
+    bench = os.path.join(work, "bench")
+    subprocess.run([mito, "bench", "--hosts", "4", "--hours", "2", "--runs", "1", "--out", bench],
+                   check=True, capture_output=True)
+    with open(os.path.join(bench, "report.json")) as f:
+        queries = {q["name"]: q["sql"] for q in json.load(f)["queries"]}
+    expected = mito_answers(os.path.join(bench, "answers"))
+    server = Process([mito, "--data-dir", os.path.join(bench, "data"), "server",
+                      "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0", "--users", users,
+                      # Bounds the cancel test's cross join if the cancel were lost.
+                      "--query-timeout", "120s"],
+                     os.path.join(work, "mito-pg.log"))
+    procs.append(server)
+    pg = listening(server, "PostgreSQL protocol on postgres://")
+    listening(server, "listening on http://")
+    host, port = pg.rsplit(":", 1)
+    log(f"PostgreSQL protocol on {pg}")
+    env = dict(os.environ, PGPASSWORD=PASSWORD, PGCONNECT_TIMEOUT="10")
+
+    def psql(*argv, password=PASSWORD):
+        return subprocess.run(["psql", "-h", host, "-p", port, "-U", USER, "-d", "mito",
+                               "-v", "ON_ERROR_STOP=1", "-X", *argv],
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(env, PGPASSWORD=password))
+
+    r = psql("-c", "\\dt")
+    check("psql \\dt lists the tables (SCRAM-SHA-256 login)",
+          r.returncode == 0 and " cpu " in r.stdout and "table" in r.stdout, r.stdout + r.stderr)
+    r = psql("-c", "SELECT 1", password="wrong")
+    check("psql with a wrong password is refused",
+          r.returncode != 0 and "password authentication failed" in r.stderr.lower(), r.stderr)
+    for name in QUERIES:
+        r = psql("--csv", "-c", queries[name])
+        ok = r.returncode == 0
+        got = canonical_csv(name, list(csv.reader(io.StringIO(r.stdout)))) if ok else None
+        check(f"psql {name}: the same answer as mito bench", got == expected[name],
+              f"{r.stderr}\n{got!r:.300}\n!=\n{expected[name]!r:.300}")
+    r = psql("-c", "SELECT nope FROM cpu")
+    check("psql: a bad column is an error", r.returncode != 0 and "nope" in r.stderr, r.stderr)
+
+    import psycopg
+    dsn = f"host={host} port={port} user={USER} password='{PASSWORD}' dbname=mito"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        one_host = "SELECT count(*) AS n, max(usage_user) AS m FROM cpu WHERE hostname = %s"
+        want = {h: sql_row(conn, f"SELECT count(*), max(usage_user) FROM cpu WHERE hostname = '{h}'")
+                for h in ("host_0", "host_1", "host_2")}
+        # prepare=True: a named server-side statement, parsed once, bound per execute.
+        got = {h: conn.execute(one_host, (h,), prepare=True).fetchone()
+               for h in ("host_0", "host_1", "host_2", "host_0")}
+        check("psycopg: a prepared statement reused with new $1 values",
+              got == want and all(v[0] > 0 for v in got.values()), f"{got} != {want}")
+        start = conn.execute("SELECT min(time) FROM cpu").fetchone()[0]
+        rows = conn.execute(
+            "SELECT hostname, count(*) FROM cpu WHERE time >= %s AND time < %s "
+            "AND usage_user > %s GROUP BY hostname ORDER BY hostname",
+            (start, start + datetime.timedelta(hours=1), 10.0)).fetchall()
+        check("psycopg: timestamp and float parameters", len(rows) == 4 and rows[0][0] == "host_0",
+              rows)
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT hostname, usage_user, time FROM cpu ORDER BY time, hostname LIMIT 3")
+            binary_rows = cur.fetchall()
+        text_rows = conn.execute(
+            "SELECT hostname, usage_user, time FROM cpu ORDER BY time, hostname LIMIT 3").fetchall()
+        check("psycopg: binary results equal text results",
+              binary_rows == text_rows and isinstance(binary_rows[0][1], float), binary_rows)
+        for bad, what in (("SELECT FROM WHERE", "syntax"), ("SELECT * FROM missing", "missing"),
+                          ("INSERT INTO cpu (hostname) VALUES ('x')", "write")):
+            try:
+                conn.execute(bad)
+                check(f"psycopg: {what} refused", False, "no error")
+            except psycopg.Error as e:
+                check(f"psycopg: {what} is an error, the connection stays usable",
+                      conn.execute("SELECT 1").fetchone() == (1,), str(e))
+        # A cancel request (its own connection, by backend pid and secret key) stops a
+        # running cross join; the connection then serves the next query.
+        import threading
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        try:
+            conn.execute("SELECT sum(a.usage_user * b.usage_user * c.usage_user) "
+                         "FROM cpu a, cpu b, cpu c")
+            check("psycopg: cancel stops a running query", False, "the query finished")
+        except psycopg.errors.QueryCanceled as e:
+            check("psycopg: cancel stops a running query",
+                  conn.execute("SELECT 1").fetchone() == (1,), str(e))
+        finally:
+            timer.cancel()
+        conn.execute("SET application_name = 'clients'")
+        check("psycopg: SET then SHOW", conn.execute("SHOW application_name").fetchone()
+              == ("clients",), "")
+    code = server.stop()
+    check("mito server (PostgreSQL) stops with exit 0 on SIGTERM", code == 0, server.output())
+
+
+def sql_row(conn, query):
+    return conn.execute(query).fetchone()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mito", default="target/debug/mito")
@@ -122,6 +230,8 @@ def main():
     apt_install("influx", "influxdb-client")
     apt_install("prometheus", "prometheus")
     pip_install("influxdb_client", f"influxdb-client=={INFLUXDB_CLIENT_VERSION}")
+    apt_install("psql", "postgresql-client")
+    pip_install("psycopg", f"psycopg[binary]=={PSYCOPG_VERSION}")
 
     work = tempfile.mkdtemp(prefix="mito-clients-")
     procs = []
@@ -216,6 +326,7 @@ remote_write:
         code = prom.stop()
         code = server.stop()
         check("mito server stops with exit 0 on SIGTERM", code == 0, server.output())
+        postgres(mito, work, users, procs)
     except Exception as e:  # noqa: BLE001
         log(f"FAILED: {e}")
         for p in procs:

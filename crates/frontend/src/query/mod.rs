@@ -16,6 +16,7 @@
 
 mod last_row;
 pub mod output;
+mod pg_catalog;
 pub(crate) mod run_aggregate;
 mod session;
 mod sql_guard;

@@ -65,6 +65,7 @@ pub(super) fn new_session(instance: &Instance, tables: Vec<Registered>) -> Resul
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(LastRowPushdown));
+    super::pg_catalog::install(&ctx, &tables)?;
     for (t, regions, metadata) in tables {
         let table = RegionTable::new(instance.engine().clone(), regions, metadata);
         ctx.register_table(TableReference::bare(t.name.as_str()), Arc::new(table))

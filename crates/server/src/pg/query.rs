@@ -299,6 +299,77 @@ fn first_words(sql: &str) -> String {
     out
 }
 
+/// Rewrites what PostgreSQL clients' catalog queries use and DataFusion does not know:
+/// `OPERATOR(pg_catalog.~)` (the plain operator), `COLLATE pg_catalog.default` (dropped) and
+/// casts to `regclass`/`regtype`/`oid`-like types (text; Mito's oids are only compared).
+/// Returns whether anything changed.
+fn pg_compat(statement: &mut Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, DataType as SqlType, Ident, visit_expressions_mut,
+    };
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |e| {
+        match e {
+            Expr::BinaryOp { op, .. } => {
+                if let BinaryOperator::PGCustomBinaryOperator(parts) = op
+                    && let Some(plain) = parts.last().and_then(|p| plain_operator(p))
+                {
+                    *op = plain;
+                    changed = true;
+                }
+            }
+            Expr::Collate { expr, .. } => {
+                let inner = std::mem::replace(expr.as_mut(), Expr::Identifier(Ident::new("_")));
+                *e = inner;
+                changed = true;
+            }
+            Expr::Cast { data_type, .. } => {
+                if let SqlType::Custom(name, _) = data_type {
+                    let last = name.0.last().map(|p| p.to_string().to_lowercase());
+                    if matches!(
+                        last.as_deref(),
+                        Some(
+                            "regclass"
+                                | "regtype"
+                                | "regproc"
+                                | "regnamespace"
+                                | "regrole"
+                                | "oid"
+                                | "text"
+                                | "name"
+                        )
+                    ) {
+                        *data_type = SqlType::Text;
+                        changed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+fn plain_operator(op: &str) -> Option<datafusion::sql::sqlparser::ast::BinaryOperator> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator as B;
+    Some(match op {
+        "~" => B::PGRegexMatch,
+        "~*" => B::PGRegexIMatch,
+        "!~" => B::PGRegexNotMatch,
+        "!~*" => B::PGRegexNotIMatch,
+        "~~" => B::PGLikeMatch,
+        "=" => B::Eq,
+        "<>" => B::NotEq,
+        "<" => B::Lt,
+        ">" => B::Gt,
+        "<=" => B::LtEq,
+        ">=" => B::GtEq,
+        "||" => B::StringConcat,
+        _ => return None,
+    })
+}
+
 /// Whether a parsed statement is run by the engine (else answered by [`Queries::other`]).
 fn is_query(statement: &Statement) -> bool {
     matches!(
@@ -324,19 +395,20 @@ impl SimpleQueryHandler for Queries {
             return Ok(vec![Response::EmptyQuery]);
         }
         let single = statements.len() == 1;
-        let mut out = Vec::with_capacity(statements.len());
-        for statement in &statements {
-            let response = if is_query(statement) {
-                // One statement runs as sent (its text is the plan cache's key); several
-                // run one by one as printed back by the parser.
-                let text = if single {
+        let mut out = Vec::new();
+        for mut statement in statements {
+            let response = if is_query(&statement) {
+                // One statement runs as sent (its text is the plan cache's key); several, or
+                // one rewritten by `pg_compat`, as printed back by the parser.
+                let rewritten = pg_compat(&mut statement);
+                let text = if single && !rewritten {
                     query.to_string()
                 } else {
                     statement.to_string()
                 };
                 self.query(&text).await
             } else {
-                self.other(client, statement)
+                self.other(client, &statement)
             };
             match response {
                 Ok(r) => out.push(r),
@@ -377,12 +449,14 @@ impl QueryParser for StatementParser {
                 "cannot insert multiple commands into a prepared statement",
             ));
         }
-        let Some(statement) = statements.pop() else {
+        let Some(mut statement) = statements.pop() else {
             return Ok(None);
         };
         if !is_query(&statement) {
             return Ok(Some(PgStatement::Other(Arc::new(statement))));
         }
+        let rewritten = pg_compat(&mut statement).then(|| statement.to_string());
+        let sql = rewritten.as_deref().unwrap_or(sql);
         let prepared = frontend::query::prepare(&self.instance, sql)
             .await
             .map_err(|e| query_error(&e))?;
@@ -492,5 +566,24 @@ pub(crate) fn data_type_of(ty: &Type) -> DataType {
             DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("+00:00".into()))
         }
         _ => DataType::Utf8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_queries_are_rewritten_into_what_datafusion_plans() {
+        let sql = "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(cpu)$' COLLATE pg_catalog.default AND c.reloftype::pg_catalog.regtype::pg_catalog.text = ''";
+        let mut s = parse(sql).unwrap().remove(0);
+        assert!(pg_compat(&mut s));
+        let text = s.to_string();
+        assert!(
+            !text.contains("OPERATOR") && !text.contains("COLLATE") && !text.contains("regtype"),
+            "{text}"
+        );
+        let mut plain = parse("SELECT 1").unwrap().remove(0);
+        assert!(!pg_compat(&mut plain));
     }
 }

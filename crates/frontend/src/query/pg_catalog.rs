@@ -1,0 +1,351 @@
+//! The part of PostgreSQL's `pg_catalog` that clients read to list tables and columns:
+//! `psql`'s `\dt`, drivers' and dashboards' metadata queries. Built from the session's
+//! tables when the session is (so it is as current as the tables), in the `pg_catalog`
+//! schema, with the functions those queries call (`pg_table_is_visible`, `pg_get_userbyid`,
+//! `format_type`, ...), each also under its `pg_catalog.` name. Catalogs Mito has nothing for
+//! (constraints, policies, inheritance, ...) are there and empty, which is their true content.
+//!
+//! Object ids: the namespaces `pg_catalog` (11) and `public` (2200) as in PostgreSQL, tables
+//! from 16384 in name order (stable while the tables are), types with PostgreSQL's own oids.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::{ScalarValue, TableReference};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use snafu::ResultExt;
+
+use crate::error::{Result, SqlSnafu};
+
+use super::session::Registered;
+
+/// The owner every object has.
+const OWNER: i64 = 10;
+const OWNER_NAME: &str = "mito";
+const PG_CATALOG: i64 = 11;
+const PUBLIC: i64 = 2200;
+const FIRST_TABLE: i64 = 16384;
+const HEAP: i64 = 2;
+
+/// The PostgreSQL type (oid, name) of an Arrow type.
+fn pg_type(t: &DataType) -> (i64, &'static str) {
+    match t {
+        DataType::Boolean => (16, "boolean"),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => (21, "smallint"),
+        DataType::Int32 | DataType::UInt16 => (23, "integer"),
+        DataType::Int64 | DataType::UInt32 => (20, "bigint"),
+        DataType::UInt64 => (1700, "numeric"),
+        DataType::Float32 => (700, "real"),
+        DataType::Float64 => (701, "double precision"),
+        DataType::Timestamp(_, Some(_)) => (1184, "timestamp with time zone"),
+        DataType::Timestamp(_, None) => (1114, "timestamp without time zone"),
+        DataType::Date32 | DataType::Date64 => (1082, "date"),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => (17, "bytea"),
+        DataType::Dictionary(_, v) => pg_type(v),
+        _ => (25, "text"),
+    }
+}
+
+/// Every type [`pg_type`] gives, for `pg_type` and `format_type`.
+const TYPES: &[(i64, &str, &str)] = &[
+    (16, "bool", "boolean"),
+    (17, "bytea", "bytea"),
+    (20, "int8", "bigint"),
+    (21, "int2", "smallint"),
+    (23, "int4", "integer"),
+    (25, "text", "text"),
+    (700, "float4", "real"),
+    (701, "float8", "double precision"),
+    (1082, "date", "date"),
+    (1114, "timestamp", "timestamp without time zone"),
+    (1184, "timestamptz", "timestamp with time zone"),
+    (1700, "numeric", "numeric"),
+];
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> DfResult<RecordBatch> {
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    );
+    RecordBatch::try_new(
+        Arc::new(schema),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .map_err(DataFusionError::from)
+}
+
+fn ints(v: impl IntoIterator<Item = i64>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(v))
+}
+
+fn texts<S: AsRef<str>>(v: impl IntoIterator<Item = S>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+fn flags(n: usize, value: bool) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![value; n]))
+}
+
+fn register(ctx: &SessionContext, name: &str, batch: RecordBatch) -> DfResult<()> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+    ctx.register_table(TableReference::partial("pg_catalog", name), Arc::new(table))?;
+    Ok(())
+}
+
+/// An empty catalog with these (text) columns.
+fn empty(ctx: &SessionContext, name: &str, columns: &[&str]) -> DfResult<()> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    register(ctx, name, RecordBatch::new_empty(schema))
+}
+
+/// Adds `pg_catalog` to `ctx`, describing `tables`.
+pub(super) fn install(ctx: &SessionContext, tables: &[Registered]) -> Result<()> {
+    build(ctx, tables).context(SqlSnafu)
+}
+
+fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| DataFusionError::Plan("the session has no default catalog".into()))?;
+    catalog.register_schema("pg_catalog", Arc::new(MemorySchemaProvider::new()))?;
+    let mut sorted: Vec<&Registered> = tables.iter().collect();
+    sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let n = sorted.len();
+    let oids: Vec<i64> = (0..n as i64).map(|i| FIRST_TABLE + i).collect();
+
+    register(
+        ctx,
+        "pg_namespace",
+        batch(vec![
+            ("oid", ints([PG_CATALOG, PUBLIC, 13000])),
+            (
+                "nspname",
+                texts(["pg_catalog", "public", "information_schema"]),
+            ),
+            ("nspowner", ints([OWNER; 3])),
+        ])?,
+    )?;
+    register(
+        ctx,
+        "pg_class",
+        batch(vec![
+            ("oid", ints(oids.iter().copied())),
+            ("relname", texts(sorted.iter().map(|t| t.0.name.as_str()))),
+            ("relnamespace", ints(vec![PUBLIC; n])),
+            ("relkind", texts(vec!["r"; n])),
+            ("relowner", ints(vec![OWNER; n])),
+            ("relam", ints(vec![HEAP; n])),
+            ("reltablespace", ints(vec![0; n])),
+            ("reltoastrelid", ints(vec![0; n])),
+            ("reloftype", ints(vec![0; n])),
+            ("relchecks", ints(vec![0; n])),
+            (
+                "relnatts",
+                ints(sorted.iter().map(|t| t.2.schema().fields().len() as i64)),
+            ),
+            ("relhasindex", flags(n, false)),
+            ("relhasrules", flags(n, false)),
+            ("relhastriggers", flags(n, false)),
+            ("relhassubclass", flags(n, false)),
+            ("relrowsecurity", flags(n, false)),
+            ("relforcerowsecurity", flags(n, false)),
+            ("relispartition", flags(n, false)),
+            ("relpersistence", texts(vec!["p"; n])),
+            ("relreplident", texts(vec!["d"; n])),
+        ])?,
+    )?;
+    let (mut rel, mut name, mut ty, mut num, mut notnull) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (t, oid) in sorted.iter().zip(&oids) {
+        for (i, f) in t.2.schema().fields().iter().enumerate() {
+            rel.push(*oid);
+            name.push(f.name().clone());
+            ty.push(pg_type(f.data_type()).0);
+            num.push(i as i64 + 1);
+            notnull.push(!f.is_nullable());
+        }
+    }
+    let m = rel.len();
+    register(
+        ctx,
+        "pg_attribute",
+        batch(vec![
+            ("attrelid", ints(rel)),
+            ("attname", texts(name)),
+            ("atttypid", ints(ty)),
+            ("attnum", ints(num)),
+            ("atttypmod", ints(vec![-1; m])),
+            (
+                "attnotnull",
+                Arc::new(BooleanArray::from(notnull)) as ArrayRef,
+            ),
+            ("attisdropped", flags(m, false)),
+            ("atthasdef", flags(m, false)),
+            ("attcollation", ints(vec![0; m])),
+            ("attidentity", texts(vec![""; m])),
+            ("attgenerated", texts(vec![""; m])),
+        ])?,
+    )?;
+    register(
+        ctx,
+        "pg_type",
+        batch(vec![
+            ("oid", ints(TYPES.iter().map(|t| t.0))),
+            ("typname", texts(TYPES.iter().map(|t| t.1))),
+            ("typnamespace", ints(vec![PG_CATALOG; TYPES.len()])),
+            ("typcollation", ints(vec![0; TYPES.len()])),
+        ])?,
+    )?;
+    register(
+        ctx,
+        "pg_am",
+        batch(vec![
+            ("oid", ints([HEAP])),
+            ("amname", texts(["heap"])),
+            ("amtype", texts(["t"])),
+        ])?,
+    )?;
+    register(
+        ctx,
+        "pg_database",
+        batch(vec![
+            ("oid", ints([1])),
+            ("datname", texts([OWNER_NAME])),
+            ("datdba", ints([OWNER])),
+        ])?,
+    )?;
+    register(
+        ctx,
+        "pg_roles",
+        batch(vec![
+            ("oid", ints([OWNER])),
+            ("rolname", texts([OWNER_NAME])),
+        ])?,
+    )?;
+    for (table, columns) in [
+        ("pg_index", &["indexrelid", "indrelid", "indisprimary"][..]),
+        (
+            "pg_constraint",
+            &["oid", "conname", "conrelid", "contype"][..],
+        ),
+        ("pg_inherits", &["inhrelid", "inhparent", "inhseqno"][..]),
+        ("pg_policy", &["polname", "polrelid"][..]),
+        ("pg_trigger", &["tgname", "tgrelid"][..]),
+        ("pg_attrdef", &["adrelid", "adnum", "adbin"][..]),
+        (
+            "pg_description",
+            &["objoid", "classoid", "objsubid", "description"][..],
+        ),
+        ("pg_statistic_ext", &["oid", "stxname", "stxrelid"][..]),
+        ("pg_publication", &["oid", "pubname"][..]),
+        ("pg_collation", &["oid", "collname"][..]),
+    ] {
+        empty(ctx, table, columns)?;
+    }
+    for udf in functions() {
+        ctx.register_udf(udf);
+    }
+    Ok(())
+}
+
+/// A function of constant result over `args` arguments.
+fn constant(name: &str, alias: &'static str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
+    let ret = value.data_type();
+    let f = create_udf(
+        name,
+        args,
+        ret,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
+    );
+    f.with_aliases([alias])
+}
+
+fn functions() -> Vec<ScalarUDF> {
+    let format_type = create_udf(
+        "format_type",
+        vec![DataType::Int64, DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let oids = match args.first() {
+                Some(a) => a.to_array(1)?,
+                None => return Err(DataFusionError::Plan("format_type(oid, typmod)".into())),
+            };
+            let oids = oids
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| DataFusionError::Plan("format_type takes an oid".into()))?;
+            let names: StringArray = oids
+                .iter()
+                .map(|o| o.map(|o| TYPES.iter().find(|t| t.0 == o).map_or("unknown", |t| t.2)))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(names)))
+        }),
+    )
+    .with_aliases(["pg_catalog.format_type"]);
+    vec![
+        constant(
+            "pg_get_userbyid",
+            "pg_catalog.pg_get_userbyid",
+            vec![DataType::Int64],
+            ScalarValue::Utf8(Some(OWNER_NAME.into())),
+        ),
+        constant(
+            "pg_table_is_visible",
+            "pg_catalog.pg_table_is_visible",
+            vec![DataType::Int64],
+            ScalarValue::Boolean(Some(true)),
+        ),
+        constant(
+            "current_schema",
+            "pg_catalog.current_schema",
+            vec![],
+            ScalarValue::Utf8(Some("public".into())),
+        ),
+        constant(
+            "current_database",
+            "pg_catalog.current_database",
+            vec![],
+            ScalarValue::Utf8(Some(OWNER_NAME.into())),
+        ),
+        constant(
+            "current_user",
+            "pg_catalog.current_user",
+            vec![],
+            ScalarValue::Utf8(Some(OWNER_NAME.into())),
+        ),
+        constant(
+            "obj_description",
+            "pg_catalog.obj_description",
+            vec![DataType::Int64, DataType::Utf8],
+            ScalarValue::Utf8(None),
+        ),
+        constant(
+            "col_description",
+            "pg_catalog.col_description",
+            vec![DataType::Int64, DataType::Int64],
+            ScalarValue::Utf8(None),
+        ),
+        // Over the (empty, text-typed) pg_attrdef: there are no column defaults.
+        constant(
+            "pg_get_expr",
+            "pg_catalog.pg_get_expr",
+            vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+            ScalarValue::Utf8(None),
+        ),
+        format_type,
+    ]
+}
