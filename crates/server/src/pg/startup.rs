@@ -21,7 +21,6 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use rand::RngCore as _;
 
 use crate::auth::{ScramError, ScramServer, Users};
 
@@ -120,8 +119,8 @@ impl StartupHandler for Startup {
                             )));
                         }
                         let data = first.data.unwrap_or_default();
-                        let mut nonce = [0u8; 18];
-                        rand::rng().fill_bytes(&mut nonce);
+                        // Fresh OS-seeded randomness per login, as `mito user add`'s salts.
+                        let nonce: [u8; 18] = rand::random();
                         let (server, reply) = ScramServer::start(
                             users.verifier(&user),
                             &user,
