@@ -152,6 +152,10 @@ def postgres(mito, work, users, procs):
     r = psql("-c", "\\dt")
     check("psql \\dt lists the tables (SCRAM-SHA-256 login)",
           r.returncode == 0 and " cpu " in r.stdout and "table" in r.stdout, r.stdout + r.stderr)
+    r = psql("-c", "\\d cpu")
+    check("psql \\d cpu describes the columns",
+          r.returncode == 0 and "usage_user" in r.stdout and "double precision" in r.stdout
+          and "not null" in r.stdout, r.stdout + r.stderr)
     r = psql("-c", "SELECT 1", password="wrong")
     check("psql with a wrong password is refused",
           r.returncode != 0 and "password authentication failed" in r.stderr.lower(), r.stderr)

@@ -41,6 +41,7 @@ use crate::instance::Instance;
 
 use crate::plan_cache::{CachedPlan, keepable};
 
+pub use pg_catalog::is_empty_catalog;
 pub use session::session;
 pub use table::RegionTable;
 

@@ -67,6 +67,29 @@ const TYPES: &[(i64, &str, &str)] = &[
     (1700, "numeric", "numeric"),
 ];
 
+/// The catalogs that are always empty in Mito, and their (text) columns.
+const EMPTY: &[(&str, &[&str])] = &[
+    ("pg_index", &["indexrelid", "indrelid", "indisprimary"]),
+    ("pg_constraint", &["oid", "conname", "conrelid", "contype"]),
+    ("pg_inherits", &["inhrelid", "inhparent", "inhseqno"]),
+    ("pg_policy", &["polname", "polrelid"]),
+    ("pg_trigger", &["tgname", "tgrelid"]),
+    ("pg_attrdef", &["adrelid", "adnum", "adbin"]),
+    (
+        "pg_description",
+        &["objoid", "classoid", "objsubid", "description"],
+    ),
+    ("pg_statistic_ext", &["oid", "stxname", "stxrelid"]),
+    ("pg_publication", &["oid", "pubname"]),
+    ("pg_collation", &["oid", "collname"]),
+];
+
+/// Whether `pg_catalog.<name>` is one of the catalogs that are always empty (constraints,
+/// policies, inheritance, ...): a client's subquery over one returns no rows.
+pub fn is_empty_catalog(name: &str) -> bool {
+    EMPTY.iter().any(|(t, _)| *t == name)
+}
+
 fn batch(columns: Vec<(&str, ArrayRef)>) -> DfResult<RecordBatch> {
     let schema = Schema::new(
         columns
@@ -234,24 +257,7 @@ fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
             ("rolname", texts([OWNER_NAME])),
         ])?,
     )?;
-    for (table, columns) in [
-        ("pg_index", &["indexrelid", "indrelid", "indisprimary"][..]),
-        (
-            "pg_constraint",
-            &["oid", "conname", "conrelid", "contype"][..],
-        ),
-        ("pg_inherits", &["inhrelid", "inhparent", "inhseqno"][..]),
-        ("pg_policy", &["polname", "polrelid"][..]),
-        ("pg_trigger", &["tgname", "tgrelid"][..]),
-        ("pg_attrdef", &["adrelid", "adnum", "adbin"][..]),
-        (
-            "pg_description",
-            &["objoid", "classoid", "objsubid", "description"][..],
-        ),
-        ("pg_statistic_ext", &["oid", "stxname", "stxrelid"][..]),
-        ("pg_publication", &["oid", "pubname"][..]),
-        ("pg_collation", &["oid", "collname"][..]),
-    ] {
+    for (table, columns) in EMPTY {
         empty(ctx, table, columns)?;
     }
     for udf in functions() {

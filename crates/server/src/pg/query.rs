@@ -42,6 +42,53 @@ pub(crate) enum PgStatement {
     Query(Arc<Prepared>),
     /// Not a query: answered without the engine.
     Other(Arc<Statement>),
+    /// A query over a catalog that is always empty: no rows, these (text) columns.
+    NoRows(Arc<Vec<String>>),
+}
+
+/// The columns of a query over an always-empty catalog (see [`over_empty_catalog`]), as
+/// PostgreSQL names them; `None` if it is not one (or selects `*`).
+fn no_rows(statement: &Statement) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    if !over_empty_catalog(query) {
+        return None;
+    }
+    let mut body = query.body.as_ref();
+    let select = loop {
+        match body {
+            SetExpr::Select(select) => break select,
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(q) => body = &q.body,
+            _ => return None,
+        }
+    };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.value.clone()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                parts.last().map(|i| i.value.clone())
+            }
+            SelectItem::UnnamedExpr(_) => Some("?column?".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An empty result with text columns `names`.
+fn empty_rows(names: &[String]) -> Response {
+    let fields = Arc::new(
+        names
+            .iter()
+            .map(|n| FieldInfo::new(n.clone(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect::<Vec<_>>(),
+    );
+    Response::Query(QueryResponse::new(fields, stream::empty()))
 }
 
 /// Runs the queries of every connection.
@@ -302,7 +349,11 @@ fn first_words(sql: &str) -> String {
 /// Rewrites what PostgreSQL clients' catalog queries use and DataFusion does not know:
 /// `OPERATOR(pg_catalog.~)` (the plain operator), `COLLATE pg_catalog.default` (dropped) and
 /// casts to `regclass`/`regtype`/`oid`-like types (text; Mito's oids are only compared).
-/// Returns whether anything changed.
+/// A scalar subquery or `EXISTS` over a catalog that is always empty in Mito (named with its
+/// schema: `pg_catalog.pg_attrdef`,
+/// `pg_collation`, `pg_inherits`, ...; inner joins only, no aggregate) becomes its value over
+/// no rows, NULL or false: PostgreSQL clients' catalog queries correlate such subqueries in
+/// ways DataFusion cannot plan. Returns whether anything changed.
 fn pg_compat(statement: &mut Statement) -> bool {
     use datafusion::sql::sqlparser::ast::{
         BinaryOperator, DataType as SqlType, Ident, visit_expressions_mut,
@@ -321,6 +372,14 @@ fn pg_compat(statement: &mut Statement) -> bool {
             Expr::Collate { expr, .. } => {
                 let inner = std::mem::replace(expr.as_mut(), Expr::Identifier(Ident::new("_")));
                 *e = inner;
+                changed = true;
+            }
+            Expr::Subquery(query) if over_empty_catalog(query) => {
+                *e = Expr::Value(Value::Null.into());
+                changed = true;
+            }
+            Expr::Exists { subquery, negated } if over_empty_catalog(subquery) => {
+                *e = Expr::Value(Value::Boolean(*negated).into());
                 changed = true;
             }
             Expr::Cast { data_type, .. } => {
@@ -349,6 +408,75 @@ fn pg_compat(statement: &mut Statement) -> bool {
         std::ops::ControlFlow::<()>::Continue(())
     });
     changed
+}
+
+/// Whether `query` is a plain `SELECT` (no aggregate, no set operation) whose `FROM` inner-
+/// joins a catalog that is always empty: it returns no rows.
+fn over_empty_catalog(query: &datafusion::sql::sqlparser::ast::Query) -> bool {
+    set_is_empty(&query.body)
+}
+
+/// Whether a query body returns no rows because of [`select_is_empty`]: a `SELECT`, or a set
+/// operation whose left side is empty (and, for `UNION`, its right side too).
+fn set_is_empty(body: &datafusion::sql::sqlparser::ast::SetExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{SetExpr, SetOperator};
+    match body {
+        SetExpr::Select(select) => select_is_empty(select),
+        SetExpr::Query(q) => set_is_empty(&q.body),
+        SetExpr::SetOperation {
+            op, left, right, ..
+        } => set_is_empty(left) && (*op != SetOperator::Union || set_is_empty(right)),
+        _ => false,
+    }
+}
+
+fn select_is_empty(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    use datafusion::sql::sqlparser::ast::{JoinOperator, TableFactor};
+    // An aggregate over no rows is one row (`count(*)` is 0); aggregates inside subqueries
+    // of the select list do not count.
+    let aggregate = select.projection.iter().any(|p| match p {
+        datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e)
+        | datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+            matches!(e, Expr::Function(f) if {
+                let name = f.name.to_string().to_lowercase();
+                let name = name.rsplit('.').next().unwrap_or_default().to_string();
+                matches!(name.as_str(), "count" | "sum" | "max" | "min" | "avg" | "array_agg"
+                    | "string_agg" | "bool_and" | "bool_or" | "every" | "json_agg")
+            })
+        }
+        _ => false,
+    });
+    if aggregate || select.having.is_some() {
+        return false;
+    }
+    let empty = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => {
+            let parts: Vec<String> = name.0.iter().map(|p| p.to_string()).collect();
+            match parts.as_slice() {
+                [schema, table] => {
+                    schema == "pg_catalog" && frontend::query::is_empty_catalog(table)
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    select.from.iter().any(|t| {
+        let inner = t.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
+            )
+        });
+        inner && (empty(&t.relation) || t.joins.iter().any(|j| empty(&j.relation)))
+    }) && select.from.iter().all(|t| {
+        t.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
+            )
+        })
+    })
 }
 
 fn plain_operator(op: &str) -> Option<datafusion::sql::sqlparser::ast::BinaryOperator> {
@@ -401,12 +529,16 @@ impl SimpleQueryHandler for Queries {
                 // One statement runs as sent (its text is the plan cache's key); several, or
                 // one rewritten by `pg_compat`, as printed back by the parser.
                 let rewritten = pg_compat(&mut statement);
-                let text = if single && !rewritten {
-                    query.to_string()
+                if let Some(columns) = no_rows(&statement) {
+                    Ok(empty_rows(&columns))
                 } else {
-                    statement.to_string()
-                };
-                self.query(&text).await
+                    let text = if single && !rewritten {
+                        query.to_string()
+                    } else {
+                        statement.to_string()
+                    };
+                    self.query(&text).await
+                }
             } else {
                 self.other(client, &statement)
             };
@@ -455,7 +587,11 @@ impl QueryParser for StatementParser {
         if !is_query(&statement) {
             return Ok(Some(PgStatement::Other(Arc::new(statement))));
         }
-        let rewritten = pg_compat(&mut statement).then(|| statement.to_string());
+        let changed = pg_compat(&mut statement);
+        if let Some(columns) = no_rows(&statement) {
+            return Ok(Some(PgStatement::NoRows(Arc::new(columns))));
+        }
+        let rewritten = changed.then(|| statement.to_string());
         let sql = rewritten.as_deref().unwrap_or(sql);
         let prepared = frontend::query::prepare(&self.instance, sql)
             .await
@@ -474,7 +610,7 @@ impl QueryParser for StatementParser {
                         .unwrap_or(Type::UNKNOWN)
                 })
                 .collect()),
-            PgStatement::Other(_) => Ok(Vec::new()),
+            PgStatement::Other(_) | PgStatement::NoRows(_) => Ok(Vec::new()),
         }
     }
 
@@ -488,6 +624,10 @@ impl QueryParser for StatementParser {
                 let f = fields(p.schema(), format.unwrap_or(&Format::UnifiedText))?;
                 Ok(f.as_ref().clone())
             }
+            PgStatement::NoRows(columns) => Ok(columns
+                .iter()
+                .map(|n| FieldInfo::new(n.clone(), None, None, Type::TEXT, FieldFormat::Text))
+                .collect()),
             PgStatement::Other(s) => Ok(match s.as_ref() {
                 Statement::ShowVariable { variable } => vec![FieldInfo::new(
                     variable
@@ -536,6 +676,7 @@ impl ExtendedQueryHandler for Extended {
         let prepared = match &portal.statement.statement {
             PgStatement::Query(p) => p.clone(),
             PgStatement::Other(s) => return self.queries.other(client, s),
+            PgStatement::NoRows(columns) => return Ok(empty_rows(columns)),
         };
         let values = params::decode(
             prepared.params(),
@@ -585,5 +726,51 @@ mod tests {
         );
         let mut plain = parse("SELECT 1").unwrap().remove(0);
         assert!(!pg_compat(&mut plain));
+        // Subqueries over always-empty catalogs are their value over no rows.
+        let mut s = parse(
+            "SELECT a.attname, (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) \
+             FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = a.attrelid) \
+             FROM pg_catalog.pg_attribute a",
+        )
+        .unwrap()
+        .remove(0);
+        assert!(pg_compat(&mut s));
+        assert_eq!(
+            s.to_string(),
+            "SELECT a.attname, NULL, false FROM pg_catalog.pg_attribute a"
+        );
+    }
+
+    #[test]
+    fn queries_over_always_empty_catalogs_answer_no_rows_with_their_columns() {
+        let cols = |sql: &str| no_rows(&parse(sql).unwrap().remove(0));
+        assert_eq!(
+            cols("SELECT pol.polname, pol.polcmd AS cmd, 1 FROM pg_catalog.pg_policy pol"),
+            Some(vec!["polname".into(), "cmd".into(), "?column?".into()])
+        );
+        assert_eq!(
+            cols(
+                "SELECT pubname FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_class c \
+                  ON true UNION SELECT pubname FROM pg_catalog.pg_publication"
+            ),
+            Some(vec!["pubname".into()])
+        );
+        // Not empty: an aggregate is one row, an outer join keeps the other side, a user
+        // table of the same name is not the catalog, a UNION with a non-empty side.
+        assert_eq!(cols("SELECT count(*) FROM pg_catalog.pg_policy"), None);
+        assert_eq!(
+            cols(
+                "SELECT c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_inherits i ON true"
+            ),
+            None
+        );
+        assert_eq!(cols("SELECT polname FROM pg_policy"), None);
+        assert_eq!(
+            cols(
+                "SELECT pubname FROM pg_catalog.pg_publication UNION SELECT relname FROM pg_catalog.pg_class"
+            ),
+            None
+        );
     }
 }
