@@ -326,6 +326,32 @@ fn with_a_users_file_only_the_right_credentials_write_or_read() {
 }
 
 #[test]
+fn a_query_past_its_timeout_gets_503_and_the_server_goes_on() {
+    let work = tempfile::tempdir().unwrap();
+    let server = start(&work.path().join("data"), &["--query-timeout", "300ms"]);
+    let a = server.addr;
+    let lines: String = (0..300).map(|i| format!("t,h=h{i} v={i} {i}\n")).collect();
+    let r = post(a, "/write?precision=s", &[], lines.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    // 27 million joined rows: stopped by the timeout, a resource limit, so 503 (retry
+    // later), not 400 (the statement is fine).
+    let r = post(
+        a,
+        "/v1/sql",
+        &[],
+        b"SELECT sum(x.v * y.v * z.v) FROM t x, t y, t z",
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("timeout"), "{}", r.text());
+    let r = post(a, "/write?precision=s", &[], b"t,h=late v=1 1000\n");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = post(a, "/v1/sql?format=csv", &[], b"SELECT count(*) AS n FROM t");
+    assert_eq!((r.status, r.text()), (200, "n\n301\n".to_string()));
+    let (status, err) = server.terminate();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
 fn a_slow_client_is_cut_off_and_others_are_served() {
     let work = tempfile::tempdir().unwrap();
     let server = start(&work.path().join("data"), &["--read-timeout", "1s"]);

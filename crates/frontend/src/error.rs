@@ -111,7 +111,7 @@ impl ErrorExt for Error {
             Error::TableNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidTable { .. } => ErrorKind::InvalidArgument,
             #[cfg(feature = "sql")]
-            Error::Sql { .. } => ErrorKind::InvalidArgument,
+            Error::Sql { source } => sql_kind(source),
             Error::Engine { source, .. } | Error::EngineStart { source, .. } => source.kind(),
             Error::IngestStopped { source, .. } => source.kind(),
         }
@@ -120,3 +120,20 @@ impl ErrorExt for Error {
 
 /// The frontend's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of a DataFusion error: a query over the memory limit or past its timeout is
+/// `Busy` (the same query may pass when fewer run), the engine's own errors keep their kind,
+/// everything else is the statement's fault.
+#[cfg(feature = "sql")]
+fn sql_kind(e: &datafusion::error::DataFusionError) -> ErrorKind {
+    use datafusion::error::DataFusionError as D;
+    match e {
+        D::ResourcesExhausted(_) => ErrorKind::Busy,
+        D::Context(_, inner) => sql_kind(inner),
+        D::Shared(inner) => sql_kind(inner),
+        D::External(inner) => inner
+            .downcast_ref::<D>()
+            .map_or(ErrorKind::InvalidArgument, sql_kind),
+        _ => ErrorKind::InvalidArgument,
+    }
+}
