@@ -159,3 +159,14 @@ impl Server {
         Ok(())
     }
 }
+
+/// After a failed `accept` (out of file descriptors and the like): logs it and pauses, so an
+/// accept loop does not spin. `what` names the listener.
+pub(crate) async fn accept_failed(what: &str, e: &std::io::Error) {
+    tracing::warn!(error = %e, listener = what, "accepting a connection failed");
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a back-off of an accept loop; nothing depends on its length"
+    )]
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}

@@ -399,13 +399,7 @@ pub async fn serve(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!(error = %e, "accepting a connection failed");
-                #[allow(
-                    clippy::disallowed_methods,
-                    reason = "a back-off of the accept loop; nothing depends on its length"
-                )]
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                crate::accept_failed("HTTP", &e).await;
                 continue;
             }
         };

@@ -127,15 +127,7 @@ pub(crate) async fn serve(
                     }
                 });
             }
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                tracing::warn!(error = %e, "accepting a PostgreSQL connection failed");
-                #[allow(
-                    clippy::disallowed_methods,
-                    reason = "a back-off between failed accepts, not a timing decision"
-                )]
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(e) => crate::accept_failed("PostgreSQL", &e).await,
         }
     }
     drop(listener);
