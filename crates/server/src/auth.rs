@@ -131,13 +131,16 @@ impl Verifier {
     /// Whether `password` is the one this verifier was made from (constant time in the keys).
     pub fn check(&self, password: &str) -> bool {
         let other = Self::new(password, &self.salt, self.iterations);
-        let diff = other
-            .stored_key
-            .iter()
-            .zip(self.stored_key.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        diff == 0
+        same_key(&other.stored_key, &self.stored_key)
     }
+}
+
+/// Whether two keys are equal, in time independent of where they differ.
+fn same_key(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// The server side of one SCRAM-SHA-256 exchange (RFC 5802 / RFC 7677, without channel
@@ -266,11 +269,7 @@ impl ScramServer {
             *k = p ^ s;
         }
         let stored: [u8; 32] = Sha256::digest(client_key).into();
-        let diff = stored
-            .iter()
-            .zip(verifier.stored_key.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
+        if !same_key(&stored, &verifier.stored_key) {
             return Err(ScramError::Rejected);
         }
         let server_signature = hmac(&verifier.server_key, auth_message.as_bytes());

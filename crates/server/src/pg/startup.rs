@@ -58,11 +58,7 @@ impl Startup {
 fn refused(user: &str, why: &ScramError) -> PgWireError {
     match why {
         ScramError::Rejected => PgWireError::InvalidPassword(user.to_string()),
-        ScramError::Malformed(_) => PgWireError::UserError(Box::new(ErrorInfo::new(
-            "FATAL".into(),
-            "08P01".into(),
-            why.to_string(),
-        ))),
+        ScramError::Malformed(_) => protocol(&why.to_string()),
     }
 }
 
