@@ -4,14 +4,14 @@
 //! type the client declared, else kept as text. Network input: every malformed value is an
 //! error naming the parameter, never a panic.
 
-use arrow_schema::DataType;
+use arrow_schema::{DataType, TimeUnit};
 use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::error::PgWireResult;
 
-use super::query::{data_type_of, user_error};
+use super::query::user_error;
 
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -64,9 +64,7 @@ pub(crate) fn decode(
                     .map_err(|e| user_error("22P02", format!("parameter ${n} as {target}: {e}")))?
             }
             Some(bytes) => {
-                let text = std::str::from_utf8(bytes).map_err(|_| {
-                    user_error("22021", format!("parameter ${n} is not valid UTF-8"))
-                })?;
+                let text = utf8(n, bytes)?;
                 ScalarValue::try_from_string(text.to_string(), &target).map_err(|e| {
                     user_error(
                         "22P02",
@@ -80,6 +78,27 @@ pub(crate) fn decode(
     Ok(out)
 }
 
+/// The SQL type of a parameter as a DataFusion type, when the server could not infer it.
+fn data_type_of(ty: &Type) -> DataType {
+    match *ty {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 | Type::NUMERIC => DataType::Float64,
+        Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        _ => DataType::Utf8,
+    }
+}
+
+/// A parameter's bytes as UTF-8.
+fn utf8(n: usize, bytes: &[u8]) -> PgWireResult<&str> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| user_error("22021", format!("parameter ${n} is not valid UTF-8")))
+}
+
 /// A binary-format value of the client's declared type.
 fn binary(n: usize, ty: Option<&Type>, bytes: &[u8]) -> PgWireResult<ScalarValue> {
     let Some(ty) = ty else {
@@ -88,51 +107,31 @@ fn binary(n: usize, ty: Option<&Type>, bytes: &[u8]) -> PgWireResult<ScalarValue
             format!("parameter ${n} is binary but its type was not declared"),
         ));
     };
-    let size = |len: usize| -> PgWireResult<&[u8]> {
-        if bytes.len() == len {
-            Ok(bytes)
-        } else {
-            Err(user_error(
+    // The value's bytes, which must be exactly `N` of them.
+    fn exact<const N: usize>(n: usize, ty: &Type, bytes: &[u8]) -> PgWireResult<[u8; N]> {
+        bytes.try_into().map_err(|_| {
+            user_error(
                 "08P01",
                 format!(
-                    "parameter ${n}: a binary {} is {len} bytes, got {}",
+                    "parameter ${n}: a binary {} is {N} bytes, got {}",
                     ty.name(),
                     bytes.len()
                 ),
-            ))
-        }
-    };
-    let fixed = |len: usize| -> PgWireResult<[u8; 8]> {
-        let b = size(len)?;
-        let mut out = [0u8; 8];
-        out.get_mut(8 - len..)
-            .ok_or_else(|| user_error("XX000", "binary width over 8 bytes"))?
-            .copy_from_slice(b);
-        Ok(out)
-    };
+            )
+        })
+    }
     Ok(match *ty {
-        Type::BOOL => ScalarValue::Boolean(Some(size(1)?.first().is_some_and(|b| *b != 0))),
-        Type::INT2 => {
-            ScalarValue::Int16(Some(i64::from_be_bytes(sign_extend(fixed(2)?, 2)) as i16))
-        }
-        Type::INT4 => {
-            ScalarValue::Int32(Some(i64::from_be_bytes(sign_extend(fixed(4)?, 4)) as i32))
-        }
-        Type::INT8 => ScalarValue::Int64(Some(i64::from_be_bytes(fixed(8)?))),
-        Type::FLOAT4 => {
-            let b = fixed(4)?;
-            let mut f = [0u8; 4];
-            f.copy_from_slice(b.get(4..).unwrap_or(&[0; 4]));
-            ScalarValue::Float32(Some(f32::from_be_bytes(f)))
-        }
-        Type::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(fixed(8)?))),
+        Type::BOOL => ScalarValue::Boolean(Some(exact::<1>(n, ty, bytes)? != [0])),
+        Type::INT2 => ScalarValue::Int16(Some(i16::from_be_bytes(exact(n, ty, bytes)?))),
+        Type::INT4 => ScalarValue::Int32(Some(i32::from_be_bytes(exact(n, ty, bytes)?))),
+        Type::INT8 => ScalarValue::Int64(Some(i64::from_be_bytes(exact(n, ty, bytes)?))),
+        Type::FLOAT4 => ScalarValue::Float32(Some(f32::from_be_bytes(exact(n, ty, bytes)?))),
+        Type::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(exact(n, ty, bytes)?))),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| user_error("22021", format!("parameter ${n} is not valid UTF-8")))?;
-            ScalarValue::Utf8(Some(text.to_string()))
+            ScalarValue::Utf8(Some(utf8(n, bytes)?.to_string()))
         }
         Type::TIMESTAMP | Type::TIMESTAMPTZ => {
-            let micros = i64::from_be_bytes(fixed(8)?)
+            let micros = i64::from_be_bytes(exact(n, ty, bytes)?)
                 .checked_add(PG_EPOCH_MICROS)
                 .ok_or_else(|| {
                     user_error("22008", format!("parameter ${n}: timestamp out of range"))
@@ -152,22 +151,8 @@ fn binary(n: usize, ty: Option<&Type>, bytes: &[u8]) -> PgWireResult<ScalarValue
     })
 }
 
-/// `b` holds a big-endian `width`-byte integer in its low bytes: fill the high bytes with
-/// its sign.
-fn sign_extend(mut b: [u8; 8], width: usize) -> [u8; 8] {
-    let negative = b.get(8 - width).is_some_and(|top| top & 0x80 != 0);
-    if negative {
-        for x in b.iter_mut().take(8 - width) {
-            *x = 0xff;
-        }
-    }
-    b
-}
-
 #[cfg(test)]
 mod tests {
-    use arrow_schema::TimeUnit;
-
     use super::*;
 
     fn text(v: &str) -> Option<Bytes> {

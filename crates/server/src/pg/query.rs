@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::Schema;
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -690,23 +690,6 @@ impl ExtendedQueryHandler for Extended {
             .map_err(|e| query_error(&e))?;
         let fields = fields(&schema, &portal.result_column_format)?;
         Ok(Response::Query(query_response(fields, batches, running)))
-    }
-}
-
-/// The SQL type of a parameter as a DataFusion type, when the server could not infer it.
-pub(crate) fn data_type_of(ty: &Type) -> DataType {
-    match *ty {
-        Type::BOOL => DataType::Boolean,
-        Type::INT2 => DataType::Int16,
-        Type::INT4 => DataType::Int32,
-        Type::INT8 => DataType::Int64,
-        Type::FLOAT4 => DataType::Float32,
-        Type::FLOAT8 | Type::NUMERIC => DataType::Float64,
-        Type::TIMESTAMP => DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
-        Type::TIMESTAMPTZ => {
-            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("+00:00".into()))
-        }
-        _ => DataType::Utf8,
     }
 }
 
