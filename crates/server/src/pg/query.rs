@@ -80,15 +80,29 @@ fn no_rows(statement: &Statement) -> Option<Vec<String>> {
         .collect()
 }
 
+/// A text column named `name`.
+fn text_field(name: String) -> FieldInfo {
+    FieldInfo::new(name, None, None, Type::TEXT, FieldFormat::Text)
+}
+
 /// An empty result with text columns `names`.
 fn empty_rows(names: &[String]) -> Response {
-    let fields = Arc::new(
-        names
-            .iter()
-            .map(|n| FieldInfo::new(n.clone(), None, None, Type::TEXT, FieldFormat::Text))
-            .collect::<Vec<_>>(),
-    );
+    let fields = Arc::new(names.iter().cloned().map(text_field).collect::<Vec<_>>());
     Response::Query(QueryResponse::new(fields, stream::empty()))
+}
+
+/// The setting a `SHOW` names, as `SET` stores it (`TIME ZONE` is `timezone`).
+fn setting_name(variable: &[datafusion::sql::sqlparser::ast::Ident]) -> String {
+    let name = variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name == "time zone" {
+        "timezone".to_string()
+    } else {
+        name
+    }
 }
 
 /// Runs the queries of every connection.
@@ -223,24 +237,15 @@ fn query_response(
     QueryResponse::new(fields, rows)
 }
 
-/// One text column, one row per value (`SHOW`).
-fn text_rows(name: &str, values: Vec<String>) -> PgWireResult<Response> {
-    let fields = Arc::new(vec![FieldInfo::new(
-        name.into(),
-        None,
-        None,
-        Type::TEXT,
-        FieldFormat::Text,
-    )]);
-    let mut rows = Vec::with_capacity(values.len());
-    for v in values {
-        let mut encoder = DataRowEncoder::new(fields.clone());
-        encoder.encode_field(&Some(v))?;
-        rows.push(Ok(encoder.take_row()));
-    }
+/// One text column `name` holding one row, `value` (`SHOW`).
+fn text_row(name: String, value: String) -> PgWireResult<Response> {
+    let fields = Arc::new(vec![text_field(name)]);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    encoder.encode_field(&Some(value))?;
+    let row = encoder.take_row();
     Ok(Response::Query(QueryResponse::new(
         fields,
-        stream::iter(rows),
+        stream::iter([Ok(row)]),
     )))
 }
 
@@ -284,16 +289,7 @@ impl Queries {
                 Ok(Response::Execution(Tag::new("SET")))
             }
             Statement::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let name = if name == "time zone" {
-                    "timezone".to_string()
-                } else {
-                    name
-                };
+                let name = setting_name(variable);
                 let set = client.session_extensions().get::<Settings>().and_then(|s| {
                     s.0.lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -308,7 +304,7 @@ impl Queries {
                             format!("unrecognized configuration parameter \"{name}\""),
                         )
                     })?;
-                text_rows(&name, vec![value])
+                text_row(name, value)
             }
             Statement::StartTransaction { .. } => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
             Statement::Commit { .. } => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
@@ -349,11 +345,10 @@ fn first_words(sql: &str) -> String {
 /// Rewrites what PostgreSQL clients' catalog queries use and DataFusion does not know:
 /// `OPERATOR(pg_catalog.~)` (the plain operator), `COLLATE pg_catalog.default` (dropped) and
 /// casts to `regclass`/`regtype`/`oid`-like types (text; Mito's oids are only compared).
-/// A scalar subquery or `EXISTS` over a catalog that is always empty in Mito (named with its
-/// schema: `pg_catalog.pg_attrdef`,
-/// `pg_collation`, `pg_inherits`, ...; inner joins only, no aggregate) becomes its value over
-/// no rows, NULL or false: PostgreSQL clients' catalog queries correlate such subqueries in
-/// ways DataFusion cannot plan. Returns whether anything changed.
+/// A scalar subquery or `EXISTS` over a catalog that is always empty in Mito (see
+/// [`over_empty_catalog`]) becomes its value over no rows, NULL or false: PostgreSQL
+/// clients' catalog queries correlate such subqueries in ways DataFusion cannot plan.
+/// Returns whether anything changed.
 fn pg_compat(statement: &mut Statement) -> bool {
     use datafusion::sql::sqlparser::ast::{
         BinaryOperator, DataType as SqlType, Ident, visit_expressions_mut,
@@ -410,8 +405,9 @@ fn pg_compat(statement: &mut Statement) -> bool {
     changed
 }
 
-/// Whether `query` is a plain `SELECT` (no aggregate, no set operation) whose `FROM` inner-
-/// joins a catalog that is always empty: it returns no rows.
+/// Whether `query` returns no rows because it reads a catalog that is always empty in Mito,
+/// named with its schema (`pg_catalog.pg_attrdef`, `pg_catalog.pg_inherits`, ...): see
+/// [`set_is_empty`] and [`select_is_empty`].
 fn over_empty_catalog(query: &datafusion::sql::sqlparser::ast::Query) -> bool {
     set_is_empty(&query.body)
 }
@@ -430,6 +426,8 @@ fn set_is_empty(body: &datafusion::sql::sqlparser::ast::SetExpr) -> bool {
     }
 }
 
+/// Whether a `SELECT` returns no rows: it inner-joins an always-empty catalog (comma joins
+/// included) and aggregates nothing.
 fn select_is_empty(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
     use datafusion::sql::sqlparser::ast::{JoinOperator, TableFactor};
     // An aggregate over no rows is one row (`count(*)` is 0); aggregates inside subqueries
@@ -461,22 +459,18 @@ fn select_is_empty(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
         }
         _ => false,
     };
-    select.from.iter().any(|t| {
-        let inner = t.joins.iter().all(|j| {
-            matches!(
-                j.join_operator,
-                JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
-            )
-        });
-        inner && (empty(&t.relation) || t.joins.iter().any(|j| empty(&j.relation)))
-    }) && select.from.iter().all(|t| {
-        t.joins.iter().all(|j| {
-            matches!(
-                j.join_operator,
-                JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
-            )
-        })
-    })
+    // Only inner joins: an outer join keeps the other side's rows.
+    let inner = select.from.iter().flat_map(|t| &t.joins).all(|j| {
+        matches!(
+            j.join_operator,
+            JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
+        )
+    });
+    inner
+        && select
+            .from
+            .iter()
+            .any(|t| empty(&t.relation) || t.joins.iter().any(|j| empty(&j.relation)))
 }
 
 fn plain_operator(op: &str) -> Option<datafusion::sql::sqlparser::ast::BinaryOperator> {
@@ -624,22 +618,9 @@ impl QueryParser for StatementParser {
                 let f = fields(p.schema(), format.unwrap_or(&Format::UnifiedText))?;
                 Ok(f.as_ref().clone())
             }
-            PgStatement::NoRows(columns) => Ok(columns
-                .iter()
-                .map(|n| FieldInfo::new(n.clone(), None, None, Type::TEXT, FieldFormat::Text))
-                .collect()),
+            PgStatement::NoRows(columns) => Ok(columns.iter().cloned().map(text_field).collect()),
             PgStatement::Other(s) => Ok(match s.as_ref() {
-                Statement::ShowVariable { variable } => vec![FieldInfo::new(
-                    variable
-                        .iter()
-                        .map(|i| i.value.to_lowercase())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    None,
-                    None,
-                    Type::TEXT,
-                    FieldFormat::Text,
-                )],
+                Statement::ShowVariable { variable } => vec![text_field(setting_name(variable))],
                 _ => Vec::new(),
             }),
         }
