@@ -12,8 +12,9 @@
 //! ```
 //!
 //! [`config`] holds the options (TOML, every key defaulted), [`auth`] the users file.
-//! [`Server::bind`] checks the options and binds; [`Server::run`] serves until a shutdown signal, then drains the connections; the caller closes the
-//! instance (flushing) after it returns.
+//! [`Server::bind`] checks the options and binds; [`Server::run`] serves until a shutdown
+//! signal, then drains the connections; the caller closes the instance (flushing) after it
+//! returns.
 
 pub mod auth;
 pub mod config;
@@ -114,17 +115,16 @@ impl Server {
         instance: Arc<Instance>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let pg = self.pg.map(|listener| {
             let handlers = Arc::new(pg::Handlers::new(instance.clone(), self.users.clone()));
             tokio::spawn(pg::serve(
                 listener,
                 handlers,
                 self.config.pg.max_connections,
-                signal(stopped.clone()),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
                 self.config.shutdown_timeout,
             ))
         });
@@ -135,22 +135,19 @@ impl Server {
             metrics: ServerMetrics::new().context(MetricsSnafu)?,
         });
         let router = http::router(state);
-        let http = http::serve(
+        // The signal stops HTTP and, through `stop`, the PostgreSQL listener; `stop` is
+        // dropped when HTTP returns, which ends the PostgreSQL listener's wait either way.
+        http::serve(
             self.listener,
             router,
             &self.config.http,
-            signal(stopped),
-            self.config.shutdown_timeout,
-        );
-        tokio::pin!(http);
-        tokio::select! {
-            () = &mut http => {}
-            () = shutdown => {
+            async move {
+                shutdown.await;
                 let _ = stop.send(true);
-                http.await;
-            }
-        }
-        let _ = stop.send(true);
+            },
+            self.config.shutdown_timeout,
+        )
+        .await;
         if let Some(pg) = pg
             && let Err(e) = pg.await
         {
