@@ -120,11 +120,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The statement's text.
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
     /// The result's schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
@@ -164,7 +159,7 @@ pub async fn execute(
     params: Vec<ScalarValue>,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let limit = deadline(instance);
-    let (physical, ctx) = within(limit, async {
+    let (schema, physical, ctx) = within(limit, async {
         let (ctx, fingerprint) = session::cached_session(instance).await?;
         let plan = if fingerprint == prepared.fingerprint {
             prepared.plan.clone()
@@ -174,17 +169,10 @@ pub async fn execute(
         let plan = plan
             .with_param_values(ParamValues::from(params))
             .context(SqlSnafu)?;
-        let state = ctx.state();
-        let optimized = state.optimize(&plan).context(SqlSnafu)?;
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&optimized, &state)
-            .await
-            .context(SqlSnafu)?;
-        Ok((physical, ctx))
+        let (schema, physical) = physical_plan(&ctx, &plan).await?;
+        Ok((schema, physical, ctx))
     })
     .await?;
-    let schema = physical.schema();
     Ok((schema, start(physical, &ctx, limit)?))
 }
 
@@ -272,16 +260,9 @@ async fn plan(
     let (schema, physical) = match cached {
         Some(p) => (p.schema.clone(), p.physical.clone()),
         None => {
-            let state = ctx.state();
             let plan = logical_plan(&ctx, sql).await?;
             let keep = keepable(&plan);
-            let optimized = state.optimize(&plan).context(SqlSnafu)?;
-            let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
-            let physical = state
-                .query_planner()
-                .create_physical_plan(&optimized, &state)
-                .await
-                .context(SqlSnafu)?;
+            let (schema, physical) = physical_plan(&ctx, &plan).await?;
             if !keep {
                 return Ok((schema, physical, ctx));
             }
@@ -299,6 +280,22 @@ async fn plan(
     let run =
         datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
     Ok((schema, run, ctx))
+}
+
+/// Optimizes `plan` and plans it physically; with the optimized plan's schema.
+async fn physical_plan(
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>)> {
+    let state = ctx.state();
+    let optimized = state.optimize(plan).context(SqlSnafu)?;
+    let schema: SchemaRef = Arc::new(optimized.schema().as_arrow().clone());
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, &state)
+        .await
+        .context(SqlSnafu)?;
+    Ok((schema, physical))
 }
 
 /// Parses, checks (see `sql_guard`) and plans one read-only statement.

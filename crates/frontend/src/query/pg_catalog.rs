@@ -32,26 +32,26 @@ const PUBLIC: i64 = 2200;
 const FIRST_TABLE: i64 = 16384;
 const HEAP: i64 = 2;
 
-/// The PostgreSQL type (oid, name) of an Arrow type.
-fn pg_type(t: &DataType) -> (i64, &'static str) {
+/// The PostgreSQL type oid of an Arrow type (one of [`TYPES`]).
+fn pg_type(t: &DataType) -> i64 {
     match t {
-        DataType::Boolean => (16, "boolean"),
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => (21, "smallint"),
-        DataType::Int32 | DataType::UInt16 => (23, "integer"),
-        DataType::Int64 | DataType::UInt32 => (20, "bigint"),
-        DataType::UInt64 => (1700, "numeric"),
-        DataType::Float32 => (700, "real"),
-        DataType::Float64 => (701, "double precision"),
-        DataType::Timestamp(_, Some(_)) => (1184, "timestamp with time zone"),
-        DataType::Timestamp(_, None) => (1114, "timestamp without time zone"),
-        DataType::Date32 | DataType::Date64 => (1082, "date"),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => (17, "bytea"),
+        DataType::Boolean => 16,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => 21,
+        DataType::Int32 | DataType::UInt16 => 23,
+        DataType::Int64 | DataType::UInt32 => 20,
+        DataType::UInt64 => 1700,
+        DataType::Float32 => 700,
+        DataType::Float64 => 701,
+        DataType::Timestamp(_, Some(_)) => 1184,
+        DataType::Timestamp(_, None) => 1114,
+        DataType::Date32 | DataType::Date64 => 1082,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => 17,
         DataType::Dictionary(_, v) => pg_type(v),
-        _ => (25, "text"),
+        _ => 25,
     }
 }
 
-/// Every type [`pg_type`] gives, for `pg_type` and `format_type`.
+/// Every type [`pg_type`] gives: (oid, `pg_type.typname`, what `format_type` prints).
 const TYPES: &[(i64, &str, &str)] = &[
     (16, "bool", "boolean"),
     (17, "bytea", "bytea"),
@@ -195,7 +195,7 @@ fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
         for (i, f) in t.2.schema().fields().iter().enumerate() {
             rel.push(*oid);
             name.push(f.name().clone());
-            ty.push(pg_type(f.data_type()).0);
+            ty.push(pg_type(f.data_type()));
             num.push(i as i64 + 1);
             notnull.push(!f.is_nullable());
         }
