@@ -163,7 +163,8 @@ enum Command {
         table: String,
     },
     /// Serve the data directory over HTTP (InfluxDB writes, SQL, metrics) and the PostgreSQL
-    /// protocol until SIGTERM or SIGINT; then finish in-flight requests, flush and exit 0. See docs/server.md.
+    /// protocol until SIGTERM or SIGINT; then finish in-flight requests, flush and exit 0.
+    /// See docs/server.md.
     Server {
         /// A TOML config file (every key optional; flags override it).
         #[arg(long, value_name = "FILE")]

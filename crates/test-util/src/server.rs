@@ -1,6 +1,6 @@
 //! A `mito server` child process for tests: started on ports it chooses (`--http
-//! 127.0.0.1:0 --pg 127.0.0.1:0`, the addresses read back from what it prints), stopped by its PID with
-//! SIGTERM (clean shutdown) or SIGKILL, and always killed when dropped.
+//! 127.0.0.1:0 --pg 127.0.0.1:0`, the HTTP address read back from what it prints), stopped
+//! by its PID with SIGTERM (clean shutdown) or SIGKILL, and always killed when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -14,16 +14,15 @@ pub struct ServerProcess {
     child: Child,
     /// Where its HTTP API listens.
     pub addr: SocketAddr,
-    /// Where its PostgreSQL protocol listens (`None` with `--no-pg`).
-    pub pg_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerProcess {
     /// Starts `mito` (the binary at `exe`) as `mito --data-dir DIR server --http
-    /// 127.0.0.1:0 --pg 127.0.0.1:0 ARGS..` (no `--pg` if ARGS has `--no-pg`) and waits for it to listen. `Err` holds what it printed if it
-    /// exited instead.
+    /// 127.0.0.1:0 --pg 127.0.0.1:0 ARGS..` (no `--pg` if ARGS has `--no-pg`; a free port
+    /// either way, so tests run side by side) and waits for it to listen. `Err` holds what it
+    /// printed if it exited instead.
     pub fn start(exe: &Path, dir: &Path, args: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(exe)
             .arg("--data-dir")
@@ -43,15 +42,11 @@ impl ServerProcess {
         let stderr = child.stderr.take().ok_or("stderr is piped")?;
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = String::new();
-        let mut pg_addr = None;
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
                     seen.push_str(&line);
                     seen.push('\n');
-                    if let Some(a) = line.split("PostgreSQL protocol on postgres://").nth(1) {
-                        pg_addr = Some(a.trim().parse().map_err(|e| format!("address {a}: {e}"))?);
-                    }
                     if let Some(a) = line.split("listening on http://").nth(1) {
                         break a.trim().parse().map_err(|e| format!("address {a}: {e}"))?;
                     }
@@ -78,7 +73,6 @@ impl ServerProcess {
         Ok(Self {
             child,
             addr,
-            pg_addr,
             stderr: shared,
             reader: Some(reader),
         })
