@@ -119,6 +119,7 @@ def check(name, ok, detail=""):
 
 
 def listening(server, prefix):
+    """What `server` printed after `prefix` (an address), once it has printed it."""
     return wait_for(f"mito server {prefix}", lambda: next(
         (l.split(prefix)[1].strip() for l in server.output().splitlines() if prefix in l), None), 60)
 
@@ -172,7 +173,8 @@ def postgres(mito, work, users, procs):
     dsn = f"host={host} port={port} user={USER} password='{PASSWORD}' dbname=mito"
     with psycopg.connect(dsn, autocommit=True) as conn:
         one_host = "SELECT count(*) AS n, max(usage_user) AS m FROM cpu WHERE hostname = %s"
-        want = {h: sql_row(conn, f"SELECT count(*), max(usage_user) FROM cpu WHERE hostname = '{h}'")
+        want = {h: conn.execute(
+                    f"SELECT count(*), max(usage_user) FROM cpu WHERE hostname = '{h}'").fetchone()
                 for h in ("host_0", "host_1", "host_2")}
         # prepare=True: a named server-side statement, parsed once, bound per execute.
         got = {h: conn.execute(one_host, (h,), prepare=True).fetchone()
@@ -222,10 +224,6 @@ def postgres(mito, work, users, procs):
     check("mito server (PostgreSQL) stops with exit 0 on SIGTERM", code == 0, server.output())
 
 
-def sql_row(conn, query):
-    return conn.execute(query).fetchone()
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mito", default="target/debug/mito")
@@ -246,12 +244,11 @@ def main():
         with open(users, "w") as f:
             f.write(line)
         data = os.path.join(work, "data")
+        # HTTP only here (the PostgreSQL checks start their own server), so no fixed port.
         server = Process([mito, "--data-dir", data, "server", "--http", "127.0.0.1:0",
-                          "--users", users], os.path.join(work, "mito.log"))
+                          "--no-pg", "--users", users], os.path.join(work, "mito.log"))
         procs.append(server)
-        addr = wait_for("mito server listening", lambda: next(
-            (l.split("listening on http://")[1].strip()
-             for l in server.output().splitlines() if "listening on http://" in l), None), 60)
+        addr = listening(server, "listening on http://")
         base = f"http://{addr}"
         host, port = addr.rsplit(":", 1)
         log(f"mito server on {base}")
