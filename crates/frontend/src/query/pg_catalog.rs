@@ -266,9 +266,11 @@ fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
     Ok(())
 }
 
-/// A function of constant result over `args` arguments.
-fn constant(name: &str, alias: &'static str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
+/// A function of constant result over `args` arguments, named `qualified`
+/// (`pg_catalog.NAME`) and `NAME`.
+fn constant(qualified: &'static str, args: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
     let ret = value.data_type();
+    let name = qualified.strip_prefix("pg_catalog.").unwrap_or(qualified);
     let f = create_udf(
         name,
         args,
@@ -276,7 +278,7 @@ fn constant(name: &str, alias: &'static str, args: Vec<DataType>, value: ScalarV
         Volatility::Stable,
         Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
     );
-    f.with_aliases([alias])
+    f.with_aliases([qualified])
 }
 
 fn functions() -> Vec<ScalarUDF> {
@@ -304,50 +306,42 @@ fn functions() -> Vec<ScalarUDF> {
     .with_aliases(["pg_catalog.format_type"]);
     vec![
         constant(
-            "pg_get_userbyid",
             "pg_catalog.pg_get_userbyid",
             vec![DataType::Int64],
             ScalarValue::Utf8(Some(OWNER_NAME.into())),
         ),
         constant(
-            "pg_table_is_visible",
             "pg_catalog.pg_table_is_visible",
             vec![DataType::Int64],
             ScalarValue::Boolean(Some(true)),
         ),
         constant(
-            "current_schema",
             "pg_catalog.current_schema",
             vec![],
             ScalarValue::Utf8(Some("public".into())),
         ),
         constant(
-            "current_database",
             "pg_catalog.current_database",
             vec![],
             ScalarValue::Utf8(Some(OWNER_NAME.into())),
         ),
         constant(
-            "current_user",
             "pg_catalog.current_user",
             vec![],
             ScalarValue::Utf8(Some(OWNER_NAME.into())),
         ),
         constant(
-            "obj_description",
             "pg_catalog.obj_description",
             vec![DataType::Int64, DataType::Utf8],
             ScalarValue::Utf8(None),
         ),
         constant(
-            "col_description",
             "pg_catalog.col_description",
             vec![DataType::Int64, DataType::Int64],
             ScalarValue::Utf8(None),
         ),
         // Over the (empty, text-typed) pg_attrdef: there are no column defaults.
         constant(
-            "pg_get_expr",
             "pg_catalog.pg_get_expr",
             vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
             ScalarValue::Utf8(None),
