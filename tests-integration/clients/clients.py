@@ -220,8 +220,80 @@ def postgres(mito, work, users, procs):
         conn.execute("SET application_name = 'clients'")
         check("psycopg: SET then SHOW", conn.execute("SHOW application_name").fetchone()
               == ("clients",), "")
+        grafana(conn, psycopg)
     code = server.stop()
     check("mito server (PostgreSQL) stops with exit 0 on SIGTERM", code == 0, server.output())
+
+
+# The schema constraint of the table and column lists of Grafana's PostgreSQL data source
+# (its query editor's metadata queries): the schemas of the search path.
+GRAFANA_SCHEMA = """quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )"""
+
+
+def grafana(conn, psycopg):
+    """The queries Grafana's PostgreSQL data source sends, as its backend sends them (over
+    psycopg's extended protocol here: Grafana itself is not packaged for Debian): the version
+    and TimescaleDB checks, the table and column lists, a time series query and a table query
+    with its macros expanded, a query that fails."""
+    version = conn.execute("SELECT current_setting('server_version_num')::int/100 as version")
+    check("grafana: the version check", version.fetchone() == (1600,), "")
+    ts = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    check("grafana: the TimescaleDB check finds none", ts.fetchall() == [], "")
+    tables = conn.execute(f"""SELECT
+    CASE WHEN {GRAFANA_SCHEMA}
+      THEN quote_ident(table_name)
+      ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
+    END AS "table"
+    FROM information_schema.tables
+    WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog',
+        '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal',
+        '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental')
+    ORDER BY CASE WHEN {GRAFANA_SCHEMA} THEN 0 ELSE 1 END, 1""").fetchall()
+    check("grafana: the table list", ("cpu",) in tables, tables)
+    table = "'cpu'"
+    columns = dict(conn.execute(f"""SELECT quote_ident(column_name) AS "column", data_type AS "type"
+    FROM information_schema.columns
+    WHERE
+      CASE WHEN array_length(parse_ident({table}),1) = 2
+        THEN quote_ident(table_schema) = (parse_ident({table}))[1]
+          AND quote_ident(table_name) = (parse_ident({table}))[2]
+        ELSE quote_ident(table_name) = {table}
+          AND {GRAFANA_SCHEMA}
+      END""").fetchall())
+    check("grafana: the column list with PostgreSQL types",
+          columns.get("time") == "timestamp without time zone"
+          and columns.get("hostname") == "text"
+          and columns.get("usage_user") == "double precision", columns)
+    # $__timeGroupAlias("time", '1m') and $__timeFilter("time") as Grafana expands them.
+    start, = conn.execute("SELECT min(time) FROM cpu").fetchone()
+    end = start + datetime.timedelta(minutes=30)
+    window = f"\"time\" BETWEEN '{start.isoformat()}Z' AND '{end.isoformat()}Z'"
+    series = conn.execute(
+        f"SELECT floor(extract(epoch from \"time\")/60)*60 AS \"time\", hostname AS metric, "
+        f"avg(usage_user) AS value FROM cpu WHERE {window} GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    direct = conn.execute(
+        "SELECT count(*) FROM (SELECT date_bin(INTERVAL '1 minute', time), hostname FROM cpu "
+        "WHERE time >= %s AND time <= %s GROUP BY 1, 2)", (start, end)).fetchone()[0]
+    check("grafana: a time series query with its macros expanded",
+          len(series) == direct and series[0][0] == start.replace(
+              tzinfo=datetime.timezone.utc).timestamp(), f"{series[:3]} ({direct} expected)")
+    rows = conn.execute(f"SELECT \"time\", hostname, usage_user FROM cpu WHERE {window} "
+                        "ORDER BY \"time\", hostname").fetchall()
+    check("grafana: a table query", rows and rows[0][0] == start, rows[:3])
+    try:
+        conn.execute("SELECT 1 / 0")
+        check("grafana: division by zero is an error", False, "no error")
+    except psycopg.errors.DivisionByZero as e:
+        check("grafana: division by zero is SQLSTATE 22012", e.sqlstate == "22012", str(e))
 
 
 def main():

@@ -41,7 +41,7 @@ use crate::instance::Instance;
 
 use crate::plan_cache::{CachedPlan, keepable};
 
-pub use pg_catalog::is_empty_catalog;
+pub use pg_catalog::{PG_INFORMATION_SCHEMA, is_catalog, is_empty_catalog, is_information_view};
 pub use session::session;
 pub use table::RegionTable;
 

@@ -82,12 +82,45 @@ const EMPTY: &[(&str, &[&str])] = &[
     ("pg_statistic_ext", &["oid", "stxname", "stxrelid"]),
     ("pg_publication", &["oid", "pubname"]),
     ("pg_collation", &["oid", "collname"]),
+    (
+        "pg_extension",
+        &["oid", "extname", "extowner", "extnamespace", "extversion"],
+    ),
 ];
+
+/// The catalogs with rows (the always-empty ones are [`EMPTY`]).
+const FILLED: &[&str] = &[
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_type",
+    "pg_am",
+    "pg_database",
+    "pg_roles",
+];
+
+/// The schema of the PostgreSQL-flavoured `information_schema` views (`tables`, `columns`,
+/// `schemata`): the PostgreSQL server reads `information_schema.X` from here (DataFusion's
+/// own `information_schema` names Arrow types and has no `udt_name`).
+pub const PG_INFORMATION_SCHEMA: &str = "pg_information_schema";
+
+/// The views of [`PG_INFORMATION_SCHEMA`].
+const INFORMATION_VIEWS: &[&str] = &["tables", "columns", "schemata"];
 
 /// Whether `pg_catalog.<name>` is one of the catalogs that are always empty (constraints,
 /// policies, inheritance, ...): a client's subquery over one returns no rows.
 pub fn is_empty_catalog(name: &str) -> bool {
     EMPTY.iter().any(|(t, _)| *t == name)
+}
+
+/// Whether `pg_catalog.<name>` exists (PostgreSQL finds these by their bare names too).
+pub fn is_catalog(name: &str) -> bool {
+    FILLED.contains(&name) || is_empty_catalog(name)
+}
+
+/// Whether [`PG_INFORMATION_SCHEMA`] has a view `name` (`tables`, `columns`, `schemata`).
+pub fn is_information_view(name: &str) -> bool {
+    INFORMATION_VIEWS.contains(&name)
 }
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> DfResult<RecordBatch> {
@@ -117,8 +150,12 @@ fn flags(n: usize, value: bool) -> ArrayRef {
 }
 
 fn register(ctx: &SessionContext, name: &str, batch: RecordBatch) -> DfResult<()> {
+    register_in(ctx, "pg_catalog", name, batch)
+}
+
+fn register_in(ctx: &SessionContext, schema: &str, name: &str, batch: RecordBatch) -> DfResult<()> {
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-    ctx.register_table(TableReference::partial("pg_catalog", name), Arc::new(table))?;
+    ctx.register_table(TableReference::partial(schema, name), Arc::new(table))?;
     Ok(())
 }
 
@@ -143,6 +180,7 @@ fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
         .catalog("datafusion")
         .ok_or_else(|| DataFusionError::Plan("the session has no default catalog".into()))?;
     catalog.register_schema("pg_catalog", Arc::new(MemorySchemaProvider::new()))?;
+    catalog.register_schema(PG_INFORMATION_SCHEMA, Arc::new(MemorySchemaProvider::new()))?;
     let mut sorted: Vec<&Registered> = tables.iter().collect();
     sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let n = sorted.len();
@@ -260,10 +298,83 @@ fn build(ctx: &SessionContext, tables: &[Registered]) -> DfResult<()> {
     for (table, columns) in EMPTY {
         empty(ctx, table, columns)?;
     }
+    information_schema(ctx, &sorted)?;
     for udf in functions() {
         ctx.register_udf(udf);
     }
     Ok(())
+}
+
+/// The PostgreSQL-flavoured `information_schema.tables`, `.columns` and `.schemata` of
+/// `tables` (in name order): PostgreSQL's type names in `data_type` and `udt_name`, which
+/// dashboards read to find time and value columns.
+fn information_schema(ctx: &SessionContext, tables: &[&Registered]) -> DfResult<()> {
+    let view = |name: &str, batch| register_in(ctx, PG_INFORMATION_SCHEMA, name, batch);
+    let n = tables.len();
+    view(
+        "tables",
+        batch(vec![
+            ("table_catalog", texts(vec![OWNER_NAME; n])),
+            ("table_schema", texts(vec!["public"; n])),
+            (
+                "table_name",
+                texts(tables.iter().map(|t| t.0.name.as_str())),
+            ),
+            ("table_type", texts(vec!["BASE TABLE"; n])),
+            ("is_insertable_into", texts(vec!["NO"; n])),
+        ])?,
+    )?;
+    let (mut table, mut column, mut position, mut nullable, mut data_type, mut udt) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for t in tables {
+        for (i, f) in t.2.schema().fields().iter().enumerate() {
+            let oid = pg_type(f.data_type());
+            let ty = TYPES.iter().find(|t| t.0 == oid);
+            table.push(t.0.name.as_str());
+            column.push(f.name().as_str());
+            position.push(i as i64 + 1);
+            nullable.push(if f.is_nullable() { "YES" } else { "NO" });
+            data_type.push(ty.map_or("text", |t| t.2));
+            udt.push(ty.map_or("text", |t| t.1));
+        }
+    }
+    let m = table.len();
+    view(
+        "columns",
+        batch(vec![
+            ("table_catalog", texts(vec![OWNER_NAME; m])),
+            ("table_schema", texts(vec!["public"; m])),
+            ("table_name", texts(table)),
+            ("column_name", texts(column)),
+            ("ordinal_position", ints(position)),
+            (
+                "column_default",
+                Arc::new(StringArray::new_null(m)) as ArrayRef,
+            ),
+            ("is_nullable", texts(nullable)),
+            ("data_type", texts(data_type)),
+            ("udt_catalog", texts(vec![OWNER_NAME; m])),
+            ("udt_schema", texts(vec!["pg_catalog"; m])),
+            ("udt_name", texts(udt)),
+        ])?,
+    )?;
+    view(
+        "schemata",
+        batch(vec![
+            ("catalog_name", texts([OWNER_NAME; 3])),
+            (
+                "schema_name",
+                texts(["pg_catalog", "public", "information_schema"]),
+            ),
+            ("schema_owner", texts([OWNER_NAME; 3])),
+        ])?,
+    )
 }
 
 /// A function of constant result over `args` arguments, named `qualified`
@@ -304,6 +415,25 @@ fn functions() -> Vec<ScalarUDF> {
         }),
     )
     .with_aliases(["pg_catalog.format_type"]);
+    let quote_ident = create_udf(
+        "quote_ident",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let values = match args.first() {
+                Some(a) => a.to_array(1)?,
+                None => return Err(DataFusionError::Plan("quote_ident(text)".into())),
+            };
+            let values = values
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Plan("quote_ident takes text".into()))?;
+            let quoted: StringArray = values.iter().map(|v| v.map(quote_ident)).collect();
+            Ok(ColumnarValue::Array(Arc::new(quoted)))
+        }),
+    )
+    .with_aliases(["pg_catalog.quote_ident"]);
     vec![
         constant(
             "pg_catalog.pg_get_userbyid",
@@ -347,5 +477,124 @@ fn functions() -> Vec<ScalarUDF> {
             ScalarValue::Utf8(None),
         ),
         format_type,
+        quote_ident,
     ]
+}
+
+/// `name` as PostgreSQL's `quote_ident` gives it: as is when it is a plain lower-case
+/// identifier, else in double quotes (inner quotes doubled). Reserved words are quoted too.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+        && !RESERVED.contains(&name);
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// PostgreSQL's reserved key words (its documentation's appendix C), which `quote_ident`
+/// quotes.
+const RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "constraint",
+    "create",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "from",
+    "grant",
+    "group",
+    "having",
+    "in",
+    "initially",
+    "intersect",
+    "into",
+    "lateral",
+    "leading",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "select",
+    "session_user",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_ident_quotes_what_postgresql_quotes() {
+        assert_eq!(quote_ident("cpu"), "cpu");
+        assert_eq!(quote_ident("usage_user"), "usage_user");
+        assert_eq!(quote_ident("Cpu"), "\"Cpu\"");
+        assert_eq!(quote_ident("my-table"), "\"my-table\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_ident("user"), "\"user\"");
+        assert_eq!(quote_ident("1x"), "\"1x\"");
+        assert_eq!(quote_ident(""), "\"\"");
+    }
 }

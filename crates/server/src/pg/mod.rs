@@ -13,6 +13,7 @@
 //! Results are Arrow batches encoded as rows as they arrive (text, or binary per column when
 //! the client asks). No TLS: serve it on loopback or behind a TLS proxy.
 
+mod compat;
 mod params;
 mod query;
 mod startup;

@@ -28,11 +28,12 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_APPLICATION_NAME, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_APPLICATION_NAME, METADATA_USER, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
 
+use super::compat::{self, no_rows};
 use super::params;
 
 /// A statement as parsed for the extended protocol.
@@ -44,40 +45,6 @@ pub(crate) enum PgStatement {
     Other(Arc<Statement>),
     /// A query over a catalog that is always empty: no rows, these (text) columns.
     NoRows(Arc<Vec<String>>),
-}
-
-/// The columns of a query over an always-empty catalog (see [`over_empty_catalog`]), as
-/// PostgreSQL names them; `None` if it is not one (or selects `*`).
-fn no_rows(statement: &Statement) -> Option<Vec<String>> {
-    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
-    let Statement::Query(query) = statement else {
-        return None;
-    };
-    if !over_empty_catalog(query) {
-        return None;
-    }
-    let mut body = query.body.as_ref();
-    let select = loop {
-        match body {
-            SetExpr::Select(select) => break select,
-            SetExpr::SetOperation { left, .. } => body = left,
-            SetExpr::Query(q) => body = &q.body,
-            _ => return None,
-        }
-    };
-    select
-        .projection
-        .iter()
-        .map(|item| match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
-            SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(i.value.clone()),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
-                parts.last().map(|i| i.value.clone())
-            }
-            SelectItem::UnnamedExpr(_) => Some("?column?".to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A text column named `name`.
@@ -131,6 +98,26 @@ impl Drop for Running {
 /// A connection's `SET` values.
 #[derive(Default)]
 struct Settings(Mutex<HashMap<String, String>>);
+
+/// A setting's value on `client`'s connection: what it `SET`, else the default.
+fn setting(client: &dyn ClientInfo, name: &str) -> Option<String> {
+    let set = client.session_extensions().get::<Settings>().and_then(|s| {
+        s.0.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    });
+    set.or_else(|| default_setting(name, client))
+}
+
+/// The user `client` logged in as.
+fn connection_user(client: &dyn ClientInfo) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// What `SHOW` answers for settings a connection has not set.
 fn default_setting(name: &str, client: &dyn ClientInfo) -> Option<String> {
@@ -188,6 +175,11 @@ fn df_code(e: &DataFusionError) -> &'static str {
         DataFusionError::ResourcesExhausted(m) if m.contains("timeout") => "57014",
         DataFusionError::ResourcesExhausted(_) => "53000",
         DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ArrowError(e, _)
+            if matches!(e.as_ref(), arrow_schema::ArrowError::DivideByZero) =>
+        {
+            "22012"
+        }
         DataFusionError::Context(_, inner) => df_code(inner),
         _ => "XX000",
     }
@@ -290,20 +282,12 @@ impl Queries {
             }
             Statement::ShowVariable { variable } => {
                 let name = setting_name(variable);
-                let set = client.session_extensions().get::<Settings>().and_then(|s| {
-                    s.0.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&name)
-                        .cloned()
-                });
-                let value = set
-                    .or_else(|| default_setting(&name, client))
-                    .ok_or_else(|| {
-                        user_error(
-                            "42704",
-                            format!("unrecognized configuration parameter \"{name}\""),
-                        )
-                    })?;
+                let value = setting(client, &name).ok_or_else(|| {
+                    user_error(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
                 text_row(name, value)
             }
             Statement::StartTransaction { .. } => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
@@ -342,156 +326,6 @@ fn first_words(sql: &str) -> String {
     out
 }
 
-/// Rewrites what PostgreSQL clients' catalog queries use and DataFusion does not know:
-/// `OPERATOR(pg_catalog.~)` (the plain operator), `COLLATE pg_catalog.default` (dropped) and
-/// casts to `regclass`/`regtype`/`oid`-like types (text; Mito's oids are only compared).
-/// A scalar subquery or `EXISTS` over a catalog that is always empty in Mito (see
-/// [`over_empty_catalog`]) becomes its value over no rows, NULL or false: PostgreSQL
-/// clients' catalog queries correlate such subqueries in ways DataFusion cannot plan.
-/// Returns whether anything changed.
-fn pg_compat(statement: &mut Statement) -> bool {
-    use datafusion::sql::sqlparser::ast::{
-        BinaryOperator, DataType as SqlType, Ident, visit_expressions_mut,
-    };
-    let mut changed = false;
-    let _ = visit_expressions_mut(statement, |e| {
-        match e {
-            Expr::BinaryOp { op, .. } => {
-                if let BinaryOperator::PGCustomBinaryOperator(parts) = op
-                    && let Some(plain) = parts.last().and_then(|p| plain_operator(p))
-                {
-                    *op = plain;
-                    changed = true;
-                }
-            }
-            Expr::Collate { expr, .. } => {
-                let inner = std::mem::replace(expr.as_mut(), Expr::Identifier(Ident::new("_")));
-                *e = inner;
-                changed = true;
-            }
-            Expr::Subquery(query) if over_empty_catalog(query) => {
-                *e = Expr::Value(Value::Null.into());
-                changed = true;
-            }
-            Expr::Exists { subquery, negated } if over_empty_catalog(subquery) => {
-                *e = Expr::Value(Value::Boolean(*negated).into());
-                changed = true;
-            }
-            Expr::Cast { data_type, .. } => {
-                if let SqlType::Custom(name, _) = data_type {
-                    let last = name.0.last().map(|p| p.to_string().to_lowercase());
-                    if matches!(
-                        last.as_deref(),
-                        Some(
-                            "regclass"
-                                | "regtype"
-                                | "regproc"
-                                | "regnamespace"
-                                | "regrole"
-                                | "oid"
-                                | "text"
-                                | "name"
-                        )
-                    ) {
-                        *data_type = SqlType::Text;
-                        changed = true;
-                    }
-                }
-            }
-            _ => {}
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    changed
-}
-
-/// Whether `query` returns no rows because it reads a catalog that is always empty in Mito,
-/// named with its schema (`pg_catalog.pg_attrdef`, `pg_catalog.pg_inherits`, ...): see
-/// [`set_is_empty`] and [`select_is_empty`].
-fn over_empty_catalog(query: &datafusion::sql::sqlparser::ast::Query) -> bool {
-    set_is_empty(&query.body)
-}
-
-/// Whether a query body returns no rows because of [`select_is_empty`]: a `SELECT`, or a set
-/// operation whose left side is empty (and, for `UNION`, its right side too).
-fn set_is_empty(body: &datafusion::sql::sqlparser::ast::SetExpr) -> bool {
-    use datafusion::sql::sqlparser::ast::{SetExpr, SetOperator};
-    match body {
-        SetExpr::Select(select) => select_is_empty(select),
-        SetExpr::Query(q) => set_is_empty(&q.body),
-        SetExpr::SetOperation {
-            op, left, right, ..
-        } => set_is_empty(left) && (*op != SetOperator::Union || set_is_empty(right)),
-        _ => false,
-    }
-}
-
-/// Whether a `SELECT` returns no rows: it inner-joins an always-empty catalog (comma joins
-/// included) and aggregates nothing.
-fn select_is_empty(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
-    use datafusion::sql::sqlparser::ast::{JoinOperator, TableFactor};
-    // An aggregate over no rows is one row (`count(*)` is 0); aggregates inside subqueries
-    // of the select list do not count.
-    let aggregate = select.projection.iter().any(|p| match p {
-        datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e)
-        | datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-            matches!(e, Expr::Function(f) if {
-                let name = f.name.to_string().to_lowercase();
-                let name = name.rsplit('.').next().unwrap_or_default().to_string();
-                matches!(name.as_str(), "count" | "sum" | "max" | "min" | "avg" | "array_agg"
-                    | "string_agg" | "bool_and" | "bool_or" | "every" | "json_agg")
-            })
-        }
-        _ => false,
-    });
-    if aggregate || select.having.is_some() {
-        return false;
-    }
-    let empty = |f: &TableFactor| match f {
-        TableFactor::Table { name, .. } => {
-            let parts: Vec<String> = name.0.iter().map(|p| p.to_string()).collect();
-            match parts.as_slice() {
-                [schema, table] => {
-                    schema == "pg_catalog" && frontend::query::is_empty_catalog(table)
-                }
-                _ => false,
-            }
-        }
-        _ => false,
-    };
-    // Only inner joins: an outer join keeps the other side's rows.
-    let inner = select.from.iter().flat_map(|t| &t.joins).all(|j| {
-        matches!(
-            j.join_operator,
-            JoinOperator::Inner(_) | JoinOperator::Join(_) | JoinOperator::CrossJoin(_)
-        )
-    });
-    inner
-        && select
-            .from
-            .iter()
-            .any(|t| empty(&t.relation) || t.joins.iter().any(|j| empty(&j.relation)))
-}
-
-fn plain_operator(op: &str) -> Option<datafusion::sql::sqlparser::ast::BinaryOperator> {
-    use datafusion::sql::sqlparser::ast::BinaryOperator as B;
-    Some(match op {
-        "~" => B::PGRegexMatch,
-        "~*" => B::PGRegexIMatch,
-        "!~" => B::PGRegexNotMatch,
-        "!~*" => B::PGRegexNotIMatch,
-        "~~" => B::PGLikeMatch,
-        "=" => B::Eq,
-        "<>" => B::NotEq,
-        "<" => B::Lt,
-        ">" => B::Gt,
-        "<=" => B::LtEq,
-        ">=" => B::GtEq,
-        "||" => B::StringConcat,
-        _ => return None,
-    })
-}
-
 /// Whether a parsed statement is run by the engine (else answered by [`Queries::other`]).
 fn is_query(statement: &Statement) -> bool {
     matches!(
@@ -516,13 +350,26 @@ impl SimpleQueryHandler for Queries {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
+        let user = connection_user(client);
+        let lookup = |name: &str| setting(client, name);
+        let session = compat::Session {
+            user: &user,
+            setting: &lookup,
+        };
         let single = statements.len() == 1;
         let mut out = Vec::new();
         for mut statement in statements {
             let response = if is_query(&statement) {
                 // One statement runs as sent (its text is the plan cache's key); several, or
-                // one rewritten by `pg_compat`, as printed back by the parser.
-                let rewritten = pg_compat(&mut statement);
+                // one rewritten by `compat`, as printed back by the parser.
+                let rewritten = match compat::rewrite(&mut statement, &session) {
+                    Ok(r) => r,
+                    Err(PgWireError::UserError(info)) => {
+                        out.push(Response::Error(info));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if let Some(columns) = no_rows(&statement) {
                     Ok(empty_rows(&columns))
                 } else {
@@ -561,7 +408,7 @@ impl QueryParser for StatementParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Self::Statement>>
@@ -581,7 +428,13 @@ impl QueryParser for StatementParser {
         if !is_query(&statement) {
             return Ok(Some(PgStatement::Other(Arc::new(statement))));
         }
-        let changed = pg_compat(&mut statement);
+        let user = connection_user(client);
+        let lookup = |name: &str| setting(client, name);
+        let session = compat::Session {
+            user: &user,
+            setting: &lookup,
+        };
+        let changed = compat::rewrite(&mut statement, &session)?;
         if let Some(columns) = no_rows(&statement) {
             return Ok(Some(PgStatement::NoRows(Arc::new(columns))));
         }
@@ -671,70 +524,5 @@ impl ExtendedQueryHandler for Extended {
             .map_err(|e| query_error(&e))?;
         let fields = fields(&schema, &portal.result_column_format)?;
         Ok(Response::Query(query_response(fields, batches, running)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn catalog_queries_are_rewritten_into_what_datafusion_plans() {
-        let sql = "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(cpu)$' COLLATE pg_catalog.default AND c.reloftype::pg_catalog.regtype::pg_catalog.text = ''";
-        let mut s = parse(sql).unwrap().remove(0);
-        assert!(pg_compat(&mut s));
-        let text = s.to_string();
-        assert!(
-            !text.contains("OPERATOR") && !text.contains("COLLATE") && !text.contains("regtype"),
-            "{text}"
-        );
-        let mut plain = parse("SELECT 1").unwrap().remove(0);
-        assert!(!pg_compat(&mut plain));
-        // Subqueries over always-empty catalogs are their value over no rows.
-        let mut s = parse(
-            "SELECT a.attname, (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) \
-             FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid), \
-             EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = a.attrelid) \
-             FROM pg_catalog.pg_attribute a",
-        )
-        .unwrap()
-        .remove(0);
-        assert!(pg_compat(&mut s));
-        assert_eq!(
-            s.to_string(),
-            "SELECT a.attname, NULL, false FROM pg_catalog.pg_attribute a"
-        );
-    }
-
-    #[test]
-    fn queries_over_always_empty_catalogs_answer_no_rows_with_their_columns() {
-        let cols = |sql: &str| no_rows(&parse(sql).unwrap().remove(0));
-        assert_eq!(
-            cols("SELECT pol.polname, pol.polcmd AS cmd, 1 FROM pg_catalog.pg_policy pol"),
-            Some(vec!["polname".into(), "cmd".into(), "?column?".into()])
-        );
-        assert_eq!(
-            cols(
-                "SELECT pubname FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_class c \
-                  ON true UNION SELECT pubname FROM pg_catalog.pg_publication"
-            ),
-            Some(vec!["pubname".into()])
-        );
-        // Not empty: an aggregate is one row, an outer join keeps the other side, a user
-        // table of the same name is not the catalog, a UNION with a non-empty side.
-        assert_eq!(cols("SELECT count(*) FROM pg_catalog.pg_policy"), None);
-        assert_eq!(
-            cols(
-                "SELECT c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_inherits i ON true"
-            ),
-            None
-        );
-        assert_eq!(cols("SELECT polname FROM pg_policy"), None);
-        assert_eq!(
-            cols(
-                "SELECT pubname FROM pg_catalog.pg_publication UNION SELECT relname FROM pg_catalog.pg_class"
-            ),
-            None
-        );
     }
 }
