@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""Mito against its peers, in one run, on one line-protocol file.
+"""Mito against its peers, in one run, on one line-protocol file, queried as TSBS queries.
 
     python3 benchmarks/peers/peers.py --out mito-peers [--hosts 4000] [--hours 3]
-                                      [--peers influx,vm,duckdb] [--runs 5] [--mito PATH]
+                                      [--peers influx,vm,duckdb] [--runs 50] [--seed 1]
+                                      [--repeat] [--mito PATH]
 
-1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp), ingests it, runs the nine
-   TSBS queries (2 warm-ups, then --runs timed runs, median, as for the peers) and keeps their
-   answers (OUT/mito/answers/*.csv) and figures (report.json).
-2. Each peer in turn (first `mito server`, the same binary measured as a server): installed if missing (InfluxDB 1.x and VictoriaMetrics from Debian's
-   packages, DuckDB from PyPI), started on 127.0.0.1 with a fresh data directory under OUT,
-   loaded with the same file, settled (flushed, compacted), measured (rows/s, bytes on disk,
-   peak RSS), queried (the same nine questions in its own language, 2 warm-ups, then --runs
-   timed runs, median), and stopped by its PID. A server this script started is stopped even
-   when the run fails or is interrupted.
-3. Every answer is compared with Mito's (timestamps exactly, floats to 1e-6); the report
-   (OUT/peers.md, OUT/peers.json) gives each figure as a ratio to Mito's from this run.
+1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp) and measures itself
+   in-process (its figures are kept in OUT/mito/report.json and quoted apart).
+2. The queries are drawn as TSBS draws them: for each query type, --runs + 2 draws (seeded
+   by --seed), each with its own random host(s) and window (see DRAWS), the same draws for
+   every engine. `--repeat` instead repeats `mito bench`'s fixed parameters: a profiling
+   mode, which measures the caches of one repeated query.
+3. `mito server` first, then each peer (InfluxDB 1.x and VictoriaMetrics from Debian's
+   packages, DuckDB from PyPI, installed if missing): started on 127.0.0.1 with a fresh data
+   directory under OUT, loaded with the same file over HTTP (5000 lines per POST, 2
+   writers), settled (flushed, compacted), measured (rows/s, bytes on disk, peak RSS after
+   the load and after the queries), queried (every draw in its own language; the first 2
+   untimed; median, p90 and the first run), and stopped by its PID. A server this script
+   started is stopped even when the run fails or is interrupted.
+4. Every peer's answer to every draw is compared with Mito server's (timestamps exactly,
+   floats to 1e-6); the report (OUT/peers.md, OUT/peers.json) gives each figure as a ratio
+   to Mito server's from this run.
 
 Exit status: 0 when every compared answer matches, 1 when one differs or a step fails.
 Only the standard library is needed, plus `duckdb` (installed from PyPI when missing).
@@ -55,16 +61,63 @@ def log(msg):
 
 
 class Params:
-    """The parameters `mito bench` uses (crates/cli/src/bench.rs), so all answer one question."""
+    """One draw of a query's parameters: its host(s) and its window. Every builder reads
+    `one`/`eight` and the window fields its query uses (`hour_ago`..`end` for the 1-hour
+    queries, `start`..`end` for the longer ones, `five_min_ago`..`end` for
+    groupby-orderby-limit)."""
 
-    def __init__(self, hosts, hours):
+    def __init__(self, hosts, hours, one=1, eight=None, lo=None, hi=None):
         self.hosts = hosts
         self.start = T0
         self.end = T0 + hours * 3600
         self.hour_ago = max(T0, self.end - 3600)
         self.five_min_ago = max(T0, self.end - 300)
-        self.one = f"host_{1 % hosts}"
-        self.eight = [f"host_{(i * 7 + 3) % hosts}" for i in range(8)]
+        self.one = f"host_{one % hosts}"
+        self.eight = [f"host_{h % hosts}" for h in (eight or [i * 7 + 3 for i in range(8)])]
+        if lo is not None:
+            self.start, self.hour_ago, self.five_min_ago, self.end = lo, lo, lo, hi
+
+
+# Each query type's hosts and window as TSBS draws them (hosts, window seconds, the bucket
+# its window starts on): 1 or 8 random hosts, a random window of TSBS's width clipped to the
+# data. Windows start on a whole bucket so that every engine's buckets are the same ones
+# (VictoriaMetrics' steps count from the window's start, SQL's and InfluxQL's from the
+# epoch). groupby-orderby-limit's random end closes 5 minutes (its LIMIT 5); lastpoint has
+# no parameters.
+DRAWS = {
+    "single-groupby-1-1-1": (1, 3600, 60),
+    "single-groupby-1-8-1": (8, 3600, 60),
+    "single-groupby-5-1-12": (1, 12 * 3600, 60),
+    "cpu-max-all-1": (1, 8 * 3600, 3600),
+    "cpu-max-all-8": (8, 8 * 3600, 3600),
+    "double-groupby-1": (0, 12 * 3600, 3600),
+    "high-cpu-1": (1, 12 * 3600, 60),
+    "groupby-orderby-limit": (0, 300, 60),
+    "lastpoint": (0, 0, 1),
+}
+
+
+def draws(seed, hosts, hours, n, repeat=False):
+    """For each query type, `n` Params drawn from `seed` (the same for every engine); with
+    `repeat`, `n` copies of the fixed parameters of `mito bench` (for profiling one query:
+    it measures the caches of a repeated query, not what TSBS measures)."""
+    import random
+    rng = random.Random(seed)
+    span = hours * 3600
+    out = {}
+    for q in QUERIES:
+        if repeat:
+            out[q] = [Params(hosts, hours)] * n
+            continue
+        k, width, align = DRAWS[q]
+        out[q] = []
+        for _ in range(n):
+            w = min(width, span)
+            lo = T0 + rng.randrange(0, span - w + 1, align) if w else T0
+            picked = rng.sample(range(hosts), min(max(k, 1), hosts))
+            out[q].append(Params(hosts, hours, one=picked[0], eight=picked[:8] if k == 8 else None,
+                                 lo=lo if w else None, hi=lo + w if w else None))
+    return out
 
 
 def approx_equal(a, b):
@@ -126,17 +179,10 @@ def utc_text(seconds):
         "%Y-%m-%d %H:%M:%S")
 
 
-def median_ms(fn, runs):
-    """Runs `fn` WARMUPS + runs times; returns (median ms of the timed runs, last result)."""
-    result = None
-    for _ in range(WARMUPS):
-        result = fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t) * 1000.0)
-    return statistics.median(times), result
+def percentile(values, q):
+    """The q-quantile (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
 # ------------------------------------------------------------------ processes and HTTP
@@ -437,10 +483,9 @@ class MitoServer:
 
     name = "Mito server"
 
-    def __init__(self, root, binary, sql_texts):
-        self.root, self.binary, self.sql_texts = root, binary, sql_texts
+    def __init__(self, root, binary):
+        self.root, self.binary = root, binary
         self.http = Http(0)
-        self.ingest_peak_rss = 0
 
     def _start_server(self):
         self.server = Server([self.binary, "--data-dir", os.path.join(self.root, "data"),
@@ -471,13 +516,12 @@ class MitoServer:
     def settle(self):
         # A clean stop flushes every table (as the other servers' own flush); the bytes are
         # the whole data directory then. The restarted server answers the queries.
-        self.ingest_peak_rss = peak_rss(self.server.proc.pid)
         self.server.stop()
         total = dir_bytes(os.path.join(self.root, "data"))
         self._start_server()
         return total
 
-    def queries(self, _p):
+    def queries(self, p):
         def run(text):
             qs = urllib.parse.urlencode({"sql": text, "format": "csv"})
             status, body = self.http.request("GET", "/v1/sql?" + qs)
@@ -488,10 +532,45 @@ class MitoServer:
         return {name: (text, (lambda t=text: run(t)),
                        (lambda b, n=name: canonical_csv(
                            n, list(csv.reader(b.decode().splitlines())))))
-                for name, text in self.sql_texts.items()}
+                for name, text in mito_sql(p).items()}
 
     def stop(self):
         self.server.stop()
+
+
+def mito_sql(p):
+    """The nine queries in Mito's SQL over the draw `p`: `mito bench`'s texts
+    (crates/cli/src/bench.rs) with the draw's hosts and window."""
+    def ts(sec):
+        return "'" + datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S") + "'"
+
+    eight = ", ".join(f"'{h}'" for h in p.eight)
+    one = f"'{p.one}'"
+    rng = f"time >= {ts(p.start)} AND time < {ts(p.end)}"
+    last_hour = f"time >= {ts(p.hour_ago)} AND time < {ts(p.end)}"
+    minute = "date_bin(INTERVAL '1 minute', time) AS minute"
+    hour = "date_bin(INTERVAL '1 hour', time) AS hour"
+    return {
+        "single-groupby-1-1-1": f"SELECT {minute}, max(usage_user) FROM cpu WHERE hostname = {one} "
+                                f"AND {last_hour} GROUP BY minute ORDER BY minute",
+        "single-groupby-1-8-1": f"SELECT {minute}, max(usage_user) FROM cpu WHERE hostname IN "
+                                f"({eight}) AND {last_hour} GROUP BY minute ORDER BY minute",
+        "single-groupby-5-1-12": f"SELECT {minute}, {maxes(FIELDS[:5])} FROM cpu WHERE hostname = "
+                                 f"{one} AND {rng} GROUP BY minute ORDER BY minute",
+        "cpu-max-all-1": f"SELECT {hour}, {maxes(FIELDS)} FROM cpu WHERE hostname = {one} "
+                         f"AND {rng} GROUP BY hour ORDER BY hour",
+        "cpu-max-all-8": f"SELECT {hour}, {maxes(FIELDS)} FROM cpu WHERE hostname IN ({eight}) "
+                         f"AND {rng} GROUP BY hour ORDER BY hour",
+        "double-groupby-1": f"SELECT {hour}, hostname, avg(usage_user) FROM cpu WHERE {rng} "
+                            "GROUP BY hour, hostname ORDER BY hour, hostname",
+        "high-cpu-1": f"SELECT * FROM cpu WHERE hostname = {one} AND usage_user > 90.0 AND {rng} "
+                      "ORDER BY time",
+        "groupby-orderby-limit": f"SELECT {minute}, max(usage_user) FROM cpu WHERE "
+                                 f"time < {ts(p.end)} AND time >= {ts(p.five_min_ago)} "
+                                 "GROUP BY minute ORDER BY minute DESC LIMIT 5",
+        "lastpoint": "SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC",
+    }
 
 
 # ------------------------------------------------------------------ VictoriaMetrics
@@ -749,39 +828,73 @@ def run_mito(args, out):
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
         binary = os.path.join(target, "release", "mito")
     subprocess.run([binary, "bench", "--hosts", str(args.hosts), "--hours", str(args.hours),
-                    "--runs", str(args.runs), "--out", mito_dir], check=True)
+                    "--runs", str(min(args.runs, 5)), "--out", mito_dir], check=True)
     with open(os.path.join(mito_dir, "report.json")) as f:
         report = json.load(f)
     return mito_dir, report, binary
 
 
-def measure_peer(peer, lp, ranges, rows, params, runs, expected):
+def measure_peer(peer, lp, ranges, rows, plan, expected):
+    """Loads, settles and queries `peer`: every query type over its draws in `plan` (the
+    first WARMUPS untimed, the first one's time kept as `first_ms`), each draw's answer
+    compared with `expected` (Mito server's, from this run), or kept as the reference when
+    `expected` is None."""
     log(f"== {peer.name}")
     result = {"name": peer.name}
+    answers = {}
     try:
         peer.start()
         result["version"] = peer.version
         log(f"   loading {rows} rows")
         secs = peer.load(lp, ranges)
         result["rows_per_s"] = rows / secs
+        def pid():
+            server = getattr(peer, "server", None)
+            return server.proc.pid if server else os.getpid()
+
+        result["load_peak_rss_bytes"] = peak_rss(pid())
         log(f"   {result['rows_per_s']:,.0f} rows/s; settling")
         result["disk_bytes"] = peer.settle()
         result["bytes_per_row"] = result["disk_bytes"] / rows
-        server = getattr(peer, "server", None)
-        result["peak_rss_bytes"] = max(peak_rss(server.proc.pid if server else os.getpid()),
-                                       getattr(peer, "ingest_peak_rss", 0))
         result["queries"] = {}
-        for name, (text, run, answer) in peer.queries(params).items():
+        for name in QUERIES:
+            times, got, q = [], [], {"median_ms": None}
             try:
-                ms, raw = median_ms(run, runs)
-                diff = compare(expected[name], answer(raw))
-                result["queries"][name] = {"median_ms": ms, "query": text,
-                                           "answer": "same" if diff is None else f"DIFFERENT: {diff}"}
+                for i, p in enumerate(plan[name]):
+                    text, run, answer = peer.queries(p)[name]
+                    began = time.perf_counter()
+                    raw = run()
+                    ms = (time.perf_counter() - began) * 1000.0
+                    if i == 0:
+                        q["first_ms"], q["query"] = ms, text
+                    if i >= WARMUPS:
+                        times.append(ms)
+                    got.append(answer(raw))
+                q["median_ms"] = statistics.median(times)
+                q["p90_ms"] = percentile(times, 0.9)
+                q["draws"] = len(times)
+                if expected is None:
+                    answers[name] = got
+                    q["answer"] = "reference"
+                else:
+                    ref = expected.get(name)
+                    if ref is None or len(ref) != len(got):
+                        q["answer"] = "DIFFERENT: Mito server gave no answers to compare"
+                    else:
+                        diffs = [(i, d) for i, d in
+                                 ((i, compare(e, g)) for i, (e, g) in enumerate(zip(ref, got)))
+                                 if d is not None]
+                        q["answer"] = "same" if not diffs else (
+                            f"DIFFERENT on {len(diffs)} of {len(got)} draws; draw {diffs[0][0]}: "
+                            f"{diffs[0][1]}")
             except Exception as e:  # a query this peer cannot answer is reported, not fatal
-                result["queries"][name] = {"median_ms": None, "query": text, "answer": f"ERROR: {e}"}
-            q = result["queries"][name]
-            shown = "-" if q["median_ms"] is None else f"{q['median_ms']:.2f} ms"
-            log(f"   {name:<22} {shown:>12}  {q['answer'][:100]}")
+                q = {"median_ms": None, "answer": f"ERROR: {e}"}
+            result["queries"][name] = q
+            shown = ("-" if q["median_ms"] is None else
+                     f"{q['median_ms']:.2f} ms (p90 {q['p90_ms']:.2f}, first {q['first_ms']:.2f})")
+            log(f"   {name:<22} {shown:>40}  {q['answer'][:100]}")
+        # Mito server's settle restarts it: this is the restarted process's.
+        result["query_peak_rss_bytes"] = peak_rss(pid())
     except Exception as e:
         result["error"] = str(e)
         log(f"   {peer.name} failed: {e}")
@@ -790,7 +903,7 @@ def measure_peer(peer, lp, ranges, rows, params, runs, expected):
             peer.stop()
         except Exception as e:
             log(f"   stopping {peer.name}: {e}")
-    return result
+    return result, answers
 
 
 def ratio(mito, peer, higher_is_better):
@@ -799,68 +912,89 @@ def ratio(mito, peer, higher_is_better):
     return mito / peer if higher_is_better else peer / mito
 
 
-def report(out, mito, peers, args):
+def report(out, mito, ref, peers, args):
+    """peers.md and peers.json: every figure of Mito server (`ref`) beside each peer's, with
+    the ratio; `mito bench`'s in-process figures (`mito`) apart, labelled."""
     names = [p["name"] for p in peers]
+    mode = ("the same fixed parameters repeated (--repeat: profiling, not TSBS)" if args.repeat
+            else f"{args.runs} timed random draws per query type (seed {args.seed}, after "
+                 f"{WARMUPS} untimed), the same draws for every engine")
     lines = [f"# Mito and its peers: TSBS cpu-only, {args.hosts} hosts x {args.hours} h",
              "",
              f"One run, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             "each ratio is how many times better Mito is (> 1: Mito ahead).",
+             f"queries: {mode}. Each ratio is how many times better Mito server is (> 1: Mito "
+             "ahead).",
              "",
-             "| figure | Mito | " + " | ".join(f"{n} | Mito advantage" for n in names) + " |",
+             "| figure | Mito server | " + " | ".join(f"{n} | Mito advantage" for n in names)
+             + " |",
              "|---|---:|" + "---:|---:|" * len(names)]
 
-    def row(label, mito_value, key, fmt, higher):
-        cells = [label, fmt(mito_value)]
-        for p in peers:
-            v = p.get(key)
-            r = ratio(mito_value, v, higher)
-            cells += [fmt(v) if v else "-", f"{r:.2f}x" if r else "-"]
+    def row(label, ref_value, values, fmt, higher, marks=None):
+        cells = [label, fmt(ref_value) if ref_value is not None else "-"]
+        for i, v in enumerate(values):
+            r = ratio(ref_value, v, higher)
+            mark = marks[i] if marks else ""
+            cells += [fmt(v) + mark if v is not None else "-", f"{r:.2f}x" if r else "-"]
         lines.append("| " + " | ".join(cells) + " |")
 
-    for p in peers:
-        if "peak_rss_bytes" in p:
-            p["peak_rss_mib"] = p["peak_rss_bytes"] / 2**20
-    mito_bpr = mito["closed_data_dir_bytes"] / mito["rows"]
-    row("ingest rows/s", mito["ingest_rows_per_s"], "rows_per_s", lambda v: f"{v:,.0f}", True)
-    row("bytes on disk per row", mito_bpr, "bytes_per_row", lambda v: f"{v:.2f}", False)
-    row("peak RSS MiB", mito["peak_rss_bytes"] / 2**20, "peak_rss_mib", lambda v: f"{v:,.0f}",
-        False)
+    def mib(v):
+        return v / 2**20 if v else None
+
+    row("ingest rows/s", ref.get("rows_per_s"), [p.get("rows_per_s") for p in peers],
+        lambda v: f"{v:,.0f}", True)
+    row("bytes on disk per row", ref.get("bytes_per_row"), [p.get("bytes_per_row") for p in peers],
+        lambda v: f"{v:.2f}", False)
+    row("peak RSS MiB, load", mib(ref.get("load_peak_rss_bytes")),
+        [mib(p.get("load_peak_rss_bytes")) for p in peers], lambda v: f"{v:,.0f}", False)
+    row("peak RSS MiB, queries", mib(ref.get("query_peak_rss_bytes")),
+        [mib(p.get("query_peak_rss_bytes")) for p in peers], lambda v: f"{v:,.0f}", False)
     mismatches = []
-    for q in mito["queries"]:
-        cells = [f"{q['name']} ms", f"{q['median_ms']:.2f}"]
-        for p in peers:
-            pq = p.get("queries", {}).get(q["name"], {})
-            v = pq.get("median_ms")
-            r = ratio(q["median_ms"], v, False)
-            mark = "" if pq.get("answer") == "same" else " (!)"
-            cells += [f"{v:.2f}{mark}" if v is not None else "-", f"{r:.2f}x" if r else "-"]
+    for name in QUERIES:
+        rq = ref.get("queries", {}).get(name, {})
+        pqs = [p.get("queries", {}).get(name, {}) for p in peers]
+        marks = ["" if pq.get("answer") == "same" else " (!)" for pq in pqs]
+        for key, label in (("median_ms", "median ms"), ("p90_ms", "p90 ms"),
+                           ("first_ms", "first run ms")):
+            row(f"{name} {label}", rq.get(key), [pq.get(key) for pq in pqs],
+                lambda v: f"{v:.2f}", False, marks)
+        for p, pq in zip(peers, pqs):
             if pq and pq.get("answer") != "same":
-                mismatches.append(f"{p['name']} {q['name']}: {pq.get('answer')}")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Versions: " + ", ".join(f"{p['name']} {p.get('version', '?')}" for p in peers),
+                mismatches.append(f"{p['name']} {name}: {pq.get('answer')}")
+        if rq.get("median_ms") is None:
+            mismatches.append(f"Mito server {name}: {rq.get('answer')}")
+    lines += ["", "Versions: " + ", ".join(f"{p['name']} {p.get('version', '?')}"
+                                           for p in [ref] + peers),
               "",
-              "Mito: `mito bench` (in-process: ingest from the file, SQL through DataFusion; "
-              "bytes = the whole data directory after a clean close: SSTs, manifests, catalog, "
-              "WAL if any). Mito server: `mito server` measured as the other servers, its bytes "
-              "after a clean stop (which flushes). Servers: HTTP line protocol, 5000 lines per POST, 2 "
-              "writers, bytes after their own flush and full merge; query times are client "
-              "wall time of the HTTP request. DuckDB: bulk CSV load in-process (not the same "
-              "kind of ingest figure), bytes of the .duckdb file.",
+              "Mito server: `mito server`, loaded and queried as the other servers: HTTP line "
+              "protocol, 5000 lines per POST, 2 writers; SQL over HTTP (`/v1/sql?format=csv`); "
+              "its bytes after a clean stop (which flushes), its query-time RSS in the restarted "
+              "server. Servers: bytes after their own flush and full merge; query times are "
+              "client wall time of the HTTP request; peak RSS is VmHWM after the load and after "
+              "the queries. DuckDB: bulk CSV load in-process (not the same kind of ingest "
+              "figure), bytes of the .duckdb file. First run: the first draw of each query type "
+              "(untimed in the median).",
               ""]
     if mismatches:
-        lines += ["Answers that differ from Mito's or failed (marked (!)):", ""]
+        lines += ["Answers that differ from Mito server's or failed (marked (!)):", ""]
         lines += [f"- {m}" for m in mismatches]
     else:
-        lines.append("Every peer returned the same answers as Mito for every query.")
-    for p in peers:
+        lines.append("Every peer returned the same answers as Mito server on every draw.")
+    for p in [ref] + peers:
         if "error" in p:
             lines.append(f"- {p['name']} failed: {p['error']}")
+    lines += ["",
+              f"`mito bench` in-process (ingest from the file: {mito['ingest_rows_per_s']:,.0f} "
+              f"rows/s, {mito['closed_data_dir_bytes'] / mito['rows']:.2f} bytes/row, peak RSS "
+              f"{mito['peak_rss_bytes'] / 2**20:,.0f} MiB; its query figures repeat fixed "
+              "parameters and are in mito/report.json, not compared here)."]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "peers.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "peers.json"), "w") as f:
-        json.dump({"mito": mito, "peers": peers}, f, indent=2)
-    return text, bool(mismatches) or any("error" in p for p in peers)
+        json.dump({"mito_bench": mito, "mito_server": ref, "peers": peers,
+                   "seed": args.seed, "runs": args.runs, "repeat": args.repeat}, f, indent=2)
+    failed = bool(mismatches) or any("error" in p for p in [ref] + peers)
+    return text, failed
 
 
 def main():
@@ -869,7 +1003,11 @@ def main():
     ap.add_argument("--hosts", type=int, default=4000)
     ap.add_argument("--hours", type=int, default=3)
     ap.add_argument("--peers", default="mito-server,influx,vm,duckdb")
-    ap.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    ap.add_argument("--runs", type=int, default=50,
+                    help="timed draws per query type (median, p90), after 2 untimed")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the random draws")
+    ap.add_argument("--repeat", action="store_true",
+                    help="repeat mito bench's fixed parameters instead of drawing (profiling)")
     ap.add_argument("--mito", help="the mito binary (default: cargo build --release)")
     args = ap.parse_args()
     if not 1 <= args.hours <= 24 * 30 or args.hosts < 1:
@@ -879,8 +1017,7 @@ def main():
         ap.error(f"{out} exists; choose a new --out")
     os.makedirs(out)
     binary = {}
-    kinds = {"mito-server": lambda: MitoServer(os.path.join(out, "mito-server"), binary["path"],
-                                               binary["sql"]),
+    kinds = {"mito-server": lambda: MitoServer(os.path.join(out, "mito-server"), binary["path"]),
              "influx": lambda: Influx(os.path.join(out, "influx")),
              "vm": lambda: Vm(os.path.join(out, "vm")),
              "duckdb": lambda: Duck(os.path.join(out, "duckdb"))}
@@ -888,6 +1025,8 @@ def main():
     unknown = [k for k in wanted if k not in kinds]
     if unknown:
         ap.error(f"unknown peers {unknown}; choose from {sorted(kinds)}")
+    # Mito server answers first: its answers are what every peer's are compared with.
+    wanted = ["mito-server"] + [k for k in wanted if k != "mito-server"]
 
     def on_signal(signum, _frame):
         Server.stop_all()
@@ -897,16 +1036,15 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     try:
         mito_dir, mito, binary["path"] = run_mito(args, out)
-        binary["sql"] = {q["name"]: q["sql"] for q in mito["queries"]}
-        expected = mito_answers(os.path.join(mito_dir, "answers"))
         lp = os.path.join(mito_dir, "cpu.lp")
         ranges = batches(lp, 5000)
-        params = Params(args.hosts, args.hours)
-        peers = [measure_peer(kinds[k](), lp, ranges, mito["rows"], params, args.runs, expected)
-                 for k in wanted]
+        plan = draws(args.seed, args.hosts, args.hours, WARMUPS + args.runs, args.repeat)
+        ref, expected = measure_peer(kinds["mito-server"](), lp, ranges, mito["rows"], plan, None)
+        peers = [measure_peer(kinds[k](), lp, ranges, mito["rows"], plan, expected)[0]
+                 for k in wanted[1:]]
     finally:
         Server.stop_all()
-    text, failed = report(out, mito, peers, args)
+    text, failed = report(out, mito, ref, peers, args)
     print(text)
     return 1 if failed else 0
 
