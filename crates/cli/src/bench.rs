@@ -36,21 +36,108 @@ pub struct BenchOptions {
     pub hours: u64,
     /// Output directory (must not hold a data directory yet).
     pub out: PathBuf,
-    /// Runs of each query; the median is reported.
+    /// Timed runs of each query type (each its own draw unless `repeat`); the median and p90
+    /// are reported.
     pub runs: usize,
+    /// Seed of the random draws.
+    pub seed: u64,
+    /// Repeat fixed parameters instead of drawing (profiling one query).
+    pub repeat: bool,
 }
 
-/// One TSBS query: its name and SQL.
-struct Query {
-    name: &'static str,
-    sql: String,
+/// The TSBS query types, in report order.
+const QUERIES: [&str; 9] = [
+    "single-groupby-1-1-1",
+    "single-groupby-1-8-1",
+    "single-groupby-5-1-12",
+    "cpu-max-all-1",
+    "cpu-max-all-8",
+    "double-groupby-1",
+    "high-cpu-1",
+    "groupby-orderby-limit",
+    "lastpoint",
+];
+
+/// A query type's draw as TSBS makes it: (hosts, window seconds, the bucket a window starts
+/// on). 1 or 8 random hosts and a random window of TSBS's width clipped to the data,
+/// starting on a whole bucket (as in `benchmarks/peers/peers.py`, whose engines must agree
+/// on buckets); groupby-orderby-limit's random end closes 5 minutes; lastpoint has none.
+fn draw_shape(name: &str) -> (usize, i64, i64) {
+    match name {
+        "single-groupby-1-1-1" => (1, 3600, 60),
+        "single-groupby-1-8-1" => (8, 3600, 60),
+        "single-groupby-5-1-12" => (1, 12 * 3600, 60),
+        "cpu-max-all-1" => (1, 8 * 3600, 3600),
+        "cpu-max-all-8" => (8, 8 * 3600, 3600),
+        "double-groupby-1" => (0, 12 * 3600, 3600),
+        "high-cpu-1" => (1, 12 * 3600, 60),
+        "groupby-orderby-limit" => (0, 300, 60),
+        _ => (0, 0, 1),
+    }
+}
+
+/// One query's parameters: its hosts and its window, in seconds from the data's start.
+#[derive(Debug, Clone, PartialEq)]
+struct Params {
+    one: usize,
+    eight: Vec<usize>,
+    start: i64,
+    end: i64,
+}
+
+impl Params {
+    /// The fixed parameters (`--repeat`): host 1, eight hosts spread over the set, and for
+    /// each query the last window of its width (the whole data for the long ones).
+    fn fixed(name: &str, span: i64) -> Self {
+        let width = match name {
+            "single-groupby-1-1-1" | "single-groupby-1-8-1" => 3600,
+            "groupby-orderby-limit" => 300,
+            _ => span,
+        };
+        Self {
+            one: 1,
+            eight: (0..8).map(|i| i * 7 + 3).collect(),
+            start: (span - width).max(0),
+            end: span,
+        }
+    }
+
+    /// A random draw for query `name` over `hosts` hosts and `span` seconds of data.
+    fn draw(name: &str, rng: &mut tsbs::Rng, hosts: usize, span: i64) -> Self {
+        let (k, width, align) = draw_shape(name);
+        let width = width.min(span);
+        let slots = (span - width) / align + 1;
+        let start = if width > 0 {
+            i64::try_from(rng.below(usize::try_from(slots).unwrap_or(1))).unwrap_or(0) * align
+        } else {
+            0
+        };
+        // k distinct hosts (a partial Fisher-Yates over 0..hosts).
+        let mut picked: Vec<usize> = Vec::with_capacity(k.max(1));
+        while picked.len() < k.max(1).min(hosts) {
+            let h = rng.below(hosts);
+            if !picked.contains(&h) {
+                picked.push(h);
+            }
+        }
+        Self {
+            one: picked.first().copied().unwrap_or(0),
+            eight: if k == 8 {
+                picked
+            } else {
+                (0..8).map(|i| i * 7 + 3).collect()
+            },
+            start,
+            end: if width > 0 { start + width } else { span },
+        }
+    }
 }
 
 /// The data's start (2016-01-01T00:00:00Z) plus `d` seconds, as a SQL timestamp literal
 /// (the generated data stays inside January 2016 for up to 30 days).
 fn ts(d: i64) -> String {
     format!(
-        "2016-01-{:02}T{:02}:{:02}:{:02}",
+        "'2016-01-{:02}T{:02}:{:02}:{:02}'",
         1 + d / 86_400,
         d % 86_400 / 3600,
         d % 3600 / 60,
@@ -58,91 +145,89 @@ fn ts(d: i64) -> String {
     )
 }
 
-/// The query set of issue 7, with fixed parameters inside the data's time range.
-fn queries(hosts: usize, hours: u64) -> Vec<Query> {
-    let span = i64::try_from(hours).unwrap_or(1) * 3600;
+/// The SQL of query `name` with parameters `p` over `hosts` hosts.
+fn sql(name: &str, p: &Params, hosts: usize) -> String {
     let host = |i: usize| format!("'host_{}'", i % hosts.max(1));
-    let eight: Vec<String> = (0..8).map(|i| host(i * 7 + 3)).collect();
-    let eight = eight.join(", ");
-    let one = host(1);
-    let end = ts(span);
-    let start = ts(0);
-    let hour_ago = ts((span - 3600).max(0));
-    let five_min_ago = ts((span - 300).max(0));
+    let eight = p
+        .eight
+        .iter()
+        .map(|&i| host(i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let one = host(p.one);
+    let window = format!("time >= {} AND time < {}", ts(p.start), ts(p.end));
+    let minute = "date_bin(INTERVAL '1 minute', time) AS minute";
+    let hour = "date_bin(INTERVAL '1 hour', time) AS hour";
     let all10 = "max(usage_user), max(usage_system), max(usage_idle), max(usage_nice), \
                  max(usage_iowait), max(usage_irq), max(usage_softirq), max(usage_steal), \
                  max(usage_guest), max(usage_guest_nice)";
-    vec![
-        Query {
-            name: "single-groupby-1-1-1",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user) FROM cpu \
-                 WHERE hostname = {one} AND time >= '{hour_ago}' AND time < '{end}' \
-                 GROUP BY minute ORDER BY minute"
-            ),
-        },
-        Query {
-            name: "single-groupby-1-8-1",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user) FROM cpu \
-                 WHERE hostname IN ({eight}) AND time >= '{hour_ago}' AND time < '{end}' \
-                 GROUP BY minute ORDER BY minute"
-            ),
-        },
-        Query {
-            name: "single-groupby-5-1-12",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user), \
-                 max(usage_system), max(usage_idle), max(usage_nice), max(usage_iowait) FROM cpu \
-                 WHERE hostname = {one} AND time >= '{start}' AND time < '{end}' \
-                 GROUP BY minute ORDER BY minute"
-            ),
-        },
-        Query {
-            name: "cpu-max-all-1",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 hour', time) AS hour, {all10} FROM cpu \
-                 WHERE hostname = {one} AND time >= '{start}' AND time < '{end}' \
-                 GROUP BY hour ORDER BY hour"
-            ),
-        },
-        Query {
-            name: "cpu-max-all-8",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 hour', time) AS hour, {all10} FROM cpu \
-                 WHERE hostname IN ({eight}) AND time >= '{start}' AND time < '{end}' \
-                 GROUP BY hour ORDER BY hour"
-            ),
-        },
-        Query {
-            name: "double-groupby-1",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 hour', time) AS hour, hostname, avg(usage_user) \
-                 FROM cpu WHERE time >= '{start}' AND time < '{end}' \
-                 GROUP BY hour, hostname ORDER BY hour, hostname"
-            ),
-        },
-        Query {
-            name: "high-cpu-1",
-            sql: format!(
-                "SELECT * FROM cpu WHERE hostname = {one} AND usage_user > 90.0 \
-                 AND time >= '{start}' AND time < '{end}' ORDER BY time"
-            ),
-        },
-        Query {
-            name: "groupby-orderby-limit",
-            sql: format!(
-                "SELECT date_bin(INTERVAL '1 minute', time) AS minute, max(usage_user) FROM cpu \
-                 WHERE time < '{end}' AND time >= '{five_min_ago}' \
-                 GROUP BY minute ORDER BY minute DESC LIMIT 5"
-            ),
-        },
-        Query {
-            name: "lastpoint",
-            sql: "SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC"
-                .to_string(),
-        },
-    ]
+    match name {
+        "single-groupby-1-1-1" => format!(
+            "SELECT {minute}, max(usage_user) FROM cpu WHERE hostname = {one} AND {window} \
+             GROUP BY minute ORDER BY minute"
+        ),
+        "single-groupby-1-8-1" => format!(
+            "SELECT {minute}, max(usage_user) FROM cpu WHERE hostname IN ({eight}) AND {window} \
+             GROUP BY minute ORDER BY minute"
+        ),
+        "single-groupby-5-1-12" => format!(
+            "SELECT {minute}, max(usage_user), max(usage_system), max(usage_idle), \
+             max(usage_nice), max(usage_iowait) FROM cpu WHERE hostname = {one} AND {window} \
+             GROUP BY minute ORDER BY minute"
+        ),
+        "cpu-max-all-1" => format!(
+            "SELECT {hour}, {all10} FROM cpu WHERE hostname = {one} AND {window} \
+             GROUP BY hour ORDER BY hour"
+        ),
+        "cpu-max-all-8" => format!(
+            "SELECT {hour}, {all10} FROM cpu WHERE hostname IN ({eight}) AND {window} \
+             GROUP BY hour ORDER BY hour"
+        ),
+        "double-groupby-1" => format!(
+            "SELECT {hour}, hostname, avg(usage_user) FROM cpu WHERE {window} \
+             GROUP BY hour, hostname ORDER BY hour, hostname"
+        ),
+        "high-cpu-1" => format!(
+            "SELECT * FROM cpu WHERE hostname = {one} AND usage_user > 90.0 AND {window} \
+             ORDER BY time"
+        ),
+        "groupby-orderby-limit" => format!(
+            "SELECT {minute}, max(usage_user) FROM cpu WHERE time < {} AND time >= {} \
+             GROUP BY minute ORDER BY minute DESC LIMIT 5",
+            ts(p.end),
+            ts(p.start)
+        ),
+        _ => "SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC".to_string(),
+    }
+}
+
+/// Each query type's SQL texts, `n` of them: drawn from `seed` (each its own hosts and
+/// window, as TSBS draws them), or with `repeat` the fixed parameters `n` times.
+fn plan(
+    hosts: usize,
+    hours: u64,
+    n: usize,
+    seed: u64,
+    repeat: bool,
+) -> Vec<(&'static str, Vec<String>)> {
+    let span = i64::try_from(hours).unwrap_or(1) * 3600;
+    let mut rng = tsbs::Rng::new(seed);
+    QUERIES
+        .iter()
+        .map(|&name| {
+            let texts = (0..n)
+                .map(|_| {
+                    let p = if repeat {
+                        Params::fixed(name, span)
+                    } else {
+                        Params::draw(name, &mut rng, hosts, span)
+                    };
+                    sql(name, &p, hosts)
+                })
+                .collect();
+            (name, texts)
+        })
+        .collect()
 }
 
 /// A benchmark measures wall time: the stated exception to the injected clock.
@@ -245,33 +330,42 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     // Each query's answer, as CSV, for the peers runner to compare against.
     let answers = options.out.join("answers");
     std::fs::create_dir_all(&answers)?;
-    for q in queries(options.hosts, options.hours) {
+    let runs = options.runs.max(1);
+    for (name, texts) in plan(
+        options.hosts,
+        options.hours,
+        WARMUPS + runs,
+        options.seed,
+        options.repeat,
+    ) {
         let mut times = Vec::new();
         let mut result_rows = 0;
-        for run in 0..WARMUPS + options.runs.max(1) {
+        for (run, text) in texts.iter().enumerate() {
             let t = stopwatch();
-            let (schema, batches) = frontend::query::query(&instance, &q.sql).await?;
+            let (schema, batches) = frontend::query::query(&instance, text).await?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
-            result_rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             if run == 0 {
+                result_rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
                 let mut file = std::io::BufWriter::new(std::fs::File::create(
-                    answers.join(format!("{}.csv", q.name)),
+                    answers.join(format!("{name}.csv")),
                 )?);
                 crate::format::print(&mut file, &schema, &batches, crate::Format::Csv.into())?;
                 file.flush()?;
             }
         }
-        // The first run plans the query and fills the caches; later runs reuse them. The
-        // median is of the runs after the warm-ups, as the peers runner times the peers.
+        // The first run plans the query shape and reads from disk. The median and p90 are of
+        // the runs after the warm-ups, as the peers runner times the peers.
         let first = times.first().copied().unwrap_or(0.0);
         let mut times = times.split_off(WARMUPS.min(times.len()));
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
-        note!(
-            "  {:<22} {median:>9.2} ms  (first {first:.2} ms, {result_rows} rows)",
-            q.name
-        );
-        results.push((q.name, median, first, result_rows, q.sql));
+        let p90 = times
+            .get((times.len() * 9).div_ceil(10).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0);
+        note!("  {name:<22} {median:>9.2} ms  (p90 {p90:.2} ms, first {first:.2} ms)");
+        let first_sql = texts.first().cloned().unwrap_or_default();
+        results.push((name, median, p90, first, result_rows, first_sql));
     }
     instance.close(false).await?;
     // After a clean close the WAL is gone when every entry is flushed (`LocalLogStore::close`).
@@ -309,12 +403,23 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         closed_bytes as f64 / report.rows_written.max(1) as f64
     ));
     md.push_str(&format!("| peak RSS (MiB) | {} |\n\n", rss >> 20));
+    let mode = if options.repeat {
+        "the same fixed parameters repeated (--repeat: profiling one query, not TSBS)".to_string()
+    } else {
+        format!(
+            "a random draw of hosts and window per run (seed {}), as TSBS draws them",
+            options.seed
+        )
+    };
     md.push_str(&format!(
-        "| query | median ms ({} runs after {WARMUPS} warm-ups) | first run ms | rows |\n|---|---:|---:|---:|\n",
-        options.runs
+        "Queries in-process through the frontend; {mode}; {runs} timed runs after {WARMUPS} \
+         untimed.\n\n| query | median ms | p90 ms | first run ms | rows (first run) |\n\
+         |---|---:|---:|---:|---:|\n"
     ));
-    for (name, median, first, n, _) in &results {
-        md.push_str(&format!("| {name} | {median:.2} | {first:.2} | {n} |\n"));
+    for (name, median, p90, first, n, _) in &results {
+        md.push_str(&format!(
+            "| {name} | {median:.2} | {p90:.2} | {first:.2} | {n} |\n"
+        ));
     }
     let json = json!({
         "hosts": options.hosts,
@@ -328,8 +433,13 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         "data_dir_bytes": disk_bytes,
         "closed_data_dir_bytes": closed_bytes,
         "peak_rss_bytes": rss,
-        "queries": results.iter().map(|(name, median, first, n, sql)| json!({
-            "name": name, "median_ms": median, "first_ms": first, "rows": n, "sql": sql,
+        "seed": options.seed,
+        "repeat": options.repeat,
+        "runs": runs,
+        // `sql` and `rows` are the first run's (its answer is answers/NAME.csv).
+        "queries": results.iter().map(|(name, median, p90, first, n, sql)| json!({
+            "name": name, "median_ms": median, "p90_ms": p90, "first_ms": first, "rows": n,
+            "sql": sql,
         })).collect::<Vec<_>>(),
     });
     let bars: Vec<(&str, f64)> = results.iter().map(|(n, ms, ..)| (*n, *ms)).collect();
@@ -353,4 +463,69 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         serde_json::to_vec_pretty(&json)?,
     )?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn draws_stay_inside_the_data_on_whole_buckets_with_distinct_hosts() {
+        let span = 3 * 3600;
+        let mut rng = tsbs::Rng::new(7);
+        for name in QUERIES {
+            let (k, width, align) = draw_shape(name);
+            let mut windows = std::collections::HashSet::new();
+            for _ in 0..200 {
+                let p = Params::draw(name, &mut rng, 4000, span);
+                assert!(
+                    0 <= p.start && p.start < p.end && p.end <= span,
+                    "{name} {p:?}"
+                );
+                assert_eq!(p.start % align, 0, "{name} {p:?}");
+                if width > 0 {
+                    assert_eq!(p.end - p.start, width.min(span), "{name}");
+                }
+                if k == 8 {
+                    let set: std::collections::HashSet<_> = p.eight.iter().collect();
+                    assert_eq!(set.len(), 8, "{name} {p:?}");
+                }
+                assert!(p.one < 4000);
+                windows.insert(p.start);
+            }
+            // The 1-hour and 5-minute windows move; the long ones cover the 3 h of data.
+            if 0 < width && width < span {
+                assert!(windows.len() > 10, "{name}: {} windows", windows.len());
+            }
+        }
+        // Fewer hosts than a query asks for: each host once.
+        let p = Params::draw("cpu-max-all-8", &mut rng, 3, span);
+        assert_eq!(p.eight.len(), 3);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_queries_and_repeat_repeats_one() {
+        let a = plan(4000, 3, 20, 1, false);
+        assert_eq!(a, plan(4000, 3, 20, 1, false));
+        assert_ne!(a, plan(4000, 3, 20, 2, false));
+        let single = &a[0].1;
+        let distinct: std::collections::HashSet<_> = single.iter().collect();
+        assert!(
+            distinct.len() > 15,
+            "{} distinct texts of 20",
+            distinct.len()
+        );
+        for (_, texts) in plan(4000, 3, 5, 1, true) {
+            assert!(texts.iter().all(|t| t == &texts[0]));
+        }
+        // The fixed single-groupby-1-1-1 is the last hour of host 1.
+        let fixed = &plan(4000, 3, 1, 1, true)[0].1[0];
+        assert!(
+            fixed.contains("hostname = 'host_1'")
+                && fixed.contains("time >= '2016-01-01T02:00:00' AND time < '2016-01-01T03:00:00'"),
+            "{fixed}"
+        );
+    }
 }

@@ -214,10 +214,17 @@ enum Command {
         /// Output directory: the input file, the data directory and the report.
         #[arg(long, default_value = "mito-bench")]
         out: PathBuf,
-        /// Timed runs of each query, after two untimed warm-ups (the median is reported,
-        /// and the first warm-up's time).
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        /// Timed runs of each query type, after two untimed ones, each with its own random
+        /// hosts and window as TSBS draws them (median and p90 reported, and the first run).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         runs: u32,
+        /// Seed of the random draws (the same seed, the same queries).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Repeat fixed parameters instead of drawing: profiles one query and its caches;
+        /// not what TSBS measures.
+        #[arg(long)]
+        repeat: bool,
     },
 }
 
@@ -368,6 +375,8 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         hours,
         out,
         runs,
+        seed,
+        repeat,
     } = &cli.command
     {
         let report = bench::run(&bench::BenchOptions {
@@ -375,6 +384,8 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             hours: *hours,
             out: out.clone(),
             runs: *runs as usize,
+            seed: *seed,
+            repeat: *repeat,
         })
         .await?;
         let _ = writeln!(std::io::stdout(), "{report}");
