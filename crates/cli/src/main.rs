@@ -52,7 +52,9 @@ mod chart;
 mod format;
 
 /// mimalloc: DataFusion's planning and the scan's many small, short-lived allocations run
-/// measurably faster on it than on glibc's allocator (docs/benchmarks.md).
+/// measurably faster on it than on glibc's allocator (docs/benchmarks.md). Built without
+/// transparent huge pages (`no_thp`): with them, a decode's fresh buffers faulted in whole
+/// 2 MiB pages the kernel zeroed, 63% of a cold query's CPU (docs/decisions.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -67,9 +67,12 @@ pub(super) const SEEN_COLUMNS: usize = 200_000;
 /// columns are all here decodes nothing: it slices or gathers the selected rows.
 ///
 /// Admission: a read of a few rows of a row group decodes only those the first time (as
-/// without the cache) and notes the columns; the next read of them decodes the whole
-/// columns and keeps them. A read of most of a row group keeps its columns at once. So a
-/// one-off query costs what it did without the cache, and a repeated one decodes once.
+/// without the cache) and notes the columns; the next read of them decodes only its rows
+/// too, and starts a background task that decodes the whole columns and keeps them (a
+/// query touching a row group a second time does not wait for 100k rows to decode: under
+/// TSBS-style random draws that wait was each query type's p90). A read of most of a row
+/// group keeps its columns at once. So a one-off query costs what it did without the
+/// cache, and a repeated one is served from it once the background decode is done.
 ///
 /// It also keeps, per row group, where the runs of one series start (for tag filters, see
 /// `SstReader::series_ranges`).
@@ -79,6 +82,28 @@ pub struct ColumnCache {
     /// Columns read partially once, not kept yet.
     seen: quick_cache::sync::Cache<CacheKey, ()>,
     counts: HitCounts,
+    /// Background decodes running (see [`Admission::Background`]): their columns, and the
+    /// tasks (for [`ColumnCache::settle`]).
+    filling: std::sync::Mutex<Filling>,
+}
+
+#[derive(Debug, Default)]
+struct Filling {
+    keys: std::collections::HashSet<CacheKey>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a read of part of a row group does with the columns the cache lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// Decode them whole now and keep them (the read wants most of the row group).
+    Now,
+    /// Decode the read's rows now; decode the whole columns in the background and keep
+    /// them (the second read of them).
+    Background,
+    /// Decode the read's rows only (the first read of them, or a decode of them is already
+    /// running).
+    No,
 }
 
 /// A column cache entry weighs its array's memory (at least 1: weightless entries would
@@ -107,19 +132,54 @@ impl ColumnCache {
             cache: quick_cache::sync::Cache::with_weighter(items, bytes.max(1), ArrayBytes),
             seen: quick_cache::sync::Cache::new(SEEN_COLUMNS),
             counts: HitCounts::default(),
+            filling: std::sync::Mutex::new(Filling::default()),
         }
     }
 
-    /// Whether a read of `rows` of the `total` rows of a row group should decode the missing
-    /// columns `keys` whole and keep them (else it notes them as seen).
-    pub(super) fn admit(&self, keys: &[CacheKey], rows: usize, total: usize) -> bool {
-        if rows.saturating_mul(2) >= total || keys.iter().all(|k| self.seen.contains_key(k)) {
-            return true;
+    /// What a read of `rows` of the `total` rows of a row group does with the missing
+    /// columns `keys` (a first read notes them as seen). `Background` reserves them: until
+    /// [`ColumnCache::filled`] no other read starts their decode.
+    pub(super) fn admit(&self, keys: &[CacheKey], rows: usize, total: usize) -> Admission {
+        if rows.saturating_mul(2) >= total {
+            return Admission::Now;
+        }
+        if keys.iter().all(|k| self.seen.contains_key(k)) {
+            let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+            if keys.iter().any(|k| filling.keys.contains(k)) {
+                return Admission::No;
+            }
+            filling.keys.extend(keys.iter().copied());
+            return Admission::Background;
         }
         for k in keys {
             self.seen.insert(*k, ());
         }
-        false
+        Admission::No
+    }
+
+    /// Keeps `task`, the background decode of `keys` (see [`Admission::Background`]).
+    pub(super) fn filling(&self, task: tokio::task::JoinHandle<()>) {
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        filling.tasks.retain(|t| !t.is_finished());
+        filling.tasks.push(task);
+    }
+
+    /// The background decode of `keys` ended (kept or failed): they may be admitted again.
+    pub(super) fn filled(&self, keys: &[CacheKey]) {
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            filling.keys.remove(k);
+        }
+    }
+
+    /// Waits for the background decodes started so far (tests, and a caller that wants the
+    /// cache in a known state).
+    pub async fn settle(&self) {
+        let tasks =
+            std::mem::take(&mut self.filling.lock().unwrap_or_else(|p| p.into_inner()).tasks);
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     pub(super) fn get(&self, key: CacheKey) -> Option<ArrayRef> {

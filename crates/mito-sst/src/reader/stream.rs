@@ -16,7 +16,7 @@ use snafu::ResultExt;
 
 use crate::error::{ArrowSnafu, CorruptedSnafu, ParquetSnafu, Result};
 
-use super::cache::{CacheKey, ColumnCache, Slot};
+use super::cache::{Admission, CacheKey, ColumnCache, Slot};
 use super::verified::VerifiedReader;
 use super::{ReadPlan, SstReader, key_filter_error, parquet_error};
 
@@ -107,7 +107,15 @@ impl SstReader {
                         .filter(|(_, c)| c.is_none())
                         .map(|(r, _)| (file_id, rg, Slot::Column(*r)))
                         .collect();
-                    if missing.is_empty() || cache.admit(&missing, rows, total) {
+                    let admission = if missing.is_empty() {
+                        Admission::Now
+                    } else {
+                        cache.admit(&missing, rows, total)
+                    };
+                    if admission == Admission::Background {
+                        this.fill_in_background(&cache, rg, &roots, &projected, missing);
+                    }
+                    if admission == Admission::Now {
                         let batch = this
                             .row_group_columns(&cache, rg, &roots, &projected, columns)
                             .await?;
@@ -160,6 +168,43 @@ impl SstReader {
 
     /// Row group `rg` of the columns `roots` (whose schema is `projected`): `columns`, those
     /// found in the cache, the rest decoded whole now and kept.
+    /// Decodes the columns `missing` of row group `rg` whole in a task of its own and keeps
+    /// them (see [`Admission::Background`]); without a runtime to run it on, nothing.
+    fn fill_in_background(
+        &self,
+        cache: &Arc<ColumnCache>,
+        rg: usize,
+        roots: &[usize],
+        projected: &SchemaRef,
+        missing: Vec<CacheKey>,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            cache.filled(&missing);
+            return;
+        };
+        let (this, owner, roots, projected) = (
+            self.clone(),
+            cache.clone(),
+            roots.to_vec(),
+            projected.clone(),
+        );
+        let task = runtime.spawn(async move {
+            let columns = roots
+                .iter()
+                .map(|r| owner.cache.get(&(this.meta.file_id, rg, Slot::Column(*r))))
+                .collect();
+            if let Err(e) = this
+                .row_group_columns(&owner, rg, &roots, &projected, columns)
+                .await
+            {
+                // The file may be gone (compacted away); reads decode their rows as before.
+                tracing::debug!(path = %this.path, rg, error = %e, "background column decode failed");
+            }
+            owner.filled(&missing);
+        });
+        cache.filling(task);
+    }
+
     pub(super) async fn row_group_columns(
         &self,
         cache: &ColumnCache,
