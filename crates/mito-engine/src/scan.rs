@@ -62,15 +62,19 @@ pub(crate) struct ScanContext {
 
 type Stream = mito_read::merge::BatchStream<Error>;
 
+#[derive(Clone)]
 enum SourceKind {
     Memtable(Arc<Memtable>),
     File(Arc<FileHandle>),
 }
 
+#[derive(Clone)]
 struct Source {
     min: i64,
     max: i64,
     kind: SourceKind,
+    /// The part of the source read, if not all of it (see [`split_overlapping`]).
+    range: Option<TimeRange>,
 }
 
 /// What a scan reads, resolved against the region's schema.
@@ -156,6 +160,7 @@ pub(crate) async fn scan(
                 min,
                 max,
                 kind: SourceKind::Memtable(m.clone()),
+                range: None,
             });
         }
     }
@@ -166,6 +171,7 @@ pub(crate) async fn scan(
                 min,
                 max,
                 kind: SourceKind::File(f.clone()),
+                range: None,
             });
         }
     }
@@ -234,7 +240,7 @@ pub(crate) async fn scan(
     let merged: Stream = if let Some(batches) = fast {
         futures::stream::iter(batches.into_iter().map(Ok)).boxed()
     } else if req.order == ScanOrder::Unordered && !last_row {
-        let groups = group_overlapping(sources);
+        let groups = split_overlapping(sources);
         let streams: Vec<Stream> = groups
             .into_iter()
             .map(|g| combine(g.into_iter().map(open).collect(), &merge_options))
@@ -624,24 +630,93 @@ fn last_rows_stream(input: Stream, time_index: usize) -> Stream {
     .boxed()
 }
 
-/// Groups of sources whose time spans overlap (transitively).
-fn group_overlapping(mut sources: Vec<Source>) -> Vec<Vec<Source>> {
-    sources.sort_by_key(|s| (s.min, s.max));
-    let mut groups: Vec<Vec<Source>> = Vec::new();
-    let mut group_max = i64::MIN;
-    for s in sources {
-        match groups.last_mut() {
-            Some(g) if s.min <= group_max => {
-                group_max = group_max.max(s.max);
-                g.push(s);
+/// The pieces an unordered scan reads, each merged on its own (a piece of one source is
+/// read as is): see [`split_spans`].
+fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
+    let spans: Vec<(i64, i64)> = sources.iter().map(|s| (s.min, s.max)).collect();
+    split_spans(&spans)
+        .into_iter()
+        .map(|piece| {
+            piece
+                .into_iter()
+                .filter_map(|(i, part)| {
+                    let s = sources.get(i)?;
+                    Some(match part {
+                        None => s.clone(),
+                        Some((lo, hi)) => Source {
+                            range: Some(TimeRange {
+                                start: Some(lo),
+                                end: hi.checked_add(1),
+                            }),
+                            ..s.clone()
+                        },
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// How to read sources of the inclusive time spans `spans`: pieces of (source, the part of
+/// its span read, `None` for all of it). Where two or more spans overlap, the sources
+/// covering that stretch, restricted to it, form one piece (rows of one key can only meet
+/// there, so only there is a merge needed); everywhere else each source is a piece alone,
+/// restricted to the time it covers by itself. Two files that share only the edge of their
+/// spans (the flushes of concurrent writers do) are so read almost wholly without a merge,
+/// not merged row by row over their whole spans.
+fn split_spans(spans: &[(i64, i64)]) -> Vec<Vec<(usize, Option<(i64, i64)>)>> {
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by_key(|&i| spans.get(i).copied());
+    let span = |i: usize| spans.get(i).copied().unwrap_or((0, -1));
+    // Where at least two spans meet, as disjoint sorted stretches.
+    let mut shared: Vec<(i64, i64)> = Vec::new();
+    for (k, &a) in order.iter().enumerate() {
+        let (amin, amax) = span(a);
+        for &b in order.iter().skip(k + 1) {
+            let (bmin, bmax) = span(b);
+            if bmin > amax {
+                break;
             }
-            _ => {
-                group_max = s.max;
-                groups.push(vec![s]);
-            }
+            shared.push((bmin.max(amin), bmax.min(amax)));
         }
     }
-    groups
+    shared.sort_unstable();
+    let mut zones: Vec<(i64, i64)> = Vec::new();
+    for (lo, hi) in shared {
+        match zones.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => zones.push((lo, hi)),
+        }
+    }
+    let mut pieces: Vec<Vec<(usize, Option<(i64, i64)>)>> = zones
+        .iter()
+        .map(|&(lo, hi)| {
+            order
+                .iter()
+                .filter(|&&i| span(i).0 <= hi && span(i).1 >= lo)
+                .map(|&i| (i, Some((lo.max(span(i).0), hi.min(span(i).1)))))
+                .collect()
+        })
+        .collect();
+    for &i in &order {
+        let (min, max) = span(i);
+        // The span minus the zones.
+        let mut at = Some(min);
+        for &(lo, hi) in zones.iter().filter(|(lo, hi)| *lo <= max && *hi >= min) {
+            let Some(from) = at else { break };
+            if lo > from {
+                pieces.push(vec![(i, Some((from, lo - 1)))]);
+            }
+            // None: the zone runs to the last timestamp there is.
+            at = hi.checked_add(1).map(|next| next.max(from));
+        }
+        if let Some(at) = at
+            && at <= max
+        {
+            pieces.push(vec![(i, (at != min).then_some((at, max)))]);
+        }
+    }
+    pieces
 }
 
 /// Runs a source in its own task; its batches arrive through a small channel.
@@ -653,13 +728,17 @@ fn open_source(
     metadata: store_api::metadata::RegionMetadataRef,
 ) -> Stream {
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(PREFETCH);
+    let time_range = match (plan.time_range, source.range) {
+        (Some(a), Some(b)) => Some(a.intersect(b)),
+        (a, b) => a.or(b),
+    };
     tokio::spawn(async move {
         let region_id = plan.region_id;
         match source.kind {
             SourceKind::Memtable(m) => {
                 let req = MemtableRead {
                     projection: Some(plan.read_ids.clone()),
-                    time_range: plan.time_range,
+                    time_range,
                     sequence: Some(plan.snapshot),
                     partition: None,
                     keep_deletes: true,
@@ -697,7 +776,7 @@ fn open_source(
                 };
                 let req = SstReadRequest {
                     projection: Some(plan.read_ids.clone()),
-                    time_range: plan.time_range,
+                    time_range,
                     filters: plan.prune_filters.clone(),
                     batch_rows: ctx.batch_rows,
                 };
@@ -737,4 +816,93 @@ fn open_source(
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use super::split_spans;
+
+    /// Every timestamp of every span is read exactly once from its source; where spans
+    /// overlap, one piece holds every source covering it (so the merge sees every version of
+    /// a key); a piece of one source covers time no other span covers.
+    fn check(spans: &[(i64, i64)]) {
+        let pieces = split_spans(spans);
+        let parts = |i: usize, t: i64| {
+            pieces
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| {
+                    p.iter()
+                        .any(|(j, part)| *j == i && part.is_none_or(|(lo, hi)| lo <= t && t <= hi))
+                })
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
+        let hi = spans.iter().map(|s| s.1).max().unwrap_or(0);
+        for t in lo..=hi {
+            let covering: Vec<usize> = (0..spans.len())
+                .filter(|&i| spans[i].0 <= t && t <= spans[i].1)
+                .collect();
+            let mut piece = None;
+            for &i in &covering {
+                let found = parts(i, t);
+                assert_eq!(
+                    found.len(),
+                    1,
+                    "{spans:?}: source {i} at {t}: pieces {found:?}"
+                );
+                // All sources covering t read it in the same piece.
+                assert!(piece.is_none_or(|p| p == found[0]), "{spans:?} at {t}");
+                piece = Some(found[0]);
+            }
+            if let Some(p) = piece {
+                assert_eq!(pieces[p].len() > 1, covering.len() > 1, "{spans:?} at {t}");
+            }
+        }
+        for p in &pieces {
+            for (i, part) in p {
+                if let Some((lo, hi)) = part {
+                    assert!(
+                        lo <= hi && spans[*i].0 <= *lo && *hi <= spans[*i].1,
+                        "{spans:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_spans_are_merged_only_where_they_overlap() {
+        // Files sharing an edge, as two writers' flushes do: one tiny merged piece.
+        let pieces = split_spans(&[(0, 100), (100, 200), (201, 300), (290, 310)]);
+        let merged: Vec<_> = pieces.iter().filter(|p| p.len() > 1).collect();
+        assert_eq!(merged.len(), 2, "{pieces:?}");
+        assert!(merged.iter().all(|p| {
+            p.iter()
+                .all(|(_, part)| part.is_some_and(|(lo, hi)| hi - lo <= 10))
+        }));
+        check(&[(0, 100), (100, 200), (201, 300), (290, 310)]);
+        check(&[(0, 10), (0, 10), (5, 5), (3, 20)]);
+        check(&[(0, 0)]);
+        check(&[]);
+        check(&[(5, 9), (0, 3)]);
+        // A source that does not overlap is read whole.
+        assert_eq!(split_spans(&[(0, 10)]), vec![vec![(0, None)]]);
+        // Spans reaching the last timestamp there is.
+        let pieces = split_spans(&[(i64::MAX - 5, i64::MAX), (i64::MAX - 1, i64::MAX)]);
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_spans_reads_every_row_once_and_merges_every_overlap(
+            spans in proptest::collection::vec((0i64..60, 0i64..20), 0..7)
+        ) {
+            let spans: Vec<(i64, i64)> = spans.into_iter().map(|(a, w)| (a, a + w)).collect();
+            check(&spans);
+        }
+    }
 }
