@@ -6,8 +6,8 @@
 //!   -> each source produced by its own task (memtable sort / Parquet decode run in
 //!      parallel, two batches ahead), rows above the snapshot dropped
 //!   -> ordered scan: one k-way merge of every source (dedup + deletes as the memtable)
-//!      unordered scan: sources grouped by overlapping time spans; a group of one is read as
-//!      is, a group of several is merged; groups are chained
+//!      unordered scan: where time spans overlap, the sources covering that stretch
+//!      (restricted to it) merged; the rest of each source read alone, as is; chained
 //!   -> exact filters (tag-only ones applied by each source, before the merge), limit,
 //!      projection
 //! ```
