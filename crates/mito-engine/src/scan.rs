@@ -657,6 +657,10 @@ fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
         .collect()
 }
 
+/// Sources read together (merged if more than one): each with the inclusive stretch of its
+/// span read (`None`: all of it).
+type Piece = Vec<(usize, Option<(i64, i64)>)>;
+
 /// How to read sources of the inclusive time spans `spans`: pieces of (source, the part of
 /// its span read, `None` for all of it). Where two or more spans overlap, the sources
 /// covering that stretch, restricted to it, form one piece (rows of one key can only meet
@@ -664,7 +668,7 @@ fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
 /// restricted to the time it covers by itself. Two files that share only the edge of their
 /// spans (the flushes of concurrent writers do) are so read almost wholly without a merge,
 /// not merged row by row over their whole spans.
-fn split_spans(spans: &[(i64, i64)]) -> Vec<Vec<(usize, Option<(i64, i64)>)>> {
+fn split_spans(spans: &[(i64, i64)]) -> Vec<Piece> {
     let mut order: Vec<usize> = (0..spans.len()).collect();
     order.sort_by_key(|&i| spans.get(i).copied());
     let span = |i: usize| spans.get(i).copied().unwrap_or((0, -1));
@@ -688,7 +692,7 @@ fn split_spans(spans: &[(i64, i64)]) -> Vec<Vec<(usize, Option<(i64, i64)>)>> {
             _ => zones.push((lo, hi)),
         }
     }
-    let mut pieces: Vec<Vec<(usize, Option<(i64, i64)>)>> = zones
+    let mut pieces: Vec<Piece> = zones
         .iter()
         .map(|&(lo, hi)| {
             order
