@@ -392,48 +392,48 @@ fn constant(qualified: &'static str, args: Vec<DataType>, value: ScalarValue) ->
     f.with_aliases([qualified])
 }
 
-fn functions() -> Vec<ScalarUDF> {
-    let format_type = create_udf(
-        "format_type",
-        vec![DataType::Int64, DataType::Int64],
+/// A text function of one argument of type `arg`, named `qualified` (`pg_catalog.NAME`)
+/// and `NAME`, whose values `f` makes from the argument's array.
+fn text_function(
+    qualified: &'static str,
+    arg: DataType,
+    f: fn(&ArrayRef) -> DfResult<StringArray>,
+) -> ScalarUDF {
+    let name = qualified.strip_prefix("pg_catalog.").unwrap_or(qualified);
+    create_udf(
+        name,
+        vec![arg],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let oids = match args.first() {
-                Some(a) => a.to_array(1)?,
-                None => return Err(DataFusionError::Plan("format_type(oid, typmod)".into())),
-            };
-            let oids = oids
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .ok_or_else(|| DataFusionError::Plan("format_type takes an oid".into()))?;
-            let names: StringArray = oids
-                .iter()
-                .map(|o| o.map(|o| TYPES.iter().find(|t| t.0 == o).map_or("unknown", |t| t.2)))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(names)))
-        }),
-    )
-    .with_aliases(["pg_catalog.format_type"]);
-    let quote_ident = create_udf(
-        "quote_ident",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             let values = match args.first() {
                 Some(a) => a.to_array(1)?,
-                None => return Err(DataFusionError::Plan("quote_ident(text)".into())),
+                None => return Err(DataFusionError::Plan(format!("{name} takes an argument"))),
             };
-            let values = values
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| DataFusionError::Plan("quote_ident takes text".into()))?;
-            let quoted: StringArray = values.iter().map(|v| v.map(quote_ident)).collect();
-            Ok(ColumnarValue::Array(Arc::new(quoted)))
+            Ok(ColumnarValue::Array(Arc::new(f(&values)?)))
         }),
     )
-    .with_aliases(["pg_catalog.quote_ident"]);
+    .with_aliases([qualified])
+}
+
+fn functions() -> Vec<ScalarUDF> {
+    let format_type = text_function("pg_catalog.format_type", DataType::Int64, |oids| {
+        let oids = oids
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Plan("format_type takes an oid".into()))?;
+        Ok(oids
+            .iter()
+            .map(|o| o.map(|o| TYPES.iter().find(|t| t.0 == o).map_or("unknown", |t| t.2)))
+            .collect())
+    });
+    let quote_ident = text_function("pg_catalog.quote_ident", DataType::Utf8, |values| {
+        let values = values
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| DataFusionError::Plan("quote_ident takes text".into()))?;
+        Ok(values.iter().map(|v| v.map(quote_ident)).collect())
+    });
     vec![
         constant(
             "pg_catalog.pg_get_userbyid",
