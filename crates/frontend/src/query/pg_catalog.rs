@@ -392,17 +392,18 @@ fn constant(qualified: &'static str, args: Vec<DataType>, value: ScalarValue) ->
     f.with_aliases([qualified])
 }
 
-/// A text function of one argument of type `arg`, named `qualified` (`pg_catalog.NAME`)
-/// and `NAME`, whose values `f` makes from the argument's array.
+/// A text function of arguments of types `args`, named `qualified` (`pg_catalog.NAME`) and
+/// `NAME`, whose values `f` makes from the first argument's array (the others are accepted
+/// and unused, as `format_type`'s type modifier).
 fn text_function(
     qualified: &'static str,
-    arg: DataType,
+    args: Vec<DataType>,
     f: fn(&ArrayRef) -> DfResult<StringArray>,
 ) -> ScalarUDF {
     let name = qualified.strip_prefix("pg_catalog.").unwrap_or(qualified);
     create_udf(
         name,
-        vec![arg],
+        args,
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
@@ -417,17 +418,21 @@ fn text_function(
 }
 
 fn functions() -> Vec<ScalarUDF> {
-    let format_type = text_function("pg_catalog.format_type", DataType::Int64, |oids| {
-        let oids = oids
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| DataFusionError::Plan("format_type takes an oid".into()))?;
-        Ok(oids
-            .iter()
-            .map(|o| o.map(|o| TYPES.iter().find(|t| t.0 == o).map_or("unknown", |t| t.2)))
-            .collect())
-    });
-    let quote_ident = text_function("pg_catalog.quote_ident", DataType::Utf8, |values| {
+    let format_type = text_function(
+        "pg_catalog.format_type",
+        vec![DataType::Int64, DataType::Int64],
+        |oids| {
+            let oids = oids
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| DataFusionError::Plan("format_type takes an oid".into()))?;
+            Ok(oids
+                .iter()
+                .map(|o| o.map(|o| TYPES.iter().find(|t| t.0 == o).map_or("unknown", |t| t.2)))
+                .collect())
+        },
+    );
+    let quote_ident = text_function("pg_catalog.quote_ident", vec![DataType::Utf8], |values| {
         let values = values
             .as_any()
             .downcast_ref::<StringArray>()
@@ -585,6 +590,44 @@ const RESERVED: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_functions_answer_as_postgresql_does() {
+        let ctx = SessionContext::new();
+        for udf in functions() {
+            ctx.register_udf(udf);
+        }
+        let batches = ctx
+            .sql(
+                "SELECT format_type(701, -1), pg_catalog.format_type(1114, -1), \
+                 quote_ident('Cpu'), pg_catalog.quote_ident('cpu')",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let row: Vec<String> = batches[0]
+            .columns()
+            .iter()
+            .map(|c| {
+                c.as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .value(0)
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            row,
+            [
+                "double precision",
+                "timestamp without time zone",
+                "\"Cpu\"",
+                "cpu"
+            ]
+        );
+    }
 
     #[test]
     fn quote_ident_quotes_what_postgresql_quotes() {
