@@ -32,6 +32,7 @@ import datetime
 import http.client
 import importlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -180,9 +181,10 @@ def utc_text(seconds):
 
 
 def percentile(values, q):
-    """The q-quantile (0..1) of `values`, nearest rank."""
+    """The q-quantile (0..1) of `values`, nearest rank (the ceil(q n)-th smallest), as
+    `mito bench` takes it."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # ------------------------------------------------------------------ processes and HTTP

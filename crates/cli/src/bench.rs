@@ -76,6 +76,12 @@ fn draw_shape(name: &str) -> (usize, i64, i64) {
     }
 }
 
+/// The eight hosts of the fixed parameters (and of draws that use one host): spread over
+/// the set.
+fn spread_eight() -> Vec<usize> {
+    (0..8).map(|i| i * 7 + 3).collect()
+}
+
 /// One query's parameters: its hosts and its window, in seconds from the data's start.
 #[derive(Debug, Clone, PartialEq)]
 struct Params {
@@ -96,7 +102,7 @@ impl Params {
         };
         Self {
             one: 1,
-            eight: (0..8).map(|i| i * 7 + 3).collect(),
+            eight: spread_eight(),
             start: (span - width).max(0),
             end: span,
         }
@@ -112,7 +118,7 @@ impl Params {
         } else {
             0
         };
-        // k distinct hosts (a partial Fisher-Yates over 0..hosts).
+        // k distinct hosts, drawn until that many differ.
         let mut picked: Vec<usize> = Vec::with_capacity(k.max(1));
         while picked.len() < k.max(1).min(hosts) {
             let h = rng.below(hosts);
@@ -122,11 +128,7 @@ impl Params {
         }
         Self {
             one: picked.first().copied().unwrap_or(0),
-            eight: if k == 8 {
-                picked
-            } else {
-                (0..8).map(|i| i * 7 + 3).collect()
-            },
+            eight: if k == 8 { picked } else { spread_eight() },
             start,
             end: if width > 0 { start + width } else { span },
         }

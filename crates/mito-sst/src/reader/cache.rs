@@ -157,7 +157,8 @@ impl ColumnCache {
         Admission::No
     }
 
-    /// Keeps `task`, the background decode of `keys` (see [`Admission::Background`]).
+    /// Keeps `task`, a background decode (see [`Admission::Background`]), for
+    /// [`ColumnCache::settle`].
     pub(super) fn filling(&self, task: tokio::task::JoinHandle<()>) {
         let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
         filling.tasks.retain(|t| !t.is_finished());

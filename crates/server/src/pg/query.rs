@@ -110,13 +110,21 @@ fn setting(client: &dyn ClientInfo, name: &str) -> Option<String> {
     set.or_else(|| default_setting(name, client))
 }
 
-/// The user `client` logged in as.
-fn connection_user(client: &dyn ClientInfo) -> String {
-    client
+/// [`compat::rewrite`] of `statement` for `client`'s connection (its user and settings).
+fn rewrite(client: &(dyn ClientInfo + Sync), statement: &mut Statement) -> PgWireResult<bool> {
+    let user = client
         .metadata()
         .get(METADATA_USER)
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let lookup = |name: &str| setting(client, name);
+    compat::rewrite(
+        statement,
+        &compat::Session {
+            user: &user,
+            setting: &lookup,
+        },
+    )
 }
 
 /// What `SHOW` answers for settings a connection has not set.
@@ -350,19 +358,13 @@ impl SimpleQueryHandler for Queries {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        let user = connection_user(client);
-        let lookup = |name: &str| setting(client, name);
-        let session = compat::Session {
-            user: &user,
-            setting: &lookup,
-        };
         let single = statements.len() == 1;
         let mut out = Vec::new();
         for mut statement in statements {
             let response = if is_query(&statement) {
                 // One statement runs as sent (its text is the plan cache's key); several, or
                 // one rewritten by `compat`, as printed back by the parser.
-                let rewritten = match compat::rewrite(&mut statement, &session) {
+                let rewritten = match rewrite(client, &mut statement) {
                     Ok(r) => r,
                     Err(PgWireError::UserError(info)) => {
                         out.push(Response::Error(info));
@@ -428,13 +430,7 @@ impl QueryParser for StatementParser {
         if !is_query(&statement) {
             return Ok(Some(PgStatement::Other(Arc::new(statement))));
         }
-        let user = connection_user(client);
-        let lookup = |name: &str| setting(client, name);
-        let session = compat::Session {
-            user: &user,
-            setting: &lookup,
-        };
-        let changed = compat::rewrite(&mut statement, &session)?;
+        let changed = rewrite(client, &mut statement)?;
         if let Some(columns) = no_rows(&statement) {
             return Ok(Some(PgStatement::NoRows(Arc::new(columns))));
         }
