@@ -99,6 +99,8 @@ pub struct Instance {
     pub(crate) plans: crate::plan_cache::PlanCache,
     /// The held directory lock; released by [`Instance::close`] (or on drop).
     lock: std::sync::Mutex<Option<File>>,
+    /// Series the line-protocol ingests checked against the tables (see `ingest`).
+    pub(crate) series: Arc<crate::ingest::batcher::SeriesMemo>,
 }
 
 impl Instance {
@@ -141,6 +143,7 @@ impl Instance {
             #[cfg(feature = "sql")]
             plans,
             lock: std::sync::Mutex::new(lock),
+            series: Arc::default(),
         };
         for table in &catalog.tables {
             for region_id in table.region_ids() {

@@ -25,6 +25,7 @@ use arrow_array::{ArrayRef, RecordBatch, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
 use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
+use store_api::RegionId;
 
 use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
@@ -160,6 +161,10 @@ impl Builder {
 #[derive(Debug)]
 struct TableBuffer {
     exists: bool,
+    /// The layout of the table as it existed when the batcher started (its columns are this
+    /// buffer's first `initial_columns`, in the same order).
+    layout: Option<Layout>,
+    initial_columns: usize,
     columns: Vec<Column>,
     by_name: foldhash::HashMap<String, usize>,
     /// Builders by column index, created when a batch first holds the column.
@@ -182,6 +187,8 @@ impl TableBuffer {
     fn new(existing: Option<&RegionMetadata>) -> Self {
         let mut t = Self {
             exists: existing.is_some(),
+            layout: existing.map(|m| (m.region_id(), m.schema_version())),
+            initial_columns: 0,
             columns: Vec::new(),
             by_name: foldhash::HashMap::new(),
             builders: Vec::new(),
@@ -210,6 +217,9 @@ impl TableBuffer {
             None => {
                 t.push_column(TIME_COLUMN.to_string(), Role::Time, false);
             }
+        }
+        if t.exists {
+            t.initial_columns = t.columns.len();
         }
         t
     }
@@ -541,25 +551,88 @@ pub struct Batcher {
     last: usize,
     /// Schemas of the tables that existed when the batcher started.
     existing: HashMap<String, Arc<RegionMetadata>>,
-    /// Series accepted before, by the bytes of their line up to the first space (lines
-    /// without an escape there): a line of a known series parses and checks only its fields.
-    /// Columns are never removed nor change role, so what a series resolved to stays valid.
-    known: foldhash::HashMap<Box<[u8]>, KnownSeries>,
+    /// Series accepted before by this batcher, by the bytes of their line up to the first
+    /// space (lines without an escape there), with the index of their table buffer: a line
+    /// of a known series parses and checks only its fields. Columns are never removed nor
+    /// change role, so what a series resolved to stays valid.
+    known: foldhash::HashMap<Box<[u8]>, (usize, Arc<KnownSeries>)>,
     /// Bytes of `known`'s keys; past `known_limit` it starts over.
     known_bytes: usize,
     known_limit: usize,
+    /// Series accepted by earlier batchers of the same tables (one HTTP request each; a
+    /// collector sends the same series in every request).
+    memo: Arc<SeriesMemo>,
+    /// Series this batcher learned that hold for a table's layout; given to `memo` at the end.
+    learned: Vec<(Box<[u8]>, Layout, Arc<KnownSeries>)>,
 }
 
-/// Bound of the known-series memo's keys (a few hundred thousand series of typical lines).
+/// Bound of the known-series memos' keys (a few hundred thousand series of typical lines).
 const KNOWN_SERIES_BYTES: usize = 64 << 20;
+
+/// A table's columns as of one schema: its region and schema version. Table ids are never
+/// reused, and a schema change bumps the version, so equal layouts list equal columns.
+type Layout = (RegionId, u64);
 
 /// What a line's series resolved to, as offsets into any line that starts with its bytes.
 #[derive(Debug)]
 struct KnownSeries {
-    table: usize,
     measurement: Span,
     /// Key, value and column of each tag, in the line's order.
     tags: Vec<(Span, Span, usize)>,
+}
+
+/// Series that the batchers of one instance accepted into tables as they existed, shared
+/// by the batchers that follow: a known series' tags are checked once per table layout, not
+/// once per request. What a series resolved to is kept with the layout it holds for; a
+/// batcher uses it only when its table has that layout.
+#[derive(Debug, Default)]
+pub struct SeriesMemo {
+    inner: std::sync::RwLock<SharedSeries>,
+}
+
+#[derive(Debug, Default)]
+struct SharedSeries {
+    known: foldhash::HashMap<Box<[u8]>, (Layout, Arc<KnownSeries>)>,
+    bytes: usize,
+}
+
+impl SeriesMemo {
+    fn get(&self, series: &[u8]) -> Option<(Layout, Arc<KnownSeries>)> {
+        // A poisoned lock only means a batcher panicked while publishing: the map is whole.
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.known.get(series).cloned()
+    }
+
+    fn publish(&self, learned: Vec<(Box<[u8]>, Layout, Arc<KnownSeries>)>) {
+        if learned.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        for (series, layout, known) in learned {
+            if inner.bytes + series.len() > KNOWN_SERIES_BYTES {
+                inner.known.clear();
+                inner.bytes = 0;
+            }
+            let len = series.len();
+            if inner.known.insert(series, (layout, known)).is_none() {
+                inner.bytes += len;
+            }
+        }
+    }
+
+    /// Series held.
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .known
+            .len()
+    }
+
+    /// Whether no series is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 type Span = (usize, usize);
@@ -577,11 +650,12 @@ fn at(text: &str, (start, end): Span) -> Cow<'_, str> {
 
 impl Batcher {
     /// A batcher over the tables that exist now (their schemas), emitting batches of
-    /// `batch_rows` rows.
+    /// `batch_rows` rows; `memo` is shared with the batchers before and after it.
     pub fn new(
         existing: HashMap<String, Arc<RegionMetadata>>,
         precision: Precision,
         batch_rows: usize,
+        memo: Arc<SeriesMemo>,
     ) -> Self {
         Self {
             precision,
@@ -593,7 +667,27 @@ impl Batcher {
             known: foldhash::HashMap::new(),
             known_bytes: 0,
             known_limit: KNOWN_SERIES_BYTES,
+            memo,
+            learned: Vec::new(),
         }
+    }
+
+    /// The index of the buffer of table `name`, made on the table's first line.
+    fn table_for(&mut self, name: &str) -> Result<usize, String> {
+        if self.tables.get(self.last).is_some_and(|(n, _)| n == name) {
+            return Ok(self.last);
+        }
+        self.last = match self.index.get(name) {
+            Some(i) => *i,
+            None => {
+                crate::catalog::check_name(name)?;
+                let buffer = TableBuffer::new(self.existing.get(name).map(|m| m.as_ref()));
+                self.tables.push((name.to_string(), buffer));
+                self.index.insert(name.to_string(), self.tables.len() - 1);
+                self.tables.len() - 1
+            }
+        };
+        Ok(self.last)
     }
 
     /// Parses, checks and buffers one line (`number` is 1-based, for errors); `now_ns` is
@@ -617,11 +711,22 @@ impl Batcher {
             err(e.to_string())
         };
         let series_end = plain_series_end(text.as_bytes());
-        let known = series_end
-            .and_then(|end| text.as_bytes().get(..end))
-            .and_then(|series| self.known.get(series));
-        let known = match (known, series_end) {
-            (Some(k), Some(end)) => {
+        let series = series_end.and_then(|end| Some((end, text.as_bytes().get(..end)?)));
+        let mut known = None;
+        if let Some((_, series)) = series {
+            if let Some((table, k)) = self.known.get(series) {
+                self.last = *table;
+                known = Some(k.clone());
+            } else if let Some((layout, k)) = self.memo.get(series) {
+                // It holds only if this batcher's table has the layout it was learned on.
+                let table = self.table_for(&at(text, k.measurement)).map_err(&err)?;
+                if self.tables.get(table).and_then(|(_, t)| t.layout) == Some(layout) {
+                    known = Some(k);
+                }
+            }
+        }
+        match (&known, series) {
+            (Some(k), Some((end, _))) => {
                 parse_fields(text, end, scratch).map_err(parse_err)?;
                 scratch.measurement = at(text, k.measurement);
                 scratch.tags.clear();
@@ -630,15 +735,12 @@ impl Batcher {
                         .iter()
                         .map(|&(key, value, _)| (at(text, key), at(text, value))),
                 );
-                self.last = k.table;
-                Some(k)
             }
             _ => {
                 // `text` has no leading blanks left: parse_line's columns are ours.
                 parse_line(text, scratch).map_err(parse_err)?;
-                None
             }
-        };
+        }
         let ts = match scratch.timestamp {
             Some(t) => t.checked_mul(self.precision.nanos()).ok_or_else(|| {
                 err(format!(
@@ -649,25 +751,12 @@ impl Batcher {
             None => now_ns,
         };
         let name = scratch.measurement.as_ref();
-        let same = self.tables.get(self.last).is_some_and(|(n, _)| n == name);
-        if !same {
-            self.last = match self.index.get(name) {
-                Some(i) => *i,
-                None => {
-                    crate::catalog::check_name(name).map_err(&err)?;
-                    let buffer = TableBuffer::new(self.existing.get(name).map(|m| m.as_ref()));
-                    self.tables.push((name.to_string(), buffer));
-                    self.index.insert(name.to_string(), self.tables.len() - 1);
-                    self.tables.len() - 1
-                }
-            };
-        }
+        let table_index = self.table_for(name).map_err(&err)?;
         let batch_rows = self.batch_rows;
-        let table_index = self.last;
         let Some((_, table)) = self.tables.get_mut(table_index) else {
             return Ok(None);
         };
-        match known {
+        match &known {
             Some(k) => table.check_known(scratch, k.tags.iter().map(|t| t.2)),
             None => table.check(scratch),
         }
@@ -684,7 +773,7 @@ impl Batcher {
             ready = table.take(name);
         }
         if known.is_none()
-            && let Some(end) = series_end
+            && let Some((end, series)) = series
         {
             // `append` left the column of the n-th tag as the n-th tag hint.
             let columns = table.tag_hint.get(..scratch.tags.len()).unwrap_or_default();
@@ -695,30 +784,36 @@ impl Batcher {
                     .zip(columns)
                     .map(|((k, v), &c)| Some((span_in(text, k)?, span_in(text, v)?, c)))
                     .collect::<Option<Vec<_>>>()?;
-                Some(KnownSeries {
-                    table: table_index,
-                    measurement,
-                    tags,
-                })
+                Some(KnownSeries { measurement, tags })
             });
-            if let (Some(known), Some(series)) = (spans, text.as_bytes().get(..end))
+            if let Some(known) = spans
                 && known.tags.len() == scratch.tags.len()
             {
+                let known = Arc::new(known);
+                // Others may use it only where every tag is a column the table had.
+                if let Some(layout) = table.layout
+                    && known.tags.iter().all(|t| t.2 < table.initial_columns)
+                    && end <= self.known_limit
+                {
+                    self.learned.push((series.into(), layout, known.clone()));
+                }
                 if self.known_bytes + end > self.known_limit {
                     self.known.clear();
                     self.known_bytes = 0;
                 }
                 if end <= self.known_limit {
                     self.known_bytes += end;
-                    self.known.insert(series.into(), known);
+                    self.known.insert(series.into(), (table_index, known));
                 }
             }
         }
         Ok(ready)
     }
 
-    /// Every buffered batch, tables in name order.
+    /// Every buffered batch, tables in name order; what the batcher learned goes to the
+    /// shared memo.
     pub fn finish(&mut self) -> Vec<Ready> {
+        self.memo.publish(std::mem::take(&mut self.learned));
         let mut out: Vec<Ready> = self
             .tables
             .iter_mut()
@@ -798,7 +893,32 @@ mod tests {
     }
 
     fn batcher(rows: usize) -> Batcher {
-        Batcher::new(HashMap::new(), Precision::Nanosecond, rows)
+        Batcher::new(HashMap::new(), Precision::Nanosecond, rows, Arc::default())
+    }
+
+    /// Table `m` as it exists: tags `tags` in that column order, then fields `f1` (float)
+    /// and `f2` (integer), at `version`.
+    fn existing(tags: &[&str], version: u64) -> HashMap<String, Arc<RegionMetadata>> {
+        let mut builder =
+            store_api::metadata::RegionMetadataBuilder::new(store_api::RegionId::new(1024, 0));
+        let mut columns = vec![column_metadata(TIME_COLUMN, Role::Time)];
+        columns.extend(tags.iter().map(|t| column_metadata(t, Role::Tag)));
+        columns.push(column_metadata("f1", Role::Field(FieldKind::Float)));
+        columns.push(column_metadata("f2", Role::Field(FieldKind::Int)));
+        let mut key = Vec::new();
+        for (i, mut c) in columns.into_iter().enumerate() {
+            c.column_id = i as u32;
+            if c.semantic_type == SemanticType::Tag {
+                key.push(c.column_id);
+            }
+            builder.push_column(c);
+        }
+        let meta = builder
+            .primary_key(key)
+            .schema_version(version)
+            .build()
+            .unwrap();
+        HashMap::from([("m".to_string(), Arc::new(meta))])
     }
 
     #[test]
@@ -925,6 +1045,7 @@ mod tests {
             HashMap::from([("m".to_string(), meta)]),
             Precision::Second,
             10,
+            Arc::default(),
         );
         let (ready, errors) = run(&mut b, "m v=1i 1\nm,t=b v=2 3\n");
         assert_eq!(errors.len(), 1);
@@ -1001,5 +1122,55 @@ mod tests {
             proptest::prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
             proptest::prop_assert!(whole.known.is_empty());
         }
+
+        /// A memo shared with an earlier batcher changes nothing either, whether the table
+        /// still has the layout the memo learned on or has another one (a later schema
+        /// version with the tags in other columns).
+        #[test]
+        fn a_shared_memo_changes_nothing(
+            first in proptest::collection::vec(line_strategy(), 1..40),
+            second in proptest::collection::vec(line_strategy(), 1..40),
+            relayout in proptest::prelude::any::<bool>(),
+        ) {
+            let memo: Arc<SeriesMemo> = Arc::default();
+            let before = existing(&["a", "b"], 0);
+            let now = if relayout { existing(&["b", "f0", "a"], 1) } else { before.clone() };
+            let mut earlier = Batcher::new(before, Precision::Nanosecond, 4, memo.clone());
+            run(&mut earlier, &first.join("\n"));
+            let text = second.join("\n");
+            let mut shared = Batcher::new(now.clone(), Precision::Nanosecond, 4, memo);
+            let mut alone = Batcher::new(now, Precision::Nanosecond, 4, Arc::default());
+            alone.known_limit = 0;
+            let (a, ea) = run(&mut shared, &text);
+            let (b, eb) = run(&mut alone, &text);
+            proptest::prop_assert_eq!(ea, eb);
+            proptest::prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+
+    #[test]
+    fn series_learned_on_an_existing_table_are_shared_with_later_batchers() {
+        let memo: Arc<SeriesMemo> = Arc::default();
+        let text = "m,a=x,b=y f1=1 1\nm,a=x,b=z f1=2 1\nm,a=x,c=new f1=3 1\nq,a=x f1=1 1\n";
+        let mut first = Batcher::new(
+            existing(&["a", "b"], 0),
+            Precision::Nanosecond,
+            10,
+            memo.clone(),
+        );
+        let (_, errors) = run(&mut first, text);
+        assert!(errors.is_empty(), "{errors:?}");
+        // A new tag column or a new table holds for this batcher only.
+        assert_eq!(memo.len(), 2);
+        let mut second = Batcher::new(
+            existing(&["a", "b"], 0),
+            Precision::Nanosecond,
+            10,
+            memo.clone(),
+        );
+        let (ready, errors) = run(&mut second, "m,a=x,b=y f1=5 2\nm,a=x,b=y f1=6i 3\n");
+        assert_eq!(errors.len(), 1, "a known series' fields are still checked");
+        assert_eq!(ready[0].batch.num_rows(), 1);
+        assert!(second.known.is_empty(), "the shared memo answered");
     }
 }

@@ -30,7 +30,7 @@ use store_api::region_request::RegionOptionsMap;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, InputSnafu, Result};
-use crate::ingest::batcher::{Batcher, LineError, Precision, Ready};
+use crate::ingest::batcher::{Batcher, LineError, Precision, Ready, SeriesMemo};
 use crate::ingest::line_protocol::{Line, is_skipped};
 use crate::instance::Instance;
 
@@ -168,6 +168,7 @@ pub async fn ingest(
         let check = run_reader(
             &input,
             existing.clone(),
+            instance.series.clone(),
             options,
             &clock,
             progress.clone(),
@@ -180,7 +181,15 @@ pub async fn ingest(
             return Ok(report);
         }
     }
-    let rx = run_reader(&input, existing, options, &clock, progress, false);
+    let rx = run_reader(
+        &input,
+        existing,
+        instance.series.clone(),
+        options,
+        &clock,
+        progress,
+        false,
+    );
     drain(rx, options, Some(instance)).await
 }
 
@@ -216,6 +225,7 @@ async fn existing_schemas(instance: &Instance) -> Result<HashMap<String, Arc<Reg
 fn run_reader(
     input: &Input,
     existing: HashMap<String, Arc<RegionMetadata>>,
+    memo: Arc<SeriesMemo>,
     options: &IngestOptions,
     clock: &ClockRef,
     progress: Option<ProgressFn>,
@@ -230,7 +240,7 @@ fn run_reader(
     };
     let input = input.clone();
     let clock = clock.clone();
-    let mut batcher = Batcher::new(existing, options.precision, options.batch_rows);
+    let mut batcher = Batcher::new(existing, options.precision, options.batch_rows, memo);
     std::thread::spawn(move || {
         let send = |m: Message| tx.blocking_send(m).is_ok() && !stop.load(Ordering::Acquire);
         let mut lines = 0u64;
