@@ -89,8 +89,8 @@ pub enum Input {
     File(std::path::PathBuf),
     /// Standard input.
     Stdin,
-    /// Bytes in memory.
-    Bytes(Arc<[u8]>),
+    /// Bytes in memory (an HTTP body: read in place).
+    Bytes(bytes::Bytes),
 }
 
 impl Input {
@@ -620,7 +620,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.lp");
         std::fs::write(&path, &text).unwrap();
-        let (from_memory, n) = pieces(&Input::Bytes(text.as_bytes().into()));
+        let (from_memory, n) = pieces(&Input::Bytes(text.clone().into()));
         let (from_file, m) = pieces(&Input::File(path));
         assert_eq!((n, m), (text.len() as u64, text.len() as u64));
         assert_eq!(from_memory.concat(), text.as_bytes());

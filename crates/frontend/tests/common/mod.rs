@@ -15,7 +15,7 @@ use store_api::clock::SystemClock;
 pub async fn ingest_text(instance: &Instance, text: &str, options: &IngestOptions) -> IngestReport {
     ingest(
         instance,
-        Input::Bytes(text.as_bytes().into()),
+        Input::Bytes(bytes::Bytes::copy_from_slice(text.as_bytes())),
         options,
         Arc::new(SystemClock),
         None,

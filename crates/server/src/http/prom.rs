@@ -4,7 +4,6 @@
 //! labels as tags, the value in `greptime_value`. 204 once acknowledged; a body that does not
 //! decode gets 400 (Prometheus drops a batch on a 4xx and retries on a 5xx).
 
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -38,7 +37,7 @@ pub async fn write(
         .count_prom_samples(converted.samples, converted.skipped);
     ingest_lines(
         &state,
-        Arc::from(converted.lines.into_bytes()),
+        converted.lines.into_bytes().into(),
         Precision::Millisecond,
         false,
     )

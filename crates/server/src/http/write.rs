@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use frontend::ingest::batcher::Precision;
@@ -76,7 +76,7 @@ pub async fn write(
     let bytes = read_body(&state, &headers, body).await?;
     ingest_lines(
         &state,
-        Arc::from(&bytes[..]),
+        bytes,
         params.precision,
         params.strict,
     )
@@ -86,7 +86,7 @@ pub async fn write(
 /// Ingests line protocol; 204 once every row is acknowledged, 400 with the refused lines.
 pub(super) async fn ingest_lines(
     state: &AppRef,
-    lines: Arc<[u8]>,
+    lines: Bytes,
     precision: Precision,
     strict: bool,
 ) -> Result<StatusCode, ApiError> {
