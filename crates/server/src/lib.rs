@@ -21,6 +21,9 @@ pub mod config;
 pub mod http;
 mod pg;
 
+/// The body of the `pg_bind` fuzz target (see `fuzz/`).
+pub use pg::fuzz_bind;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -24,8 +24,8 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
-use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 use store_api::RegionId;
+use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 
 use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,

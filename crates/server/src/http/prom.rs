@@ -4,7 +4,6 @@
 //! labels as tags, the value in `greptime_value`. 204 once acknowledged; a body that does not
 //! decode gets 400 (Prometheus drops a batch on a 4xx and retries on a 5xx).
 
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

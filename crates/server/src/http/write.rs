@@ -74,13 +74,7 @@ pub async fn write(
 ) -> Result<StatusCode, ApiError> {
     let params = params(uri.query().unwrap_or_default())?;
     let bytes = read_body(&state, &headers, body).await?;
-    ingest_lines(
-        &state,
-        bytes,
-        params.precision,
-        params.strict,
-    )
-    .await
+    ingest_lines(&state, bytes, params.precision, params.strict).await
 }
 
 /// Ingests line protocol; 204 once every row is acknowledged, 400 with the refused lines.

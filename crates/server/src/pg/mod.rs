@@ -15,6 +15,8 @@
 
 mod compat;
 mod params;
+
+pub use params::fuzz_bind;
 mod query;
 mod startup;
 
