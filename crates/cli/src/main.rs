@@ -491,7 +491,10 @@ async fn serve(dir: &Path, command: Command) -> Result<ExitCode, BoxError> {
         config.query.memory_limit = memory_limit;
     }
     config.validate()?;
-    let mut options = InstanceOptions::default();
+    let mut options = InstanceOptions {
+        engine: config.engine.clone(),
+        ..InstanceOptions::default()
+    };
     options.query.timeout = (!config.query.timeout.is_zero()).then_some(config.query.timeout);
     if let Some(limit) = config.query.memory_limit {
         options.query.memory_limit = limit;

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Limits on SQL queries.
     pub query: QueryConfig,
+    /// The storage engine: write buffers, caches, flush and compaction (`[engine]`, the
+    /// fields of `MitoConfig`, each with its default).
+    pub engine: mito_engine::MitoConfig,
     /// On SIGTERM/SIGINT: how long in-flight requests get to finish before their connections
     /// are closed (the data is flushed either way).
     #[serde(with = "humantime_serde")]
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             pg: PgConfig::default(),
             auth: AuthConfig::default(),
             query: QueryConfig::default(),
+            engine: mito_engine::MitoConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -235,12 +239,21 @@ mod tests {
         assert_eq!(c.query.timeout, Duration::ZERO);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         c.validate().unwrap();
+        // The engine's section: only what it names changes.
+        let c: ServerConfig = toml::from_str("[engine]\ncolumn_cache_size = \"128MiB\"\n").unwrap();
+        assert_eq!(c.engine.column_cache_size, ReadableSize::mib(128));
+        assert_eq!(
+            c.engine.page_cache_size,
+            mito_engine::MitoConfig::default().page_cache_size
+        );
     }
 
     #[test]
     fn unknown_keys_and_unsafe_combinations_are_refused() {
         let e = toml::from_str::<ServerConfig>("[http]\nadress = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("adress"), "{e}");
+        let e = toml::from_str::<ServerConfig>("[engine]\ncolumn_cache = \"1GiB\"\n").unwrap_err();
+        assert!(e.to_string().contains("column_cache"), "{e}");
         let mut c = ServerConfig::default();
         c.http.addr = "0.0.0.0:4000".parse().unwrap();
         let e = c.validate().unwrap_err().to_string();
