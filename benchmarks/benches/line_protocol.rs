@@ -2,9 +2,10 @@
 //! batches (the `mito write` reader thread), over TSBS cpu-only lines (100 hosts x 100 steps).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use frontend::ingest::batcher::{Batcher, Precision};
+use frontend::ingest::batcher::{Batcher, Precision, SeriesMemo};
 use frontend::ingest::line_protocol::{Line, parse_line};
 use tsbs::{CpuGenerator, write_line_protocol};
 
@@ -35,7 +36,12 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("parse_and_batch", |b| {
         b.iter(|| {
-            let mut batcher = Batcher::new(HashMap::new(), Precision::Nanosecond, 8192);
+            let mut batcher = Batcher::new(
+                HashMap::new(),
+                Precision::Nanosecond,
+                8192,
+                Arc::new(SeriesMemo::default()),
+            );
             let mut rows = 0;
             let mut line = Line::default();
             for (i, l) in lines.iter().enumerate() {

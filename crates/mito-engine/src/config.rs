@@ -61,6 +61,9 @@ pub struct MitoConfig {
     pub manifest_checkpoint_distance: u64,
     /// Rows per row group in SSTs. Default 100000.
     pub sst_row_group_size: usize,
+    /// Rows per data page in SSTs: the granularity of page pruning, so about what a read of
+    /// one series decodes per column. Default 8192.
+    pub sst_page_rows: usize,
     /// Rows per batch returned by scans. Default 8192.
     pub scan_batch_rows: usize,
     /// Largest encoded write request (one WAL entry); bigger requests are refused before the
@@ -95,6 +98,7 @@ impl Default for MitoConfig {
             column_cache_size: default_column_cache(memory),
             manifest_checkpoint_distance: 10,
             sst_row_group_size: 100_000,
+            sst_page_rows: 8192,
             scan_batch_rows: 8192,
             max_write_bytes: ReadableSize::mib(32),
             read_only: false,
@@ -206,6 +210,13 @@ impl MitoConfig {
                 self.sst_row_group_size = self.sst_row_group_size.max(1024);
             },
         );
+        fix(
+            "sst_page_rows",
+            (64..=self.sst_row_group_size).contains(&self.sst_page_rows),
+            &mut || {
+                self.sst_page_rows = self.sst_page_rows.clamp(64, self.sst_row_group_size);
+            },
+        );
         fix("scan_batch_rows", self.scan_batch_rows > 0, &mut || {
             self.scan_batch_rows = defaults.scan_batch_rows;
         });
@@ -286,6 +297,7 @@ mod tests {
             max_background_flushes: 0,
             region_write_buffer_size: ReadableSize(0),
             sst_row_group_size: 10,
+            sst_page_rows: 1,
             compaction_threads: 0,
             compaction_nice: 40,
             ..MitoConfig::default()
@@ -297,6 +309,7 @@ mod tests {
         assert_eq!(c.max_background_flushes, 1);
         assert!(c.worker_request_batch > 0);
         assert_eq!(c.sst_row_group_size, 1024);
+        assert_eq!(c.sst_page_rows, 64);
         assert_eq!(
             c.region_write_buffer_size.as_bytes(),
             c.global_write_buffer_size.as_bytes() / 8

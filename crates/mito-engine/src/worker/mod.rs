@@ -94,6 +94,7 @@ impl Shared {
     fn write_options(&self) -> WriteOptions {
         WriteOptions {
             row_group_rows: self.config.sst_row_group_size,
+            page_rows: self.config.sst_page_rows,
             ..WriteOptions::default()
         }
     }
