@@ -3,7 +3,7 @@
 
     python3 benchmarks/peers/peers.py --out mito-peers [--hosts 4000] [--hours 3]
                                       [--peers influx,vm,duckdb] [--runs 50] [--seed 1]
-                                      [--repeat] [--mito PATH]
+                                      [--repeat] [--mito PATH] [--mito-config FILE]
 
 1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp) and measures itself
    in-process (its figures are kept in OUT/mito/report.json and quoted apart).
@@ -485,13 +485,14 @@ class MitoServer:
 
     name = "Mito server"
 
-    def __init__(self, root, binary):
-        self.root, self.binary = root, binary
+    def __init__(self, root, binary, config=None):
+        self.root, self.binary, self.config = root, binary, config
         self.http = Http(0)
 
     def _start_server(self):
+        extra = ["--config", self.config] if self.config else []
         self.server = Server([self.binary, "--data-dir", os.path.join(self.root, "data"),
-                              "server", "--http", f"{ADDR}:0", "--no-pg"],
+                              "server", "--http", f"{ADDR}:0", "--no-pg", *extra],
                              os.path.join(self.root, f"server-{len(Server.running)}.log"))
         began = time.time()
         while time.time() - began < 120:
@@ -1011,6 +1012,7 @@ def main():
     ap.add_argument("--repeat", action="store_true",
                     help="repeat mito bench's fixed parameters instead of drawing (profiling)")
     ap.add_argument("--mito", help="the mito binary (default: cargo build --release)")
+    ap.add_argument("--mito-config", help="a config file for mito server (e.g. [engine] sizes)")
     args = ap.parse_args()
     if not 1 <= args.hours <= 24 * 30 or args.hosts < 1:
         ap.error("--hosts must be at least 1 and --hours within 1..720")
@@ -1019,7 +1021,8 @@ def main():
         ap.error(f"{out} exists; choose a new --out")
     os.makedirs(out)
     binary = {}
-    kinds = {"mito-server": lambda: MitoServer(os.path.join(out, "mito-server"), binary["path"]),
+    kinds = {"mito-server": lambda: MitoServer(os.path.join(out, "mito-server"), binary["path"],
+                                                  args.mito_config and os.path.abspath(args.mito_config)),
              "influx": lambda: Influx(os.path.join(out, "influx")),
              "vm": lambda: Vm(os.path.join(out, "vm")),
              "duckdb": lambda: Duck(os.path.join(out, "duckdb"))}
