@@ -103,3 +103,41 @@ async fn disk_full_mid_write_leaves_no_half_record() {
     assert_eq!(ids(&store).await, [1, 2, 3]);
     scenario.teardown();
 }
+
+/// The segment list cannot be written when a roll needs a new segment (a full disk): the
+/// append that needed it fails, nothing of it is replayed, the acknowledged entries stay, and
+/// the directory reopens (the new segment, never listed, holds no record).
+#[tokio::test]
+async fn a_failed_segment_list_write_at_a_roll_fails_the_append_alone() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        segment_size: store_api::config::ReadableSize::mib(1),
+        ..WalConfig::new(dir.path())
+    };
+    let store = LocalLogStore::open(config.clone()).await.unwrap();
+    let big = |id: u64| Entry {
+        region_id: RegionId::new(9, 1),
+        entry_id: id,
+        data: Bytes::from(vec![id as u8; 700 << 10]),
+    };
+    store.append(&[big(1)]).await.unwrap();
+    fail::cfg("wal-list", "return").unwrap();
+    // 1.4 MiB do not fit a 1 MiB segment: the roll creates segment 2, and listing it fails.
+    let failed = store.append(&[big(2)]).await.unwrap_err();
+    fail::remove("wal-list");
+    assert!(
+        failed.to_string().contains("failpoint wal-list"),
+        "{failed}"
+    );
+    assert_eq!(failed.kind(), ErrorKind::StorageFailure);
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = LocalLogStore::open(config).await.unwrap();
+    assert_eq!(ids(&store).await, [1]);
+    store.append(&[big(2)]).await.unwrap();
+    store.append(&[big(3)]).await.unwrap();
+    assert_eq!(ids(&store).await, [1, 2, 3]);
+    scenario.teardown();
+}

@@ -18,7 +18,6 @@
 //! directory), so a crash leaves the old or the new catalog, never a mix.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -251,16 +250,9 @@ const REGIONS_DIR: &str = "data/regions";
 /// Replaces the catalog of `dir` atomically and durably.
 pub fn store(dir: &Path, catalog: &Catalog) -> Result<(), CatalogError> {
     let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     let fs = mito_fs::fs_for(dir);
-    let write = || -> std::io::Result<()> {
-        let mut f = fs.create(&tmp)?;
-        f.write_all(&encode(catalog))?;
-        f.sync_all()?;
-        fs.rename(&tmp, &path)?;
-        fs.sync_dir(dir)
-    };
-    write().context(IoSnafu { path: path.clone() })?;
+    mito_fs::replace(&*fs, dir, FILE_NAME, &encode(catalog))
+        .context(IoSnafu { path: path.clone() })?;
     ensure!(
         path.exists(),
         CorruptedSnafu {

@@ -39,6 +39,21 @@ pub enum Error {
         location: Location,
     },
 
+    /// A segment the directory's list names is gone: entries it held may be lost.
+    #[snafu(display(
+        "WAL segment {} is missing, but {} lists it as holding entries that may not be \
+         flushed yet, so acknowledged writes may be lost; restore the file (the directory was \
+         not changed)",
+        path.display(),
+        list.display()
+    ))]
+    SegmentMissing {
+        path: PathBuf,
+        list: PathBuf,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// An entry breaks the append rules.
     #[snafu(display("Invalid WAL entry {entry_id} for region {region_id}: {reason}"))]
     InvalidEntry {
@@ -103,7 +118,7 @@ impl ErrorExt for Error {
         match self {
             Error::Io { .. } | Error::Poisoned { .. } => ErrorKind::StorageFailure,
             Error::DirLocked { .. } => ErrorKind::AlreadyExists,
-            Error::Corrupted { .. } => ErrorKind::Corrupted,
+            Error::Corrupted { .. } | Error::SegmentMissing { .. } => ErrorKind::Corrupted,
             Error::InvalidEntry { .. } | Error::InvalidConfig { .. } => ErrorKind::InvalidArgument,
             Error::Stopped { .. } => ErrorKind::Cancelled,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,

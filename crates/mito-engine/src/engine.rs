@@ -25,7 +25,7 @@ use crate::cache::CacheManager;
 use crate::config::MitoConfig;
 use crate::error::{
     EngineReadOnlySnafu, InvalidConfigSnafu, OpenDataDirSnafu, OpenWalSnafu, RegionNotFoundSnafu,
-    Result, StoppedSnafu,
+    Result, StoppedSnafu, WalMissingSnafu,
 };
 use crate::metrics::Metrics;
 use crate::region::MitoRegionRef;
@@ -139,6 +139,17 @@ impl MitoEngine {
             .build()
         })?;
         wal.dir = data_dir.join("wal");
+        // A WAL directory is created with the data directory and never removed; gone while
+        // regions exist, it took entries with it (a lost segment inside it is the log
+        // store's to find).
+        let regions = data.join("regions");
+        if !wal.dir.exists() && has_entries(&regions) {
+            return WalMissingSnafu {
+                dir: wal.dir,
+                regions,
+            }
+            .fail();
+        }
         let log_store = LocalLogStore::open(wal).await.context(OpenWalSnafu {
             dir: data_dir.join("wal"),
         })?;
@@ -470,6 +481,11 @@ impl RegionEngine for MitoEngine {
 
 /// Deletes the files under the fs backend's staging directory: each is a write that never
 /// finished (a file appears under its real name only once complete), so none is referenced.
+/// Whether `dir` exists and holds anything.
+fn has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 fn remove_staging_leftovers(staging: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(staging) {
         Ok(entries) => entries,

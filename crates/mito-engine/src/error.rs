@@ -31,6 +31,21 @@ pub enum Error {
         location: Location,
     },
 
+    /// The WAL directory is gone while regions exist: what it held may be lost.
+    #[snafu(display(
+        "The WAL directory {} is missing, but {} holds regions: entries not yet flushed may \
+         be lost; restore it (the data directory was not changed), or create it empty to open \
+         the regions as of their last flush",
+        dir.display(),
+        regions.display()
+    ))]
+    WalMissing {
+        dir: std::path::PathBuf,
+        regions: std::path::PathBuf,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The data directory cannot be created or opened.
     #[snafu(display("Cannot open the data directory {}: {reason}", path.display()))]
     OpenDataDir {
@@ -319,6 +334,7 @@ impl ErrorExt for Error {
             Error::BadWalEntry { .. }
             | Error::WalGap { .. }
             | Error::MissingFiles { .. }
+            | Error::WalMissing { .. }
             | Error::UnrecordedFiles { .. } => ErrorKind::Corrupted,
             Error::ObjectStore { source, .. } => match source.kind() {
                 opendal::ErrorKind::NotFound => ErrorKind::NotFound,

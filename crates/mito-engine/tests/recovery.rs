@@ -60,6 +60,29 @@ async fn try_open(dir: &Path) -> Result<mito_engine::MitoEngine, store_api::erro
     }
 }
 
+/// Creates the region and writes two rows that only the WAL holds; returns the engine.
+async fn written_not_flushed(dir: &Path) -> mito_engine::MitoEngine {
+    let engine = start(dir, small_config()).await;
+    create(&engine, REGION).await;
+    put(&engine, REGION, &[("a", 1, Some(1.0)), ("b", 2, Some(2.0))])
+        .await
+        .unwrap();
+    engine
+}
+
+/// Opens the engine over `dir` with `wal`, which must fail as `Corrupted` naming `needle`.
+async fn open_fails_corrupted(dir: &Path, wal: log_store::WalConfig, needle: &str) {
+    let err = mito_engine::MitoEngine::open_local(dir, small_config(), wal)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        store_api::error::ErrorExt::kind(&err),
+        ErrorKind::Corrupted,
+        "{err}"
+    );
+    assert!(err.to_string().contains(needle), "{err}");
+}
+
 /// Rows written, then flushed: the flush's delta is the newest manifest file.
 async fn written_and_flushed(dir: &Path) -> Vec<Row> {
     let engine = start(dir, small_config()).await;
@@ -171,6 +194,12 @@ async fn a_hole_in_the_wal_fails_the_open() {
     let segments = files_in(&dir.path().join("wal"), ".wal");
     assert!(segments.len() >= 3, "{segments:?}");
     std::fs::remove_file(&segments[1]).unwrap();
+    // The WAL's segment list names the missing file before any region opens.
+    let name = segments[1].file_name().unwrap().to_str().unwrap();
+    open_fails_corrupted(dir.path(), wal.clone(), name).await;
+    // Without the list (a directory written before it existed), the region's open still
+    // finds the hole in its entry ids.
+    std::fs::remove_file(dir.path().join("wal/SEGMENTS")).unwrap();
     let engine = mito_engine::MitoEngine::open_local(dir.path(), config, wal)
         .await
         .unwrap();
@@ -180,6 +209,41 @@ async fn a_hole_in_the_wal_fails_the_open() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
     assert!(err.to_string().contains("is missing entries"), "{err}");
+}
+
+/// The newest WAL segment deleted, so no later entry shows a hole: the engine's open fails
+/// naming the file (the log store's segment list), before any region is opened, and the
+/// rows it held are not silently dropped.
+#[tokio::test]
+async fn a_deleted_newest_wal_segment_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    written_not_flushed(dir.path()).await.stop().await.unwrap();
+    let segments = files_in(&dir.path().join("wal"), ".wal");
+    let newest = segments.last().unwrap();
+    std::fs::remove_file(newest).unwrap();
+    let name = newest.file_name().unwrap().to_str().unwrap();
+    open_fails_corrupted(dir.path(), log_store::WalConfig::default(), name).await;
+}
+
+/// The whole WAL directory gone while regions exist: refused, naming it; once the user
+/// creates it empty (accepting the loss), the region opens as of its last flush.
+#[tokio::test]
+async fn a_missing_wal_directory_with_regions_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let flushed = written_and_flushed(dir.path()).await;
+    let wal_dir = dir.path().join("wal");
+    std::fs::remove_dir_all(&wal_dir).unwrap();
+    for read_only in [false, true] {
+        let wal = log_store::WalConfig {
+            read_only,
+            ..log_store::WalConfig::default()
+        };
+        open_fails_corrupted(dir.path(), wal, "WAL directory").await;
+        assert!(!wal_dir.exists(), "the failed open changed nothing");
+    }
+    std::fs::create_dir(&wal_dir).unwrap();
+    let engine = try_open(dir.path()).await.unwrap();
+    assert!(same_rows(&scan_all(&engine, REGION).await, &flushed));
 }
 
 /// Staged writes left by a killed flush or compaction are removed at open.
@@ -201,11 +265,7 @@ async fn staging_leftovers_are_removed_at_open() {
 #[tokio::test]
 async fn a_writable_open_flushes_what_the_wal_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = start(dir.path(), small_config()).await;
-    create(&engine, REGION).await;
-    put(&engine, REGION, &[("a", 1, Some(1.0)), ("b", 2, Some(2.0))])
-        .await
-        .unwrap();
+    let engine = written_not_flushed(dir.path()).await;
     let rows = scan_all(&engine, REGION).await;
     engine.stop().await.unwrap();
     assert!(ssts(dir.path()).is_empty());

@@ -124,6 +124,21 @@ impl Fs for OsFs {
     }
 }
 
+/// Replaces the small file `dir/name` with `bytes`, atomically and durably: the bytes go to
+/// `name.tmp`, which is fsynced, renamed over `name`, and the directory fsynced. A crash
+/// leaves the old file or the new one, never a mix; a `name.tmp` left behind is overwritten
+/// by the next replace.
+pub fn replace(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = fs.create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs.rename(&tmp, &path)?;
+    fs.sync_dir(dir)
+}
+
 type Registry = Mutex<Vec<(PathBuf, Arc<dyn Fs>)>>;
 
 fn registry() -> &'static Registry {
@@ -206,6 +221,15 @@ mod tests {
         assert!(fs_for(dir.path()).create_dir_all(&inner).is_ok());
         drop(guard);
         assert!(fs_for(&inner).sync_dir(&inner).is_ok());
+    }
+
+    #[test]
+    fn replace_swaps_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        replace(&OsFs, dir.path(), "f", b"first version").unwrap();
+        replace(&OsFs, dir.path(), "f", b"second").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"second");
+        assert!(!dir.path().join("f.tmp").exists());
     }
 
     #[test]

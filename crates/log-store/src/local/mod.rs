@@ -12,6 +12,7 @@
 
 pub mod format;
 mod index;
+pub mod list;
 mod recovery;
 mod segment;
 mod writer;
@@ -39,10 +40,11 @@ use crate::error::{
     corrupted,
 };
 
-fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
-    // The index is plain bookkeeping updated in single steps; a panic elsewhere while holding
-    // the lock cannot leave it half-changed, so a poisoned lock is still usable.
-    index.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The index and the list are updated in single steps (the list restores itself when its
+    // write fails); a panic elsewhere while holding the lock cannot leave either
+    // half-changed, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A write-ahead log in a local directory, shared by many regions.
@@ -51,6 +53,8 @@ pub struct LocalLogStore {
     dir: PathBuf,
     max_entry_size: usize,
     index: Arc<Mutex<Index>>,
+    /// The directory's segment list; `None` when read-only.
+    list: Option<Arc<Mutex<list::ListFile>>>,
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Where segment files are created, removed and synced.
@@ -104,8 +108,8 @@ impl LocalLogStore {
                 });
             }
         }
-        let rec = recovery::recover(&*fs, &dir, read_only)?;
-        let Some(active) = rec.active else {
+        let rec = recovery::recover(&fs, &dir, read_only)?;
+        let (Some(active), Some(list)) = (rec.active, rec.list) else {
             return Ok(Self::read_only_store(
                 dir,
                 &config,
@@ -115,11 +119,13 @@ impl LocalLogStore {
         };
         let last_ids = rec.index.last_entry.clone();
         let index = Arc::new(Mutex::new(rec.index));
+        let list = Arc::new(Mutex::new(list));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.clone(),
             config: config.clone(),
             index: index.clone(),
+            list: list.clone(),
             fs: fs.clone(),
             file: active.file,
             active_id: active.id,
@@ -156,6 +162,7 @@ impl LocalLogStore {
             dir,
             max_entry_size: usize::try_from(config.max_entry_size.as_bytes()).unwrap_or(usize::MAX),
             index,
+            list: Some(list),
             tx,
             writer: Mutex::new(Some(handle)),
             fs,
@@ -176,6 +183,7 @@ impl LocalLogStore {
             dir,
             max_entry_size: usize::try_from(config.max_entry_size.as_bytes()).unwrap_or(usize::MAX),
             index: Arc::new(Mutex::new(index)),
+            list: None,
             tx,
             writer: Mutex::new(None),
             fs: Arc::new(mito_fs::OsFs),
@@ -270,7 +278,7 @@ impl LocalLogStore {
         if purged.is_empty() {
             return Ok(purged);
         }
-        remove_segments(self.fs.clone(), self.dir.clone(), purged.clone()).await?;
+        self.remove_segments(purged.clone()).await?;
         Ok(purged)
     }
 
@@ -316,30 +324,41 @@ impl LocalLogStore {
             index.segments.clear();
             ids
         };
-        remove_segments(self.fs.clone(), self.dir.clone(), ids).await
+        self.remove_segments(ids).await
+    }
+
+    /// Unlists segments, then deletes their files, oldest first (a missing one is fine),
+    /// then syncs the directory. If the list cannot be written the files stay (they are
+    /// read again, and purged, after the next open).
+    async fn remove_segments(&self, ids: Vec<u64>) -> Result<()> {
+        let (fs, dir, list) = (self.fs.clone(), self.dir.clone(), self.list.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Some(list) = &list {
+                lock(list).remove(&ids)?;
+            }
+            delete_segments(&*fs, &dir, ids)
+        })
+        .await
+        .context(JoinSnafu)?
     }
 }
 
 /// Deletes segment files, oldest first (a missing one is fine), then syncs the directory.
-async fn remove_segments(fs: Arc<dyn mito_fs::Fs>, dir: PathBuf, ids: Vec<u64>) -> Result<()> {
-    tokio::task::spawn_blocking(move || {
-        for id in ids {
-            let path = segment::segment_path(&dir, id);
-            match fs.remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "purged obsolete WAL segment"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(source).context(IoSnafu {
-                        path,
-                        op: "delete obsolete segment",
-                    });
-                }
+fn delete_segments(fs: &dyn mito_fs::Fs, dir: &Path, ids: Vec<u64>) -> Result<()> {
+    for id in ids {
+        let path = segment::segment_path(dir, id);
+        match fs.remove_file(&path) {
+            Ok(()) => info!(path = %path.display(), "purged obsolete WAL segment"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(source).context(IoSnafu {
+                    path,
+                    op: "delete obsolete segment",
+                });
             }
         }
-        segment::sync_dir(&*fs, &dir)
-    })
-    .await
-    .context(JoinSnafu)?
+    }
+    segment::sync_dir(fs, dir)
 }
 
 impl Drop for LocalLogStore {

@@ -1,6 +1,7 @@
 //! Opening a WAL directory: read every segment in order, rebuild the index, cut a torn tail.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use mito_fs::Fs;
 use snafu::ResultExt;
@@ -8,11 +9,12 @@ use tracing::{info, warn};
 
 use super::format::{self, HEADER_LEN, HeaderError, Tail};
 use super::index::Index;
+use super::list::{self, LIST_FILE, ListFile, SegmentList};
 use super::segment::{
     CREATING_SUFFIX, create_segment, open_for_append, parse_segment_name, read_segment,
     segment_path, sync_dir,
 };
-use crate::error::{IoSnafu, Result, corrupted};
+use crate::error::{IoSnafu, Result, SegmentMissingSnafu, corrupted};
 
 /// The state found in a WAL directory.
 #[derive(Debug)]
@@ -20,6 +22,9 @@ pub(crate) struct Recovered {
     pub(crate) index: Index,
     /// The segment appends continue in, opened at its valid end; `None` when read-only.
     pub(crate) active: Option<Active>,
+    /// The directory's segment list as written at the end of the open; `None` when
+    /// read-only.
+    pub(crate) list: Option<ListFile>,
 }
 
 /// The segment appends continue in.
@@ -35,7 +40,8 @@ pub(crate) struct Active {
 /// segment is an error naming the file and offset. `read_only` changes nothing on disk: a
 /// torn tail is left in place (and not read), a half-created segment stays, no segment is
 /// created or sealed.
-pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recovered> {
+pub(crate) fn recover(shared: &Arc<dyn Fs>, dir: &Path, read_only: bool) -> Result<Recovered> {
+    let fs: &dyn Fs = &**shared;
     fs.create_dir_all(dir).context(IoSnafu {
         path: dir,
         op: "create WAL directory",
@@ -71,7 +77,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recove
         }
         match name.to_str().and_then(parse_segment_name) {
             Some(id) => ids.push(id),
-            None if name != super::segment::LOCK_FILE => {
+            None if !is_known_file(&name) => {
                 warn!(dir = %dir.display(), file = ?name, "ignoring a file that is not a WAL segment");
             }
             None => {}
@@ -81,6 +87,11 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recove
         sync_dir(fs, dir)?;
     }
     ids.sort_unstable();
+    let listed = list::read_list(dir)?;
+    if let Some(listed) = &listed {
+        ids = check_against_list(fs, dir, ids, listed, read_only)?;
+    }
+    let next_id = listed.as_ref().map_or(1, |l| l.next_id.max(1));
 
     let mut index = Index::default();
     let mut active = None;
@@ -173,7 +184,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recove
                 // Records of the current version never go into an older segment: seal it
                 // (its torn tail is cut) and continue in a new one.
                 drop(file);
-                let next = id + 1;
+                let next = (id + 1).max(next_id);
                 info!(
                     path = %path.display(),
                     version = scan.header.version,
@@ -187,7 +198,17 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recove
     let active = match active {
         Some(a) => Some(a),
         None if read_only => None,
-        None => Some(new_active(fs, dir, 1, &mut index)?),
+        None => Some(new_active(fs, dir, next_id, &mut index)?),
+    };
+    let list = match &active {
+        Some(a) => Some(store_list(
+            shared.clone(),
+            dir,
+            listed,
+            next_id.max(a.id + 1),
+            &index,
+        )?),
+        None => None,
     };
     info!(
         dir = %dir.display(),
@@ -197,7 +218,77 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, read_only: bool) -> Result<Recove
         read_only,
         "opened WAL"
     );
-    Ok(Recovered { index, active })
+    Ok(Recovered {
+        index,
+        active,
+        list,
+    })
+}
+
+/// Files of a WAL directory that are not segments.
+fn is_known_file(name: &std::ffi::OsStr) -> bool {
+    let tmp = format!("{LIST_FILE}.tmp");
+    name == super::segment::LOCK_FILE || name == LIST_FILE || name == tmp.as_str()
+}
+
+/// Holds the segments found (`ids`, sorted) against the directory's list: a listed segment
+/// that is missing is an error; an unlisted one below `next_id` is a purge a crash
+/// interrupted (removed, or skipped when read-only); an unlisted one at or above `next_id`
+/// was created just before a crash, before it was listed and so before any record reached
+/// it. Returns the segments to read.
+fn check_against_list(
+    fs: &dyn Fs,
+    dir: &Path,
+    ids: Vec<u64>,
+    listed: &SegmentList,
+    read_only: bool,
+) -> Result<Vec<u64>> {
+    if let Some(missing) = listed.live.iter().find(|id| ids.binary_search(id).is_err()) {
+        return SegmentMissingSnafu {
+            path: segment_path(dir, *missing),
+            list: dir.join(LIST_FILE),
+        }
+        .fail();
+    }
+    let (keep, purged): (Vec<u64>, Vec<u64>) = ids
+        .into_iter()
+        .partition(|id| listed.live.contains(id) || *id >= listed.next_id);
+    if purged.is_empty() || read_only {
+        return Ok(keep);
+    }
+    for id in purged {
+        let path = segment_path(dir, id);
+        warn!(path = %path.display(), "removing a WAL segment whose purge a crash interrupted");
+        fs.remove_file(&path).context(IoSnafu {
+            path: &path,
+            op: "remove purged segment",
+        })?;
+    }
+    sync_dir(fs, dir)?;
+    Ok(keep)
+}
+
+/// Writes the segment list for the segments now in `index` (unless the file already says
+/// so) and returns it for the store to keep up to date.
+fn store_list(
+    fs: Arc<dyn Fs>,
+    dir: &Path,
+    listed: Option<SegmentList>,
+    next_id: u64,
+    index: &Index,
+) -> Result<ListFile> {
+    let list = SegmentList {
+        next_id,
+        live: index.segments.keys().copied().collect(),
+    };
+    let file = ListFile::new(fs, dir.to_path_buf(), list);
+    if listed.as_ref() != Some(file.list()) {
+        if listed.is_none() {
+            info!(dir = %dir.display(), "writing the WAL segment list ({LIST_FILE})");
+        }
+        file.store()?;
+    }
+    Ok(file)
 }
 
 /// Creates segment `id` (header only) as the one appends go to, and records it in `index`.

@@ -28,8 +28,9 @@ use store_api::{EntryId, RegionId};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::format;
+use super::format::{self, HEADER_LEN};
 use super::index::Index;
+use super::list::ListFile;
 use super::lock;
 use super::segment::{create_segment, segment_path};
 use crate::config::{Durability, WalConfig};
@@ -64,6 +65,8 @@ pub(crate) struct Writer {
     pub(crate) dir: PathBuf,
     pub(crate) config: WalConfig,
     pub(crate) index: Arc<Mutex<Index>>,
+    /// The directory's segment list: a new segment is listed before records reach it.
+    pub(crate) list: Arc<Mutex<ListFile>>,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) file: Box<dyn FsFile>,
     pub(crate) active_id: u64,
@@ -201,21 +204,19 @@ impl Writer {
         result
     }
 
-    /// Cuts what a failed group wrote: the segments it created are removed, the one it
+    /// Cuts what a failed group wrote: the segments it created are cut back to their header
+    /// (they stay, listed, so the segment list needs no write on a full disk), the one it
     /// started in is truncated to where the group began.
     fn undo_group(&mut self, (start_id, start_size): (u64, u64)) {
         let fs = self.fs.clone();
         let cut = || -> std::io::Result<()> {
-            for id in (start_id + 1)..=self.active_id {
-                match fs.remove_file(&segment_path(&self.dir, id)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+            let created = ((start_id + 1)..=self.active_id).map(|id| (id, HEADER_LEN as u64));
+            for (id, len) in std::iter::once((start_id, start_size)).chain(created) {
+                let mut file = fs.open_append(&segment_path(&self.dir, id))?;
+                file.set_len(len)?;
+                file.sync_all()?;
             }
-            let mut file = fs.open_append(&segment_path(&self.dir, start_id))?;
-            file.set_len(start_size)?;
-            file.sync_all()?;
-            fs.sync_dir(&self.dir)
+            Ok(())
         };
         match cut() {
             Ok(()) => warn!(
@@ -280,7 +281,9 @@ impl Writer {
     fn roll(&mut self) -> Result<()> {
         self.sync_data()?;
         let next = self.active_id + 1;
-        self.file = create_segment(&*self.fs, &self.dir, next)?;
+        let file = create_segment(&*self.fs, &self.dir, next)?;
+        lock(&self.list).add(next)?;
+        self.file = file;
         self.active_id = next;
         self.active_size = format::HEADER_LEN as u64;
         self.active_has_records = false;

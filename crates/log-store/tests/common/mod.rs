@@ -65,3 +65,16 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// Appends entries `ids` of region 1, each of `len` bytes, one append each.
+pub async fn append_sized(store: &LocalLogStore, ids: std::ops::RangeInclusive<u64>, len: usize) {
+    let r = region(1);
+    for id in ids {
+        let e = Entry {
+            region_id: r,
+            entry_id: id,
+            data: payload(r, id, len),
+        };
+        store.append(&[e]).await.unwrap();
+    }
+}
