@@ -124,6 +124,23 @@ impl Fs for OsFs {
     }
 }
 
+/// Creates directory `path` and its missing ancestors durably: after the creation, the parent
+/// of each directory created is fsynced, so a power cut cannot undo the directory while
+/// files inside it (synced with their own directory) were acknowledged.
+pub fn create_dir_durable(fs: &dyn Fs, path: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Replaces the small file `dir/name` with `bytes`, atomically and durably: the bytes go to
 /// `name.tmp`, which is fsynced, renamed over `name`, and the directory fsynced. A crash
 /// leaves the old file or the new one, never a mix; a `name.tmp` left behind is overwritten
@@ -221,6 +238,15 @@ mod tests {
         assert!(fs_for(dir.path()).create_dir_all(&inner).is_ok());
         drop(guard);
         assert!(fs_for(&inner).sync_dir(&inner).is_ok());
+    }
+
+    #[test]
+    fn create_dir_durable_makes_missing_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_durable(&OsFs, &deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&OsFs, &deep).unwrap();
     }
 
     #[test]

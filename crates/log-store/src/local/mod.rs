@@ -84,7 +84,7 @@ impl LocalLogStore {
             return Ok(Self::read_only_store(dir, &config, Index::default(), None));
         }
         let fs = mito_fs::fs_for(&dir);
-        fs.create_dir_all(&dir).context(IoSnafu {
+        mito_fs::create_dir_durable(&*fs, &dir).context(IoSnafu {
             path: &dir,
             op: "create WAL directory",
         })?;
