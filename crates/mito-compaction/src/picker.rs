@@ -17,6 +17,7 @@
 //! ```
 
 use mito_sst::{FileId, FileMeta};
+use store_api::time::TimeSpan;
 
 /// The windows an inferred window is rounded up to, in seconds: 1h, 2h, 12h, 1d, 1w.
 pub const WINDOW_CHOICES_SECS: [u64; 5] = [3600, 7200, 43_200, 86_400, LARGEST_WINDOW_SECS];
@@ -201,13 +202,10 @@ fn window_start(ts: i64, window: i64) -> i64 {
 }
 
 fn any_overlap(files: &[&FileMeta]) -> bool {
-    let mut sorted: Vec<(i64, i64)> = files
-        .iter()
-        .map(|f| (f.time_range.min, f.time_range.max))
-        .collect();
-    sorted.sort_unstable();
+    let mut sorted: Vec<TimeSpan> = files.iter().map(|f| f.time_range).collect();
+    sorted.sort_unstable_by_key(|s| (s.min, s.max));
     sorted.windows(2).any(|w| match w {
-        [a, b] => b.0 <= a.1,
+        [a, b] => a.overlaps(*b),
         _ => false,
     })
 }
@@ -216,12 +214,7 @@ fn any_overlap(files: &[&FileMeta]) -> bool {
 fn infer_window_secs(files: &[&FileMeta], units_per_second: i64) -> u64 {
     let widest = files
         .iter()
-        .map(|f| {
-            f.time_range
-                .max
-                .saturating_sub(f.time_range.min)
-                .saturating_add(1)
-        })
+        .map(|f| f.time_range.width())
         .max()
         .unwrap_or(0);
     let widest_secs = u64::try_from(widest.div_euclid(units_per_second)).unwrap_or(u64::MAX);
@@ -234,7 +227,6 @@ fn infer_window_secs(files: &[&FileMeta], units_per_second: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use mito_sst::FileTimeRange;
     use store_api::RegionId;
 
     use super::*;
@@ -245,7 +237,7 @@ mod tests {
         FileMeta {
             region_id: RegionId::new(1, 1),
             file_id: FileId::from_u128(id),
-            time_range: FileTimeRange { min, max },
+            time_range: TimeSpan { min, max },
             min_key: Vec::new(),
             max_key: Vec::new(),
             level: 0,

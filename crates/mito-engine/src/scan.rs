@@ -35,6 +35,7 @@ use snafu::{OptionExt, ResultExt};
 use store_api::error::BoxedError;
 use store_api::metadata::{RegionMetadata, SemanticType};
 use store_api::scan::{BatchStream, ScanOrder, ScanRequest, SeriesRowSelector, TimeRange};
+use store_api::time::TimeSpan;
 use store_api::{ColumnId, RegionId, SequenceNumber};
 use tokio::sync::mpsc;
 
@@ -70,8 +71,7 @@ enum SourceKind {
 
 #[derive(Clone)]
 struct Source {
-    min: i64,
-    max: i64,
+    span: TimeSpan,
     kind: SourceKind,
     /// The part of the source read, if not all of it (see [`split_overlapping`]).
     range: Option<TimeRange>,
@@ -153,23 +153,21 @@ pub(crate) async fn scan(
     }
     let mut sources: Vec<Source> = Vec::new();
     for m in version.memtables() {
-        if let Some((min, max)) = m.stats().time_range
-            && plan.time_range.is_none_or(|r| r.overlaps(min, max))
+        if let Some(span) = m.stats().time_range
+            && plan.time_range.is_none_or(|r| r.overlaps(span))
         {
             sources.push(Source {
-                min,
-                max,
+                span,
                 kind: SourceKind::Memtable(m.clone()),
                 range: None,
             });
         }
     }
     for f in version.files.values() {
-        let (min, max) = (f.meta().time_range.min, f.meta().time_range.max);
-        if plan.time_range.is_none_or(|r| r.overlaps(min, max)) {
+        let span = f.meta().time_range;
+        if plan.time_range.is_none_or(|r| r.overlaps(span)) {
             sources.push(Source {
-                min,
-                max,
+                span,
                 kind: SourceKind::File(f.clone()),
                 range: None,
             });
@@ -533,7 +531,7 @@ async fn last_rows_fast(
     }) {
         return Ok(Err(sources));
     }
-    sources.sort_by_key(|s| std::cmp::Reverse(s.max));
+    sources.sort_by_key(|s| std::cmp::Reverse(s.span.max));
     let mut newer: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut candidates: Vec<Stream> = Vec::with_capacity(sources.len());
     for s in &sources {
@@ -633,7 +631,7 @@ fn last_rows_stream(input: Stream, time_index: usize) -> Stream {
 /// The pieces an unordered scan reads, each merged on its own (a piece of one source is
 /// read as is): see [`split_spans`].
 fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
-    let spans: Vec<(i64, i64)> = sources.iter().map(|s| (s.min, s.max)).collect();
+    let spans: Vec<TimeSpan> = sources.iter().map(|s| s.span).collect();
     split_spans(&spans)
         .into_iter()
         .map(|piece| {
@@ -643,11 +641,8 @@ fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
                     let s = sources.get(i)?;
                     Some(match part {
                         None => s.clone(),
-                        Some((lo, hi)) => Source {
-                            range: Some(TimeRange {
-                                start: Some(lo),
-                                end: hi.checked_add(1),
-                            }),
+                        Some(part) => Source {
+                            range: Some(TimeRange::of_span(part)),
                             ..s.clone()
                         },
                     })
@@ -657,67 +652,69 @@ fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
         .collect()
 }
 
-/// Sources read together (merged if more than one): each with the inclusive stretch of its
-/// span read (`None`: all of it).
-type Piece = Vec<(usize, Option<(i64, i64)>)>;
+/// Sources read together (merged if more than one): each with the stretch of its span read
+/// (`None`: all of it).
+type Piece = Vec<(usize, Option<TimeSpan>)>;
 
-/// How to read sources of the inclusive time spans `spans`: pieces of (source, the part of
-/// its span read, `None` for all of it). Where two or more spans overlap, the sources
-/// covering that stretch, restricted to it, form one piece (rows of one key can only meet
-/// there, so only there is a merge needed); everywhere else each source is a piece alone,
-/// restricted to the time it covers by itself. Two files that share only the edge of their
-/// spans (the flushes of concurrent writers do) are so read almost wholly without a merge,
-/// not merged row by row over their whole spans.
-fn split_spans(spans: &[(i64, i64)]) -> Vec<Piece> {
+/// How to read sources of the time spans `spans`: pieces of (source, the part of its span
+/// read, `None` for all of it). Where two or more spans overlap, the sources covering that
+/// stretch, restricted to it, form one piece (rows of one key can only meet there, so only
+/// there is a merge needed); everywhere else each source is a piece alone, restricted to the
+/// time it covers by itself. Two files that share only the edge of their spans (the flushes
+/// of concurrent writers do) are so read almost wholly without a merge, not merged row by
+/// row over their whole spans.
+fn split_spans(spans: &[TimeSpan]) -> Vec<Piece> {
     let mut order: Vec<usize> = (0..spans.len()).collect();
-    order.sort_by_key(|&i| spans.get(i).copied());
-    let span = |i: usize| spans.get(i).copied().unwrap_or((0, -1));
+    order.sort_by_key(|&i| spans.get(i).map(|s| (s.min, s.max)));
+    let span = |i: usize| spans.get(i).copied();
     // Where at least two spans meet, as disjoint sorted stretches.
-    let mut shared: Vec<(i64, i64)> = Vec::new();
+    let mut shared: Vec<TimeSpan> = Vec::new();
     for (k, &a) in order.iter().enumerate() {
-        let (amin, amax) = span(a);
-        for &b in order.iter().skip(k + 1) {
-            let (bmin, bmax) = span(b);
-            if bmin > amax {
+        let Some(a) = span(a) else { continue };
+        for b in order.iter().skip(k + 1).filter_map(|&b| span(b)) {
+            if b.min > a.max {
                 break;
             }
-            shared.push((bmin.max(amin), bmax.min(amax)));
+            shared.extend(a.intersect(b));
         }
     }
-    shared.sort_unstable();
-    let mut zones: Vec<(i64, i64)> = Vec::new();
-    for (lo, hi) in shared {
+    shared.sort_unstable_by_key(|s| (s.min, s.max));
+    let mut zones: Vec<TimeSpan> = Vec::new();
+    for s in shared {
         match zones.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-            _ => zones.push((lo, hi)),
+            Some(last) if s.min <= last.max.saturating_add(1) => *last = last.union(s),
+            _ => zones.push(s),
         }
     }
     let mut pieces: Vec<Piece> = zones
         .iter()
-        .map(|&(lo, hi)| {
+        .map(|zone| {
             order
                 .iter()
-                .filter(|&&i| span(i).0 <= hi && span(i).1 >= lo)
-                .map(|&i| (i, Some((lo.max(span(i).0), hi.min(span(i).1)))))
+                .filter_map(|&i| Some((i, span(i)?.intersect(*zone)?)))
+                .map(|(i, part)| (i, Some(part)))
                 .collect()
         })
         .collect();
     for &i in &order {
-        let (min, max) = span(i);
+        let Some(whole) = span(i) else { continue };
         // The span minus the zones.
-        let mut at = Some(min);
-        for &(lo, hi) in zones.iter().filter(|(lo, hi)| *lo <= max && *hi >= min) {
+        let mut at = Some(whole.min);
+        for zone in zones.iter().filter(|z| z.overlaps(whole)) {
             let Some(from) = at else { break };
-            if lo > from {
-                pieces.push(vec![(i, Some((from, lo - 1)))]);
+            if zone.min > from {
+                pieces.push(vec![(i, Some(TimeSpan::new(from, zone.min - 1)))]);
             }
             // None: the zone runs to the last timestamp there is.
-            at = hi.checked_add(1).map(|next| next.max(from));
+            at = zone.max.checked_add(1).map(|next| next.max(from));
         }
         if let Some(at) = at
-            && at <= max
+            && at <= whole.max
         {
-            pieces.push(vec![(i, (at != min).then_some((at, max)))]);
+            pieces.push(vec![(
+                i,
+                (at != whole.min).then_some(TimeSpan::new(at, whole.max)),
+            )]);
         }
     }
     pieces
@@ -826,7 +823,20 @@ fn open_source(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
-    use super::split_spans;
+    use store_api::time::TimeSpan;
+
+    /// [`super::split_spans`] over `(min, max)` pairs, its pieces as pairs too.
+    fn split_spans(spans: &[(i64, i64)]) -> Vec<Vec<(usize, Option<(i64, i64)>)>> {
+        let spans: Vec<TimeSpan> = spans.iter().map(|(a, b)| TimeSpan::new(*a, *b)).collect();
+        super::split_spans(&spans)
+            .into_iter()
+            .map(|p| {
+                p.into_iter()
+                    .map(|(i, part)| (i, part.map(|s| (s.min, s.max))))
+                    .collect()
+            })
+            .collect()
+    }
 
     /// Every timestamp of every span is read exactly once from its source; where spans
     /// overlap, one piece holds every source covering it (so the merge sees every version of

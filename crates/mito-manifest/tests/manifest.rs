@@ -16,11 +16,12 @@ use mito_manifest::action::{
 use mito_manifest::error::Error;
 use mito_manifest::format::{self, Checkpoint, Delta, Pointer};
 use mito_manifest::{Action, ManifestOptions, RegionManifest, RegionManifestManager};
-use mito_sst::{FileId, FileMeta, FileTimeRange};
+use mito_sst::{FileId, FileMeta};
 use opendal::Operator;
 use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
 use store_api::metadata::{ColumnMetadata, RegionMetadata, RegionMetadataBuilder, SemanticType};
+use store_api::time::TimeSpan;
 
 const REGION_DIR: &str = "data/region_1/";
 const DIR: &str = "data/region_1/manifest/";
@@ -63,7 +64,7 @@ fn file(n: u128) -> FileMeta {
     FileMeta {
         region_id: REGION,
         file_id: FileId::from_u128(n),
-        time_range: FileTimeRange {
+        time_range: TimeSpan {
             min: i64::try_from(n).unwrap() * 1000,
             max: i64::try_from(n).unwrap() * 1000 + 999,
         },

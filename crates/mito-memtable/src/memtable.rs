@@ -11,7 +11,7 @@ use mito_codec::PrimaryKeyCodec;
 use mito_read::{DedupOptions, OpType};
 use snafu::{OptionExt, ResultExt, ensure};
 use store_api::metadata::RegionMetadataRef;
-use store_api::time::timestamp_values;
+use store_api::time::{TimeSpan, timestamp_values};
 use store_api::{RegionId, SequenceNumber};
 
 use crate::error::{ArrowSnafu, FrozenSnafu, InternalSnafu, InvalidBatchSnafu, KeySnafu, Result};
@@ -70,7 +70,7 @@ pub struct MemtableStats {
     /// Distinct series.
     pub series: usize,
     /// Smallest and largest timestamp written, if any row was.
-    pub time_range: Option<(i64, i64)>,
+    pub time_range: Option<TimeSpan>,
     /// Largest sequence written (0 if none).
     pub max_sequence: SequenceNumber,
     /// Number of time partitions.
@@ -347,6 +347,11 @@ impl Memtable {
         self.bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
+    /// The timestamps of the partition starting at `start`.
+    pub(crate) fn partition_span(&self, start: i64) -> TimeSpan {
+        TimeSpan::new(start, start.saturating_add(self.window - 1))
+    }
+
     /// Makes the memtable read-only (later writes fail).
     pub fn freeze(&self) {
         self.frozen.store(true, Ordering::Release);
@@ -368,7 +373,7 @@ impl Memtable {
             bytes: self.bytes.load(Ordering::Relaxed),
             rows,
             series: read_lock(&self.series).len(),
-            time_range: (rows > 0).then_some((min, max)),
+            time_range: (rows > 0).then_some(TimeSpan::new(min, max)),
             max_sequence: self.max_sequence.load(Ordering::Acquire),
             partitions: read_lock(&self.partitions).len(),
         }

@@ -9,6 +9,7 @@ use arrow_array::ArrayRef;
 use arrow_buffer::ScalarBuffer;
 use mito_read::OpType;
 use store_api::SequenceNumber;
+use store_api::time::TimeSpan;
 
 use crate::series::SeriesId;
 
@@ -37,8 +38,8 @@ pub(crate) struct Part {
     pub(crate) fields: Vec<Option<ArrayRef>>,
     /// Bytes held by this part.
     pub(crate) bytes: usize,
-    /// Smallest and largest timestamp.
-    pub(crate) ts_range: (i64, i64),
+    /// Smallest and largest timestamp (`None` for a part without rows).
+    pub(crate) ts_range: Option<TimeSpan>,
     /// Largest sequence.
     pub(crate) max_sequence: SequenceNumber,
     /// 0 for a part made by a write; n + 1 for a part merged from parts of level n.
@@ -67,9 +68,7 @@ impl Part {
                 .flatten()
                 .map(|f| f.get_array_memory_size())
                 .sum::<usize>();
-        let ts_range = ts
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        let ts_range = TimeSpan::of(&ts);
         let max_sequence = sequence.iter().copied().max().unwrap_or(0);
         Self {
             series,

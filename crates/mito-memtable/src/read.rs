@@ -167,7 +167,7 @@ impl Memtable {
                 .filter(|(start, _)| req.partition.is_none_or(|p| p == **start))
                 .filter(|(start, _)| {
                     req.time_range
-                        .is_none_or(|r| r.overlaps(**start, start.saturating_add(self.window - 1)))
+                        .is_none_or(|r| r.overlaps(self.partition_span(**start)))
                 })
                 .flat_map(|(_, parts)| parts.iter().cloned())
                 .collect()
@@ -214,12 +214,12 @@ pub(crate) fn sort_rows(parts: &[Arc<Part>], rank: &[u32], req: &MemtableRead) -
     };
     // Whole parts are usually all visible (or not at all): then no row is checked.
     let coverage = |p: &Part| {
-        let (lo, hi) = p.ts_range;
+        let Some(span) = p.ts_range else {
+            return Coverage::None;
+        };
         let seq_all = req.sequence.is_none_or(|s| p.max_sequence <= s);
-        let time_all = req
-            .time_range
-            .is_none_or(|t| t.contains(lo) && t.contains(hi));
-        let time_none = req.time_range.is_some_and(|t| !t.overlaps(lo, hi));
+        let time_all = req.time_range.is_none_or(|t| t.covers(span));
+        let time_none = req.time_range.is_some_and(|t| !t.overlaps(span));
         if time_none {
             Coverage::None
         } else if seq_all && time_all {

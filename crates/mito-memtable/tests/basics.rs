@@ -22,6 +22,7 @@ use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
 use store_api::metadata::{ColumnMetadata, RegionMetadata, RegionMetadataBuilder, SemanticType};
 use store_api::scan::TimeRange;
+use store_api::time::TimeSpan;
 
 fn metadata() -> Arc<RegionMetadata> {
     let mut b = RegionMetadataBuilder::new(RegionId::new(3, 4));
@@ -87,7 +88,7 @@ fn stats_track_rows_series_time_and_sequence() {
     let s = m.stats();
     assert_eq!(
         (s.rows, s.series, s.time_range, s.max_sequence, s.partitions),
-        (3, 2, Some((50, 7300)), 12, 2)
+        (3, 2, Some(TimeSpan::new(50, 7300)), 12, 2)
     );
     assert!(s.bytes > 0);
     assert_eq!(m.partition_starts(), vec![0, 7200]);

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use store_api::time::TimeSpan;
 use store_api::{RegionId, SequenceNumber};
 use uuid::Uuid;
 
@@ -76,15 +77,6 @@ pub fn parse_sst_file_name(name: &str) -> Option<FileId> {
     name.strip_suffix(".parquet")?.parse().ok()
 }
 
-/// An inclusive range of timestamps `[min, max]` in the unit of the region's time index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileTimeRange {
-    /// The smallest timestamp in the file.
-    pub min: i64,
-    /// The largest timestamp in the file.
-    pub max: i64,
-}
-
 /// Everything the manifest records about one SST file. Frozen JSON: fields may be added (with
 /// serde defaults), never renamed or removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +86,7 @@ pub struct FileMeta {
     /// The file's id; its path is [`sst_path`] of it.
     pub file_id: FileId,
     /// Smallest and largest timestamp in the file.
-    pub time_range: FileTimeRange,
+    pub time_range: TimeSpan,
     /// Smallest encoded primary key in the file (of its first row).
     #[serde(with = "hex_bytes")]
     pub min_key: Vec<u8>,
@@ -118,13 +110,6 @@ pub struct FileMeta {
     /// CRC32C of the bytes from `tail_offset` to the end of the file (page indexes and
     /// footer, which hold the checksums of the column chunks).
     pub tail_checksum: u32,
-}
-
-impl FileMeta {
-    /// Whether the file may hold a row with a timestamp in `[min, max]`.
-    pub fn overlaps_time(&self, min: i64, max: i64) -> bool {
-        self.time_range.min <= max && min <= self.time_range.max
-    }
 }
 
 mod hex_bytes {
@@ -178,7 +163,7 @@ mod tests {
         FileMeta {
             region_id: RegionId::new(1024, 3),
             file_id: FileId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
-            time_range: FileTimeRange {
+            time_range: TimeSpan {
                 min: -5,
                 max: 1_000,
             },

@@ -21,6 +21,6 @@ pub mod reader;
 pub mod store;
 pub mod writer;
 
-pub use file::{DATA_DIR, FileId, FileMeta, FileTimeRange, parse_sst_file_name, sst_path};
+pub use file::{DATA_DIR, FileId, FileMeta, parse_sst_file_name, sst_path};
 pub use reader::{ChunkCache, ColumnCache, SstRead, SstReadRequest, SstReader};
 pub use writer::{SstWriter, WriteOptions};

@@ -17,11 +17,12 @@ use crate::error::{
     ArrowSnafu, CorruptedSnafu, EmptySstSnafu, InvalidInputSnafu, ObjectStoreSnafu, ParquetSnafu,
     Result,
 };
-use crate::file::{FileId, FileMeta, FileTimeRange, sst_path};
+use crate::file::{FileId, FileMeta, sst_path};
 use crate::format::{
     FloatEncoding, SST_FORMAT_VERSION, SST_INFO_KEY, SstInfo, choose_encodings, encode_batch,
     exception_column, file_schema,
 };
+use store_api::time::TimeSpan;
 
 /// Rows buffered before the float encodings are chosen.
 const SAMPLE_ROWS: usize = 8192;
@@ -467,7 +468,7 @@ impl SstWriter {
         Ok(FileMeta {
             region_id: self.metadata.region_id(),
             file_id: self.file_id,
-            time_range: FileTimeRange {
+            time_range: TimeSpan {
                 min: tr.min_ts,
                 max: tr.max_ts,
             },

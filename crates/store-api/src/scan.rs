@@ -12,6 +12,7 @@ use futures::Stream;
 use futures::stream::BoxStream;
 
 use crate::error::BoxedError;
+use crate::time::TimeSpan;
 use crate::{ColumnId, SequenceNumber};
 
 /// A half-open time range `[start, end)` in the unit of the region's time index.
@@ -33,6 +34,15 @@ impl TimeRange {
         }
     }
 
+    /// The range holding exactly the timestamps of `span` (unbounded above when it reaches
+    /// `i64::MAX`).
+    pub fn of_span(span: TimeSpan) -> Self {
+        Self {
+            start: Some(span.min),
+            end: span.max.checked_add(1),
+        }
+    }
+
     /// Whether `ts` is inside the range.
     pub fn contains(&self, ts: i64) -> bool {
         self.start.is_none_or(|s| ts >= s) && self.end.is_none_or(|e| ts < e)
@@ -43,14 +53,15 @@ impl TimeRange {
         matches!((self.start, self.end), (Some(s), Some(e)) if s >= e)
     }
 
-    /// Whether the inclusive span `[min, max]` shares a timestamp with the range.
-    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+    /// Whether the inclusive span shares a timestamp with the range.
+    pub fn overlaps(&self, span: TimeSpan) -> bool {
+        let TimeSpan { min, max } = span;
         min <= max && self.start.is_none_or(|s| max >= s) && self.end.is_none_or(|e| min < e)
     }
 
-    /// Whether every timestamp of the inclusive span `[min, max]` is inside the range.
-    pub fn covers(&self, min: i64, max: i64) -> bool {
-        self.contains(min) && self.contains(max)
+    /// Whether every timestamp of the inclusive span is inside the range.
+    pub fn covers(&self, span: TimeSpan) -> bool {
+        self.contains(span.min) && self.contains(span.max)
     }
 
     /// The timestamps inside both ranges.
@@ -246,17 +257,17 @@ mod tests {
     #[test]
     fn time_range_overlap_with_inclusive_spans() {
         let r = TimeRange::new(10, 20);
-        assert!(r.overlaps(0, 10));
-        assert!(!r.overlaps(0, 9));
-        assert!(r.overlaps(19, 30));
-        assert!(!r.overlaps(20, 30));
-        assert!(!r.overlaps(15, 14));
+        assert!(r.overlaps(TimeSpan::new(0, 10)));
+        assert!(!r.overlaps(TimeSpan::new(0, 9)));
+        assert!(r.overlaps(TimeSpan::new(19, 30)));
+        assert!(!r.overlaps(TimeSpan::new(20, 30)));
+        assert!(!r.overlaps(TimeSpan::new(15, 14)));
         assert!(
             TimeRange {
                 start: None,
                 end: Some(0)
             }
-            .overlaps(i64::MIN, -1)
+            .overlaps(TimeSpan::new(i64::MIN, -1))
         );
     }
 

@@ -26,6 +26,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
 use store_api::RegionId;
 use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
+use store_api::time::TimeSpan;
 
 use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
@@ -456,7 +457,7 @@ impl TableBuffer {
         let mut new_columns = Vec::new();
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
-        let mut time_range = (0, 0);
+        let mut time_range = TimeSpan::point(0);
         for (c, b) in self.columns.iter_mut().zip(self.builders.iter_mut()) {
             if c.role == Role::Time {
                 fields.push(Field::new(
@@ -464,10 +465,8 @@ impl TableBuffer {
                     DataType::Timestamp(TimeUnit::Nanosecond, None),
                     false,
                 ));
-                time_range = (
-                    self.time.iter().copied().min().unwrap_or(0),
-                    self.time.iter().copied().max().unwrap_or(0),
-                );
+                // Not empty (checked above).
+                time_range = TimeSpan::of(&self.time).unwrap_or(time_range);
                 arrays.push(Arc::new(TimestampNanosecondArray::from(std::mem::take(
                     &mut self.time,
                 ))));
@@ -519,7 +518,7 @@ pub struct Ready {
     /// The rows, columns by name.
     pub batch: RecordBatch,
     /// The smallest and largest timestamp of the rows (nanoseconds).
-    pub time_range: (i64, i64),
+    pub time_range: TimeSpan,
     /// The input line (1-based) of each row, in row order.
     pub lines: Vec<u64>,
 }
@@ -980,7 +979,7 @@ mod tests {
         );
         let sizes: Vec<(usize, (i64, i64))> = ready
             .iter()
-            .map(|r| (r.batch.num_rows(), r.time_range))
+            .map(|r| (r.batch.num_rows(), (r.time_range.min, r.time_range.max)))
             .collect();
         assert_eq!(sizes, vec![(3, (1, 1)), (2, (2, 2)), (1, (3, 3))]);
         // One timestamp for many rows: cut at twice the batch size regardless.

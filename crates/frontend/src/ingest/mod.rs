@@ -27,6 +27,7 @@ use store_api::clock::ClockRef;
 use store_api::error::{ErrorExt, ErrorKind};
 use store_api::metadata::RegionMetadata;
 use store_api::region_request::RegionOptionsMap;
+use store_api::time::TimeSpan;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, InputSnafu, Result};
@@ -392,7 +393,7 @@ async fn drain(
     let mut report = IngestReport::default();
     let mut in_flight = FuturesUnordered::new();
     // (table, min, max) of each put in flight, by the id its future returns.
-    let mut ranges: HashMap<u64, (String, i64, i64)> = HashMap::new();
+    let mut ranges: HashMap<u64, (String, TimeSpan)> = HashMap::new();
     let mut next_id = 0u64;
     let mut finished = false;
     while let Some(m) = reader.rx.recv().await {
@@ -402,11 +403,11 @@ async fn drain(
                     continue;
                 };
                 loop {
-                    let blocked = ranges.values().any(|(t, lo, hi)| {
+                    let blocked = ranges.values().any(|(t, span)| {
                         *t == ready.table
                             && (ready.create
                                 || !ready.new_columns.is_empty()
-                                || (ready.time_range.0 <= *hi && *lo <= ready.time_range.1))
+                                || ready.time_range.overlaps(*span))
                     });
                     if !blocked && in_flight.len() < MAX_IN_FLIGHT {
                         break;
@@ -425,10 +426,7 @@ async fn drain(
                 }
                 let id = next_id;
                 next_id += 1;
-                ranges.insert(
-                    id,
-                    (ready.table.clone(), ready.time_range.0, ready.time_range.1),
-                );
+                ranges.insert(id, (ready.table.clone(), ready.time_range));
                 let Ready {
                     table,
                     batch,

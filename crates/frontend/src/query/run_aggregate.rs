@@ -44,6 +44,7 @@ use datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use store_api::time::TimeSpan;
 
 /// Replaces the aggregates [`RunAggregateExec`] can run (see the module docs).
 #[derive(Debug)]
@@ -174,7 +175,7 @@ impl Bin {
 
     /// The bin of `t` and the closed range of times in the same bin (just `t` where the bin's
     /// bounds are not whole units, or near the ends of the range).
-    fn span(&self, t: i64) -> (Option<i64>, i64, i64) {
+    fn span(&self, t: i64) -> (Option<i64>, TimeSpan) {
         let bin = self.exact(t);
         if let Some(b) = bin
             && self.stride % self.scale == 0
@@ -185,9 +186,9 @@ impl Bin {
             && self.exact(last) == Some(b)
         {
             // `exact` is monotonic, so every time between two of the bin's is in the bin.
-            return (bin, b, last);
+            return (bin, TimeSpan::new(b, last));
         }
-        (bin, t, t)
+        (bin, TimeSpan::point(t))
     }
 }
 
@@ -504,13 +505,13 @@ fn dictionary_keys(array: &ArrayRef) -> Result<(std::borrow::Cow<'_, [u32]>, &Ar
 fn bin_run_end(
     times: &[i64],
     nulls: Option<&datafusion::arrow::buffer::NullBuffer>,
-    range: Option<(i64, i64)>,
+    range: Option<TimeSpan>,
     from: usize,
     to: usize,
 ) -> usize {
     let mut end = from;
     match (range, nulls) {
-        (Some((lo, hi)), None) => {
+        (Some(TimeSpan { min: lo, max: hi }), None) => {
             // Eight at a time first: a check the compiler vectorizes.
             let inside = |ts: &[i64]| ts.iter().fold(true, |a, t| a & (lo <= *t) & (*t <= hi));
             while end + 8 <= to && inside(&times[end..end + 8]) {
@@ -520,7 +521,7 @@ fn bin_run_end(
                 end += 1;
             }
         }
-        (Some((lo, hi)), Some(nulls)) => {
+        (Some(TimeSpan { min: lo, max: hi }), Some(nulls)) => {
             while end < to && nulls.is_valid(end) && lo <= times[end] && times[end] <= hi {
                 end += 1;
             }
@@ -622,7 +623,7 @@ impl State {
                 }
             });
         }
-        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; self.keys.len()];
+        let mut ranges: Vec<Option<TimeSpan>> = vec![None; self.keys.len()];
         let mut scratch = vec![0u64; self.width];
         self.indices.clear();
         self.indices.reserve(rows);
@@ -650,8 +651,8 @@ impl State {
                             scratch[word] = 0;
                             scratch[word + 1] = 0;
                         } else {
-                            let (b, lo, hi) = bin.span(times[row]);
-                            ranges[k] = Some((lo, hi));
+                            let (b, span) = bin.span(times[row]);
+                            ranges[k] = Some(span);
                             scratch[word] = u64::from(b.is_some());
                             scratch[word + 1] = b.unwrap_or(0) as u64;
                         }
@@ -1000,7 +1001,7 @@ mod tests {
             scale in prop_oneof![Just(1i64), Just(1_000), Just(1_000_000), Just(1_000_000_000)],
         ) {
             let bin = Bin { scale, stride, origin };
-            let (b, lo, hi) = bin.span(t);
+            let (b, TimeSpan { min: lo, max: hi }) = bin.span(t);
             prop_assert_eq!(b, date_bin(t, stride, origin, scale));
             prop_assert!(lo <= t && t <= hi);
             for x in [lo, hi, lo + (hi - lo) / 2] {

@@ -131,11 +131,10 @@ impl RegionWorker {
             .fail();
         }
         let old = state.region.version();
-        let inside = |min: i64, max: i64| range.contains(min) && range.contains(max);
         let remove: Vec<FileId> = old
             .files
             .values()
-            .filter(|f| inside(f.meta().time_range.min, f.meta().time_range.max))
+            .filter(|f| range.covers(f.meta().time_range))
             .map(|f| f.file_id())
             .collect();
         let memtables: Vec<Arc<Memtable>> =

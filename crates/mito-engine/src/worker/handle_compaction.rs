@@ -9,6 +9,7 @@ use mito_sst::{FileId, FileMeta};
 use snafu::{IntoError, ResultExt};
 use store_api::RegionId;
 use store_api::region_request::RegionResponse;
+use store_api::time::TimeSpan;
 
 use crate::error::{CompactionFailedSnafu, CompactionSnafu, Error, ManifestSnafu, StoppedSnafu};
 use crate::options::units_per_second;
@@ -201,22 +202,18 @@ pub(super) async fn run_compaction(
             .filter(|f| task.inputs.contains(&f.file_id))
             .cloned()
             .collect();
-        let lo = inputs
+        // No input (never planned): every file counts as overlapping.
+        let span = inputs
             .iter()
-            .map(|f| f.time_range.min)
-            .min()
-            .unwrap_or(i64::MIN);
-        let hi = inputs
-            .iter()
-            .map(|f| f.time_range.max)
-            .max()
-            .unwrap_or(i64::MAX);
+            .map(|f| f.time_range)
+            .reduce(TimeSpan::union)
+            .unwrap_or(TimeSpan::new(i64::MIN, i64::MAX));
         // Tombstones may go only if no older row for their keys can be outside the inputs.
         // Files flushed while this runs hold newer sequences, so the snapshot suffices.
         let drop_deletes = files
             .iter()
             .filter(|f| !task.inputs.contains(&f.file_id))
-            .all(|f| !f.overlaps_time(lo, hi));
+            .all(|f| !f.time_range.overlaps(span));
         let job = CompactionJob {
             op: shared.op.clone(),
             region_dir: region.region_dir().to_string(),

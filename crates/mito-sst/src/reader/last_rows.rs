@@ -36,10 +36,8 @@ impl SstReader {
             }
             .build()
         };
-        let (min, max) = (self.meta.time_range.min, self.meta.time_range.max);
-        let cut = req
-            .time_range
-            .filter(|r| !(r.contains(min) && r.contains(max)));
+        let span = self.meta.time_range;
+        let cut = req.time_range.filter(|r| !r.covers(span));
         let ts_name = self.info.region_metadata.time_index_column().name.clone();
         let mut names = vec![PRIMARY_KEY_COLUMN.to_string()];
         if cut.is_some() {
@@ -99,7 +97,7 @@ impl SstReader {
                 suffix: &self.key_suffix,
                 ts: ts.as_deref(),
                 cut: cut.as_ref(),
-                max,
+                max: span.max,
                 base,
             };
             runs.scan(&mut run, &mut |r| offer(Some(r), &mut chosen))

@@ -413,9 +413,7 @@ impl SstReader {
         let all: Vec<usize> = (0..self.parquet.num_row_groups()).collect();
         let mut filters = req.filters.clone();
         if let Some(range) = &req.time_range {
-            if range.is_empty()
-                || !range.overlaps(self.meta.time_range.min, self.meta.time_range.max)
-            {
+            if range.is_empty() || !range.overlaps(self.meta.time_range) {
                 return ReadPlan {
                     row_groups: Vec::new(),
                     selection: None,
@@ -522,9 +520,7 @@ impl SstReader {
             out_schema,
             ts_name,
             // A file wholly inside the range needs no per-row check.
-            time_range: req
-                .time_range
-                .filter(|r| !r.covers(self.meta.time_range.min, self.meta.time_range.max)),
+            time_range: req.time_range.filter(|r| !r.covers(self.meta.time_range)),
             key_suffix: self.key_suffix.clone(),
             layout: std::sync::OnceLock::new(),
         };
