@@ -825,8 +825,11 @@ mod tests {
 
     use store_api::time::TimeSpan;
 
+    /// A piece with its stretches as `(min, max)` pairs.
+    type Pairs = Vec<(usize, Option<(i64, i64)>)>;
+
     /// [`super::split_spans`] over `(min, max)` pairs, its pieces as pairs too.
-    fn split_spans(spans: &[(i64, i64)]) -> Vec<Vec<(usize, Option<(i64, i64)>)>> {
+    fn split_spans(spans: &[(i64, i64)]) -> Vec<Pairs> {
         let spans: Vec<TimeSpan> = spans.iter().map(|(a, b)| TimeSpan::new(*a, *b)).collect();
         super::split_spans(&spans)
             .into_iter()
