@@ -11,7 +11,7 @@
 //! the region workers are in `worker/` (`mod.rs` the loop, `write.rs` the write path,
 //! `handle_flush.rs`, `handle_compaction.rs`, `open.rs` with the WAL replay, `handle_alter.rs`,
 //! `handle_close.rs`, `state.rs` the per-region state machines); the flush job in [`flush`];
-//! scans in `scan.rs`; versions and regions in [`region`]; the write buffer in
+//! scans in `scan/` (`mod.rs` the plan and sources, `split.rs`, `last_row.rs`); versions and regions in [`region`]; the write buffer in
 //! [`write_buffer`]. `docs/architecture.md` draws every path with its files;
 //! `docs/engine.md` gives the request flow, the guarantees and the configuration.
 

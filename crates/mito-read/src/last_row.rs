@@ -9,8 +9,9 @@
 
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
+use futures::StreamExt;
 
-use crate::merge::SortedBatch;
+use crate::merge::{BatchStream, SortedBatch};
 
 /// Keeps the last row of each key; feed batches in order with [`LastRows::push`], then call
 /// [`LastRows::finish`].
@@ -66,6 +67,34 @@ impl LastRows {
     pub fn finish(&mut self) -> Option<RecordBatch> {
         self.pending.take().map(|(_, row)| row)
     }
+}
+
+/// Keeps the last row of each key of `input`, a stream sorted by (key, ts asc) whose time
+/// index is column `time_index`.
+pub fn last_rows_stream<E>(input: BatchStream<E>, time_index: usize) -> BatchStream<E>
+where
+    E: From<ArrowError> + Send + 'static,
+{
+    futures::stream::unfold(
+        (input, LastRows::new(time_index), false),
+        |(mut input, mut last, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match input.next().await {
+                    Some(Ok(b)) => match last.push(b) {
+                        Ok(Some(out)) => return Some((Ok(out), (input, last, false))),
+                        Ok(None) => {}
+                        Err(e) => return Some((Err(e.into()), (input, last, true))),
+                    },
+                    Some(Err(e)) => return Some((Err(e), (input, last, true))),
+                    None => return last.finish().map(|b| (Ok(b), (input, last, true))),
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 #[cfg(test)]

@@ -14,8 +14,14 @@
 //!
 //! Filters reach the SSTs for pruning only when they name tags or the time index: a field
 //! predicate could prune the newest version of a row and let an older one through.
+//!
+//! Modules: `split` (where an unordered scan merges), `last_row` (the last row of each
+//! series).
 
-use std::collections::{HashMap, HashSet};
+mod last_row;
+mod split;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -26,8 +32,7 @@ use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
 use futures::{StreamExt, TryStreamExt};
 use mito_memtable::{Memtable, MemtableRead};
-use mito_read::last_row::LastRows;
-use mito_read::merge::{MergeOptions, SortedBatch, merge};
+use mito_read::merge::{MergeOptions, merge};
 use mito_read::{OpType, PredicateError, compat};
 use mito_sst::SstReadRequest;
 use opendal::Operator;
@@ -73,7 +78,7 @@ enum SourceKind {
 struct Source {
     span: TimeSpan,
     kind: SourceKind,
-    /// The part of the source read, if not all of it (see [`split_overlapping`]).
+    /// The part of the source read, if not all of it (see `split::split_overlapping`).
     range: Option<TimeRange>,
 }
 
@@ -214,7 +219,7 @@ pub(crate) async fn scan(
     let mut fast: Option<Vec<RecordBatch>> = None;
     let sources = match fast_range {
         Some(range) => {
-            match last_rows_fast(
+            match last_row::last_rows_fast(
                 sources,
                 &plan,
                 ctx,
@@ -238,7 +243,7 @@ pub(crate) async fn scan(
     let merged: Stream = if let Some(batches) = fast {
         futures::stream::iter(batches.into_iter().map(Ok)).boxed()
     } else if req.order == ScanOrder::Unordered && !last_row {
-        let groups = split_overlapping(sources);
+        let groups = split::split_overlapping(sources);
         let streams: Vec<Stream> = groups
             .into_iter()
             .map(|g| combine(g.into_iter().map(open).collect(), &merge_options))
@@ -269,7 +274,7 @@ pub(crate) async fn scan(
             .boxed()
     };
     let selected = if last_row {
-        last_rows_stream(filtered, merge_options.time_index)
+        mito_read::last_row::last_rows_stream(filtered, merge_options.time_index)
     } else {
         filtered
     };
@@ -510,216 +515,6 @@ fn keep_rows<T: ArrowPrimitiveType>(
     Ok(mito_read::keep_rows(batch, values.values(), keep)?)
 }
 
-/// The last row of each series, reading sources newest first and, of each file, only the
-/// rows that can still be a series' last (see `SstReader::last_rows`); the candidates are
-/// merged (dedup, merge mode) and the last of each key kept. Gives the sources back when the
-/// answer needs the full merge: a file holds rows above the snapshot, or a winning row is a
-/// delete (the visible last row is then an older one this path skipped).
-async fn last_rows_fast(
-    mut sources: Vec<Source>,
-    plan: &Plan,
-    ctx: &ScanContext,
-    region_dir: &Arc<str>,
-    metadata: &store_api::metadata::RegionMetadataRef,
-    options: &MergeOptions,
-    range: Option<TimeRange>,
-) -> Result<std::result::Result<Vec<RecordBatch>, Vec<Source>>> {
-    let region_id = plan.region_id;
-    if sources.iter().any(|s| match &s.kind {
-        SourceKind::File(f) => f.meta().max_sequence > plan.snapshot,
-        SourceKind::Memtable(_) => false,
-    }) {
-        return Ok(Err(sources));
-    }
-    sources.sort_by_key(|s| std::cmp::Reverse(s.span.max));
-    let mut newer: HashMap<Vec<u8>, i64> = HashMap::new();
-    let mut candidates: Vec<Stream> = Vec::with_capacity(sources.len());
-    for s in &sources {
-        let mut batches = Vec::new();
-        match &s.kind {
-            SourceKind::Memtable(m) => {
-                let req = MemtableRead {
-                    projection: Some(plan.read_ids.clone()),
-                    time_range: range,
-                    sequence: Some(plan.snapshot),
-                    partition: None,
-                    keep_deletes: true,
-                    batch_rows: ctx.batch_rows,
-                };
-                let mut last = LastRows::new(options.time_index);
-                for b in m.read(&req).context(MemtableSnafu { region_id })? {
-                    batches.extend(last.push(b.context(MemtableSnafu { region_id })?)?);
-                }
-                batches.extend(last.finish());
-            }
-            SourceKind::File(f) => {
-                let reader = ctx
-                    .cache
-                    .reader(&ctx.op, region_dir, f.meta(), metadata)
-                    .await?;
-                let req = SstReadRequest {
-                    projection: Some(plan.read_ids.clone()),
-                    time_range: range,
-                    filters: plan.prune_filters.clone(),
-                    batch_rows: ctx.batch_rows,
-                };
-                batches = reader
-                    .last_rows(&req, &newer)
-                    .await
-                    .context(SstSnafu { region_id })?
-                    .try_collect()
-                    .await
-                    .context(SstSnafu { region_id })?;
-            }
-        }
-        for b in &batches {
-            let sorted = SortedBatch::try_new(b.clone(), options.time_index)?;
-            for i in 0..sorted.num_rows() {
-                let ts = sorted.ts(i).unwrap_or(i64::MIN);
-                newer
-                    .entry(sorted.key(i).to_vec())
-                    .and_modify(|t| *t = (*t).max(ts))
-                    .or_insert(ts);
-            }
-        }
-        candidates.push(futures::stream::iter(batches.into_iter().map(Ok)).boxed());
-    }
-    let mut merge_options = options.clone();
-    merge_options.dedup.keep_deletes = true;
-    let mut merged = merge(candidates, merge_options);
-    let mut last = LastRows::new(options.time_index);
-    let mut out = Vec::new();
-    while let Some(b) = merged.next().await {
-        out.extend(last.push(b?)?);
-    }
-    out.extend(last.finish());
-    let op_col = options.schema.fields().len().saturating_sub(1);
-    for b in &out {
-        if let Some(ops) = b.column(op_col).as_primitive_opt::<UInt8Type>()
-            && ops.values().iter().any(|op| *op == OpType::Delete.as_u8())
-        {
-            return Ok(Err(sources));
-        }
-    }
-    Ok(Ok(out))
-}
-
-/// Keeps the last row of each key of a stream sorted by (key, ts).
-fn last_rows_stream(input: Stream, time_index: usize) -> Stream {
-    futures::stream::unfold(
-        (input, LastRows::new(time_index), false),
-        |(mut input, mut last, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                match input.next().await {
-                    Some(Ok(b)) => match last.push(b) {
-                        Ok(Some(out)) => return Some((Ok(out), (input, last, false))),
-                        Ok(None) => {}
-                        Err(e) => return Some((Err(e.into()), (input, last, true))),
-                    },
-                    Some(Err(e)) => return Some((Err(e), (input, last, true))),
-                    None => return last.finish().map(|b| (Ok(b), (input, last, true))),
-                }
-            }
-        },
-    )
-    .boxed()
-}
-
-/// The pieces an unordered scan reads, each merged on its own (a piece of one source is
-/// read as is): see [`split_spans`].
-fn split_overlapping(sources: Vec<Source>) -> Vec<Vec<Source>> {
-    let spans: Vec<TimeSpan> = sources.iter().map(|s| s.span).collect();
-    split_spans(&spans)
-        .into_iter()
-        .map(|piece| {
-            piece
-                .into_iter()
-                .filter_map(|(i, part)| {
-                    let s = sources.get(i)?;
-                    Some(match part {
-                        None => s.clone(),
-                        Some(part) => Source {
-                            range: Some(TimeRange::of_span(part)),
-                            ..s.clone()
-                        },
-                    })
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Sources read together (merged if more than one): each with the stretch of its span read
-/// (`None`: all of it).
-type Piece = Vec<(usize, Option<TimeSpan>)>;
-
-/// How to read sources of the time spans `spans`: pieces of (source, the part of its span
-/// read, `None` for all of it). Where two or more spans overlap, the sources covering that
-/// stretch, restricted to it, form one piece (rows of one key can only meet there, so only
-/// there is a merge needed); everywhere else each source is a piece alone, restricted to the
-/// time it covers by itself. Two files that share only the edge of their spans (the flushes
-/// of concurrent writers do) are so read almost wholly without a merge, not merged row by
-/// row over their whole spans.
-fn split_spans(spans: &[TimeSpan]) -> Vec<Piece> {
-    let mut order: Vec<usize> = (0..spans.len()).collect();
-    order.sort_by_key(|&i| spans.get(i).map(|s| (s.min, s.max)));
-    let span = |i: usize| spans.get(i).copied();
-    // Where at least two spans meet, as disjoint sorted stretches.
-    let mut shared: Vec<TimeSpan> = Vec::new();
-    for (k, &a) in order.iter().enumerate() {
-        let Some(a) = span(a) else { continue };
-        for b in order.iter().skip(k + 1).filter_map(|&b| span(b)) {
-            if b.min > a.max {
-                break;
-            }
-            shared.extend(a.intersect(b));
-        }
-    }
-    shared.sort_unstable_by_key(|s| (s.min, s.max));
-    let mut zones: Vec<TimeSpan> = Vec::new();
-    for s in shared {
-        match zones.last_mut() {
-            Some(last) if s.min <= last.max.saturating_add(1) => *last = last.union(s),
-            _ => zones.push(s),
-        }
-    }
-    let mut pieces: Vec<Piece> = zones
-        .iter()
-        .map(|zone| {
-            order
-                .iter()
-                .filter_map(|&i| Some((i, span(i)?.intersect(*zone)?)))
-                .map(|(i, part)| (i, Some(part)))
-                .collect()
-        })
-        .collect();
-    for &i in &order {
-        let Some(whole) = span(i) else { continue };
-        // The span minus the zones.
-        let mut at = Some(whole.min);
-        for zone in zones.iter().filter(|z| z.overlaps(whole)) {
-            let Some(from) = at else { break };
-            if zone.min > from {
-                pieces.push(vec![(i, Some(TimeSpan::new(from, zone.min - 1)))]);
-            }
-            // None: the zone runs to the last timestamp there is.
-            at = zone.max.checked_add(1).map(|next| next.max(from));
-        }
-        if let Some(at) = at
-            && at <= whole.max
-        {
-            pieces.push(vec![(
-                i,
-                (at != whole.min).then_some(TimeSpan::new(at, whole.max)),
-            )]);
-        }
-    }
-    pieces
-}
-
 /// Runs a source in its own task; its batches arrive through a small channel.
 fn open_source(
     source: Source,
@@ -817,109 +612,4 @@ fn open_source(
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
-
-    use store_api::time::TimeSpan;
-
-    /// A piece with its stretches as `(min, max)` pairs.
-    type Pairs = Vec<(usize, Option<(i64, i64)>)>;
-
-    /// [`super::split_spans`] over `(min, max)` pairs, its pieces as pairs too.
-    fn split_spans(spans: &[(i64, i64)]) -> Vec<Pairs> {
-        let spans: Vec<TimeSpan> = spans.iter().map(|(a, b)| TimeSpan::new(*a, *b)).collect();
-        super::split_spans(&spans)
-            .into_iter()
-            .map(|p| {
-                p.into_iter()
-                    .map(|(i, part)| (i, part.map(|s| (s.min, s.max))))
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Every timestamp of every span is read exactly once from its source; where spans
-    /// overlap, one piece holds every source covering it (so the merge sees every version of
-    /// a key); a piece of one source covers time no other span covers.
-    fn check(spans: &[(i64, i64)]) {
-        let pieces = split_spans(spans);
-        let parts = |i: usize, t: i64| {
-            pieces
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| {
-                    p.iter()
-                        .any(|(j, part)| *j == i && part.is_none_or(|(lo, hi)| lo <= t && t <= hi))
-                })
-                .map(|(k, _)| k)
-                .collect::<Vec<_>>()
-        };
-        let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
-        let hi = spans.iter().map(|s| s.1).max().unwrap_or(0);
-        for t in lo..=hi {
-            let covering: Vec<usize> = (0..spans.len())
-                .filter(|&i| spans[i].0 <= t && t <= spans[i].1)
-                .collect();
-            let mut piece = None;
-            for &i in &covering {
-                let found = parts(i, t);
-                assert_eq!(
-                    found.len(),
-                    1,
-                    "{spans:?}: source {i} at {t}: pieces {found:?}"
-                );
-                // All sources covering t read it in the same piece.
-                assert!(piece.is_none_or(|p| p == found[0]), "{spans:?} at {t}");
-                piece = Some(found[0]);
-            }
-            if let Some(p) = piece {
-                assert_eq!(pieces[p].len() > 1, covering.len() > 1, "{spans:?} at {t}");
-            }
-        }
-        for p in &pieces {
-            for (i, part) in p {
-                if let Some((lo, hi)) = part {
-                    assert!(
-                        lo <= hi && spans[*i].0 <= *lo && *hi <= spans[*i].1,
-                        "{spans:?}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn overlapping_spans_are_merged_only_where_they_overlap() {
-        // Files sharing an edge, as two writers' flushes do: one tiny merged piece.
-        let pieces = split_spans(&[(0, 100), (100, 200), (201, 300), (290, 310)]);
-        let merged: Vec<_> = pieces.iter().filter(|p| p.len() > 1).collect();
-        assert_eq!(merged.len(), 2, "{pieces:?}");
-        assert!(merged.iter().all(|p| {
-            p.iter()
-                .all(|(_, part)| part.is_some_and(|(lo, hi)| hi - lo <= 10))
-        }));
-        check(&[(0, 100), (100, 200), (201, 300), (290, 310)]);
-        check(&[(0, 10), (0, 10), (5, 5), (3, 20)]);
-        check(&[(0, 0)]);
-        check(&[]);
-        check(&[(5, 9), (0, 3)]);
-        // A source that does not overlap is read whole.
-        assert_eq!(split_spans(&[(0, 10)]), vec![vec![(0, None)]]);
-        // Spans reaching the last timestamp there is.
-        let pieces = split_spans(&[(i64::MAX - 5, i64::MAX), (i64::MAX - 1, i64::MAX)]);
-        assert_eq!(pieces.len(), 2, "{pieces:?}");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn split_spans_reads_every_row_once_and_merges_every_overlap(
-            spans in proptest::collection::vec((0i64..60, 0i64..20), 0..7)
-        ) {
-            let spans: Vec<(i64, i64)> = spans.into_iter().map(|(a, w)| (a, a + w)).collect();
-            check(&spans);
-        }
-    }
 }
