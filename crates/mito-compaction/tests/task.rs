@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampSecondType, UInt8Type};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampSecondArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::TimeUnit;
 use futures::StreamExt;
 use mito_compaction::{CompactionJob, compact};
 use mito_manifest::{Action, ManifestOptions, RegionEdit, RegionManifestManager, RegionRemove};
@@ -24,32 +24,12 @@ use mito_read::{DedupOptions, OpType};
 use mito_sst::{FileId, FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions};
 use opendal::Operator;
 use store_api::RegionId;
-use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, RegionMetadataRef, SemanticType};
+use store_api::metadata::RegionMetadataRef;
 
 const DIR: &str = "regions/1/1/";
 
 fn metadata() -> RegionMetadataRef {
-    let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
-    b.push_column(ColumnMetadata::new(
-        0,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        1,
-        "ts",
-        DataType::Timestamp(TimeUnit::Second, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        2,
-        "v",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![0]);
-    Arc::new(b.build().unwrap())
+    test_util::metadata::host_ts_v(RegionId::new(1, 1), TimeUnit::Second)
 }
 
 enum Op<'a> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampSecondArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::TimeUnit;
 use futures::TryStreamExt;
 use mito_engine::flush::{FlushJob, flush};
 use mito_manifest::{ManifestOptions, RegionManifestManager};
@@ -21,32 +21,12 @@ use mito_sst::{SstReadRequest, SstReader, WriteOptions};
 use opendal::Operator;
 use store_api::RegionId;
 use store_api::error::ErrorExt;
-use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, RegionMetadataRef, SemanticType};
+use store_api::metadata::RegionMetadataRef;
 
 const DIR: &str = "data/1/1_0000000001/";
 
 fn metadata() -> RegionMetadataRef {
-    let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
-    b.push_column(ColumnMetadata::new(
-        0,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        1,
-        "ts",
-        DataType::Timestamp(TimeUnit::Second, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        2,
-        "v",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![0]);
-    Arc::new(b.build().unwrap())
+    test_util::metadata::host_ts_v(RegionId::new(1, 1), TimeUnit::Second)
 }
 
 /// Rows over 3 hourly windows, with a delete.

@@ -20,7 +20,7 @@ use mito_sst::{FileId, FileMeta};
 use opendal::Operator;
 use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
-use store_api::metadata::{ColumnMetadata, RegionMetadata, RegionMetadataBuilder, SemanticType};
+use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 use store_api::time::TimeSpan;
 
 const REGION_DIR: &str = "data/region_1/";
@@ -28,27 +28,14 @@ const DIR: &str = "data/region_1/manifest/";
 const REGION: RegionId = RegionId::new(1024, 1);
 
 fn metadata(version: u64) -> RegionMetadata {
-    let mut b = RegionMetadataBuilder::new(REGION);
-    b.push_column(ColumnMetadata::new(
+    let mut b = test_util::metadata::builder(
+        REGION,
         0,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        1,
-        "ts",
-        DataType::Timestamp(TimeUnit::Millisecond, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        2,
-        "cpu",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![0])
-    .schema_version(version);
+        &[("host", DataType::Utf8)],
+        ("ts", TimeUnit::Millisecond),
+        &[("cpu", DataType::Float64)],
+    );
+    b.schema_version(version);
     if version > 0 {
         b.push_column(ColumnMetadata::new(
             3,

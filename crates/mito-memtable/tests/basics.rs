@@ -20,32 +20,18 @@ use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
 use mito_read::OpType;
 use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
-use store_api::metadata::{ColumnMetadata, RegionMetadata, RegionMetadataBuilder, SemanticType};
+use store_api::metadata::RegionMetadata;
 use store_api::scan::TimeRange;
 use store_api::time::TimeSpan;
 
 fn metadata() -> Arc<RegionMetadata> {
-    let mut b = RegionMetadataBuilder::new(RegionId::new(3, 4));
-    b.push_column(ColumnMetadata::new(
+    test_util::metadata::build(&test_util::metadata::builder(
+        RegionId::new(3, 4),
         10,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
+        &[("host", DataType::Utf8)],
+        ("ts", TimeUnit::Second),
+        &[("v", DataType::Float64)],
     ))
-    .push_column(ColumnMetadata::new(
-        11,
-        "ts",
-        DataType::Timestamp(TimeUnit::Second, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        12,
-        "v",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![10]);
-    Arc::new(b.build().unwrap())
 }
 
 fn hourly() -> Memtable {

@@ -24,7 +24,7 @@ use mito_memtable::{Memtable, MemtableOptions, MemtableRead, MergePolicy};
 use mito_read::{DedupOptions, MergeMode, OpType};
 use proptest::prelude::*;
 use store_api::RegionId;
-use store_api::metadata::{ColumnMetadata, RegionMetadata, RegionMetadataBuilder, SemanticType};
+use store_api::metadata::RegionMetadata;
 use store_api::scan::TimeRange;
 
 type Key = (Option<String>, Option<i32>);
@@ -42,39 +42,13 @@ enum Op {
 }
 
 fn metadata() -> Arc<RegionMetadata> {
-    let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
-    b.push_column(ColumnMetadata::new(
+    test_util::metadata::build(&test_util::metadata::builder(
+        RegionId::new(1, 1),
         0,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
+        &[("host", DataType::Utf8), ("dc", DataType::Int32)],
+        ("ts", TimeUnit::Millisecond),
+        &[("a", DataType::Float64), ("b", DataType::Utf8)],
     ))
-    .push_column(ColumnMetadata::new(
-        1,
-        "dc",
-        DataType::Int32,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        2,
-        "ts",
-        DataType::Timestamp(TimeUnit::Millisecond, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        3,
-        "a",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .push_column(ColumnMetadata::new(
-        4,
-        "b",
-        DataType::Utf8,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![0, 1]);
-    Arc::new(b.build().unwrap())
 }
 
 fn batch(rows: &[(Key, i64, Option<Fields>)]) -> RecordBatch {

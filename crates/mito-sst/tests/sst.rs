@@ -33,45 +33,17 @@ use store_api::scan::TimeRange;
 const REGION_DIR: &str = "region/";
 
 fn builder() -> RegionMetadataBuilder {
-    let mut b = RegionMetadataBuilder::new(RegionId::new(7, 1));
-    b.push_column(ColumnMetadata::new(
+    test_util::metadata::builder(
+        RegionId::new(7, 1),
         1,
-        "host",
-        DataType::Utf8,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        2,
-        "dc",
-        DataType::Utf8,
-        SemanticType::Tag,
-    ))
-    .push_column(ColumnMetadata::new(
-        3,
-        "ts",
-        DataType::Timestamp(TimeUnit::Millisecond, None),
-        SemanticType::Timestamp,
-    ))
-    .push_column(ColumnMetadata::new(
-        4,
-        "cpu",
-        DataType::Float64,
-        SemanticType::Field,
-    ))
-    .push_column(ColumnMetadata::new(
-        5,
-        "mem",
-        DataType::Int64,
-        SemanticType::Field,
-    ))
-    .push_column(ColumnMetadata::new(
-        6,
-        "note",
-        DataType::Utf8,
-        SemanticType::Field,
-    ))
-    .primary_key(vec![1, 2]);
-    b
+        &[("host", DataType::Utf8), ("dc", DataType::Utf8)],
+        ("ts", TimeUnit::Millisecond),
+        &[
+            ("cpu", DataType::Float64),
+            ("mem", DataType::Int64),
+            ("note", DataType::Utf8),
+        ],
+    )
 }
 
 fn metadata() -> RegionMetadataRef {

@@ -1,6 +1,7 @@
 //! What Mito's tests share, so each idea is written once: replaying a checked-in fuzz corpus
-//! as a normal test ([`replay_corpus`]) and killing a real child process with SIGKILL at a
-//! chosen moment ([`kill_after`], [`child_test`]). A dev-dependency only: nothing here is
+//! as a normal test ([`replay_corpus`]), killing a real child process with SIGKILL at a
+//! chosen moment ([`kill_after`], [`child_test`]), and region metadata of tags, a time index
+//! and fields ([`metadata`]). A dev-dependency only: nothing here is
 //! linked into a release binary. Test code: it panics on anything unexpected.
 
 #![allow(
@@ -10,6 +11,7 @@
 )]
 
 pub mod http;
+pub mod metadata;
 pub mod server;
 
 use std::io::{BufRead, BufReader};
