@@ -17,7 +17,7 @@ use mito_read::DedupOptions;
 use mito_read::merge::{BatchStream, MergeOptions, merge};
 use mito_sst::{FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions, sst_path};
 use opendal::Operator;
-use snafu::{IntoError, ResultExt};
+use snafu::{IntoError, OptionExt, ResultExt};
 use store_api::metadata::{RegionMetadataRef, SemanticType};
 
 use crate::error::{InvalidTaskSnafu, ManifestSnafu, MergeSnafu, Result, SstSnafu};
@@ -174,7 +174,10 @@ async fn run(job: &CompactionJob, written: &mut Vec<FileMeta>) -> Result<(u64, u
         time_index: columns
             .iter()
             .position(|c| c.semantic_type == SemanticType::Timestamp)
-            .unwrap_or(0),
+            .context(InvalidTaskSnafu {
+                region_id,
+                reason: "the region's metadata has no time index column",
+            })?,
         fields: columns
             .iter()
             .enumerate()

@@ -28,6 +28,15 @@ pub enum Error {
         location: Location,
     },
 
+    /// A manifest file's contents could not be encoded (nothing was written).
+    #[snafu(display("Cannot encode manifest file {path}: {source}"))]
+    Encode {
+        path: String,
+        source: serde_json::Error,
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// A manifest file fails its checksum or does not decode.
     #[snafu(display("Manifest file {path} is corrupted: {reason}"))]
     Corrupted {
@@ -89,6 +98,7 @@ impl ErrorExt for Error {
             Error::ObjectStore { .. } | Error::Sync { .. } => ErrorKind::StorageFailure,
             Error::Corrupted { .. } | Error::Incomplete { .. } => ErrorKind::Corrupted,
             Error::InvalidAction { .. } => ErrorKind::InvalidArgument,
+            Error::Encode { .. } => ErrorKind::Internal,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Removed { .. } => ErrorKind::NotFound,
         }

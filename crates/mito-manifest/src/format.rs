@@ -129,14 +129,11 @@ pub fn decode(kind: FileKind, bytes: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Manifest types hold strings, integers and validated metadata: they always serialize.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-/// Encodes a delta file.
-pub fn encode_delta(delta: &Delta) -> Vec<u8> {
-    encode(FileKind::Delta, &to_json(delta))
+/// Encodes a delta file. Manifest types hold strings, integers and validated metadata, so
+/// serializing them does not fail in practice; if it ever did, the error reaches the writer
+/// instead of an empty body reaching the disk.
+pub fn encode_delta(delta: &Delta) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(encode(FileKind::Delta, &serde_json::to_vec(delta)?))
 }
 
 /// Decodes a delta file.
@@ -145,9 +142,12 @@ pub fn decode_delta(bytes: &[u8]) -> Result<Delta, String> {
     serde_json::from_slice(body).map_err(|e| format!("bad delta: {e}"))
 }
 
-/// Encodes a checkpoint file.
-pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Vec<u8> {
-    encode(FileKind::Checkpoint, &to_json(checkpoint))
+/// Encodes a checkpoint file (see [`encode_delta`] on errors).
+pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(encode(
+        FileKind::Checkpoint,
+        &serde_json::to_vec(checkpoint)?,
+    ))
 }
 
 /// Decodes a checkpoint file.
@@ -159,9 +159,9 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
     Ok(cp)
 }
 
-/// Encodes the pointer file.
-pub fn encode_pointer(pointer: &Pointer) -> Vec<u8> {
-    encode(FileKind::Pointer, &to_json(pointer))
+/// Encodes the pointer file (see [`encode_delta`] on errors).
+pub fn encode_pointer(pointer: &Pointer) -> Result<Vec<u8>, serde_json::Error> {
+    Ok(encode(FileKind::Pointer, &serde_json::to_vec(pointer)?))
 }
 
 /// Decodes the pointer file.
@@ -204,7 +204,7 @@ pub fn fuzz_manifest_action(data: &[u8]) -> Result<(), String> {
 /// the same value and apply to a state without breaking its invariants. Never panics.
 pub fn fuzz_decode(data: &[u8], base: &RegionManifest) -> Result<(), String> {
     if let Ok(delta) = decode_delta(data) {
-        let again = decode_delta(&encode_delta(&delta))?;
+        let again = decode_delta(&encode_delta(&delta).map_err(|e| e.to_string())?)?;
         if again != delta {
             return Err("delta round trip differs".to_string());
         }
@@ -231,13 +231,13 @@ pub fn fuzz_decode(data: &[u8], base: &RegionManifest) -> Result<(), String> {
         }
     }
     if let Ok(cp) = decode_checkpoint(data) {
-        let again = decode_checkpoint(&encode_checkpoint(&cp))?;
+        let again = decode_checkpoint(&encode_checkpoint(&cp).map_err(|e| e.to_string())?)?;
         if again != cp {
             return Err("checkpoint round trip differs".to_string());
         }
     }
     if let Ok(p) = decode_pointer(data)
-        && decode_pointer(&encode_pointer(&p))? != p
+        && decode_pointer(&encode_pointer(&p).map_err(|e| e.to_string())?)? != p
     {
         return Err("pointer round trip differs".to_string());
     }

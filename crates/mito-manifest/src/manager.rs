@@ -23,7 +23,7 @@ use store_api::metadata::RegionMetadata;
 
 use crate::action::{Action, RegionChange, RegionManifest};
 use crate::error::{
-    AlreadyExistsSnafu, CorruptedSnafu, Error, IncompleteSnafu, InvalidActionSnafu,
+    AlreadyExistsSnafu, CorruptedSnafu, EncodeSnafu, Error, IncompleteSnafu, InvalidActionSnafu,
     ObjectStoreSnafu, RemovedSnafu, Result, SyncSnafu,
 };
 use crate::format::{
@@ -122,15 +122,13 @@ impl RegionManifestManager {
             }
             .build()
         })?;
-        write(
-            &op,
-            &format!("{dir}{}", delta_name(1)),
-            encode_delta(&Delta {
-                version: 1,
-                actions,
-            }),
-        )
-        .await?;
+        let path = format!("{dir}{}", delta_name(1));
+        let bytes = encode_delta(&Delta {
+            version: 1,
+            actions,
+        })
+        .context(EncodeSnafu { path: &path })?;
+        write(&op, &path, bytes).await?;
         Ok(Self {
             op,
             dir,
@@ -198,7 +196,9 @@ impl RegionManifestManager {
             .await
             .context(ObjectStoreSnafu { path: &path })?;
         ensure!(!exists, AlreadyExistsSnafu { dir: &path });
-        write(&self.op, &path, encode_delta(&Delta { version, actions })).await?;
+        let bytes =
+            encode_delta(&Delta { version, actions }).context(EncodeSnafu { path: &path })?;
+        write(&self.op, &path, bytes).await?;
         self.state = next;
         let due = self.options.checkpoint_distance > 0
             && version - self.last_checkpoint.unwrap_or(0) >= self.options.checkpoint_distance;
@@ -218,7 +218,10 @@ impl RegionManifestManager {
         }
         let bytes = encode_checkpoint(&Checkpoint {
             state: self.state.clone(),
-        });
+        })
+        .context(EncodeSnafu {
+            path: format!("{}{}", self.dir, checkpoint_name(version)),
+        })?;
         let pointer = Pointer {
             version,
             size: bytes.len() as u64,
@@ -233,12 +236,9 @@ impl RegionManifestManager {
         // Crash points for tests: a checkpoint written but not pointed to, and one pointed
         // to with its redundant files still there.
         fail::fail_point!("mito-manifest-checkpoint-before-pointer");
-        write(
-            &self.op,
-            &format!("{}{POINTER_FILE}", self.dir),
-            encode_pointer(&pointer),
-        )
-        .await?;
+        let path = format!("{}{POINTER_FILE}", self.dir);
+        let bytes = encode_pointer(&pointer).context(EncodeSnafu { path: &path })?;
+        write(&self.op, &path, bytes).await?;
         fail::fail_point!("mito-manifest-checkpoint-before-purge");
         let previous = self.last_checkpoint.replace(version);
         if let Some(prev) = previous {

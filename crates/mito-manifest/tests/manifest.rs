@@ -409,7 +409,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn fixture_values() -> Vec<(&'static str, Vec<u8>)> {
-    let delta = |version, actions| format::encode_delta(&Delta { version, actions });
+    let delta = |version, actions| format::encode_delta(&Delta { version, actions }).unwrap();
     let mut state = RegionManifest::from_first(
         1,
         &[Action::Change(RegionChange {
@@ -418,12 +418,13 @@ fn fixture_values() -> Vec<(&'static str, Vec<u8>)> {
     )
     .unwrap();
     state.apply(2, &[flush(2), flush(3)]).unwrap();
-    let checkpoint = format::encode_checkpoint(&Checkpoint { state });
+    let checkpoint = format::encode_checkpoint(&Checkpoint { state }).unwrap();
     let pointer = format::encode_pointer(&Pointer {
         version: 2,
         size: checkpoint.len() as u64,
         checksum: crc32c::crc32c(&checkpoint),
-    });
+    })
+    .unwrap();
     vec![
         (
             "delta_change.json",

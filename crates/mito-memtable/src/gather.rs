@@ -22,7 +22,7 @@ use snafu::ResultExt;
 use store_api::ColumnId;
 use store_api::metadata::{RegionMetadataRef, SemanticType};
 
-use crate::error::{ArrowSnafu, KeySnafu, Result};
+use crate::error::{ArrowSnafu, InternalSnafu, KeySnafu, Result};
 use crate::memtable::Memtable;
 use crate::part::{Part, field_sources};
 
@@ -130,18 +130,25 @@ impl Gather {
         let mut op = Vec::with_capacity(chunk.len());
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(chunk.len());
         let mut last_sid = None;
+        let internal = |reason: String| InternalSnafu { region_id, reason }.build();
         for &i in chunk {
-            let Some(&(p, r)) = ix.rows.get(i) else {
-                continue;
+            // The index's columns have one entry per sorted row, and `chunk` holds sorted
+            // row numbers: a miss is a bug, reported rather than read as another row.
+            let (Some(&(p, r)), Some(&sid), Some(&t), Some(&q)) =
+                (ix.rows.get(i), ix.sid.get(i), ix.ts.get(i), ix.seq.get(i))
+            else {
+                return Err(internal(format!(
+                    "sorted row {i} is outside the sort index ({} rows)",
+                    ix.rows.len()
+                )));
             };
-            let sid = ix.sid.get(i).copied().unwrap_or(0);
             if last_sid != Some(sid) {
                 series_in_batch.push(sid);
                 last_sid = Some(sid);
             }
             dict_keys.push(series_in_batch.len() as u32 - 1);
-            ts.push(ix.ts.get(i).copied().unwrap_or(0));
-            seq.push(ix.seq.get(i).copied().unwrap_or(0));
+            ts.push(t);
+            seq.push(q);
             op.push(
                 self.parts
                     .get(p as usize)
@@ -173,7 +180,9 @@ impl Gather {
                         .primary_key()
                         .iter()
                         .position(|id| *id == c.column_id)
-                        .unwrap_or(0);
+                        .ok_or_else(|| {
+                            internal(format!("tag {} is not in the primary key", c.name))
+                        })?;
                     let values = key_values_array(&c.data_type, decoded.iter().map(|d| d.get(pos)));
                     Arc::new(
                         DictionaryArray::<UInt32Type>::try_new(dict_keys.clone(), values)
@@ -181,14 +190,19 @@ impl Gather {
                     )
                 }
                 SemanticType::Timestamp => {
-                    timestamp_array(&c.data_type, ts.take().unwrap_or_default())
+                    let ts = ts
+                        .take()
+                        .ok_or_else(|| internal("a second time index column".to_string()))?;
+                    timestamp_array(&c.data_type, ts)
                 }
                 SemanticType::Field => {
                     let f = self
                         .field_ids
                         .iter()
                         .position(|id| *id == c.column_id)
-                        .unwrap_or(0);
+                        .ok_or_else(|| {
+                            internal(format!("field {} is not among the fields read", c.name))
+                        })?;
                     self.field(f, offset, chunk.len(), &picks)?
                 }
             };

@@ -239,7 +239,7 @@ impl SstWriter {
         let ts_idx = self
             .metadata
             .column_index_by_id(self.metadata.time_index_column().column_id)
-            .unwrap_or(0);
+            .ok_or_else(|| self.invalid("the metadata has no time index column".to_string()))?;
         let sorted =
             SortedBatch::try_new(batch.clone(), ts_idx).map_err(|e| self.invalid(e.to_string()))?;
         // Each row against the one before it, the first against the previous batch's last.
@@ -442,8 +442,11 @@ impl SstWriter {
             floats: enc.floats.clone(),
             chunk_checksums: self.chunk_checksums.clone(),
         };
+        let info = info
+            .to_json()
+            .map_err(|e| self.invalid(format!("cannot encode the SST info: {e}")))?;
         enc.writer
-            .append_key_value_metadata(KeyValue::new(SST_INFO_KEY.to_string(), info.to_json()));
+            .append_key_value_metadata(KeyValue::new(SST_INFO_KEY.to_string(), info));
         let parquet_meta = enc
             .writer
             .finish()

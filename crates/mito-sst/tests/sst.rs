@@ -242,7 +242,11 @@ async fn round_trip_is_exact() {
     assert_eq!(reader.info().float_encoding(4).map(|e| e.scale), Some(2));
     if std::env::var_os("MITO_BLESS").is_some() {
         let corpus = test_util::corpus_dir("sst_info");
-        std::fs::write(corpus.join("info_v1.json"), reader.info().to_json()).unwrap();
+        std::fs::write(
+            corpus.join("info_v1.json"),
+            reader.info().to_json().unwrap(),
+        )
+        .unwrap();
     }
     let got = read_all(&reader, &SstReadRequest::default()).await.unwrap();
     assert_same(&got, &expected);

@@ -95,16 +95,24 @@ pub fn encode_list(list: &SegmentList) -> Vec<u8> {
     out
 }
 
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+/// `N` bytes at `at`, or an error naming the offset (the length is checked before any field
+/// is read, so this only fires on a decoder bug).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N], ListError> {
+    b.get(at..at + N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| list_error(at, "cut short"))
 }
 
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+fn le_u16(b: &[u8], at: usize) -> Result<u16, ListError> {
+    bytes_at(b, at).map(u16::from_le_bytes)
 }
 
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+fn le_u32(b: &[u8], at: usize) -> Result<u32, ListError> {
+    bytes_at(b, at).map(u32::from_le_bytes)
+}
+
+fn le_u64(b: &[u8], at: usize) -> Result<u64, ListError> {
+    bytes_at(b, at).map(u64::from_le_bytes)
 }
 
 /// Decodes list bytes, checking magic, version, flags, length, checksum and the id rules.
@@ -119,15 +127,15 @@ pub fn decode_list(buf: &[u8]) -> Result<SegmentList, ListError> {
     if buf.get(..8) != Some(&LIST_MAGIC[..]) {
         return Err(list_error(0, "bad magic: not a WAL segment list"));
     }
-    let version = le_u16(buf, 8).unwrap_or_default();
+    let version = le_u16(buf, 8)?;
     if version != LIST_VERSION {
         return Err(list_error(8, format!("unsupported version {version}")));
     }
-    let flags = le_u16(buf, 10).unwrap_or_default();
+    let flags = le_u16(buf, 10)?;
     if flags != 0 {
         return Err(list_error(10, format!("unknown flags {flags:#06x}")));
     }
-    let count = le_u32(buf, 12).unwrap_or_default() as u64;
+    let count = u64::from(le_u32(buf, 12)?);
     let expected = FIXED_LEN as u64 + 8 * count + CRC_LEN as u64;
     if buf.len() as u64 != expected {
         return Err(list_error(
@@ -139,19 +147,22 @@ pub fn decode_list(buf: &[u8]) -> Result<SegmentList, ListError> {
         ));
     }
     let body = buf.len() - CRC_LEN;
-    let stored = le_u32(buf, body).unwrap_or_default();
-    let actual = crc32c::crc32c(buf.get(..body).unwrap_or_default());
+    let stored = le_u32(buf, body)?;
+    let actual = crc32c::crc32c(
+        buf.get(..body)
+            .ok_or_else(|| list_error(body, "cut short"))?,
+    );
     if stored != actual {
         return Err(list_error(
             body,
             format!("checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"),
         ));
     }
-    let next_id = le_u64(buf, 16).unwrap_or_default();
+    let next_id = le_u64(buf, 16)?;
     let mut live = BTreeSet::new();
     let mut previous = None;
     for at in (FIXED_LEN..body).step_by(8) {
-        let id = le_u64(buf, at).unwrap_or_default();
+        let id = le_u64(buf, at)?;
         if previous.is_some_and(|p| id <= p) {
             return Err(list_error(at, "segment ids not strictly increasing"));
         }

@@ -94,11 +94,10 @@ impl RegionMetadata {
         serde_json::from_slice(bytes).map_err(|source| DecodeMetadataSnafu.into_error(source))
     }
 
-    /// Encodes as JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing validated metadata cannot fail: every type has a name and every float
-        // default is finite. Fall back to an empty document rather than panicking.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Encodes as JSON. Validated metadata always serializes (every type has a name, every
+    /// float default is finite); an error would be a bug and is returned, not papered over.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
     }
 
     /// The region these metadata belong to.

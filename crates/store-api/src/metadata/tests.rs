@@ -241,7 +241,7 @@ fn remove_column_drops_it_from_the_primary_key() {
 #[test]
 fn json_round_trip_keeps_everything() {
     let m = cpu_builder().build().unwrap();
-    let json = m.to_json();
+    let json = m.to_json().unwrap();
     let back = RegionMetadata::from_json(&json).unwrap();
     assert_eq!(back, m);
     assert_eq!(back.time_index_column().name, "ts");
@@ -340,7 +340,7 @@ mod props {
             }
             key.reverse();
             let m = b.primary_key(key).schema_version(version).build().unwrap();
-            let back = RegionMetadata::from_json(&m.to_json()).unwrap();
+            let back = RegionMetadata::from_json(&m.to_json().unwrap()).unwrap();
             prop_assert_eq!(back, m);
         }
 
