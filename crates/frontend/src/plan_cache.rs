@@ -24,7 +24,7 @@ use crate::error::{Result, SqlSnafu};
 /// its operators' state reset, and its scans read the data as of then (a scan takes its
 /// snapshot when it starts, not when it is planned).
 pub(crate) struct PlanCache {
-    pub(crate) plans: moka::sync::Cache<String, Arc<CachedPlan>>,
+    pub(crate) plans: quick_cache::sync::Cache<String, Arc<CachedPlan>>,
     pub(crate) session: std::sync::Mutex<Option<(u64, SessionContext)>>,
     /// The memory pool (and spill files) every session of the instance shares.
     pub(crate) runtime: Arc<RuntimeEnv>,
@@ -42,13 +42,13 @@ pub(crate) struct CachedPlan {
 impl std::fmt::Debug for PlanCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanCache")
-            .field("plans", &self.plans.entry_count())
+            .field("plans", &self.plans.len())
             .finish_non_exhaustive()
     }
 }
 
 /// Queries the plan cache holds.
-pub(crate) const CACHED_PLANS: u64 = 256;
+pub(crate) const CACHED_PLANS: usize = 256;
 
 impl PlanCache {
     /// A cache whose queries share a memory pool of `memory_limit` bytes and stop after
@@ -66,7 +66,7 @@ impl PlanCache {
             .build_arc()
             .context(SqlSnafu)?;
         Ok(Self {
-            plans: moka::sync::Cache::new(CACHED_PLANS),
+            plans: quick_cache::sync::Cache::new(CACHED_PLANS),
             session: std::sync::Mutex::new(None),
             runtime,
             timeout,
@@ -75,8 +75,7 @@ impl PlanCache {
 
     /// Plans held.
     pub(crate) fn len(&self) -> u64 {
-        self.plans.run_pending_tasks();
-        self.plans.entry_count()
+        self.plans.len() as u64
     }
 
     /// The kept session, if it was made for the tables of `fingerprint`.

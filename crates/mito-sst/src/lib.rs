@@ -22,5 +22,7 @@ pub mod store;
 pub mod writer;
 
 pub use file::{DATA_DIR, FileId, FileMeta, parse_sst_file_name, sst_path};
-pub use reader::{ChunkCache, ColumnCache, SstRead, SstReadRequest, SstReader};
+pub use reader::{
+    Admission, CacheKey, ChunkCache, ColumnCache, Slot, SstRead, SstReadRequest, SstReader,
+};
 pub use writer::{SstWriter, WriteOptions};

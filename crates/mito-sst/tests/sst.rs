@@ -7,6 +7,8 @@
     reason = "tests assert by panicking"
 )]
 
+// The engine's column cache, as the engine hands it to readers (a dev-dependency).
+use mito_engine::cache::ColumnCache;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -648,7 +650,7 @@ async fn plain_and_cached(
     hosts: usize,
     points: usize,
     row_group_rows: usize,
-) -> (SstReader, SstReader, Arc<mito_sst::ColumnCache>) {
+) -> (SstReader, SstReader, Arc<ColumnCache>) {
     let meta = metadata();
     let mt = memtable(&meta, hosts, points);
     let batches = flush_batches(&mt, 8192);
@@ -661,8 +663,8 @@ async fn plain_and_cached(
     let file = write(&op, &meta, &batches, options).await;
     let plain = SstReader::open(op, REGION_DIR, file, meta).await.unwrap();
     let mut cached = plain.clone();
-    let cache = Arc::new(mito_sst::ColumnCache::new(64 << 20));
-    cached.set_column_cache(cache.clone());
+    let cache = Arc::new(ColumnCache::new(64 << 20));
+    cached.set_column_cache(cache.clone() as Arc<dyn mito_sst::ColumnCache>);
     (plain, cached, cache)
 }
 
@@ -699,8 +701,8 @@ async fn column_cache_reads_equal_uncached_reads() {
     // second decodes its rows too and starts the whole columns' decode in the background
     // (waited for here), the third reads from the cache alone.
     let partial = &requests[1];
-    let alone = Arc::new(mito_sst::ColumnCache::new(64 << 20));
-    cached.set_column_cache(alone.clone());
+    let alone = Arc::new(ColumnCache::new(64 << 20));
+    cached.set_column_cache(alone.clone() as Arc<dyn mito_sst::ColumnCache>);
     for round in 0..3 {
         assert_same(
             &read_all(&cached, partial).await.unwrap(),
@@ -715,8 +717,8 @@ async fn column_cache_reads_equal_uncached_reads() {
         }
     }
     // A whole read keeps its columns at once; every request then reads from the cache.
-    let fresh = Arc::new(mito_sst::ColumnCache::new(64 << 20));
-    cached.set_column_cache(fresh.clone());
+    let fresh = Arc::new(ColumnCache::new(64 << 20));
+    cached.set_column_cache(fresh.clone() as Arc<dyn mito_sst::ColumnCache>);
     for (i, req) in requests.iter().enumerate() {
         let want = read_all(&plain, req).await.unwrap();
         let got = read_all(&cached, req).await.unwrap();
@@ -738,8 +740,8 @@ async fn column_cache_keeps_to_its_limit_and_reads_stay_right() {
     assert!(whole > 0);
     // A cache of a third of that: reads keep decoding what it evicted, and it stays in bounds.
     let limit = whole / 3;
-    let small = Arc::new(mito_sst::ColumnCache::new(limit));
-    cached.set_column_cache(small.clone());
+    let small = Arc::new(ColumnCache::new(limit));
+    cached.set_column_cache(small.clone() as Arc<dyn mito_sst::ColumnCache>);
     for _ in 0..3 {
         assert_same(&read_all(&cached, &all).await.unwrap(), &want);
         assert!(small.bytes() <= limit, "{} > {limit}", small.bytes());
@@ -770,7 +772,7 @@ proptest::proptest! {
             (plain, cached)
         });
         let (plain, mut cached) = FILE.clone();
-        cached.set_column_cache(Arc::new(mito_sst::ColumnCache::new(64 << 20)));
+        cached.set_column_cache(Arc::new(ColumnCache::new(64 << 20)));
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
             let mut filters = Vec::new();

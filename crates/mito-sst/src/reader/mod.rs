@@ -34,7 +34,7 @@ use crate::format::{SST_INFO_KEY, SstInfo, exception_column, file_schema};
 use crate::pruning::{FileStats, Pruner, time_range_exprs};
 
 use adapt::Adapter;
-pub use cache::{ChunkCache, ColumnCache};
+pub use cache::{Admission, CacheKey, ChunkCache, ColumnCache, Slot};
 use verified::TailFetch;
 
 /// What to read from an SST.
@@ -102,8 +102,8 @@ pub struct SstReader {
     /// Appended to every key: the defaults of tags added to the key since the file was
     /// written.
     key_suffix: Arc<[u8]>,
-    chunk_cache: Option<Arc<ChunkCache>>,
-    column_cache: Option<Arc<ColumnCache>>,
+    chunk_cache: Option<Arc<dyn ChunkCache>>,
+    column_cache: Option<Arc<dyn ColumnCache>>,
     /// Plans of recent requests, by time range and filters (see [`SstReader::plan`]).
     plans: Arc<Recent<PlanKey, ReadPlan>>,
     /// Key filters of recent requests, compiled, by projection and filters (see
@@ -357,12 +357,12 @@ impl SstReader {
     }
 
     /// Keeps the decoded columns of the row groups it reads in `cache`, and reads from it.
-    pub fn set_column_cache(&mut self, cache: Arc<ColumnCache>) {
+    pub fn set_column_cache(&mut self, cache: Arc<dyn ColumnCache>) {
         self.column_cache = Some(cache);
     }
 
     /// Shares verified column chunks with other reads through `cache`.
-    pub fn set_chunk_cache(&mut self, cache: Arc<ChunkCache>) {
+    pub fn set_chunk_cache(&mut self, cache: Arc<dyn ChunkCache>) {
         self.chunk_cache = Some(cache);
     }
 

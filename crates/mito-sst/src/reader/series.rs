@@ -76,7 +76,7 @@ impl SstReader {
     /// of `UInt32` dictionary keys without NULLs (then the caller filters row by row).
     pub(super) fn series_ranges(
         &self,
-        cache: &ColumnCache,
+        cache: &dyn ColumnCache,
         rg: usize,
         batch: &RecordBatch,
         predicates: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
@@ -87,7 +87,7 @@ impl SstReader {
             return Ok(None);
         }
         let key = (self.meta.file_id, rg, Slot::SeriesRuns);
-        let starts = match cache.cache.get(&key) {
+        let starts = match cache.peek(&key) {
             Some(starts) => starts,
             None => {
                 let Some(keys) = batch
@@ -100,7 +100,7 @@ impl SstReader {
                 };
                 let starts: ArrayRef =
                     Arc::new(arrow_array::UInt32Array::from(mito_read::run_starts(&keys)));
-                cache.cache.insert(key, starts.clone());
+                cache.insert(key, starts.clone());
                 starts
             }
         };
@@ -125,7 +125,7 @@ impl SstReader {
         // cache for the next read with the same filters; without, of the runs touched only.
         let remembered = filters_id.map(|id| (self.meta.file_id, rg, Slot::KeptRuns(id)));
         let known = remembered
-            .and_then(|key| cache.cache.get(&key))
+            .and_then(|key| cache.peek(&key))
             .and_then(|k| k.as_boolean_opt().map(|k| k.values().clone()))
             .filter(|k| k.len() == starts.len());
         let touched_only = || -> Result<BooleanBuffer> {
@@ -154,7 +154,7 @@ impl SstReader {
             (None, Some(key)) => match keep_runs(starts) {
                 Ok(kept) => {
                     let kept = BooleanBuffer::from(kept);
-                    cache.cache.insert(
+                    cache.insert(
                         key,
                         Arc::new(arrow_array::BooleanArray::new(kept.clone(), None)),
                     );

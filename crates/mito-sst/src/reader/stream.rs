@@ -54,7 +54,7 @@ impl SstReader {
     /// most `batch_rows`.
     pub(super) fn cached_stream(
         &self,
-        cache: Arc<ColumnCache>,
+        cache: Arc<dyn ColumnCache>,
         names: &[String],
         plan: ReadPlan,
         batch_rows: usize,
@@ -117,10 +117,10 @@ impl SstReader {
                     }
                     if admission == Admission::Now {
                         let batch = this
-                            .row_group_columns(&cache, rg, &roots, &projected, columns)
+                            .row_group_columns(&*cache, rg, &roots, &projected, columns)
                             .await?;
                         let cut = this.series_ranges(
-                            &cache,
+                            &*cache,
                             rg,
                             &batch,
                             &series.series,
@@ -172,7 +172,7 @@ impl SstReader {
     /// them (see [`Admission::Background`]); without a runtime to run it on, nothing.
     fn fill_in_background(
         &self,
-        cache: &Arc<ColumnCache>,
+        cache: &Arc<dyn ColumnCache>,
         rg: usize,
         roots: &[usize],
         projected: &SchemaRef,
@@ -191,10 +191,10 @@ impl SstReader {
         let task = runtime.spawn(async move {
             let columns = roots
                 .iter()
-                .map(|r| owner.cache.get(&(this.meta.file_id, rg, Slot::Column(*r))))
+                .map(|r| owner.peek(&(this.meta.file_id, rg, Slot::Column(*r))))
                 .collect();
             if let Err(e) = this
-                .row_group_columns(&owner, rg, &roots, &projected, columns)
+                .row_group_columns(&*owner, rg, &roots, &projected, columns)
                 .await
             {
                 // The file may be gone (compacted away); reads decode their rows as before.
@@ -207,7 +207,7 @@ impl SstReader {
 
     pub(super) async fn row_group_columns(
         &self,
-        cache: &ColumnCache,
+        cache: &dyn ColumnCache,
         rg: usize,
         roots: &[usize],
         projected: &SchemaRef,
@@ -262,9 +262,7 @@ impl SstReader {
                         }
                         .build()
                     })?;
-                    cache
-                        .cache
-                        .insert((file_id, rg, Slot::Column(*r)), a.clone());
+                    cache.insert((file_id, rg, Slot::Column(*r)), a.clone());
                     *c = Some(a);
                 }
             }

@@ -57,7 +57,7 @@ pub(super) struct VerifiedReader {
     pub(super) info: Arc<SstInfo>,
     pub(super) chunks: HashMap<(usize, usize), Bytes>,
     pub(super) file_id: FileId,
-    pub(super) cache: Option<Arc<ChunkCache>>,
+    pub(super) cache: Option<Arc<dyn ChunkCache>>,
 }
 
 impl VerifiedReader {
