@@ -13,7 +13,6 @@
 //! seen for the first time becomes a new nullable column, announced in the first batch that
 //! holds it so that the caller can alter the table before writing the batch.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,7 +23,6 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMapExt;
-use store_api::RegionId;
 use store_api::metadata::{ColumnMetadata, RegionMetadata, SemanticType};
 use store_api::time::TimeSpan;
 
@@ -32,6 +30,8 @@ use crate::ingest::line_protocol::{
     FieldKind, FieldValue, Line, ParseError, parse_fields, parse_line, plain_series_end,
     trim_blanks,
 };
+pub use crate::ingest::series_memo::SeriesMemo;
+use crate::ingest::series_memo::{KNOWN_SERIES_BYTES, KnownSeries, Layout, at, span_in};
 
 /// Name of the time index of tables the line protocol creates.
 pub const TIME_COLUMN: &str = "time";
@@ -563,88 +563,6 @@ pub struct Batcher {
     memo: Arc<SeriesMemo>,
     /// Series this batcher learned that hold for a table's layout; given to `memo` at the end.
     learned: Vec<(Box<[u8]>, Layout, Arc<KnownSeries>)>,
-}
-
-/// Bound of the known-series memos' keys (a few hundred thousand series of typical lines).
-const KNOWN_SERIES_BYTES: usize = 64 << 20;
-
-/// A table's columns as of one schema: its region and schema version. Table ids are never
-/// reused, and a schema change bumps the version, so equal layouts list equal columns.
-type Layout = (RegionId, u64);
-
-/// What a line's series resolved to, as offsets into any line that starts with its bytes.
-#[derive(Debug)]
-struct KnownSeries {
-    measurement: Span,
-    /// Key, value and column of each tag, in the line's order.
-    tags: Vec<(Span, Span, usize)>,
-}
-
-/// Series that the batchers of one instance accepted into tables as they existed, shared
-/// by the batchers that follow: a known series' tags are checked once per table layout, not
-/// once per request. What a series resolved to is kept with the layout it holds for; a
-/// batcher uses it only when its table has that layout.
-#[derive(Debug, Default)]
-pub struct SeriesMemo {
-    inner: std::sync::RwLock<SharedSeries>,
-}
-
-#[derive(Debug, Default)]
-struct SharedSeries {
-    known: foldhash::HashMap<Box<[u8]>, (Layout, Arc<KnownSeries>)>,
-    bytes: usize,
-}
-
-impl SeriesMemo {
-    fn get(&self, series: &[u8]) -> Option<(Layout, Arc<KnownSeries>)> {
-        // A poisoned lock only means a batcher panicked while publishing: the map is whole.
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.known.get(series).cloned()
-    }
-
-    fn publish(&self, learned: Vec<(Box<[u8]>, Layout, Arc<KnownSeries>)>) {
-        if learned.is_empty() {
-            return;
-        }
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        for (series, layout, known) in learned {
-            if inner.bytes + series.len() > KNOWN_SERIES_BYTES {
-                inner.known.clear();
-                inner.bytes = 0;
-            }
-            let len = series.len();
-            if inner.known.insert(series, (layout, known)).is_none() {
-                inner.bytes += len;
-            }
-        }
-    }
-
-    /// Series held.
-    pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .known
-            .len()
-    }
-
-    /// Whether no series is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-type Span = (usize, usize);
-
-/// Where `part` (borrowed from `text`) lies inside `text`.
-fn span_in(text: &str, part: &str) -> Option<Span> {
-    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start + part.len();
-    (text.get(start..end) == Some(part)).then_some((start, end))
-}
-
-fn at(text: &str, (start, end): Span) -> Cow<'_, str> {
-    Cow::Borrowed(text.get(start..end).unwrap_or_default())
 }
 
 impl Batcher {

@@ -13,6 +13,7 @@
 pub mod batcher;
 pub mod line_protocol;
 pub mod prom_remote_write;
+mod series_memo;
 
 use std::collections::HashMap;
 use std::io::Read;
