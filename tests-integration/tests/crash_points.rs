@@ -22,13 +22,12 @@ use arrow_array::types::{Float64Type, TimestampMillisecondType};
 use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::DataType;
 use futures::TryStreamExt;
 use log_store::{Durability, WalConfig};
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;
 use store_api::engine::RegionEngine;
-use store_api::metadata::{ColumnMetadata, SemanticType};
 use store_api::region_request::{
     CompactOptions, RegionCompactRequest, RegionCreateRequest, RegionDeleteRequest,
     RegionFlushRequest, RegionOpenRequest, RegionPutRequest, RegionRequest,
@@ -203,23 +202,13 @@ fn crash_point_child() {
     rt.block_on(async move {
         let engine = start(Path::new(dir)).await;
         let create = RegionCreateRequest {
-            column_metadatas: vec![
-                ColumnMetadata::new(0, "host", DataType::Utf8, SemanticType::Tag),
-                ColumnMetadata::new(
-                    1,
-                    "ts",
-                    DataType::Timestamp(TimeUnit::Millisecond, None),
-                    SemanticType::Timestamp,
-                ),
-                ColumnMetadata::new(2, "cpu", DataType::Float64, SemanticType::Field),
-            ],
-            primary_key: vec![0],
             // No automatic compaction: the test decides when it runs.
             options: [(
                 "compaction.twcs.trigger_file_num".to_string(),
                 "64".to_string(),
             )]
             .into(),
+            ..test_util::metadata::host_ts_cpu_create()
         };
         engine
             .handle_request(REGION, RegionRequest::Create(create))

@@ -16,30 +16,15 @@ use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;
 use store_api::engine::RegionEngine;
 use store_api::error::ErrorKind;
-use store_api::metadata::{ColumnMetadata, SemanticType};
 use store_api::region_request::{
-    RegionCreateRequest, RegionFlushRequest, RegionOpenRequest, RegionPutRequest, RegionRequest,
+    RegionFlushRequest, RegionOpenRequest, RegionPutRequest, RegionRequest,
 };
 use store_api::scan::ScanRequest;
 
 const REGION: RegionId = RegionId::new(3, 1);
 
 fn create() -> RegionRequest {
-    use arrow_schema::{DataType, TimeUnit};
-    RegionRequest::Create(RegionCreateRequest {
-        column_metadatas: vec![
-            ColumnMetadata::new(0, "host", DataType::Utf8, SemanticType::Tag),
-            ColumnMetadata::new(
-                1,
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                SemanticType::Timestamp,
-            ),
-            ColumnMetadata::new(2, "cpu", DataType::Float64, SemanticType::Field),
-        ],
-        primary_key: vec![0],
-        options: Default::default(),
-    })
+    RegionRequest::Create(test_util::metadata::host_ts_cpu_create())
 }
 
 fn rows(n: i64) -> RecordBatch {

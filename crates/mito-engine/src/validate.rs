@@ -132,31 +132,19 @@ mod tests {
     use arrow_array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
     use arrow_schema::{DataType, TimeUnit};
     use store_api::RegionId;
-    use store_api::metadata::{ColumnMetadata, RegionMetadataBuilder, Value};
+    use store_api::metadata::{ColumnMetadata, Value};
 
     use super::*;
 
     fn metadata() -> RegionMetadata {
-        let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
-        b.push_column(ColumnMetadata::new(
+        let mut b = test_util::metadata::builder(
+            RegionId::new(1, 1),
             0,
-            "host",
-            DataType::Utf8,
-            SemanticType::Tag,
-        ))
-        .push_column(ColumnMetadata::new(
-            1,
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            SemanticType::Timestamp,
-        ))
-        .push_column(ColumnMetadata::new(
-            2,
-            "cpu",
-            DataType::Float64,
-            SemanticType::Field,
-        ))
-        .push_column(
+            &[("host", DataType::Utf8)],
+            ("ts", TimeUnit::Millisecond),
+            &[("cpu", DataType::Float64)],
+        );
+        b.push_column(
             ColumnMetadata::new(3, "n", DataType::Int64, SemanticType::Field)
                 .with_nullable(false)
                 .with_default(Value::Int(7)),

@@ -152,29 +152,21 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::UInt32Type;
     use store_api::RegionId;
-    use store_api::metadata::RegionMetadataBuilder;
 
     use super::*;
 
     fn metadata() -> RegionMetadata {
-        let mut b = RegionMetadataBuilder::new(RegionId::new(1, 1));
-        b.push_column(ColumnMetadata::new(
+        let mut b = test_util::metadata::builder(
+            RegionId::new(1, 1),
             1,
-            "host",
-            DataType::Utf8,
-            SemanticType::Tag,
-        ))
-        .push_column(ColumnMetadata::new(
-            2,
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            SemanticType::Timestamp,
-        ))
-        .push_column(
+            &[("host", DataType::Utf8)],
+            ("ts", TimeUnit::Millisecond),
+            &[],
+        );
+        b.push_column(
             ColumnMetadata::new(3, "v", DataType::Float64, SemanticType::Field)
                 .with_default(Value::Float(1.5)),
-        )
-        .primary_key(vec![1]);
+        );
         b.build().unwrap()
     }
 

@@ -10,13 +10,12 @@ use arrow_array::types::{Float64Type, TimestampMillisecondType};
 use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::DataType;
 use futures::TryStreamExt;
 use log_store::{Durability, WalConfig};
 use mito_engine::{MitoConfig, MitoEngine};
 use store_api::RegionId;
 use store_api::engine::RegionEngine;
-use store_api::metadata::{ColumnMetadata, SemanticType};
 use store_api::region_request::{
     RegionCreateRequest, RegionDeleteRequest, RegionOpenRequest, RegionPutRequest, RegionRequest,
 };
@@ -28,20 +27,7 @@ pub const REGION: RegionId = RegionId::new(1, 1);
 pub type Row = (String, i64, Option<f64>);
 
 pub fn create_request() -> RegionCreateRequest {
-    RegionCreateRequest {
-        column_metadatas: vec![
-            ColumnMetadata::new(0, "host", DataType::Utf8, SemanticType::Tag),
-            ColumnMetadata::new(
-                1,
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                SemanticType::Timestamp,
-            ),
-            ColumnMetadata::new(2, "cpu", DataType::Float64, SemanticType::Field),
-        ],
-        primary_key: vec![0],
-        options: Default::default(),
-    }
+    test_util::metadata::host_ts_cpu_create()
 }
 
 pub fn small_config() -> MitoConfig {
