@@ -139,11 +139,11 @@ impl MitoEngine {
             .build()
         })?;
         wal.dir = data_dir.join("wal");
-        // A WAL directory is created with the data directory and never removed; gone while
-        // regions exist, it took entries with it (a lost segment inside it is the log
-        // store's to find).
+        // A WAL directory and its lock file are created (durably, before any region) with
+        // the data directory and never removed; gone or emptied while regions exist, they
+        // took entries with them (a lost segment inside is the log store's to find).
         let regions = data.join("regions");
-        if !wal.dir.exists() && has_entries(&regions) {
+        if !wal.dir.join(log_store::local::LOCK_FILE).exists() && has_entries(&regions) {
             return WalMissingSnafu {
                 dir: wal.dir,
                 regions,

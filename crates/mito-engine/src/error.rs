@@ -33,9 +33,10 @@ pub enum Error {
 
     /// The WAL directory is gone while regions exist: what it held may be lost.
     #[snafu(display(
-        "The WAL directory {} is missing, but {} holds regions: entries not yet flushed may \
-         be lost; restore it (the data directory was not changed), or create it empty to open \
-         the regions as of their last flush",
+        "The WAL directory {} is missing or was emptied (no LOCK file), but {} holds \
+         regions: entries not yet flushed may be lost; restore it (the data directory was not \
+         changed), or create it with an empty LOCK file to open the regions as of their last \
+         flush",
         dir.display(),
         regions.display()
     ))]

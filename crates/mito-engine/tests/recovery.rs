@@ -225,13 +225,36 @@ async fn a_deleted_newest_wal_segment_fails_the_open() {
     open_fails_corrupted(dir.path(), log_store::WalConfig::default(), name).await;
 }
 
-/// The whole WAL directory gone while regions exist: refused, naming it; once the user
-/// creates it empty (accepting the loss), the region opens as of its last flush.
+/// The whole WAL directory gone, or emptied, while regions exist: refused, naming it; once
+/// the user creates it with an empty lock file (accepting the loss), the region opens as of
+/// its last flush.
 #[tokio::test]
-async fn a_missing_wal_directory_with_regions_fails_the_open() {
+async fn a_missing_or_emptied_wal_directory_with_regions_fails_the_open() {
     let dir = tempfile::tempdir().unwrap();
     let flushed = written_and_flushed(dir.path()).await;
     let wal_dir = dir.path().join("wal");
+    let emptied = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        let to = emptied.path().join(p.file_name().unwrap());
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&p)
+            .arg(&to)
+            .status()
+            .unwrap();
+    }
+    for f in std::fs::read_dir(emptied.path().join("wal")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let err = mito_engine::MitoEngine::open_local(
+        emptied.path(),
+        small_config(),
+        log_store::WalConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("emptied"), "{err}");
     std::fs::remove_dir_all(&wal_dir).unwrap();
     for read_only in [false, true] {
         let wal = log_store::WalConfig {
@@ -242,6 +265,7 @@ async fn a_missing_wal_directory_with_regions_fails_the_open() {
         assert!(!wal_dir.exists(), "the failed open changed nothing");
     }
     std::fs::create_dir(&wal_dir).unwrap();
+    std::fs::write(wal_dir.join("LOCK"), b"").unwrap();
     let engine = try_open(dir.path()).await.unwrap();
     assert!(same_rows(&scan_all(&engine, REGION).await, &flushed));
 }

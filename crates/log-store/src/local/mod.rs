@@ -15,6 +15,7 @@ mod index;
 pub mod list;
 mod recovery;
 mod segment;
+pub use segment::LOCK_FILE;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use crate::error::{IoSnafu, Result};
 /// Extension of segment files.
 pub(crate) const SEGMENT_EXT: &str = "wal";
 /// Name of the lock file that keeps two stores out of one directory.
-pub(crate) const LOCK_FILE: &str = "LOCK";
+pub const LOCK_FILE: &str = "LOCK";
 
 /// Path of segment `id`: `{id:020}.wal`.
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
