@@ -27,7 +27,7 @@ use datafusion_expr::{col, lit};
 use futures::StreamExt;
 use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
 use mito_read::OpType;
-use mito_sst::{FileId, FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions};
+use mito_sst::{FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions};
 use opendal::Operator;
 use store_api::RegionId;
 use store_api::metadata::RegionMetadataRef;
@@ -63,17 +63,15 @@ fn sorted_batches(meta: &RegionMetadataRef, steps: usize) -> Vec<RecordBatch> {
 }
 
 async fn write(op: &Operator, meta: &RegionMetadataRef, batches: &[RecordBatch]) -> FileMeta {
-    let mut w = SstWriter::new(
+    SstWriter::write_file(
         op.clone(),
         DIR,
-        FileId::random(),
         meta.clone(),
+        batches,
         WriteOptions::default(),
-    );
-    for b in batches {
-        w.write(b).await.unwrap();
-    }
-    w.finish().await.unwrap()
+    )
+    .await
+    .unwrap()
 }
 
 async fn count(reader: &SstReader, req: &SstReadRequest) -> usize {

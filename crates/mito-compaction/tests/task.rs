@@ -66,23 +66,23 @@ async fn sst(op: &Operator, meta: &RegionMetadataRef, ops: &[Op<'_>], mut seq: u
             }
         }
     }
-    let mut w = SstWriter::new(
-        op.clone(),
-        DIR,
-        FileId::random(),
-        meta.clone(),
-        WriteOptions::default(),
-    );
-    for b in m
+    let batches: Vec<RecordBatch> = m
         .read(&MemtableRead {
             keep_deletes: true,
             ..MemtableRead::default()
         })
         .unwrap()
-    {
-        w.write(&b.unwrap()).await.unwrap();
-    }
-    w.finish().await.unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    SstWriter::write_file(
+        op.clone(),
+        DIR,
+        meta.clone(),
+        &batches,
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap()
 }
 
 /// (host, ts) -> (value, op) of every row of the files, in file order.

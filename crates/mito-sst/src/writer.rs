@@ -135,6 +135,22 @@ impl SstWriter {
         }
     }
 
+    /// Writes a whole new file of `batches` (sorted as [`SstWriter::write`] requires) under
+    /// `region_dir` with a fresh id, and returns its metadata.
+    pub async fn write_file(
+        op: Operator,
+        region_dir: &str,
+        metadata: RegionMetadataRef,
+        batches: impl IntoIterator<Item = &RecordBatch>,
+        options: WriteOptions,
+    ) -> Result<FileMeta> {
+        let mut w = Self::new(op, region_dir, FileId::random(), metadata, options);
+        for b in batches {
+            w.write(b).await?;
+        }
+        w.finish().await
+    }
+
     /// The path of the file being written.
     pub fn path(&self) -> &str {
         &self.path

@@ -151,17 +151,9 @@ async fn write(
     batches: &[RecordBatch],
     options: WriteOptions,
 ) -> FileMeta {
-    let mut w = SstWriter::new(
-        op.clone(),
-        REGION_DIR,
-        FileId::random(),
-        metadata.clone(),
-        options,
-    );
-    for b in batches {
-        w.write(b).await.unwrap();
-    }
-    w.finish().await.unwrap()
+    SstWriter::write_file(op.clone(), REGION_DIR, metadata.clone(), batches, options)
+        .await
+        .unwrap()
 }
 
 async fn read_all(reader: &SstReader, req: &SstReadRequest) -> Result<RecordBatch, Error> {
