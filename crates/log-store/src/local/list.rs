@@ -219,20 +219,17 @@ impl ListFile {
 
     /// Writes the list as it stands.
     pub(crate) fn store(&self) -> Result<()> {
-        fail::fail_point!("wal-list", |_| Err(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            "failpoint wal-list"
-        ))
-        .context(IoSnafu {
+        let write = || -> std::io::Result<()> {
+            fail::fail_point!("wal-list", |_| Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "failpoint wal-list"
+            )));
+            mito_fs::replace(&*self.fs, &self.dir, LIST_FILE, &encode_list(&self.list))
+        };
+        write().context(IoSnafu {
             path: self.dir.join(LIST_FILE),
             op: "write segment list",
-        }));
-        mito_fs::replace(&*self.fs, &self.dir, LIST_FILE, &encode_list(&self.list)).context(
-            IoSnafu {
-                path: self.dir.join(LIST_FILE),
-                op: "write segment list",
-            },
-        )
+        })
     }
 
     /// Lists segment `id`, just created and not yet written to. On failure the list is

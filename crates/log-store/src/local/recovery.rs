@@ -36,16 +36,12 @@ pub(crate) struct Active {
     pub(crate) has_records: bool,
 }
 
-/// Reads the WAL in `dir` (created if missing). Damage anywhere but the tail of the last
-/// segment is an error naming the file and offset. `read_only` changes nothing on disk: a
+/// Reads the WAL in `dir` (which the caller created, durably). Damage anywhere but the tail
+/// of the last segment is an error naming the file and offset. `read_only` changes nothing on disk: a
 /// torn tail is left in place (and not read), a half-created segment stays, no segment is
 /// created or sealed.
 pub(crate) fn recover(shared: &Arc<dyn Fs>, dir: &Path, read_only: bool) -> Result<Recovered> {
     let fs: &dyn Fs = &**shared;
-    fs.create_dir_all(dir).context(IoSnafu {
-        path: dir,
-        op: "create WAL directory",
-    })?;
     let mut ids = Vec::new();
     let mut removed_creating = false;
     for entry in std::fs::read_dir(dir).context(IoSnafu {
@@ -256,15 +252,8 @@ fn check_against_list(
     if purged.is_empty() || read_only {
         return Ok(keep);
     }
-    for id in purged {
-        let path = segment_path(dir, id);
-        warn!(path = %path.display(), "removing a WAL segment whose purge a crash interrupted");
-        fs.remove_file(&path).context(IoSnafu {
-            path: &path,
-            op: "remove purged segment",
-        })?;
-    }
-    sync_dir(fs, dir)?;
+    warn!(dir = %dir.display(), segments = ?purged, "finishing a WAL purge a crash interrupted");
+    super::delete_segments(fs, dir, purged)?;
     Ok(keep)
 }
 

@@ -285,7 +285,7 @@ impl Writer {
         lock(&self.list).add(next)?;
         self.file = file;
         self.active_id = next;
-        self.active_size = format::HEADER_LEN as u64;
+        self.active_size = HEADER_LEN as u64;
         self.active_has_records = false;
         Ok(())
     }

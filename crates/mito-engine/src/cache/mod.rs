@@ -60,11 +60,6 @@ impl CacheManager {
         }
     }
 
-    /// The column cache, if there is one (tests settle its background decodes).
-    pub fn columns(&self) -> Option<&Arc<ColumnCache>> {
-        self.columns.as_ref()
-    }
-
     /// The reader of a file, from the cache or opened now.
     pub async fn reader(
         &self,
