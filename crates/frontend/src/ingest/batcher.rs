@@ -450,14 +450,12 @@ impl TableBuffer {
 
     /// Takes the buffered rows as a batch, with the columns the table still lacks.
     fn take(&mut self, name: &str) -> Option<Ready> {
-        if self.time.is_empty() {
-            return None;
-        }
+        // No rows buffered: nothing to take.
+        let time_range = TimeSpan::of(&self.time)?;
         let create = !self.exists;
         let mut new_columns = Vec::new();
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
-        let mut time_range = TimeSpan::point(0);
         for (c, b) in self.columns.iter_mut().zip(self.builders.iter_mut()) {
             if c.role == Role::Time {
                 fields.push(Field::new(
@@ -465,8 +463,6 @@ impl TableBuffer {
                     DataType::Timestamp(TimeUnit::Nanosecond, None),
                     false,
                 ));
-                // Not empty (checked above).
-                time_range = TimeSpan::of(&self.time).unwrap_or(time_range);
                 arrays.push(Arc::new(TimestampNanosecondArray::from(std::mem::take(
                     &mut self.time,
                 ))));

@@ -13,7 +13,7 @@ use arrow_array::types::UInt8Type;
 use futures::{StreamExt, TryStreamExt};
 use mito_memtable::MemtableRead;
 use mito_read::OpType;
-use mito_read::last_row::LastRows;
+use mito_read::last_row::{LastRows, last_rows_stream};
 use mito_read::merge::{MergeOptions, SortedBatch, merge};
 use mito_sst::SstReadRequest;
 use snafu::ResultExt;
@@ -98,13 +98,10 @@ pub(super) async fn last_rows_fast(
     }
     let mut merge_options = options.clone();
     merge_options.dedup.keep_deletes = true;
-    let mut merged = merge(candidates, merge_options);
-    let mut last = LastRows::new(options.time_index);
-    let mut out = Vec::new();
-    while let Some(b) = merged.next().await {
-        out.extend(last.push(b?)?);
-    }
-    out.extend(last.finish());
+    let merged = merge(candidates, merge_options);
+    let out: Vec<RecordBatch> = last_rows_stream(merged, options.time_index)
+        .try_collect()
+        .await?;
     let op_col = options.schema.fields().len().saturating_sub(1);
     for b in &out {
         if let Some(ops) = b.column(op_col).as_primitive_opt::<UInt8Type>()
