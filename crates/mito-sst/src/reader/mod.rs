@@ -4,6 +4,7 @@
 mod adapt;
 mod cache;
 mod last_rows;
+mod pages;
 mod series;
 mod stream;
 mod verified;

@@ -9,14 +9,14 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::RowSelection;
-use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowSelection};
+use parquet::arrow::{ProjectionMask, parquet_to_arrow_field_levels};
 use snafu::ResultExt;
 
 use crate::error::{ArrowSnafu, CorruptedSnafu, ParquetSnafu, Result};
 
 use super::cache::{Admission, CacheKey, ColumnCache, Slot};
+use super::pages::ChunkRowGroup;
 use super::verified::VerifiedReader;
 use super::{ReadPlan, SstReader, key_filter_error, parquet_error};
 
@@ -40,12 +40,7 @@ impl SstReader {
                 };
                 self.cached_stream(cache.clone(), names, plan, batch_rows, series, filters_id)
             }
-            None => {
-                let path = self.path.clone();
-                self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?
-                    .map_err(move |e| parquet_error(&path, e))
-                    .boxed()
-            }
+            None => self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?,
         })
     }
 
@@ -151,7 +146,7 @@ impl SstReader {
                         this.raw_stream(&names, vec![rg], Some(selection), batch_rows)?;
                     let mut out = Vec::new();
                     while let Some(b) = stream.next().await {
-                        let b = b.map_err(|e| parquet_error(&this.path, e))?;
+                        let b = b?;
                         out.push(
                             series
                                 .apply(b)
@@ -231,7 +226,7 @@ impl SstReader {
             let mut stream = self.raw_stream(&missing, vec![rg], None, rows.max(1))?;
             let mut batches = Vec::new();
             while let Some(b) = stream.next().await {
-                batches.push(b.map_err(|e| parquet_error(&self.path, e))?);
+                batches.push(b?);
             }
             let decoded = if batches.len() == 1 {
                 batches.swap_remove(0)
@@ -275,36 +270,137 @@ impl SstReader {
     }
 
     /// The file's columns named `names` (file names), undecoded, from `row_groups` and the
-    /// rows of `selection`.
+    /// rows of `selection` (over the concatenation of `row_groups`). One row group at a time:
+    /// its projected chunks are read and checked whole, then decoded (see `pages`).
     pub(super) fn raw_stream(
         &self,
         names: &[String],
         row_groups: Vec<usize>,
         selection: Option<RowSelection>,
         batch_rows: usize,
-    ) -> Result<ParquetRecordBatchStream<VerifiedReader>> {
-        let roots = self.roots(names);
-        let mask = ProjectionMask::roots(self.parquet.file_metadata().schema_descr(), roots);
-        let input = VerifiedReader {
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let descr = self.parquet.file_metadata().schema_descr_ptr();
+        let mask = ProjectionMask::roots(&descr, self.roots(names));
+        let leaves: Vec<usize> = (0..descr.num_columns())
+            .filter(|i| mask.leaf_included(*i))
+            .collect();
+        let levels =
+            parquet_to_arrow_field_levels(&descr, mask, Some(self.arrow.schema().fields()))
+                .context(ParquetSnafu {
+                    path: self.path.to_string(),
+                })?;
+        let rg_rows: Vec<usize> = row_groups
+            .iter()
+            .map(|rg| {
+                self.parquet
+                    .row_groups()
+                    .get(*rg)
+                    .and_then(|m| usize::try_from(m.num_rows()).ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        // Each row group with the rows it reads (`None`: all of them).
+        let parts: Vec<(usize, Option<RowSelection>)> = match &selection {
+            None => row_groups.into_iter().map(|rg| (rg, None)).collect(),
+            Some(sel) => row_groups
+                .into_iter()
+                .zip(selection_ranges(sel, &rg_rows))
+                .zip(&rg_rows)
+                .filter(|((_, ranges), _)| !ranges.is_empty())
+                .map(|((rg, ranges), rows)| {
+                    let sel = RowSelection::from_consecutive_ranges(ranges.into_iter(), *rows);
+                    (rg, Some(sel))
+                })
+                .collect(),
+        };
+        let this = self.clone();
+        let (levels, leaves) = (Arc::new(levels), Arc::new(leaves));
+        Ok(futures::stream::iter(parts)
+            .then(move |(rg, sel)| {
+                let (this, levels, leaves) = (this.clone(), levels.clone(), leaves.clone());
+                async move {
+                    let group = this.load_row_group(rg, &leaves).await?;
+                    let reader = ParquetRecordBatchReader::try_new_with_row_groups(
+                        &levels, &group, batch_rows, sel,
+                    )
+                    .map_err(|e| parquet_error(&this.path, e))?;
+                    let path = this.path.clone();
+                    Ok(futures::stream::iter(
+                        reader.map(move |b| b.map_err(|e| decode_error(&path, e))),
+                    ))
+                }
+            })
+            .try_flatten()
+            .boxed())
+    }
+
+    /// The chunks of the columns `leaves` of row group `rg`, read and checked.
+    async fn load_row_group(&self, rg: usize, leaves: &[usize]) -> Result<ChunkRowGroup> {
+        let corrupted = |reason: String| {
+            CorruptedSnafu {
+                path: self.path.to_string(),
+                reason,
+            }
+            .build()
+        };
+        let meta = self
+            .parquet
+            .row_groups()
+            .get(rg)
+            .ok_or_else(|| corrupted(format!("no row group {rg}")))?;
+        let mut ranges = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            let column = meta
+                .columns()
+                .get(*leaf)
+                .ok_or_else(|| corrupted(format!("row group {rg} lacks column {leaf}")))?;
+            let (start, len) = column.byte_range();
+            let end = start.checked_add(len).ok_or_else(|| {
+                corrupted(format!("column {leaf} of row group {rg} ends past 2^64"))
+            })?;
+            ranges.push((rg, *leaf, start..end));
+        }
+        let mut input = VerifiedReader {
             op: self.op.clone(),
             path: self.path.clone(),
-            parquet: self.parquet.clone(),
             info: self.info.clone(),
             chunks: HashMap::new(),
             file_id: self.meta.file_id,
             cache: self.chunk_cache.clone(),
         };
-        let mut builder =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(input, self.arrow.clone())
-                .with_projection(mask)
-                .with_row_groups(row_groups)
-                .with_batch_size(batch_rows);
-        if let Some(sel) = selection {
-            builder = builder.with_row_selection(sel);
-        }
-        builder.build().context(ParquetSnafu {
-            path: self.path.to_string(),
+        input.load(&ranges).await?;
+        let chunks = leaves
+            .iter()
+            .map(|leaf| {
+                input
+                    .chunks
+                    .remove(&(rg, *leaf))
+                    .map(|b| (*leaf, b))
+                    .ok_or_else(|| corrupted(format!("column {leaf} of row group {rg} not read")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ChunkRowGroup {
+            parquet: self.parquet.clone(),
+            rg,
+            chunks,
         })
+    }
+}
+
+/// A decode failure of checked bytes: parquet's own errors mean the pages are not what the
+/// writer wrote.
+fn decode_error(path: &str, e: arrow_schema::ArrowError) -> crate::error::Error {
+    match e {
+        arrow_schema::ArrowError::ParquetError(reason) => CorruptedSnafu {
+            path: path.to_string(),
+            reason,
+        }
+        .build(),
+        other => crate::error::Error::Arrow {
+            path: path.to_string(),
+            source: other,
+            location: snafu::location!(),
+        },
     }
 }
 

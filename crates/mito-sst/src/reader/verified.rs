@@ -9,10 +9,8 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use opendal::Operator;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::{AsyncFileReader, MetadataFetch};
+use parquet::arrow::async_reader::MetadataFetch;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{CorruptedSnafu, Result};
 use crate::file::FileId;
@@ -52,7 +50,6 @@ impl MetadataFetch for TailFetch {
 pub(super) struct VerifiedReader {
     pub(super) op: Operator,
     pub(super) path: Arc<str>,
-    pub(super) parquet: Arc<ParquetMetaData>,
     /// Holds the recorded checksum of every column chunk.
     pub(super) info: Arc<SstInfo>,
     pub(super) chunks: HashMap<(usize, usize), Bytes>,
@@ -61,22 +58,10 @@ pub(super) struct VerifiedReader {
 }
 
 impl VerifiedReader {
-    pub(super) fn locate(&self, range: &Range<u64>) -> Option<(usize, usize, u64, u64)> {
-        for (rg_idx, rg) in self.parquet.row_groups().iter().enumerate() {
-            for (col_idx, col) in rg.columns().iter().enumerate() {
-                let (start, len) = col.byte_range();
-                let end = start.checked_add(len)?;
-                if start <= range.start && range.end <= end {
-                    return Some((rg_idx, col_idx, start, end));
-                }
-            }
-        }
-        None
-    }
-
-    /// Reads and checks every chunk the ranges fall in that is not cached yet; chunks that
-    /// lie next to each other in the file (gaps under [`COALESCE_GAP`]) come in one read.
-    pub(super) async fn load(&mut self, ranges: &[Range<u64>]) -> Result<Vec<(usize, usize, u64)>> {
+    /// Reads and checks every chunk of `wanted` (row group, column, file byte range) that is
+    /// not cached yet; chunks that lie next to each other in the file (gaps under
+    /// [`COALESCE_GAP`]) come in one read.
+    pub(super) async fn load(&mut self, wanted: &[(usize, usize, Range<u64>)]) -> Result<()> {
         let corrupted = |reason: String| {
             CorruptedSnafu {
                 path: self.path.to_string(),
@@ -84,15 +69,9 @@ impl VerifiedReader {
             }
             .build()
         };
-        let mut located = Vec::with_capacity(ranges.len());
         let mut missing: Vec<(usize, usize, u64, u64)> = Vec::new();
-        for range in ranges {
-            let Some((rg, col, start, end)) = self.locate(range) else {
-                return Err(corrupted(format!(
-                    "read of {range:?} is not inside one column chunk"
-                )));
-            };
-            located.push((rg, col, start));
+        for (rg, col, range) in wanted {
+            let (rg, col, start, end) = (*rg, *col, range.start, range.end);
             if !self.chunks.contains_key(&(rg, col))
                 && !missing.iter().any(|m| (m.0, m.1) == (rg, col))
             {
@@ -156,64 +135,9 @@ impl VerifiedReader {
             }
             i = j;
         }
-        Ok(located)
-    }
-
-    pub(super) async fn fetch_ranges(&mut self, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
-        let located = self.load(&ranges).await?;
-        ranges
-            .iter()
-            .zip(located)
-            .map(|(range, (rg, col, start))| {
-                let chunk = self.chunks.get(&(rg, col));
-                let from = usize::try_from(range.start - start).unwrap_or(usize::MAX);
-                let to = usize::try_from(range.end - start).unwrap_or(usize::MAX);
-                chunk
-                    .and_then(|c| c.get(from..to).map(|_| c.slice(from..to)))
-                    .ok_or_else(|| {
-                        CorruptedSnafu {
-                            path: self.path.to_string(),
-                            reason: format!("range {range:?} outside its chunk"),
-                        }
-                        .build()
-                    })
-            })
-            .collect()
+        Ok(())
     }
 }
 
 /// Chunks closer than this are read together.
 pub(super) const COALESCE_GAP: u64 = 64 * 1024;
-
-impl AsyncFileReader for VerifiedReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move {
-            let mut out = self
-                .fetch_ranges(vec![range])
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))?;
-            out.pop()
-                .ok_or_else(|| ParquetError::General("no bytes read".to_string()))
-        }
-        .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move {
-            self.fetch_ranges(ranges)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        futures::future::ready(Ok(self.parquet.clone())).boxed()
-    }
-}
