@@ -25,6 +25,9 @@ use crate::error::{Result, SqlSnafu};
 /// snapshot when it starts, not when it is planned).
 pub(crate) struct PlanCache {
     pub(crate) plans: quick_cache::sync::Cache<String, Arc<CachedPlan>>,
+    /// Plans by query shape (see `query::shape`): texts that differ only in the literals of
+    /// their `WHERE` clause share one plan, run with their own values.
+    pub(crate) shapes: quick_cache::sync::Cache<String, Arc<Shape>>,
     pub(crate) session: std::sync::Mutex<Option<(u64, SessionContext)>>,
     /// The memory pool (and spill files) every session of the instance shares.
     pub(crate) runtime: Arc<RuntimeEnv>,
@@ -37,6 +40,24 @@ pub(crate) struct CachedPlan {
     pub(crate) schema: SchemaRef,
     /// Never executed itself: runs execute reset copies.
     pub(crate) physical: Arc<dyn ExecutionPlan>,
+}
+
+/// A query shape planned with placeholders, or found not to plan that way.
+#[derive(Debug)]
+pub(crate) struct Shape {
+    pub(crate) fingerprint: u64,
+    /// `None`: the shape's placeholders do not all end up in scan filters (or their types
+    /// are not known); its texts are planned one by one.
+    pub(crate) plan: Option<ShapePlan>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ShapePlan {
+    pub(crate) schema: SchemaRef,
+    /// Never executed itself: runs execute reset copies with their values bound.
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
+    /// The types of `$1..$n`, as planning inferred them.
+    pub(crate) types: Vec<arrow_schema::DataType>,
 }
 
 impl std::fmt::Debug for PlanCache {
@@ -67,15 +88,16 @@ impl PlanCache {
             .context(SqlSnafu)?;
         Ok(Self {
             plans: quick_cache::sync::Cache::new(CACHED_PLANS),
+            shapes: quick_cache::sync::Cache::new(CACHED_PLANS),
             session: std::sync::Mutex::new(None),
             runtime,
             timeout,
         })
     }
 
-    /// Plans held.
+    /// Plans held, by text and by shape.
     pub(crate) fn len(&self) -> u64 {
-        self.plans.len() as u64
+        (self.plans.len() + self.shapes.len()) as u64
     }
 
     /// The kept session, if it was made for the tables of `fingerprint`.

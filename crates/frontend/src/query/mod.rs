@@ -19,6 +19,7 @@ pub mod output;
 mod pg_catalog;
 pub(crate) mod run_aggregate;
 mod session;
+mod shape;
 mod sql_guard;
 mod table;
 
@@ -39,7 +40,7 @@ use snafu::ResultExt;
 use crate::error::{Result, SqlSnafu};
 use crate::instance::Instance;
 
-use crate::plan_cache::{CachedPlan, keepable};
+use crate::plan_cache::{CachedPlan, Shape, ShapePlan, keepable};
 
 pub use pg_catalog::{PG_INFORMATION_SCHEMA, is_catalog, is_empty_catalog, is_information_view};
 pub use session::session;
@@ -60,8 +61,11 @@ pub async fn query_stream(
     sql: &str,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let limit = deadline(instance);
-    let (schema, physical, ctx) = within(limit, plan(instance, sql)).await?;
-    Ok((schema, start(physical, &ctx, limit)?))
+    let planned = within(limit, plan(instance, sql)).await?;
+    Ok((
+        planned.schema,
+        start(planned.physical, &planned.ctx, planned.params, limit)?,
+    ))
 }
 
 /// The instance's query timeout and the moment it runs out, from now.
@@ -86,14 +90,35 @@ async fn within<T>(
     }
 }
 
-/// Starts `physical`; the stream ends with a timeout error at the deadline.
+/// Starts `physical` with `params` bound (a shape's plan); the stream ends with a timeout
+/// error at the deadline.
 fn start(
     physical: Arc<dyn ExecutionPlan>,
     ctx: &SessionContext,
+    params: Option<Arc<table::BoundParams>>,
     limit: Option<(Duration, tokio::time::Instant)>,
 ) -> Result<SendableRecordBatchStream> {
-    let stream =
-        datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).context(SqlSnafu)?;
+    let task = ctx.task_ctx();
+    let task = match params {
+        None => task,
+        Some(params) => {
+            let config = task.session_config().clone().with_extension(params);
+            let task = Arc::try_unwrap(task).unwrap_or_else(|shared| {
+                datafusion::execution::TaskContext::new(
+                    shared.task_id(),
+                    shared.session_id(),
+                    shared.session_config().clone(),
+                    shared.scalar_functions().clone(),
+                    shared.higher_order_functions().clone(),
+                    shared.aggregate_functions().clone(),
+                    shared.window_functions().clone(),
+                    shared.runtime_env(),
+                )
+            });
+            Arc::new(task.with_session_config(config))
+        }
+    };
+    let stream = datafusion::physical_plan::execute_stream(physical, task).context(SqlSnafu)?;
     Ok(match limit {
         Some((t, at)) => Box::pin(Deadline {
             inner: stream,
@@ -173,7 +198,7 @@ pub async fn execute(
         Ok((schema, physical, ctx))
     })
     .await?;
-    Ok((schema, start(physical, &ctx, limit)?))
+    Ok((schema, start(physical, &ctx, None, limit)?))
 }
 
 /// The types of `$1..$n` in `plan`, in order; a gap (`$2` without `$1`) is an error.
@@ -245,41 +270,109 @@ impl datafusion::physical_plan::RecordBatchStream for Deadline {
     }
 }
 
-/// The physical plan of `sql`, ready to run: a reset copy of a kept plan, or a new one (kept
-/// if it can be run again).
-async fn plan(
-    instance: &Instance,
-    sql: &str,
-) -> Result<(SchemaRef, Arc<dyn ExecutionPlan>, SessionContext)> {
+/// A plan ready to run, and the values its scans bind (a shape's plan).
+struct Planned {
+    schema: SchemaRef,
+    physical: Arc<dyn ExecutionPlan>,
+    ctx: SessionContext,
+    params: Option<Arc<table::BoundParams>>,
+}
+
+/// The physical plan of `sql`, ready to run: a reset copy of a plan kept for this text or
+/// for its shape (see `shape`), or a new one (kept if it can be run again).
+async fn plan(instance: &Instance, sql: &str) -> Result<Planned> {
     let (ctx, fingerprint) = session::cached_session(instance).await?;
-    let cached = instance
+    let reset = |physical| {
+        datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)
+    };
+    if let Some(p) = instance
         .plans
         .plans
         .get(sql)
-        .filter(|p| p.fingerprint == fingerprint);
-    let (schema, physical) = match cached {
-        Some(p) => (p.schema.clone(), p.physical.clone()),
-        None => {
-            let plan = logical_plan(&ctx, sql).await?;
-            let keep = keepable(&plan);
-            let (schema, physical) = physical_plan(&ctx, &plan).await?;
-            if !keep {
-                return Ok((schema, physical, ctx));
-            }
-            instance.plans.plans.insert(
-                sql.to_string(),
-                Arc::new(CachedPlan {
+        .filter(|p| p.fingerprint == fingerprint)
+    {
+        let physical = reset(p.physical.clone())?;
+        return Ok(Planned {
+            schema: p.schema.clone(),
+            physical,
+            ctx,
+            params: None,
+        });
+    }
+    let statement = parse(&ctx, sql)?;
+    if let Some((shaped, literals)) = shape::parameterize(&statement) {
+        let key = shape::key(&shaped, &literals);
+        let kept = instance
+            .plans
+            .shapes
+            .get(&key)
+            .filter(|s| s.fingerprint == fingerprint);
+        let kept = match kept {
+            Some(kept) => kept,
+            None => {
+                let planned = Arc::new(Shape {
                     fingerprint,
-                    schema: schema.clone(),
-                    physical: physical.clone(),
-                }),
-            );
-            (schema, physical)
+                    plan: shape_plan(&ctx, shaped).await,
+                });
+                instance.plans.shapes.insert(key, planned.clone());
+                planned
+            }
+        };
+        if let Some(p) = &kept.plan
+            && let Some(values) = shape::bind(&literals, &p.types)
+        {
+            let physical = reset(p.physical.clone())?;
+            return Ok(Planned {
+                schema: p.schema.clone(),
+                physical,
+                ctx,
+                params: Some(Arc::new(table::BoundParams(values))),
+            });
         }
-    };
-    let run =
-        datafusion::physical_plan::execution_plan::reset_plan_states(physical).context(SqlSnafu)?;
-    Ok((schema, run, ctx))
+    }
+    let plan = statement_plan(&ctx, statement).await?;
+    let keep = keepable(&plan);
+    let (schema, physical) = physical_plan(&ctx, &plan).await?;
+    if keep {
+        instance.plans.plans.insert(
+            sql.to_string(),
+            Arc::new(CachedPlan {
+                fingerprint,
+                schema: schema.clone(),
+                physical: physical.clone(),
+            }),
+        );
+    }
+    let physical = if keep { reset(physical)? } else { physical };
+    Ok(Planned {
+        schema,
+        physical,
+        ctx,
+        params: None,
+    })
+}
+
+/// The plan of a shape (a statement with placeholders), if every placeholder has a known
+/// type and ends up in a scan's filters: planning fails where one would be left elsewhere
+/// (DataFusion evaluates no placeholder), and then the shape has no plan.
+async fn shape_plan(
+    ctx: &SessionContext,
+    shaped: datafusion::sql::parser::Statement,
+) -> Option<ShapePlan> {
+    let plan = statement_plan(ctx, shaped).await.ok()?;
+    if !keepable(&plan) {
+        return None;
+    }
+    let types = placeholder_types(&plan)
+        .ok()?
+        .into_iter()
+        .collect::<Option<Vec<_>>>()?;
+    let (schema, physical) = physical_plan(ctx, &plan).await.ok()?;
+    Some(ShapePlan {
+        schema,
+        physical,
+        types,
+    })
 }
 
 /// Optimizes `plan` and plans it physically; with the optimized plan's schema.
@@ -300,16 +393,32 @@ async fn physical_plan(
 
 /// Parses, checks (see `sql_guard`) and plans one read-only statement.
 async fn logical_plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
-    let state = ctx.state();
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
+    let statement = parse(ctx, sql)?;
+    statement_plan(ctx, statement).await
+}
+
+/// Parses one statement and checks its shape (see `sql_guard`).
+fn parse(ctx: &SessionContext, sql: &str) -> Result<datafusion::sql::parser::Statement> {
+    let state = ctx.state_ref();
+    let state = state.read();
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect).context(SqlSnafu)?;
     crate::query::sql_guard::check(&mut statement)
         .map_err(DataFusionError::Plan)
         .context(SqlSnafu)?;
+    Ok(statement)
+}
+
+/// Plans one parsed, checked statement, refusing anything but a read.
+async fn statement_plan(
+    ctx: &SessionContext,
+    statement: datafusion::sql::parser::Statement,
+) -> Result<LogicalPlan> {
+    let state = ctx.state();
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
     let plan = state.statement_to_plan(statement).await.context(SqlSnafu)?;
     options.verify_plan(&plan).context(SqlSnafu)?;
     Ok(plan)

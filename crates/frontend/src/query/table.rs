@@ -8,6 +8,8 @@ use arrow_array::RecordBatchOptions;
 use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
@@ -80,7 +82,8 @@ impl RegionTable {
     pub(super) fn plain(&self, expr: &Expr) -> bool {
         match expr {
             Expr::Column(c) => self.metadata.column_by_name(&c.name).is_some(),
-            Expr::Literal(..) => true,
+            // A shape's parameter, bound to a literal where the scan starts.
+            Expr::Literal(..) | Expr::Placeholder(_) => true,
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 matches!(
                     op,
@@ -211,13 +214,15 @@ impl PartitionStream for RegionPartition {
         &self.schema
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let engine = self.engine.clone();
         let region_id = self.region_id;
-        let request = self.request.clone();
+        let mut request = self.request.clone();
         let schema = self.schema.clone();
         let out_schema = schema.clone();
+        let params = ctx.session_config().get_extension::<BoundParams>();
         let stream = futures::stream::once(async move {
+            request.filters = bind_filters(std::mem::take(&mut request.filters), params)?;
             engine
                 .scan(region_id, request)
                 .await
@@ -233,6 +238,54 @@ impl PartitionStream for RegionPartition {
         .try_flatten();
         Box::pin(RecordBatchStreamAdapter::new(out_schema, stream))
     }
+}
+
+/// The values of a shape's parameters for one run: `$1` is the first. Handed to the scans in
+/// the run's task context.
+#[derive(Debug)]
+pub(crate) struct BoundParams(pub(crate) Vec<ScalarValue>);
+
+/// `filters` with every placeholder replaced by its value in `params`.
+fn bind_filters(filters: Vec<Expr>, params: Option<Arc<BoundParams>>) -> DfResult<Vec<Expr>> {
+    let mut placeholders = false;
+    for f in &filters {
+        f.apply(|e| {
+            placeholders |= matches!(e, Expr::Placeholder(_));
+            Ok(if placeholders {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+    }
+    if !placeholders {
+        return Ok(filters);
+    }
+    let Some(params) = params else {
+        return Err(DataFusionError::Plan(
+            "the query has parameters ($1, ...) but no values were given for them".to_string(),
+        ));
+    };
+    filters
+        .into_iter()
+        .map(|f| {
+            f.transform(|e| match e {
+                Expr::Placeholder(p) => {
+                    let value =
+                        p.id.strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| n.checked_sub(1))
+                            .and_then(|i| params.0.get(i))
+                            .ok_or_else(|| {
+                                DataFusionError::Plan(format!("no value for parameter {}", p.id))
+                            })?;
+                    Ok(Transformed::yes(Expr::Literal(value.clone(), None)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.data)
+        })
+        .collect()
 }
 
 /// The engine's batch in the partition's schema (the same columns; only the empty
