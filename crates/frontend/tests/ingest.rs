@@ -8,8 +8,7 @@
     reason = "tests assert by panicking"
 )]
 
-use common::ingest_text;
-use datafusion::arrow::util::display::array_value_to_string;
+use common::{ingest_text, rows};
 use frontend::ingest::IngestOptions;
 use frontend::{Instance, InstanceOptions};
 
@@ -28,23 +27,6 @@ async fn open(dir: &std::path::Path) -> Instance {
     Instance::open(dir, InstanceOptions::default())
         .await
         .unwrap()
-}
-
-/// The result's rows, values joined by commas.
-async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
-    let (_, batches) = frontend::query::query(instance, sql).await.unwrap();
-    let mut out = Vec::new();
-    for b in &batches {
-        for r in 0..b.num_rows() {
-            let values: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).unwrap())
-                .collect();
-            out.push(values.join(","));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

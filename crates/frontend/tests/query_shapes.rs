@@ -9,8 +9,7 @@
     reason = "tests assert by panicking"
 )]
 
-use common::ingest_text;
-use datafusion::arrow::util::display::array_value_to_string;
+use common::{ingest_text, rows};
 use frontend::ingest::IngestOptions;
 use frontend::{Instance, InstanceOptions};
 use rand::rngs::StdRng;
@@ -51,25 +50,6 @@ async fn instance(dir: &std::path::Path) -> Instance {
         }
     }
     instance
-}
-
-/// The result's rows, values joined by commas, in the result's order.
-async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
-    let (_, batches) = frontend::query::query(instance, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    for b in &batches {
-        for r in 0..b.num_rows() {
-            let values: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).unwrap())
-                .collect();
-            out.push(values.join(","));
-        }
-    }
-    out
 }
 
 fn time(seconds: i64) -> String {

@@ -2,6 +2,7 @@
 #![allow(
     dead_code,
     clippy::unwrap_used,
+    clippy::panic,
     reason = "each test file uses a different subset; tests assert by panicking"
 )]
 
@@ -22,4 +23,23 @@ pub async fn ingest_text(instance: &Instance, text: &str, options: &IngestOption
     )
     .await
     .unwrap()
+}
+
+/// The rows of `sql`'s result in the result's order, values joined by commas.
+pub async fn rows(instance: &Instance, sql: &str) -> Vec<String> {
+    let (_, batches) = frontend::query::query(instance, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let values: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| datafusion::arrow::util::display::array_value_to_string(c, r).unwrap())
+                .collect();
+            out.push(values.join(","));
+        }
+    }
+    out
 }
