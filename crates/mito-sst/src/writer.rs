@@ -11,7 +11,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use snafu::{ResultExt, ensure};
 use store_api::SequenceNumber;
-use store_api::metadata::{RegionMetadataRef, SEQUENCE_COLUMN};
+use store_api::metadata::{OP_TYPE_COLUMN, PRIMARY_KEY_COLUMN, RegionMetadataRef, SEQUENCE_COLUMN};
 
 use crate::error::{
     ArrowSnafu, CorruptedSnafu, EmptySstSnafu, InvalidInputSnafu, ObjectStoreSnafu, ParquetSnafu,
@@ -315,13 +315,27 @@ impl SstWriter {
             .set_created_by(format!("mito-sst format {SST_FORMAT_VERSION}"));
         let time_index = self.metadata.time_index_column().name.clone();
         let mut delta_columns = vec![time_index, SEQUENCE_COLUMN.to_string()];
+        // Page statistics (the column index) only where page pruning reads them: user
+        // columns stored as themselves. Internal columns and float-encoded fields (pruning
+        // skips them) keep row-group statistics; every column keeps its offset index. With
+        // small pages the column index of 34 TSBS columns was half the file's tail.
+        let mut chunk_stats: Vec<String> = [PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN]
+            .iter()
+            .map(|c| (*c).to_string())
+            .collect();
         for enc in &floats {
             if let Some(c) = self.metadata.column_by_id(enc.column_id) {
                 delta_columns.push(c.name.clone());
+                chunk_stats.push(c.name.clone());
             }
             // Exceptions are rare: mostly nulls, stored as definition levels.
-            let exc = ColumnPath::from(exception_column(enc.column_id));
-            props = props.set_column_dictionary_enabled(exc, false);
+            let exc = exception_column(enc.column_id);
+            props = props.set_column_dictionary_enabled(ColumnPath::from(exc.clone()), false);
+            chunk_stats.push(exc);
+        }
+        for name in chunk_stats {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::Chunk);
         }
         for name in delta_columns {
             let path = ColumnPath::from(name);
