@@ -34,21 +34,28 @@ pub struct CacheManager {
     metrics: Arc<Metrics>,
 }
 
-/// A guess of an opened reader's size (its decoded tail).
-const TYPICAL_READER_BYTES: u64 = 64 << 10;
+/// A guess of an opened reader's size (its decoded tail, page index included).
+const TYPICAL_READER_BYTES: u64 = 512 << 10;
 
 impl CacheManager {
     /// Caches of the given byte sizes (0 disables one).
     pub fn new(meta_bytes: u64, page_bytes: u64, column_bytes: u64, metrics: Arc<Metrics>) -> Self {
         let readers = (meta_bytes > 0).then(|| {
-            WeightedCache::new(meta_bytes, TYPICAL_READER_BYTES, |_, r: &Arc<SstReader>| {
-                let m = r.file_meta();
-                // The decoded tail takes a few times its encoded size.
-                m.file_size
-                    .saturating_sub(m.tail_offset)
-                    .saturating_mul(4)
-                    .saturating_add(4096)
-            })
+            // Every reader opened is read again (a file's queries keep coming): new ones get
+            // half the room.
+            WeightedCache::new(
+                meta_bytes,
+                TYPICAL_READER_BYTES,
+                0.5,
+                |_, r: &Arc<SstReader>| {
+                    let m = r.file_meta();
+                    // The decoded tail takes a few times its encoded size.
+                    m.file_size
+                        .saturating_sub(m.tail_offset)
+                        .saturating_mul(4)
+                        .saturating_add(4096)
+                },
+            )
         });
         let pages = (page_bytes > 0).then(|| Arc::new(PageCache::new(page_bytes)));
         let columns = (column_bytes > 0).then(|| Arc::new(ColumnCache::new(column_bytes)));

@@ -14,8 +14,13 @@ use super::weighted::WeightedCache;
 const TYPICAL_CHUNK_BYTES: u64 = 256 << 10;
 /// A guess of a column cache entry's size (a decoded column of a row group).
 const TYPICAL_COLUMN_BYTES: u64 = 64 << 10;
-/// Columns the column cache remembers as read once (its admission filter).
+/// Columns the column cache remembers reads of (its admission filter).
 const SEEN_COLUMNS: u64 = 200_000;
+/// Partial reads of a column after which a full cache still decodes it in the background
+/// (taking another's place).
+const READS_TO_REPLACE: u8 = 4;
+/// Bytes per row a decoded column is guessed to take, to tell whether a fill fits.
+const GUESS_BYTES_PER_ROW: u64 = 8;
 
 /// Verified column-chunk bytes by (file, offset), with a byte limit.
 #[derive(Debug)]
@@ -27,7 +32,7 @@ impl PageCache {
     /// A cache holding at most about `bytes` bytes of chunks.
     pub fn new(bytes: u64) -> Self {
         Self {
-            chunks: WeightedCache::new(bytes, TYPICAL_CHUNK_BYTES, |_, b| b.len() as u64),
+            chunks: WeightedCache::new(bytes, TYPICAL_CHUNK_BYTES, 0.97, |_, b| b.len() as u64),
         }
     }
 
@@ -50,20 +55,26 @@ impl mito_sst::ChunkCache for PageCache {
 /// Decoded columns of whole row groups by (file, row group, slot), with a byte limit.
 ///
 /// Admission: a read of a few rows of a row group decodes only those the first time (as
-/// without the cache) and notes the columns; the next read of them decodes only its rows
-/// too, and starts a background task that decodes the whole columns and keeps them (a
+/// without the cache) and counts the columns' reads; the next read of them decodes only its
+/// rows too, and starts a background task that decodes the whole columns and keeps them (a
 /// query touching a row group a second time does not wait for 100k rows to decode: under
 /// TSBS-style random draws that wait was each query type's p90). A read of most of a row
 /// group keeps its columns at once. So a one-off query costs what it did without the
 /// cache, and a repeated one is served from it once the background decode is done.
+///
+/// Once the cache is full, a background decode would push out columns decoded earlier at
+/// the same cost: it starts only for columns read [`READS_TO_REPLACE`] times. With 24 h of
+/// TSBS data (3.3 GB of decoded columns against a 1.5 GiB cache), replacing on the second
+/// read made the 8-hour queries 1.7-3x slower than no cache at all (docs/decisions.md).
 #[derive(Debug)]
 pub struct ColumnCache {
     columns: WeightedCache<CacheKey, ArrayRef>,
-    /// Columns read partially once, not kept yet (one unit each).
-    seen: WeightedCache<CacheKey, ()>,
+    /// Partial reads of columns not kept yet.
+    seen: WeightedCache<CacheKey, u8>,
     /// Background decodes running: their columns, and the tasks (for
     /// [`ColumnCache::settle`]).
     filling: Mutex<Filling>,
+    limit: u64,
 }
 
 #[derive(Debug, Default)]
@@ -76,11 +87,15 @@ impl ColumnCache {
     /// A cache holding at most about `bytes` bytes of decoded columns.
     pub fn new(bytes: u64) -> Self {
         Self {
-            columns: WeightedCache::new(bytes, TYPICAL_COLUMN_BYTES, |_, a| {
+            // Admission is decided here: what is inserted was asked for before, so new
+            // entries get half the room (with quick_cache's default, 97% kept for entries
+            // looked up twice, a fill left before the next query over it came).
+            columns: WeightedCache::new(bytes, TYPICAL_COLUMN_BYTES, 0.5, |_, a| {
                 u64::try_from(a.get_array_memory_size()).unwrap_or(u64::MAX)
             }),
-            seen: WeightedCache::new(SEEN_COLUMNS, 1, |_, ()| 1),
+            seen: WeightedCache::new(SEEN_COLUMNS, 1, 0.97, |_, _| 1),
             filling: Mutex::new(Filling::default()),
+            limit: bytes,
         }
     }
 
@@ -126,18 +141,30 @@ impl mito_sst::ColumnCache for ColumnCache {
         if rows.saturating_mul(2) >= total {
             return Admission::Now;
         }
-        if keys.iter().all(|k| self.seen.peek(k).is_some()) {
-            let mut filling = self.filling_state();
-            if keys.iter().any(|k| filling.keys.contains(k)) {
-                return Admission::No;
-            }
-            filling.keys.extend(keys.iter().copied());
-            return Admission::Background;
-        }
+        let reads = keys
+            .iter()
+            .map(|k| self.seen.peek(k).unwrap_or(0))
+            .min()
+            .unwrap_or(0);
         for k in keys {
-            self.seen.insert(*k, ());
+            self.seen.insert(*k, reads.saturating_add(1));
         }
-        Admission::No
+        if reads == 0 {
+            return Admission::No;
+        }
+        let fill = (total as u64)
+            .saturating_mul(GUESS_BYTES_PER_ROW)
+            .saturating_mul(keys.len() as u64);
+        let fits = self.columns.bytes().saturating_add(fill) <= self.limit;
+        if !fits && reads < READS_TO_REPLACE {
+            return Admission::No;
+        }
+        let mut filling = self.filling_state();
+        if keys.iter().any(|k| filling.keys.contains(k)) {
+            return Admission::No;
+        }
+        filling.keys.extend(keys.iter().copied());
+        Admission::Background
     }
 
     fn filling(&self, task: tokio::task::JoinHandle<()>) {
@@ -157,13 +184,16 @@ impl mito_sst::ColumnCache for ColumnCache {
 #[cfg(test)]
 mod tests {
     use mito_sst::ColumnCache as _;
+    use std::sync::Arc;
+
+    use arrow_array::Int64Array;
     use mito_sst::Slot;
 
     use super::*;
 
     #[test]
     fn a_partial_read_is_admitted_on_its_second_time_and_a_big_one_at_once() {
-        let c = ColumnCache::new(1 << 20);
+        let c = ColumnCache::new(1 << 30);
         let f = FileId::from_u128(1);
         let keys = [(f, 0, Slot::Column(0)), (f, 0, Slot::Column(1))];
         assert_eq!(c.admit(&keys, 10, 100_000), Admission::No);
@@ -173,5 +203,23 @@ mod tests {
         c.filled(&keys);
         assert_eq!(c.admit(&keys, 10, 100_000), Admission::Background);
         assert_eq!(c.admit(&keys[..1], 60_000, 100_000), Admission::Now);
+    }
+
+    #[test]
+    fn a_full_cache_replaces_only_columns_read_often() {
+        // Room for two columns of 100k rows, and both held (quick_cache's default hot share
+        // would refuse the second).
+        let c = ColumnCache::new(2 << 20);
+        let f = FileId::from_u128(1);
+        for rg in [10, 11] {
+            let column = Arc::new(Int64Array::from(vec![0i64; 100_000])) as ArrayRef;
+            c.insert((f, rg, Slot::Column(0)), column);
+        }
+        assert!(c.bytes() > 1_600_000, "kept: {}", c.bytes());
+        let other = [(f, 1, Slot::Column(0))];
+        for _ in 0..READS_TO_REPLACE {
+            assert_eq!(c.admit(&other, 10, 100_000), Admission::No);
+        }
+        assert_eq!(c.admit(&other, 10, 100_000), Admission::Background);
     }
 }

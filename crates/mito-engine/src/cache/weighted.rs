@@ -47,12 +47,44 @@ where
     V: Clone,
 {
     /// A cache of at most about `bytes` bytes, sized for entries of about `typical` bytes.
-    pub(crate) fn new(bytes: u64, typical: u64, weigh: Weigh<K, V>) -> Self {
+    ///
+    /// `hot` is the share of `bytes` kept for entries looked up again while held (CLOCK-Pro's
+    /// hot part); new entries share the rest. quick_cache's default, 0.97, suits a cache
+    /// that admits everything: an entry must come back to stay. A cache whose caller
+    /// already admits only what was asked for before (the column cache) gives new entries
+    /// room with a lower share, or they leave before their second lookup.
+    ///
+    /// Each shard holds `bytes / shards` and refuses an entry heavier than that, so the
+    /// shards stay few enough to hold 64 typical entries each (one shard per core at most).
+    pub(crate) fn new(bytes: u64, typical: u64, hot: f64, weigh: Weigh<K, V>) -> Self {
         let items = usize::try_from(bytes / typical.max(1))
             .unwrap_or(usize::MAX)
             .max(1024);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut shards = cores.next_power_of_two();
+        while shards > 1 && bytes / (shards as u64) < typical.saturating_mul(64) {
+            shards /= 2;
+        }
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
+            .shards(shards)
+            .estimated_items_capacity(items)
+            .weight_capacity(bytes.max(1))
+            .hot_allocation(hot.clamp(0.0, 1.0));
+        let cache = match options.build() {
+            Ok(o) => quick_cache::sync::Cache::with_options(
+                o,
+                FnWeighter(weigh),
+                Default::default(),
+                Default::default(),
+            ),
+            // The builder refuses only missing capacities, both set above.
+            Err(_) => {
+                quick_cache::sync::Cache::with_weighter(items, bytes.max(1), FnWeighter(weigh))
+            }
+        };
         Self {
-            cache: quick_cache::sync::Cache::with_weighter(items, bytes.max(1), FnWeighter(weigh)),
+            cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -75,7 +107,7 @@ where
         self.cache.get(key)
     }
 
-    /// Keeps `value` (an entry heavier than the whole cache is not kept).
+    /// Keeps `value` (an entry heavier than the hot share of its shard is not kept).
     pub(crate) fn insert(&self, key: K, value: V) {
         self.cache.insert(key, value);
     }
@@ -100,7 +132,8 @@ mod tests {
 
     #[test]
     fn counts_lookups_and_keeps_its_byte_limit() {
-        let c: WeightedCache<u32, Vec<u8>> = WeightedCache::new(10_000, 100, |_, v| v.len() as u64);
+        let c: WeightedCache<u32, Vec<u8>> =
+            WeightedCache::new(10_000, 100, 0.97, |_, v| v.len() as u64);
         assert!(c.get(&1).is_none());
         c.insert(1, vec![0; 100]);
         assert_eq!(c.get(&1).map(|v| v.len()), Some(100));
