@@ -3,7 +3,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 CYCLES ?= 50
-FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write pg_bind
+FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info sst_pages wal_entry line_protocol catalog prom_remote_write pg_bind
 
 .DEFAULT_GOAL := help
 

@@ -36,6 +36,7 @@ use crate::pruning::{FileStats, Pruner, time_range_exprs};
 
 use adapt::Adapter;
 pub use cache::{Admission, CacheKey, ChunkCache, ColumnCache, Slot};
+pub use pages::fuzz_pages;
 use verified::TailFetch;
 
 /// What to read from an SST.

@@ -11,13 +11,19 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use bytes::{Buf, Bytes};
-use parquet::arrow::arrow_reader::RowGroups;
-use parquet::basic::Compression;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowGroups, RowSelection};
+use parquet::arrow::{ArrowWriter, ProjectionMask, parquet_to_arrow_field_levels};
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
-use parquet::file::properties::ReaderProperties;
+use parquet::file::metadata::{
+    PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
+};
+use parquet::file::properties::{
+    EnabledStatistics, ReaderProperties, WriterProperties, WriterVersion,
+};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 
@@ -305,51 +311,119 @@ fn unzstd(head: &[u8], frame: &[u8], limit: usize) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
+/// A file of 3 row groups of 1000 rows in pages of 100 rows: nullable integers, repeated
+/// strings (dictionary pages) and floats (the page tests' file and the fuzz target's).
+fn fixture(version: WriterVersion, compression: Compression) -> Bytes {
+    let rows = 3000i64;
+    let ints: Int64Array = (0..rows).map(|i| (i % 7 != 0).then_some(i * 3)).collect();
+    let strs: StringArray = (0..rows)
+        .map(|i| Some(format!("host_{}", i / 250)))
+        .collect();
+    let floats: Float64Array = (0..rows).map(|i| Some(i as f64 / 8.0)).collect();
+    let props = WriterProperties::builder()
+        .set_writer_version(version)
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(1000))
+        .set_data_page_row_count_limit(100)
+        .set_write_batch_size(100)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build();
+    let written = RecordBatch::try_from_iter([
+        ("i", Arc::new(ints) as ArrayRef),
+        ("s", Arc::new(strs) as ArrayRef),
+        ("f", Arc::new(floats) as ArrayRef),
+    ])
+    .map_err(ParquetError::from)
+    .and_then(|batch| {
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+        writer.write(&batch)?;
+        writer.close()?;
+        Ok(out)
+    });
+    // Fixed data written to memory: a failure is a bug of this function, and its tests
+    // (and the fuzz target's first run) show it at once.
+    Bytes::from(written.unwrap_or_default())
+}
+
+/// The fuzz target's body (`fuzz/fuzz_targets/sst_pages.rs`; a test replays its corpus):
+/// arbitrary bytes as one column chunk of row group 1 of [`fixture`]'s file, decoded through
+/// [`ChunkRowGroup`] with its real metadata and page index. The first byte picks the page
+/// version (bit 0), the column (bits 1-2) and a row selection (bits 3-4); the rest is the
+/// chunk. Decoding may fail; it must not panic. (In a read the chunk's CRC32C matched
+/// before it gets here; this covers a checksum collision or a writer bug.)
+pub fn fuzz_pages(data: &[u8]) -> std::result::Result<(), String> {
+    static FILES: std::sync::OnceLock<Vec<(Arc<ParquetMetaData>, Bytes)>> =
+        std::sync::OnceLock::new();
+    let files = FILES.get_or_init(|| {
+        let zstd =
+            ZstdLevel::try_new(3).map_or(Compression::ZSTD(Default::default()), Compression::ZSTD);
+        [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0]
+            .into_iter()
+            .filter_map(|v| {
+                let bytes = fixture(v, zstd);
+                let meta = ParquetMetaDataReader::new()
+                    .with_page_index_policy(PageIndexPolicy::Required)
+                    .parse_and_finish(&bytes)
+                    .ok()?;
+                Some((Arc::new(meta), bytes))
+            })
+            .collect()
+    });
+    let Some((pick, chunk)) = data.split_first() else {
+        return Ok(());
+    };
+    let Some((meta, _)) = files.get(usize::from(pick & 1)) else {
+        return Err("the fixture files did not build".to_string());
+    };
+    let leaf = usize::from((pick >> 1) & 3) % 3;
+    let selection = match (pick >> 3) & 3 {
+        0 => None,
+        1 => Some(RowSelection::from_consecutive_ranges(
+            std::iter::once(5..17),
+            1000,
+        )),
+        _ => Some(RowSelection::from_consecutive_ranges(
+            [90..130, 400..401, 990..1000].into_iter(),
+            1000,
+        )),
+    };
+    let descr = meta.file_metadata().schema_descr_ptr();
+    let mask = ProjectionMask::leaves(&descr, [leaf]);
+    let levels = parquet_to_arrow_field_levels(&descr, mask, None).map_err(|e| e.to_string())?;
+    let group = ChunkRowGroup {
+        parquet: meta.clone(),
+        rg: 1,
+        chunks: vec![(leaf, Bytes::copy_from_slice(chunk))],
+    };
+    let Ok(reader) =
+        ParquetRecordBatchReader::try_new_with_row_groups(&levels, &group, 64, selection)
+    else {
+        return Ok(());
+    };
+    for batch in reader {
+        if batch.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow_array::RecordBatch;
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::{
         ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
     };
-    use parquet::arrow::{ArrowWriter, ProjectionMask, parquet_to_arrow_field_levels};
+    use parquet::arrow::{ProjectionMask, parquet_to_arrow_field_levels};
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
-    use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+    use parquet::file::properties::WriterVersion;
 
-    use super::ChunkRowGroup;
-
-    /// A file of 3 row groups of 1000 rows in pages of 100 rows: nullable integers, repeated
-    /// strings (dictionary pages) and floats.
-    fn file(version: WriterVersion, compression: Compression) -> Bytes {
-        let rows = 3000i64;
-        let ints: Int64Array = (0..rows).map(|i| (i % 7 != 0).then_some(i * 3)).collect();
-        let strs: StringArray = (0..rows)
-            .map(|i| Some(format!("host_{}", i / 250)))
-            .collect();
-        let floats: Float64Array = (0..rows).map(|i| Some(i as f64 / 8.0)).collect();
-        let batch = RecordBatch::try_from_iter([
-            ("i", Arc::new(ints) as ArrayRef),
-            ("s", Arc::new(strs) as ArrayRef),
-            ("f", Arc::new(floats) as ArrayRef),
-        ])
-        .unwrap();
-        let props = WriterProperties::builder()
-            .set_writer_version(version)
-            .set_compression(compression)
-            .set_max_row_group_row_count(Some(1000))
-            .set_data_page_row_count_limit(100)
-            .set_write_batch_size(100)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .build();
-        let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        Bytes::from(out)
-    }
+    use super::{ChunkRowGroup, fixture as file};
 
     fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
         let meta = ParquetMetaDataReader::new()
@@ -458,5 +532,30 @@ mod tests {
             }
         }
         assert!(failed > 0);
+    }
+
+    #[test]
+    fn fuzz_corpus_replays() {
+        // The seeds are the fixture's own chunks of row group 1, one per page version and
+        // column: `MITO_BLESS=1` writes them.
+        if std::env::var_os("MITO_BLESS").is_some() {
+            let zstd = Compression::ZSTD(ZstdLevel::try_new(3).unwrap());
+            let dir = test_util::corpus_dir("sst_pages");
+            std::fs::create_dir_all(&dir).unwrap();
+            for (v, version) in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0]
+                .into_iter()
+                .enumerate()
+            {
+                let bytes = file(version, zstd);
+                let meta = metadata(&bytes);
+                for leaf in 0..3u8 {
+                    let (start, len) = meta.row_group(1).column(usize::from(leaf)).byte_range();
+                    let mut seed = vec![v as u8 | (leaf << 1)];
+                    seed.extend_from_slice(&bytes[start as usize..(start + len) as usize]);
+                    std::fs::write(dir.join(format!("chunk_v{}_c{leaf}", v + 1)), seed).unwrap();
+                }
+            }
+        }
+        test_util::replay_corpus("sst_pages", 6, super::fuzz_pages);
     }
 }
