@@ -844,3 +844,74 @@ async fn last_rows_are_each_keys_latest_in_range() {
         assert_eq!(rows + 1, want.num_rows());
     }
 }
+
+/// Columns that are null in every row of some row groups (`mem` for the first half of the
+/// hosts, `note` everywhere, and `cpu`'s exception column, since every cpu value is a plain
+/// decimal) are not decoded there: they read back as nulls, beside the same columns decoded
+/// in other row groups, plain and through the column cache.
+#[tokio::test]
+async fn all_null_chunks_read_back_as_nulls() {
+    let meta = metadata();
+    let (hosts, points) = (60usize, 20usize);
+    let mt = Memtable::new(meta.clone(), MemtableOptions::default()).unwrap();
+    for p in 0..points {
+        let host: Vec<String> = (0..hosts).map(|h| format!("host_{h:04}")).collect();
+        let dc: Vec<Option<&str>> = (0..hosts).map(|_| Some("dc1")).collect();
+        let ts = vec![i64::try_from(p).unwrap() * 10_000; hosts];
+        let cpu: Vec<Option<f64>> = (0..hosts)
+            .map(|h| Some(f64::from(u32::try_from(h * 31 + p).unwrap()) / 4.0))
+            .collect();
+        let mem: Vec<Option<i64>> = (0..hosts)
+            .map(|h| (h >= hosts / 2).then(|| i64::try_from(h * p).unwrap()))
+            .collect();
+        let note: Vec<Option<&str>> = vec![None; hosts];
+        let batch = RecordBatch::try_from_iter(vec![
+            ("host", Arc::new(StringArray::from(host)) as ArrayRef),
+            ("dc", Arc::new(StringArray::from(dc)) as ArrayRef),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
+            ),
+            ("cpu", Arc::new(Float64Array::from(cpu)) as ArrayRef),
+            ("mem", Arc::new(Int64Array::from(mem)) as ArrayRef),
+            ("note", Arc::new(StringArray::from(note)) as ArrayRef),
+        ])
+        .unwrap();
+        let seq = u64::try_from(p * hosts + 1).unwrap();
+        mt.write(&batch, seq, OpType::Put).unwrap();
+    }
+    mt.freeze();
+    let batches = flush_batches(&mt, 4096);
+    let expected = concat(&batches);
+    let op = memory();
+    let options = WriteOptions {
+        row_group_rows: 100,
+        page_rows: 50,
+        ..WriteOptions::default()
+    };
+    let file = write(&op, &meta, &batches, options).await;
+    let plain = SstReader::open(op, REGION_DIR, file, meta).await.unwrap();
+    assert_eq!(plain.info().float_encoding(4).map(|e| e.scale), Some(2));
+    let mut cached = plain.clone();
+    cached.set_column_cache(Arc::new(ColumnCache::new(64 << 20)) as Arc<dyn mito_sst::ColumnCache>);
+    for reader in [&plain, &cached, &cached] {
+        let got = read_all(reader, &SstReadRequest::default()).await.unwrap();
+        assert_same(&got, &expected);
+        // A few rows of a host where `mem` is all null, projected to `mem` and `note` (the
+        // projection is of column ids: cpu 4, mem 5, note 6).
+        let req = SstReadRequest {
+            projection: Some(vec![5, 6]),
+            filters: vec![col("host").eq(lit("host_0003"))],
+            ..SstReadRequest::default()
+        };
+        let got = read_all(reader, &req).await.unwrap();
+        assert!(got.num_rows() >= points);
+        for name in ["mem", "note"] {
+            let column = got.column_by_name(name).unwrap();
+            assert_eq!(column.null_count(), got.num_rows(), "{name}");
+        }
+    }
+    let got = read_all(&plain, &SstReadRequest::default()).await.unwrap();
+    let mem = got.column_by_name("mem").unwrap();
+    assert!(mem.null_count() > 0 && mem.null_count() < mem.len());
+}

@@ -271,7 +271,10 @@ impl SstReader {
 
     /// The file's columns named `names` (file names), undecoded, from `row_groups` and the
     /// rows of `selection` (over the concatenation of `row_groups`). One row group at a time:
-    /// its projected chunks are read and checked whole, then decoded (see `pages`).
+    /// its projected chunks are read and checked whole, then decoded (see `pages`). A column
+    /// whose chunk holds only nulls (its statistics say so) is neither read nor decoded: it
+    /// comes back as a null array (a decimal-encoded field's exception column usually is
+    /// one, and decoding its null pages was a tenth of a one-host query's CPU).
     pub(super) fn raw_stream(
         &self,
         names: &[String],
@@ -279,16 +282,10 @@ impl SstReader {
         selection: Option<RowSelection>,
         batch_rows: usize,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let descr = self.parquet.file_metadata().schema_descr_ptr();
-        let mask = ProjectionMask::roots(&descr, self.roots(names));
-        let leaves: Vec<usize> = (0..descr.num_columns())
-            .filter(|i| mask.leaf_included(*i))
-            .collect();
-        let levels =
-            parquet_to_arrow_field_levels(&descr, mask, Some(self.arrow.schema().fields()))
-                .context(ParquetSnafu {
-                    path: self.path.to_string(),
-                })?;
+        let roots = self.roots(names);
+        let projected = Arc::new(self.arrow.schema().project(&roots).context(ArrowSnafu {
+            path: self.path.to_string(),
+        })?);
         let rg_rows: Vec<usize> = row_groups
             .iter()
             .map(|rg| {
@@ -314,24 +311,80 @@ impl SstReader {
                 .collect(),
         };
         let this = self.clone();
-        let (levels, leaves) = (Arc::new(levels), Arc::new(leaves));
         Ok(futures::stream::iter(parts)
             .then(move |(rg, sel)| {
-                let (this, levels, leaves) = (this.clone(), levels.clone(), leaves.clone());
+                let (this, roots, projected) = (this.clone(), roots.clone(), projected.clone());
                 async move {
+                    let nulls = this.null_chunks(rg, &roots);
+                    let decoded: Vec<usize> = roots
+                        .iter()
+                        .zip(&nulls)
+                        .filter(|(_, null)| !**null)
+                        .map(|(r, _)| *r)
+                        .collect();
+                    let descr = this.parquet.file_metadata().schema_descr_ptr();
+                    let mask = ProjectionMask::roots(&descr, decoded);
+                    let leaves: Vec<usize> = (0..descr.num_columns())
+                        .filter(|i| mask.leaf_included(*i))
+                        .collect();
+                    let levels = parquet_to_arrow_field_levels(
+                        &descr,
+                        mask,
+                        Some(this.arrow.schema().fields()),
+                    )
+                    .context(ParquetSnafu {
+                        path: this.path.to_string(),
+                    })?;
                     let group = this.load_row_group(rg, &leaves).await?;
                     let reader = ParquetRecordBatchReader::try_new_with_row_groups(
                         &levels, &group, batch_rows, sel,
                     )
                     .map_err(|e| parquet_error(&this.path, e))?;
                     let path = this.path.clone();
-                    Ok(futures::stream::iter(
-                        reader.map(move |b| b.map_err(|e| decode_error(&path, e))),
-                    ))
+                    Ok(futures::stream::iter(reader.map(move |b| {
+                        let b = b.map_err(|e| decode_error(&path, e))?;
+                        with_nulls(&projected, &nulls, b).context(ArrowSnafu {
+                            path: path.to_string(),
+                        })
+                    })))
                 }
             })
             .try_flatten()
             .boxed())
+    }
+
+    /// For each of `roots` (ascending), whether its chunk in row group `rg` holds only nulls
+    /// and is left unread. At least one column is always read (it gives the batches their
+    /// rows), and only where the file's columns are flat (root i is leaf i).
+    fn null_chunks(&self, rg: usize, roots: &[usize]) -> Vec<bool> {
+        let descr = self.parquet.file_metadata().schema_descr();
+        let fields = self.arrow.schema().fields();
+        let Some(meta) = self.parquet.row_groups().get(rg) else {
+            return vec![false; roots.len()];
+        };
+        let rows = u64::try_from(meta.num_rows()).unwrap_or(0);
+        if descr.num_columns() != fields.len() || rows == 0 {
+            return vec![false; roots.len()];
+        }
+        let mut nulls: Vec<bool> = roots
+            .iter()
+            .map(|r| {
+                let nullable = fields.get(*r).is_some_and(|f| f.is_nullable());
+                let all_null = meta
+                    .columns()
+                    .get(*r)
+                    .and_then(|c| c.statistics())
+                    .and_then(|s| s.null_count_opt())
+                    == Some(rows);
+                nullable && all_null
+            })
+            .collect();
+        if nulls.iter().all(|n| *n)
+            && let Some(first) = nulls.first_mut()
+        {
+            *first = false;
+        }
+        nulls
     }
 
     /// The chunks of the columns `leaves` of row group `rg`, read and checked.
@@ -478,4 +531,40 @@ pub(super) fn pick_rows(
         out.push(arrow_select::take::take_record_batch(batch, &idx)?);
     }
     Ok(out)
+}
+
+/// `batch` (the decoded columns) with a null array put in for each column `nulls` marks, in
+/// the order of `projected`.
+fn with_nulls(
+    projected: &SchemaRef,
+    nulls: &[bool],
+    batch: RecordBatch,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    if !nulls.iter().any(|n| *n) {
+        return Ok(batch);
+    }
+    let rows = batch.num_rows();
+    let mut decoded = batch.columns().iter();
+    let columns = projected
+        .fields()
+        .iter()
+        .zip(nulls)
+        .map(|(f, null)| {
+            if *null {
+                Ok(arrow_array::new_null_array(f.data_type(), rows))
+            } else {
+                decoded.next().cloned().ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError(format!(
+                        "decoded batch lacks column {}",
+                        f.name()
+                    ))
+                })
+            }
+        })
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new_with_options(
+        projected.clone(),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
 }
