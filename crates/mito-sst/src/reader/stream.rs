@@ -14,6 +14,7 @@ use parquet::arrow::{ProjectionMask, parquet_to_arrow_field_levels};
 use snafu::ResultExt;
 
 use crate::error::{ArrowSnafu, CorruptedSnafu, ParquetSnafu, Result};
+use store_api::metadata::PRIMARY_KEY_COLUMN;
 
 use super::cache::{Admission, CacheKey, ColumnCache, Slot};
 use super::pages::ChunkRowGroup;
@@ -40,8 +41,86 @@ impl SstReader {
                 };
                 self.cached_stream(cache.clone(), names, plan, batch_rows, series, filters_id)
             }
+            None if !pre.series.is_empty() => {
+                let series = std::mem::take(&mut pre.series);
+                self.series_first_stream(names, plan, batch_rows, series)?
+            }
             None => self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?,
         })
+    }
+
+    /// The rows of `plan` of the columns `names` that pass the series filters `series`, read
+    /// in two steps: the primary key and the filters' tag columns first (cheap dictionary
+    /// keys), the filters evaluated once per run of a series, and then every column of the
+    /// kept rows only. A page-pruned one-host read otherwise decoded, built and filtered
+    /// the whole pages of every column (8,192 rows each to keep a few hundred).
+    fn series_first_stream(
+        &self,
+        names: &[String],
+        plan: ReadPlan,
+        batch_rows: usize,
+        series: Vec<Arc<dyn datafusion_physical_expr::PhysicalExpr>>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let all = self.roots(names);
+        let full = self.arrow.schema().project(&all).context(ArrowSnafu {
+            path: self.path.to_string(),
+        })?;
+        let mut first: Vec<String> = series
+            .iter()
+            .flat_map(datafusion_physical_expr::utils::collect_columns)
+            .map(|c| c.name().to_string())
+            .collect();
+        first.push(PRIMARY_KEY_COLUMN.to_string());
+        first.sort();
+        first.dedup();
+        let keys = self.raw_stream(
+            &first,
+            plan.row_groups.clone(),
+            plan.selection.clone(),
+            1 << 16,
+        )?;
+        let this = self.clone();
+        let names = names.to_vec();
+        let full = Arc::new(full);
+        Ok(futures::stream::once(async move {
+            let mut masks = Vec::new();
+            let mut keys = keys;
+            while let Some(b) = keys.next().await {
+                let b = widen(&full, b?).context(ArrowSnafu {
+                    path: this.path.to_string(),
+                })?;
+                masks.push(series_mask(&b, &series).map_err(|e| key_filter_error(&this.path, e))?);
+            }
+            let kept = RowSelection::from_filters(&masks);
+            let total: usize = masks.iter().map(|m| m.len()).sum();
+            let selection = match &plan.selection {
+                Some(s) if s.row_count() == total => s.and_then(&kept),
+                None if plan
+                    .row_groups
+                    .iter()
+                    .map(|rg| {
+                        this.parquet
+                            .row_groups()
+                            .get(*rg)
+                            .map_or(0, |m| usize::try_from(m.num_rows()).unwrap_or(0))
+                    })
+                    .sum::<usize>()
+                    == total =>
+                {
+                    kept
+                }
+                _ => {
+                    return Err(CorruptedSnafu {
+                        path: this.path.to_string(),
+                        reason: format!("the key columns read {total} rows, not the rows planned"),
+                    }
+                    .build());
+                }
+            };
+            this.raw_stream(&names, plan.row_groups, Some(selection), batch_rows)
+        })
+        .try_flatten()
+        .boxed())
     }
 
     /// The rows of `plan` of the file's columns named `names` passing the series filters
@@ -134,7 +213,8 @@ impl SstReader {
                             .map(|b| series.apply(b).map_err(|e| key_filter_error(&this.path, e)))
                             .collect();
                     }
-                    // A first partial read: decode only the selected rows.
+                    // A partial read not kept: decode only the selected rows (of the kept
+                    // series only, when there are series filters).
                     let names: Vec<String> = projected
                         .fields()
                         .iter()
@@ -142,16 +222,19 @@ impl SstReader {
                         .collect();
                     let selection =
                         RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
-                    let mut stream =
-                        this.raw_stream(&names, vec![rg], Some(selection), batch_rows)?;
+                    let plan = ReadPlan {
+                        row_groups: vec![rg],
+                        selection: Some(selection),
+                        rows,
+                    };
+                    let mut stream = if series.series.is_empty() {
+                        this.raw_stream(&names, plan.row_groups, plan.selection, batch_rows)?
+                    } else {
+                        this.series_first_stream(&names, plan, batch_rows, series.series.clone())?
+                    };
                     let mut out = Vec::new();
                     while let Some(b) = stream.next().await {
-                        let b = b?;
-                        out.push(
-                            series
-                                .apply(b)
-                                .map_err(|e| key_filter_error(&this.path, e))?,
-                        );
+                        out.push(b?);
                     }
                     Ok(out)
                 }
@@ -567,4 +650,86 @@ fn with_nulls(
         columns,
         &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
     )
+}
+
+/// `batch` (some columns of `full`, in its order) laid out as `full`, each column it lacks a
+/// `Null`-typed placeholder (no buffers): predicates naming only the columns read evaluate
+/// on it by position.
+fn widen(
+    full: &SchemaRef,
+    batch: RecordBatch,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let rows = batch.num_rows();
+    let placeholder = arrow_array::new_null_array(&arrow_schema::DataType::Null, rows);
+    let mut fields = Vec::with_capacity(full.fields().len());
+    let mut columns = Vec::with_capacity(full.fields().len());
+    for f in full.fields() {
+        match batch.column_by_name(f.name()) {
+            Some(c) => {
+                fields.push(f.clone());
+                columns.push(c.clone());
+            }
+            None => {
+                fields.push(Arc::new(arrow_schema::Field::new(
+                    f.name(),
+                    arrow_schema::DataType::Null,
+                    true,
+                )));
+                columns.push(placeholder.clone());
+            }
+        }
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(arrow_schema::Schema::new(fields)),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+}
+
+/// Which rows of `batch` pass every predicate of `series` (naming only tags): evaluated on
+/// the first row of each run of one primary key, or row by row without usable keys. The
+/// mask has no NULLs (a NULL answer drops the row, as in a filter).
+fn series_mask(
+    batch: &RecordBatch,
+    series: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
+) -> std::result::Result<arrow_array::BooleanArray, mito_read::PredicateError> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let rows = batch.num_rows();
+    let keys = batch
+        .column_by_name(PRIMARY_KEY_COLUMN)
+        .and_then(|c| c.as_dictionary_opt::<arrow_array::types::UInt32Type>())
+        .filter(|d| d.keys().null_count() == 0 && u32::try_from(d.len()).is_ok());
+    if let Some(keys) = keys {
+        let starts = mito_read::run_starts(keys.keys().values());
+        let keep = mito_read::keep_runs(batch, series, &starts)?;
+        let mut mask = arrow_buffer::BooleanBufferBuilder::new(rows);
+        let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
+        for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
+            mask.append_n(end.saturating_sub(*start as usize), *k);
+        }
+        return Ok(arrow_array::BooleanArray::new(mask.finish(), None));
+    }
+    let mut mask = arrow_buffer::BooleanBuffer::new_set(rows);
+    for p in series {
+        let value = p
+            .evaluate(batch)
+            .and_then(|v| v.into_array(rows))
+            .map_err(|source| mito_read::PredicateError::Evaluate {
+                predicate: p.to_string(),
+                source,
+            })?;
+        let Some(b) = value.as_boolean_opt() else {
+            return Err(mito_read::PredicateError::NotBoolean {
+                predicate: p.to_string(),
+                data_type: value.data_type().clone(),
+            });
+        };
+        let passed = match b.nulls() {
+            Some(n) => b.values() & n.inner(),
+            None => b.values().clone(),
+        };
+        mask = &mask & &passed;
+    }
+    Ok(arrow_array::BooleanArray::new(mask, None))
 }
