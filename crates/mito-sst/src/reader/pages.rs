@@ -347,8 +347,8 @@ fn fixture(version: WriterVersion, compression: Compression) -> Bytes {
 }
 
 /// The fuzz target's body (`fuzz/fuzz_targets/sst_pages.rs`; a test replays its corpus):
-/// arbitrary bytes as one column chunk of row group 1 of [`fixture`]'s file, decoded through
-/// [`ChunkRowGroup`] with its real metadata and page index. The first byte picks the page
+/// arbitrary bytes as one column chunk of row group 1 of `fixture`'s file, decoded through
+/// `ChunkRowGroup` with its real metadata and page index. The first byte picks the page
 /// version (bit 0), the column (bits 1-2) and a row selection (bits 3-4); the rest is the
 /// chunk. Decoding may fail; it must not panic. (In a read the chunk's CRC32C matched
 /// before it gets here; this covers a checksum collision or a writer bug.)
