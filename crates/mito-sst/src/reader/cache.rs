@@ -28,9 +28,6 @@ pub enum Slot {
     Column(usize),
     /// The first row of each run of equal primary-key dictionary keys (a `UInt32Array`).
     SeriesRuns,
-    /// Which of those runs the series filters of one compilation of key filters keep (a
-    /// `BooleanArray`, one value per run; see `KeyFilters`).
-    KeptRuns(u64),
 }
 
 /// Decoded columns (as the file stores them, before float decoding and schema adaption) of

@@ -53,13 +53,8 @@ impl SstReader {
             selection: None,
             rows: total,
         };
-        let mut stream = self.file_batches(
-            &names,
-            whole,
-            65_536,
-            &mut mito_read::RowFilters::default(),
-            None,
-        )?;
+        let mut stream =
+            self.file_batches(&names, whole, 65_536, &mut mito_read::RowFilters::default())?;
         // The open run: its key (current form) and its last row in range with that row's
         // time (the file's latest time when the range holds the whole file).
         let mut run: Option<Run> = None;

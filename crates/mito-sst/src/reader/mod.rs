@@ -106,67 +106,6 @@ pub struct SstReader {
     key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<dyn ChunkCache>>,
     column_cache: Option<Arc<dyn ColumnCache>>,
-    /// Plans of recent requests, by time range and filters (see [`SstReader::plan`]).
-    plans: Arc<Recent<PlanKey, ReadPlan>>,
-    /// Key filters of recent requests, compiled, by projection and filters (see
-    /// `SstReader::key_filters`).
-    key_filters: Arc<Recent<KeyFiltersKey, KeyFilters>>,
-}
-
-/// What a read plan is a function of.
-type PlanKey = (Option<TimeRange>, Vec<Expr>);
-/// What a read's key filters are a function of.
-type KeyFiltersKey = (Option<Vec<ColumnId>>, Vec<Expr>);
-/// Compiled key filters, their positions in the request's filters, and an id of this
-/// compilation (process-wide unique), under which the column cache keeps which runs of a row
-/// group their series filters keep.
-type KeyFilters = (mito_read::RowFilters, Vec<usize>, u64);
-
-/// The id of the next compilation of key filters.
-static NEXT_KEY_FILTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Read plans (and compiled key filters) an [`SstReader`] remembers.
-const KEPT_PLANS: usize = 8;
-
-/// The values of the last [`KEPT_PLANS`] keys looked up, newest first. Keys are compared
-/// whole (structurally equal filters, equal keys).
-#[derive(Debug)]
-struct Recent<K, V> {
-    entries: std::sync::Mutex<std::collections::VecDeque<(K, V)>>,
-}
-
-impl<K, V> Default for Recent<K, V> {
-    fn default() -> Self {
-        Self {
-            entries: std::sync::Mutex::default(),
-        }
-    }
-}
-
-impl<K: Clone, V: Clone> Recent<K, V> {
-    /// The value of the key `is_key` accepts (`key` is that key), remembered or made by
-    /// `make` (and remembered).
-    fn get_or(
-        &self,
-        is_key: impl Fn(&K) -> bool,
-        key: impl FnOnce() -> K,
-        make: impl FnOnce() -> V,
-    ) -> V {
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(i) = entries.iter().position(|(k, _)| is_key(k))
-            && let Some(hit) = entries.remove(i)
-        {
-            let value = hit.1.clone();
-            entries.push_front(hit);
-            return value;
-        }
-        let value = make();
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.push_front((key(), value.clone()));
-            entries.truncate(KEPT_PLANS);
-        }
-        value
-    }
 }
 
 impl std::fmt::Debug for SstReader {
@@ -284,8 +223,6 @@ impl SstReader {
             key_suffix: key_suffix.into(),
             chunk_cache: None,
             column_cache: None,
-            plans: Arc::default(),
-            key_filters: Arc::default(),
         })
     }
 
@@ -399,16 +336,9 @@ impl SstReader {
         })
     }
 
-    /// The row groups and rows a request reads after pruning. A plan is a function of the
-    /// request's filters and time range (the file and its reader's schema are fixed), so the
-    /// last few are remembered: a repeated query (a dashboard's) skips building and
-    /// evaluating the pruning predicates, a third of a one-host query's CPU.
+    /// The row groups and rows a request reads after pruning.
     pub fn plan(&self, req: &SstReadRequest) -> ReadPlan {
-        self.plans.get_or(
-            |(range, filters)| *range == req.time_range && *filters == req.filters,
-            || (req.time_range, req.filters.clone()),
-            || self.prune(req),
-        )
+        self.prune(req)
     }
 
     fn prune(&self, req: &SstReadRequest) -> ReadPlan {
@@ -496,23 +426,8 @@ impl SstReader {
         let ts_name = file_meta.time_index_column().name.clone();
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
-        // Compiled once per distinct filters and projection (the columns read follow from it).
-        let (mut pre, exact, filters_id) = self.key_filters.get_or(
-            |(projection, filters)| *projection == req.projection && *filters == req.filters,
-            || (req.projection.clone(), req.filters.clone()),
-            || {
-                let (pre, exact) = self.key_filters(&req.filters, &names);
-                let id = NEXT_KEY_FILTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (pre, exact, id)
-            },
-        );
-        let stream = self.file_batches(
-            &names,
-            plan,
-            req.batch_rows.max(1),
-            &mut pre,
-            Some(filters_id),
-        )?;
+        let (mut pre, exact) = self.key_filters(&req.filters, &names);
+        let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
         let adapt = Adapter {
             pre,
             path: self.path.clone(),

@@ -1,5 +1,5 @@
 //! Key filters on the file's own columns and the series runs they keep (evaluated once per
-//! run of one series, remembered per row group in the column cache).
+//! run of one series; where the runs start is remembered per row group in the column cache).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_buffer::BooleanBuffer;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
 use store_api::metadata::PRIMARY_KEY_COLUMN;
@@ -81,7 +80,6 @@ impl SstReader {
         batch: &RecordBatch,
         predicates: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
         ranges: &[Range<usize>],
-        filters_id: Option<u64>,
     ) -> Result<Option<Vec<Range<usize>>>> {
         if predicates.is_empty() {
             return Ok(None);
@@ -121,53 +119,27 @@ impl SstReader {
         let keep_runs = |at: &[u32]| {
             mito_read::keep_runs(batch, predicates, at).map_err(|e| key_filter_error(&self.path, e))
         };
-        // Which runs pass: with a compilation id, of every run of the row group, kept in the
-        // cache for the next read with the same filters; without, of the runs touched only.
-        let remembered = filters_id.map(|id| (self.meta.file_id, rg, Slot::KeptRuns(id)));
-        let known = remembered
-            .and_then(|key| cache.peek(&key))
-            .and_then(|k| k.as_boolean_opt().map(|k| k.values().clone()))
-            .filter(|k| k.len() == starts.len());
-        let touched_only = || -> Result<BooleanBuffer> {
-            let mut touched: Vec<usize> = Vec::new();
-            for j in ranges.iter().flat_map(runs_of) {
-                if touched.last() != Some(&j) {
-                    touched.push(j);
-                }
+        // Which of the runs the ranges touch pass.
+        let mut touched: Vec<usize> = Vec::new();
+        for j in ranges.iter().flat_map(runs_of) {
+            if touched.last() != Some(&j) {
+                touched.push(j);
             }
-            let at: Vec<u32> = touched
-                .iter()
-                .filter_map(|j| starts.get(*j).copied())
-                .collect();
-            let mut kept = vec![false; starts.len()];
-            for (j, k) in touched.iter().zip(keep_runs(&at)?) {
-                if let Some(slot) = kept.get_mut(*j) {
-                    *slot = k;
-                }
+        }
+        let at: Vec<u32> = touched
+            .iter()
+            .filter_map(|j| starts.get(*j).copied())
+            .collect();
+        let mut kept = vec![false; starts.len()];
+        for (j, k) in touched.iter().zip(keep_runs(&at)?) {
+            if let Some(slot) = kept.get_mut(*j) {
+                *slot = k;
             }
-            Ok(BooleanBuffer::from(kept))
-        };
-        let kept = match (known, remembered) {
-            (Some(kept), _) => kept,
-            // A filter failing on a run the read does not touch fails nothing: it is then
-            // evaluated on the touched runs only, and not remembered.
-            (None, Some(key)) => match keep_runs(starts) {
-                Ok(kept) => {
-                    let kept = BooleanBuffer::from(kept);
-                    cache.insert(
-                        key,
-                        Arc::new(arrow_array::BooleanArray::new(kept.clone(), None)),
-                    );
-                    kept
-                }
-                Err(_) => touched_only()?,
-            },
-            (None, None) => touched_only()?,
-        };
+        }
         let mut out: Vec<Range<usize>> = Vec::new();
         for r in ranges {
             for j in runs_of(r) {
-                if j >= kept.len() || !kept.value(j) {
+                if !kept.get(j).copied().unwrap_or(false) {
                     continue;
                 }
                 let start = starts.get(j).map_or(rows, |s| *s as usize);

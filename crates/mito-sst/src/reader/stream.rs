@@ -31,7 +31,6 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         pre: &mut mito_read::RowFilters,
-        filters_id: Option<u64>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         Ok(match &self.column_cache {
             Some(cache) => {
@@ -39,7 +38,7 @@ impl SstReader {
                     series: std::mem::take(&mut pre.series),
                     rows: Vec::new(),
                 };
-                self.cached_stream(cache.clone(), names, plan, batch_rows, series, filters_id)
+                self.cached_stream(cache.clone(), names, plan, batch_rows, series)
             }
             None if !pre.series.is_empty() => {
                 let series = std::mem::take(&mut pre.series);
@@ -133,7 +132,6 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         series: mito_read::RowFilters,
-        filters_id: Option<u64>,
     ) -> BoxStream<'static, Result<RecordBatch>> {
         let schema = self.arrow.schema().clone();
         let roots = self.roots(names);
@@ -193,14 +191,8 @@ impl SstReader {
                         let batch = this
                             .row_group_columns(&*cache, rg, &roots, &projected, columns)
                             .await?;
-                        let cut = this.series_ranges(
-                            &*cache,
-                            rg,
-                            &batch,
-                            &series.series,
-                            &ranges,
-                            filters_id,
-                        )?;
+                        let cut =
+                            this.series_ranges(&*cache, rg, &batch, &series.series, &ranges)?;
                         let picked = pick_rows(&batch, cut.as_ref().unwrap_or(&ranges), batch_rows)
                             .context(ArrowSnafu {
                                 path: this.path.to_string(),
