@@ -10,11 +10,12 @@
     reason = "tests assert by panicking"
 )]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::util::display::array_value_to_string;
 use frontend::ingest::{IngestOptions, Input, ingest};
 use frontend::{Instance, InstanceOptions};
 use mito_fs::fault::{Cut, FaultFs};
@@ -81,19 +82,6 @@ async fn workload(instance: &Instance, acks: &mut Acks) {
     }
 }
 
-async fn values(instance: &Instance, sql: &str) -> Vec<String> {
-    let (_, batches) = frontend::query::query(instance, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    for b in &batches {
-        for r in 0..b.num_rows() {
-            out.push(array_value_to_string(b.column(0), r).unwrap());
-        }
-    }
-    out
-}
-
 async fn check(dir: &Path, acks: &Acks, what: &str) {
     let instance = match Instance::open(dir, InstanceOptions::default()).await {
         Ok(i) => i,
@@ -108,7 +96,7 @@ async fn check(dir: &Path, acks: &Acks, what: &str) {
     for table in &tables {
         let attempted = acks.attempted.get(table);
         let mut seen = BTreeSet::new();
-        for v in values(&instance, &format!("SELECT v FROM {table}")).await {
+        for v in common::rows(&instance, &format!("SELECT v FROM {table}")).await {
             let v: f64 = v.parse().unwrap();
             let v = v as u64;
             assert!(seen.insert(v), "{what}: {table} holds {v} twice");
@@ -132,7 +120,7 @@ async fn check(dir: &Path, acks: &Acks, what: &str) {
         );
     }
     for (table, column) in &acks.columns {
-        values(&instance, &format!("SELECT {column} FROM {table}")).await;
+        common::rows(&instance, &format!("SELECT {column} FROM {table}")).await;
     }
     instance.close(false).await.unwrap();
 }

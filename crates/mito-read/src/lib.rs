@@ -244,7 +244,7 @@ pub fn filter_batch(
 }
 
 /// `predicate` evaluated on every row of `batch`.
-fn predicate_mask(
+pub fn predicate_mask(
     predicate: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>,
     batch: &RecordBatch,
 ) -> Result<arrow_array::BooleanArray, PredicateError> {
@@ -370,13 +370,19 @@ pub fn filter_series(
     if keep.iter().all(|k| *k) {
         return Ok(batch);
     }
+    let mask = run_mask(rows, &starts, &keep);
+    filter_by_mask(batch, &mask).map_err(PredicateError::Arrow)
+}
+
+/// A mask over `rows` rows holding `keep[j]` for every row of run `j`, the runs starting at
+/// `starts` (ascending, the first at 0; the last runs to `rows`).
+pub fn run_mask(rows: usize, starts: &[u32], keep: &[bool]) -> arrow_array::BooleanArray {
     let mut selected = arrow_buffer::BooleanBufferBuilder::new(rows);
     let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
-    for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
-        selected.append_n(end - *start as usize, *k);
+    for ((start, end), k) in starts.iter().zip(ends).zip(keep) {
+        selected.append_n(end.saturating_sub(*start as usize), *k);
     }
-    let mask = arrow_array::BooleanArray::new(selected.finish(), None);
-    filter_by_mask(batch, &mask).map_err(PredicateError::Arrow)
+    arrow_array::BooleanArray::new(selected.finish(), None)
 }
 
 /// The rows of `batch` where `mask` is true (not NULL): the batch itself when that is every

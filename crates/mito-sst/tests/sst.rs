@@ -56,6 +56,29 @@ fn memory() -> Operator {
     mito_sst::store::memory_operator()
 }
 
+/// One batch of the region's columns in write order.
+fn rows_batch(
+    host: Vec<String>,
+    dc: Vec<Option<String>>,
+    ts: Vec<i64>,
+    cpu: Vec<Option<f64>>,
+    mem: Vec<Option<i64>>,
+    note: Vec<Option<String>>,
+) -> RecordBatch {
+    RecordBatch::try_from_iter(vec![
+        ("host", Arc::new(StringArray::from(host)) as ArrayRef),
+        ("dc", Arc::new(StringArray::from(dc)) as ArrayRef),
+        (
+            "ts",
+            Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
+        ),
+        ("cpu", Arc::new(Float64Array::from(cpu)) as ArrayRef),
+        ("mem", Arc::new(Int64Array::from(mem)) as ArrayRef),
+        ("note", Arc::new(StringArray::from(note)) as ArrayRef),
+    ])
+    .unwrap()
+}
+
 /// Rows of `hosts` hosts x `points` timestamps (10 s apart), time-major like real ingest,
 /// with a few special floats, nulls and deletes.
 fn memtable(metadata: &RegionMetadataRef, hosts: usize, points: usize) -> Memtable {
@@ -88,18 +111,7 @@ fn memtable(metadata: &RegionMetadataRef, hosts: usize, points: usize) -> Memtab
             mem.push((!i.is_multiple_of(5)).then_some(i64::try_from(i).unwrap() * 1024));
             note.push(i.is_multiple_of(11).then(|| format!("n{i}")));
         }
-        let batch = RecordBatch::try_from_iter(vec![
-            ("host", Arc::new(StringArray::from(host)) as ArrayRef),
-            ("dc", Arc::new(StringArray::from(dc)) as ArrayRef),
-            (
-                "ts",
-                Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
-            ),
-            ("cpu", Arc::new(Float64Array::from(cpu)) as ArrayRef),
-            ("mem", Arc::new(Int64Array::from(mem)) as ArrayRef),
-            ("note", Arc::new(StringArray::from(note)) as ArrayRef),
-        ])
-        .unwrap();
+        let batch = rows_batch(host, dc, ts, cpu, mem, note);
         mt.write(&batch, seq, OpType::Put).unwrap();
         seq += batch.num_rows() as u64;
     }
@@ -856,7 +868,7 @@ async fn all_null_chunks_read_back_as_nulls() {
     let mt = Memtable::new(meta.clone(), MemtableOptions::default()).unwrap();
     for p in 0..points {
         let host: Vec<String> = (0..hosts).map(|h| format!("host_{h:04}")).collect();
-        let dc: Vec<Option<&str>> = (0..hosts).map(|_| Some("dc1")).collect();
+        let dc: Vec<Option<String>> = (0..hosts).map(|_| Some("dc1".to_string())).collect();
         let ts = vec![i64::try_from(p).unwrap() * 10_000; hosts];
         let cpu: Vec<Option<f64>> = (0..hosts)
             .map(|h| Some(f64::from(u32::try_from(h * 31 + p).unwrap()) / 4.0))
@@ -864,19 +876,8 @@ async fn all_null_chunks_read_back_as_nulls() {
         let mem: Vec<Option<i64>> = (0..hosts)
             .map(|h| (h >= hosts / 2).then(|| i64::try_from(h * p).unwrap()))
             .collect();
-        let note: Vec<Option<&str>> = vec![None; hosts];
-        let batch = RecordBatch::try_from_iter(vec![
-            ("host", Arc::new(StringArray::from(host)) as ArrayRef),
-            ("dc", Arc::new(StringArray::from(dc)) as ArrayRef),
-            (
-                "ts",
-                Arc::new(TimestampMillisecondArray::from(ts)) as ArrayRef,
-            ),
-            ("cpu", Arc::new(Float64Array::from(cpu)) as ArrayRef),
-            ("mem", Arc::new(Int64Array::from(mem)) as ArrayRef),
-            ("note", Arc::new(StringArray::from(note)) as ArrayRef),
-        ])
-        .unwrap();
+        let note: Vec<Option<String>> = vec![None; hosts];
+        let batch = rows_batch(host, dc, ts, cpu, mem, note);
         let seq = u64::try_from(p * hosts + 1).unwrap();
         mt.write(&batch, seq, OpType::Put).unwrap();
     }

@@ -40,11 +40,10 @@ impl SstReader {
                 };
                 self.cached_stream(cache.clone(), names, plan, batch_rows, series)
             }
-            None if !pre.series.is_empty() => {
+            None => {
                 let series = std::mem::take(&mut pre.series);
                 self.series_first_stream(names, plan, batch_rows, series)?
             }
-            None => self.raw_stream(names, plan.row_groups, plan.selection, batch_rows)?,
         })
     }
 
@@ -52,7 +51,8 @@ impl SstReader {
     /// in two steps: the primary key and the filters' tag columns first (cheap dictionary
     /// keys), the filters evaluated once per run of a series, and then every column of the
     /// kept rows only. A page-pruned one-host read otherwise decoded, built and filtered
-    /// the whole pages of every column (8,192 rows each to keep a few hundred).
+    /// the whole pages of every column (8,192 rows each to keep a few hundred). Without
+    /// series filters, one step.
     fn series_first_stream(
         &self,
         names: &[String],
@@ -60,6 +60,9 @@ impl SstReader {
         batch_rows: usize,
         series: Vec<Arc<dyn datafusion_physical_expr::PhysicalExpr>>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        if series.is_empty() {
+            return self.raw_stream(names, plan.row_groups, plan.selection, batch_rows);
+        }
         let all = self.roots(names);
         let full = self.arrow.schema().project(&all).context(ArrowSnafu {
             path: self.path.to_string(),
@@ -94,20 +97,7 @@ impl SstReader {
             let total: usize = masks.iter().map(|m| m.len()).sum();
             let selection = match &plan.selection {
                 Some(s) if s.row_count() == total => s.and_then(&kept),
-                None if plan
-                    .row_groups
-                    .iter()
-                    .map(|rg| {
-                        this.parquet
-                            .row_groups()
-                            .get(*rg)
-                            .map_or(0, |m| usize::try_from(m.num_rows()).unwrap_or(0))
-                    })
-                    .sum::<usize>()
-                    == total =>
-                {
-                    kept
-                }
+                None if plan.rows == total => kept,
                 _ => {
                     return Err(CorruptedSnafu {
                         path: this.path.to_string(),
@@ -219,11 +209,8 @@ impl SstReader {
                         selection: Some(selection),
                         rows,
                     };
-                    let mut stream = if series.series.is_empty() {
-                        this.raw_stream(&names, plan.row_groups, plan.selection, batch_rows)?
-                    } else {
-                        this.series_first_stream(&names, plan, batch_rows, series.series.clone())?
-                    };
+                    let mut stream =
+                        this.series_first_stream(&names, plan, batch_rows, series.series.clone())?;
                     let mut out = Vec::new();
                     while let Some(b) = stream.next().await {
                         out.push(b?);
@@ -695,28 +682,11 @@ fn series_mask(
     if let Some(keys) = keys {
         let starts = mito_read::run_starts(keys.keys().values());
         let keep = mito_read::keep_runs(batch, series, &starts)?;
-        let mut mask = arrow_buffer::BooleanBufferBuilder::new(rows);
-        let ends = starts.iter().skip(1).map(|s| *s as usize).chain([rows]);
-        for ((start, end), k) in starts.iter().zip(ends).zip(&keep) {
-            mask.append_n(end.saturating_sub(*start as usize), *k);
-        }
-        return Ok(arrow_array::BooleanArray::new(mask.finish(), None));
+        return Ok(mito_read::run_mask(rows, &starts, &keep));
     }
     let mut mask = arrow_buffer::BooleanBuffer::new_set(rows);
     for p in series {
-        let value = p
-            .evaluate(batch)
-            .and_then(|v| v.into_array(rows))
-            .map_err(|source| mito_read::PredicateError::Evaluate {
-                predicate: p.to_string(),
-                source,
-            })?;
-        let Some(b) = value.as_boolean_opt() else {
-            return Err(mito_read::PredicateError::NotBoolean {
-                predicate: p.to_string(),
-                data_type: value.data_type().clone(),
-            });
-        };
+        let b = mito_read::predicate_mask(p, batch)?;
         let passed = match b.nulls() {
             Some(n) => b.values() & n.inner(),
             None => b.values().clone(),
