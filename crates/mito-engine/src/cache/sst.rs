@@ -14,7 +14,7 @@ use super::weighted::WeightedCache;
 const TYPICAL_CHUNK_BYTES: u64 = 256 << 10;
 /// A guess of a column cache entry's size (a decoded column of a row group).
 const TYPICAL_COLUMN_BYTES: u64 = 64 << 10;
-/// Columns the column cache remembers reads of (its admission filter).
+/// Columns the column cache remembers as read once (its admission filter).
 const SEEN_COLUMNS: u64 = 200_000;
 /// Bytes per row a decoded column is guessed to take, to tell whether a fill fits.
 const GUESS_BYTES_PER_ROW: u64 = 8;
@@ -52,7 +52,7 @@ impl mito_sst::ChunkCache for PageCache {
 /// Decoded columns of whole row groups by (file, row group, slot), with a byte limit.
 ///
 /// Admission: a read of a few rows of a row group decodes only those the first time (as
-/// without the cache) and counts the columns' reads; the next read of them decodes only its
+/// without the cache) and notes the columns; the next read of them decodes only its
 /// rows too, and starts a background task that decodes the whole columns and keeps them (a
 /// query touching a row group a second time does not wait for 100k rows to decode: under
 /// TSBS-style random draws that wait was each query type's p90). A read of most of a row
@@ -67,8 +67,8 @@ impl mito_sst::ChunkCache for PageCache {
 #[derive(Debug)]
 pub struct ColumnCache {
     columns: WeightedCache<CacheKey, ArrayRef>,
-    /// Partial reads of columns not kept yet.
-    seen: WeightedCache<CacheKey, u8>,
+    /// Columns read partially once, not kept yet (one unit each).
+    seen: WeightedCache<CacheKey, ()>,
     /// Background decodes running: their columns, and the tasks (for
     /// [`ColumnCache::settle`]).
     filling: Mutex<Filling>,
@@ -91,7 +91,7 @@ impl ColumnCache {
             columns: WeightedCache::new(bytes, TYPICAL_COLUMN_BYTES, 0.5, |_, a| {
                 u64::try_from(a.get_array_memory_size()).unwrap_or(u64::MAX)
             }),
-            seen: WeightedCache::new(SEEN_COLUMNS, 1, 0.97, |_, _| 1),
+            seen: WeightedCache::new(SEEN_COLUMNS, 1, 0.97, |_, ()| 1),
             filling: Mutex::new(Filling::default()),
             limit: bytes,
         }
@@ -139,15 +139,10 @@ impl mito_sst::ColumnCache for ColumnCache {
         if rows.saturating_mul(2) >= total {
             return Admission::Now;
         }
-        let reads = keys
-            .iter()
-            .map(|k| self.seen.peek(k).unwrap_or(0))
-            .min()
-            .unwrap_or(0);
-        for k in keys {
-            self.seen.insert(*k, reads.saturating_add(1));
-        }
-        if reads == 0 {
+        if !keys.iter().all(|k| self.seen.peek(k).is_some()) {
+            for k in keys {
+                self.seen.insert(*k, ());
+            }
             return Admission::No;
         }
         let fill = (total as u64)
