@@ -3,9 +3,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 CYCLES ?= 50
-# sst_pages is left out until parquet-rs's RLE decoder stops panicking on a bit width over 32
-# in a malformed dictionary page (fuzz/known/sst_pages/; its corpus still replays in make test).
-FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write pg_bind
+FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write pg_bind sst_pages
 
 .DEFAULT_GOAL := help
 

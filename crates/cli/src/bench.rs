@@ -1,10 +1,12 @@
-//! `mito bench`: the TSBS cpu-only workload end to end. Generates the data (the model of
-//! `tsbs`, seeded) as a line-protocol file, ingests it with the same pipeline as
-//! `mito write`, settles (waits for the compaction the flushes asked for), runs the TSBS
-//! query set through SQL, and writes a report.
+//! `mito bench`: a workload end to end. Generates the data (seeded, from the `tsbs` crate)
+//! as a line-protocol file, ingests it with the same pipeline as `mito write`, settles
+//! (waits for the compaction the flushes asked for), runs the workload's query set through
+//! SQL, and writes a report. Two workloads: TSBS cpu-only (`cpu`, the default) and trucks
+//! in the model of TSBS's IoT use case (`iot`: sparse rows, late rows, integer, string and
+//! bool fields, full-precision floats).
 //!
 //! ```text
-//! OUT/cpu.lp          the generated input (kept: the peers can load the same file)
+//! OUT/cpu.lp          the generated input (iot.lp for iot; kept: the peers load the same file)
 //! OUT/data/           the data directory
 //! OUT/report.md       figures as a Markdown table
 //! OUT/report.json     the same figures, machine-readable
@@ -18,6 +20,7 @@ use frontend::ingest::{IngestOptions, Input, ingest};
 use frontend::{Instance, InstanceOptions};
 use serde_json::json;
 use store_api::clock::{ClockRef, SystemClock};
+use tsbs::iot::{FLEETS, IotGenerator};
 use tsbs::{CpuGenerator, INTERVAL_SECS, write_line_protocol};
 
 use crate::BoxError;
@@ -27,10 +30,62 @@ use crate::BoxError;
 /// cache.
 const WARMUPS: usize = 2;
 
+/// The data and query set `mito bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// TSBS cpu-only: hosts with 10 tags and 10 two-decimal float fields.
+    Cpu,
+    /// Trucks in the model of TSBS's IoT use case: `readings` and `diagnostics`.
+    Iot,
+}
+
+impl Workload {
+    /// The query types, in report order.
+    fn queries(self) -> &'static [&'static str] {
+        match self {
+            Self::Cpu => &CPU_QUERIES,
+            Self::Iot => &IOT_QUERIES,
+        }
+    }
+
+    /// The tables the generated file writes.
+    fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::Cpu => &["cpu"],
+            Self::Iot => &["readings", "diagnostics"],
+        }
+    }
+
+    /// Its name in reports and file names.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Iot => "iot",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Cpu => "TSBS cpu-only",
+            Self::Iot => "IoT trucks",
+        }
+    }
+
+    /// What a draw picks from: hosts, or for iot a fleet.
+    fn choices(self, hosts: usize) -> usize {
+        match self {
+            Self::Cpu => hosts,
+            Self::Iot => FLEETS.len(),
+        }
+    }
+}
+
 /// What `mito bench` runs.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Hosts (series).
+    /// The data and query set.
+    pub workload: Workload,
+    /// Hosts (series); trucks for the iot workload.
     pub hosts: usize,
     /// Hours of data, one row per host every 10 s.
     pub hours: u64,
@@ -45,8 +100,8 @@ pub struct BenchOptions {
     pub repeat: bool,
 }
 
-/// The TSBS query types, in report order.
-const QUERIES: [&str; 9] = [
+/// The TSBS cpu query types, in report order.
+const CPU_QUERIES: [&str; 9] = [
     "single-groupby-1-1-1",
     "single-groupby-1-8-1",
     "single-groupby-5-1-12",
@@ -58,12 +113,27 @@ const QUERIES: [&str; 9] = [
     "lastpoint",
 ];
 
+/// The iot query types, in report order: the latest position of each truck of a fleet; the
+/// trucks of a fleet whose fuel fell below 10% in an hour; the trucks of a fleet that stood
+/// (average velocity under 1) for 10 minutes; the average fuel state of every fleet per hour.
+const IOT_QUERIES: [&str; 4] = [
+    "last-loc",
+    "low-fuel",
+    "stationary-trucks",
+    "avg-fuel-fleet",
+];
+
 /// A query type's draw as TSBS makes it: (hosts, window seconds, the bucket a window starts
 /// on). 1 or 8 random hosts and a random window of TSBS's width clipped to the data,
 /// starting on a whole bucket (as in `benchmarks/peers/peers.py`, whose engines must agree
 /// on buckets); groupby-orderby-limit's random end closes 5 minutes; lastpoint has none.
+/// The iot queries draw a fleet (as one of 5 "hosts") and a window.
 fn draw_shape(name: &str) -> (usize, i64, i64) {
     match name {
+        "last-loc" => (1, 0, 1),
+        "low-fuel" => (1, 3600, 60),
+        "stationary-trucks" => (1, 600, 60),
+        "avg-fuel-fleet" => (0, 12 * 3600, 3600),
         "single-groupby-1-1-1" => (1, 3600, 60),
         "single-groupby-1-8-1" => (8, 3600, 60),
         "single-groupby-5-1-12" => (1, 12 * 3600, 60),
@@ -96,8 +166,9 @@ impl Params {
     /// each query the last window of its width (the whole data for the long ones).
     fn fixed(name: &str, span: i64) -> Self {
         let width = match name {
-            "single-groupby-1-1-1" | "single-groupby-1-8-1" => 3600,
+            "single-groupby-1-1-1" | "single-groupby-1-8-1" | "low-fuel" => 3600,
             "groupby-orderby-limit" => 300,
+            "stationary-trucks" => 600,
             _ => span,
         };
         Self {
@@ -145,6 +216,30 @@ fn ts(d: i64) -> String {
         d % 3600 / 60,
         d % 60
     )
+}
+
+/// The SQL of iot query `name` with parameters `p` (`p.one` picks the fleet).
+fn iot_sql(name: &str, p: &Params) -> String {
+    let fleet = FLEETS.get(p.one % FLEETS.len()).copied().unwrap_or("East");
+    let window = format!("time >= {} AND time < {}", ts(p.start), ts(p.end));
+    match name {
+        "last-loc" => format!(
+            "SELECT DISTINCT ON (name) name, latitude, longitude FROM readings \
+             WHERE fleet = '{fleet}' AND latitude IS NOT NULL ORDER BY name, time DESC"
+        ),
+        "low-fuel" => format!(
+            "SELECT name, min(fuel_state) AS fuel FROM diagnostics WHERE fleet = '{fleet}' \
+             AND {window} GROUP BY name HAVING min(fuel_state) < 0.1 ORDER BY name"
+        ),
+        "stationary-trucks" => format!(
+            "SELECT name, avg(velocity) AS velocity FROM readings WHERE fleet = '{fleet}' \
+             AND {window} GROUP BY name HAVING avg(velocity) < 1 ORDER BY name"
+        ),
+        _ => format!(
+            "SELECT date_bin(INTERVAL '1 hour', time) AS hour, fleet, avg(fuel_state) \
+             FROM diagnostics WHERE {window} GROUP BY hour, fleet ORDER BY hour, fleet"
+        ),
+    }
 }
 
 /// The SQL of query `name` with parameters `p` over `hosts` hosts.
@@ -206,6 +301,7 @@ fn sql(name: &str, p: &Params, hosts: usize) -> String {
 /// Each query type's SQL texts, `n` of them: drawn from `seed` (each its own hosts and
 /// window, as TSBS draws them), or with `repeat` the fixed parameters `n` times.
 fn plan(
+    workload: Workload,
     hosts: usize,
     hours: u64,
     n: usize,
@@ -214,7 +310,8 @@ fn plan(
 ) -> Vec<(&'static str, Vec<String>)> {
     let span = i64::try_from(hours).unwrap_or(1) * 3600;
     let mut rng = tsbs::Rng::new(seed);
-    QUERIES
+    workload
+        .queries()
         .iter()
         .map(|&name| {
             let texts = (0..n)
@@ -222,9 +319,12 @@ fn plan(
                     let p = if repeat {
                         Params::fixed(name, span)
                     } else {
-                        Params::draw(name, &mut rng, hosts, span)
+                        Params::draw(name, &mut rng, workload.choices(hosts), span)
                     };
-                    sql(name, &p, hosts)
+                    match workload {
+                        Workload::Cpu => sql(name, &p, hosts),
+                        Workload::Iot => iot_sql(name, &p),
+                    }
                 })
                 .collect();
             (name, texts)
@@ -263,19 +363,36 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Generates the input file: every host every 10 s, time-major.
-fn generate(path: &Path, hosts: usize, hours: u64) -> Result<u64, BoxError> {
+/// Generates the input file: every host (truck) every 10 s, time-major; returns its rows.
+fn generate(path: &Path, workload: Workload, hosts: usize, hours: u64) -> Result<u64, BoxError> {
     let mut file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
-    let mut cpu = CpuGenerator::new(hosts, 123);
     let steps = hours * 3600 / u64::try_from(INTERVAL_SECS).unwrap_or(10);
     let mut text = String::new();
-    for _ in 0..steps {
-        text.clear();
-        write_line_protocol(&cpu.next_batch(), &mut text);
-        file.write_all(text.as_bytes())?;
+    let mut rows = 0u64;
+    match workload {
+        Workload::Cpu => {
+            let mut cpu = CpuGenerator::new(hosts, 123);
+            for _ in 0..steps {
+                text.clear();
+                write_line_protocol(&cpu.next_batch(), &mut text);
+                file.write_all(text.as_bytes())?;
+            }
+            rows = steps * hosts as u64;
+        }
+        Workload::Iot => {
+            let mut iot = IotGenerator::new(hosts, 123);
+            for _ in 0..steps {
+                text.clear();
+                rows += iot.next_step(&mut text) as u64;
+                file.write_all(text.as_bytes())?;
+            }
+            text.clear();
+            rows += iot.finish(&mut text) as u64;
+            file.write_all(text.as_bytes())?;
+        }
     }
     file.flush()?;
-    Ok(steps * hosts as u64)
+    Ok(rows)
 }
 
 /// Runs the benchmark and writes the report; returns the Markdown report.
@@ -290,14 +407,21 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         )
         .into());
     }
-    let input = options.out.join("cpu.lp");
+    let workload = options.workload;
+    let input = options.out.join(format!("{}.lp", workload.name()));
     note!(
-        "generating {} hosts x {} h into {}",
+        "generating {} {}, {} x {} h into {}",
+        workload.title(),
         options.hosts,
+        if workload == Workload::Iot {
+            "trucks"
+        } else {
+            "hosts"
+        },
         options.hours,
         input.display()
     );
-    let rows = generate(&input, options.hosts, options.hours)?;
+    let rows = generate(&input, workload, options.hosts, options.hours)?;
     let input_bytes = std::fs::metadata(&input)?.len();
 
     let instance = Instance::open(&data, InstanceOptions::default()).await?;
@@ -317,13 +441,17 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     .await?;
     let ingest_ms = (clock.now_millis() - started).max(1);
     note!();
-    instance.flush("cpu").await?;
+    for table in workload.tables() {
+        instance.flush(table).await?;
+    }
     let with_flush_ms = (clock.now_millis() - started).max(1);
     // Settle, as the peers are settled: wait for the compaction the flushes asked for, so the
     // queries see one stable set of files rather than one a background merge is replacing.
-    instance
-        .compact("cpu", store_api::region_request::CompactOptions::Regular)
-        .await?;
+    for table in workload.tables() {
+        instance
+            .compact(table, store_api::region_request::CompactOptions::Regular)
+            .await?;
+    }
     let settle_ms = (clock.now_millis() - started).max(1) - with_flush_ms;
     let sst_bytes = dir_bytes(&data.join("data"));
     let disk_bytes = dir_bytes(&data);
@@ -334,6 +462,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     std::fs::create_dir_all(&answers)?;
     let runs = options.runs.max(1);
     for (name, texts) in plan(
+        workload,
         options.hosts,
         options.hours,
         WARMUPS + runs,
@@ -377,8 +506,15 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     let rows_per_s = report.rows_written as f64 * 1000.0 / ingest_ms as f64;
     let mut md = String::new();
     md.push_str(&format!(
-        "# mito bench: TSBS cpu-only, {} hosts x {} h\n\n",
-        options.hosts, options.hours
+        "# mito bench: {}, {} {} x {} h\n\n",
+        workload.title(),
+        options.hosts,
+        if workload == Workload::Iot {
+            "trucks"
+        } else {
+            "hosts"
+        },
+        options.hours
     ));
     md.push_str("| figure | value |\n|---|---:|\n");
     md.push_str(&format!("| rows | {} |\n", report.rows_written));
@@ -424,6 +560,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         ));
     }
     let json = json!({
+        "workload": workload.name(),
         "hosts": options.hosts,
         "hours": options.hours,
         "rows": report.rows_written,
@@ -448,8 +585,10 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
     crate::chart::write_latency_png(
         std::io::BufWriter::new(std::fs::File::create(options.out.join("report.png"))?),
         &format!(
-            "mito bench: TSBS cpu-only, {} hosts x {} h",
-            options.hosts, options.hours
+            "mito bench: {}, {} x {} h",
+            workload.title(),
+            options.hosts,
+            options.hours
         ),
         &format!(
             "{rows_per_s:.0} rows/s, {:.2} B/row of SSTs, peak RSS {} MiB",
@@ -477,7 +616,7 @@ mod tests {
     fn draws_stay_inside_the_data_on_whole_buckets_with_distinct_hosts() {
         let span = 3 * 3600;
         let mut rng = tsbs::Rng::new(7);
-        for name in QUERIES {
+        for &name in CPU_QUERIES.iter().chain(&IOT_QUERIES) {
             let (k, width, align) = draw_shape(name);
             let mut windows = std::collections::HashSet::new();
             for _ in 0..200 {
@@ -509,9 +648,9 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_queries_and_repeat_repeats_one() {
-        let a = plan(4000, 3, 20, 1, false);
-        assert_eq!(a, plan(4000, 3, 20, 1, false));
-        assert_ne!(a, plan(4000, 3, 20, 2, false));
+        let a = plan(Workload::Cpu, 4000, 3, 20, 1, false);
+        assert_eq!(a, plan(Workload::Cpu, 4000, 3, 20, 1, false));
+        assert_ne!(a, plan(Workload::Cpu, 4000, 3, 20, 2, false));
         let single = &a[0].1;
         let distinct: std::collections::HashSet<_> = single.iter().collect();
         assert!(
@@ -519,11 +658,11 @@ mod tests {
             "{} distinct texts of 20",
             distinct.len()
         );
-        for (_, texts) in plan(4000, 3, 5, 1, true) {
+        for (_, texts) in plan(Workload::Cpu, 4000, 3, 5, 1, true) {
             assert!(texts.iter().all(|t| t == &texts[0]));
         }
         // The fixed single-groupby-1-1-1 is the last hour of host 1.
-        let fixed = &plan(4000, 3, 1, 1, true)[0].1[0];
+        let fixed = &plan(Workload::Cpu, 4000, 3, 1, 1, true)[0].1[0];
         assert!(
             fixed.contains("hostname = 'host_1'")
                 && fixed.contains("time >= '2016-01-01T02:00:00' AND time < '2016-01-01T03:00:00'"),

@@ -205,9 +205,14 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Generate TSBS cpu-only data, ingest it and run the TSBS queries; writes a report.
+    /// Generate benchmark data (TSBS cpu-only, or IoT trucks), ingest it and run its query
+    /// set; writes a report.
     Bench {
-        /// Hosts (series).
+        /// The data and queries: TSBS cpu-only hosts, or trucks in the model of TSBS's IoT
+        /// use case (sparse and late rows; integer, string and bool fields).
+        #[arg(long, value_enum, default_value_t = bench::Workload::Cpu)]
+        workload: bench::Workload,
+        /// Hosts (series); trucks for `--workload iot`.
         #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         hosts: u32,
         /// Hours of data (one row per host every 10 s).
@@ -373,6 +378,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     if let Command::Bench {
+        workload,
         hosts,
         hours,
         out,
@@ -382,6 +388,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     } = &cli.command
     {
         let report = bench::run(&bench::BenchOptions {
+            workload: *workload,
             hosts: *hosts as usize,
             hours: *hours,
             out: out.clone(),

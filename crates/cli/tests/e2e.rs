@@ -537,6 +537,195 @@ fn bench_writes_a_report() {
     assert!(stderr(&again).contains("already holds a data directory"));
 }
 
+/// `mito bench --workload iot`: the trucks' sparse and late rows all land, and each query's
+/// first answer is the one computed here from the generated file.
+#[test]
+fn bench_iot_answers_match_the_generated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let out = Command::new(env!("CARGO_BIN_EXE_mito"))
+        .args([
+            "bench",
+            "--workload",
+            "iot",
+            "--hosts",
+            "40",
+            "--hours",
+            "1",
+            "--runs",
+            "1",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("| rows | 28800 |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    let sql = |name: &str| {
+        json["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap()["sql"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let between = |text: &str, from: &str| {
+        let rest = &text[text.find(from).unwrap() + from.len()..];
+        rest[..rest.find('\'').unwrap()].to_string()
+    };
+    // Seconds since 2016-01-01T00:00:00 of a `'2016-01-DDTHH:MM:SS'` literal.
+    let secs = |t: &str| {
+        let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+        (n(8..10) - 1) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+    };
+    let window = |text: &str| {
+        (
+            secs(&between(text, "time >= '")),
+            secs(&between(text, "time < '")),
+        )
+    };
+    // The generated rows: (measurement, name, fleet, seconds, fields).
+    type Row = (String, String, String, i64, BTreeMap<String, String>);
+    let lp = std::fs::read_to_string(out_dir.join("iot.lp")).unwrap();
+    let rows: Vec<Row> = lp
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let (series, fields, ts) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            let mut tags = series.split(',');
+            let measurement = tags.next().unwrap().to_string();
+            let tags: BTreeMap<&str, &str> = tags.map(|kv| kv.split_once('=').unwrap()).collect();
+            let fields = fields
+                .split(',')
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let secs = (ts.parse::<i64>().unwrap() - 1_451_606_400_000_000_000) / 1_000_000_000;
+            (
+                measurement,
+                tags["name"].to_string(),
+                tags["fleet"].to_string(),
+                secs,
+                fields,
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 28800);
+    let answer = |name: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(out_dir.join("answers").join(format!("{name}.csv")))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let float = |v: &str| v.parse::<f64>().unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+
+    // last-loc: each truck of the fleet, its latest position (late rows included).
+    let q = sql("last-loc");
+    let fleet = between(&q, "fleet = '");
+    let mut latest: BTreeMap<&str, (i64, &str, &str)> = BTreeMap::new();
+    for (m, name, f, t, fields) in &rows {
+        if m == "readings" && *f == fleet {
+            if let (Some(lat), Some(lon)) = (fields.get("latitude"), fields.get("longitude")) {
+                let e = latest.entry(name).or_insert((i64::MIN, "", ""));
+                if *t > e.0 {
+                    *e = (*t, lat, lon);
+                }
+            }
+        }
+    }
+    let got = answer("last-loc");
+    assert!(!got.is_empty(), "{q}");
+    assert_eq!(got.len(), latest.len(), "{q}");
+    for row in &got {
+        let (_, lat, lon) = latest[row[0].as_str()];
+        assert!(
+            close(float(&row[1]), float(lat)) && close(float(&row[2]), float(lon)),
+            "{row:?}"
+        );
+    }
+
+    // low-fuel and stationary-trucks: per truck of the fleet in the window, min fuel under
+    // 0.1 and average velocity under 1.
+    for (query, measurement, field) in [
+        ("low-fuel", "diagnostics", "fuel_state"),
+        ("stationary-trucks", "readings", "velocity"),
+    ] {
+        let q = sql(query);
+        let fleet = between(&q, "fleet = '");
+        let (lo, hi) = window(&q);
+        let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for (m, name, f, t, fields) in &rows {
+            if m == measurement && *f == fleet && lo <= *t && *t < hi {
+                if let Some(v) = fields.get(field) {
+                    per.entry(name).or_default().push(float(v));
+                }
+            }
+        }
+        let expected: Vec<(&str, f64)> = per
+            .into_iter()
+            .map(|(n, v)| {
+                let x = if query == "low-fuel" {
+                    v.iter().copied().fold(f64::INFINITY, f64::min)
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                };
+                (n, x)
+            })
+            .filter(|(_, x)| {
+                if query == "low-fuel" {
+                    *x < 0.1
+                } else {
+                    *x < 1.0
+                }
+            })
+            .collect();
+        let got = answer(query);
+        assert_eq!(got.len(), expected.len(), "{q}: {got:?} {expected:?}");
+        for (row, (n, x)) in got.iter().zip(&expected) {
+            assert!(
+                row[0] == *n && close(float(&row[1]), *x),
+                "{q}: {row:?} {n} {x}"
+            );
+        }
+    }
+    assert!(!answer("stationary-trucks").is_empty(), "some trucks stand");
+
+    // avg-fuel-fleet: per hour and fleet (1 h of data: one hour), the average fuel state.
+    let q = sql("avg-fuel-fleet");
+    let mut per: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (m, _, f, _, fields) in &rows {
+        if let (true, Some(v)) = (m == "diagnostics", fields.get("fuel_state")) {
+            let e = per.entry(f).or_default();
+            *e = (e.0 + float(v), e.1 + 1);
+        }
+    }
+    let got = answer("avg-fuel-fleet");
+    assert_eq!(got.len(), per.len(), "{q}");
+    for (row, (f, (sum, n))) in got.iter().zip(&per) {
+        assert!(
+            row[1] == *f && close(float(&row[2]), sum / *n as f64),
+            "{row:?}"
+        );
+    }
+}
+
 /// Writes table `r`: `n` rows, `v` = 0..n at time `v`, over 7 series.
 fn write_numbered(data: &Path, n: usize) {
     let mut text = String::new();

@@ -4,6 +4,8 @@
 //! time-major (all hosts at t, then t + 10 s). Seeded and deterministic; not byte-identical to
 //! `gen.py`'s Python RNG, the same distribution.
 
+pub mod iot;
+
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};

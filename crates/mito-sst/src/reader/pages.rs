@@ -15,7 +15,7 @@ use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowGroups, RowSelection};
 use parquet::arrow::{ArrowWriter, ProjectionMask, parquet_to_arrow_field_levels};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
@@ -65,10 +65,12 @@ impl ChunkRowGroup {
             .and_then(|columns| columns.get(leaf))
             .map(|c| c.page_locations().clone());
         let props = Arc::new(ReaderProperties::builder().build());
+        let descr = column.column_descr();
+        let levels = (descr.max_rep_level(), descr.max_def_level());
         if !matches!(column.compression(), Compression::ZSTD(_)) {
-            return Ok(Box::new(SerializedPageReader::new_with_properties(
-                chunk, column, rows, locations, props,
-            )?));
+            let inner =
+                SerializedPageReader::new_with_properties(chunk, column, rows, locations, props)?;
+            return Ok(Box::new(Checked { inner, levels }));
         }
         // The page reader sees the chunk as uncompressed (so it creates no codec) and hands
         // out the pages' compressed bytes, which `ZstdPages` decompresses.
@@ -80,7 +82,138 @@ impl ChunkRowGroup {
         let limit = usize::try_from(column.uncompressed_size())?;
         let inner =
             SerializedPageReader::new_with_properties(chunk, &plain, rows, locations, props)?;
-        Ok(Box::new(ZstdPages { inner, limit }))
+        Ok(Box::new(Checked {
+            inner: ZstdPages { inner, limit },
+            levels,
+        }))
+    }
+}
+
+/// A page reader whose data pages are checked for what parquet's decoders index or slice
+/// without checking (59.3.2 panics on these): level sections longer than the page, and a
+/// dictionary-index section that is empty or states a bit width over 32.
+struct Checked<P> {
+    inner: P,
+    /// The column's maximum repetition and definition levels.
+    levels: (i16, i16),
+}
+
+impl<P: PageReader> Checked<P> {
+    fn check(&self, page: &Page) -> Result<()> {
+        let (max_rep, max_def) = self.levels;
+        let (buf, encoding, values_at) = match page {
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } => {
+                // Version 1: the repetition then the definition levels lead the page, each
+                // present only when its maximum level is above 0.
+                let mut at = 0usize;
+                for (max, level_encoding) in
+                    [(max_rep, rep_level_encoding), (max_def, def_level_encoding)]
+                {
+                    if max > 0 {
+                        let rest = buf.get(at..).unwrap_or_default();
+                        at = at
+                            .checked_add(v1_levels_len(max, *num_values, *level_encoding, rest)?)
+                            .ok_or_else(|| bad_page("level sections overflow"))?;
+                    }
+                }
+                (buf, encoding, at)
+            }
+            Page::DataPageV2 {
+                buf,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let at = usize::try_from(*rep_levels_byte_len)?
+                    .checked_add(usize::try_from(*def_levels_byte_len)?)
+                    .ok_or_else(|| bad_page("level sections overflow"))?;
+                (buf, encoding, at)
+            }
+            _ => return Ok(()),
+        };
+        let values = buf
+            .get(values_at..)
+            .ok_or_else(|| bad_page("level sections longer than the page"))?;
+        if matches!(
+            encoding,
+            Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+        ) {
+            match values.first() {
+                None => return Err(bad_page("dictionary-index section is empty")),
+                Some(width) if *width > 32 => {
+                    return Err(bad_page(&format!(
+                        "dictionary indices state a bit width of {width}, over 32"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The length of a version 1 page's level section at the start of `rest`.
+fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> Result<usize> {
+    let len = match encoding {
+        // A 4-byte little-endian length, then the runs.
+        Encoding::RLE => rest
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .and_then(|b| usize::try_from(u32::from_le_bytes(b)).ok())
+            .and_then(|n| n.checked_add(4))
+            .ok_or_else(|| bad_page("level section length cut off"))?,
+        #[allow(deprecated)]
+        Encoding::BIT_PACKED => {
+            let bits = u64::from(u16::BITS - max.unsigned_abs().leading_zeros());
+            usize::try_from(u64::from(num_values).saturating_mul(bits).div_ceil(8))?
+        }
+        other => return Err(bad_page(&format!("level encoding {other}"))),
+    };
+    if len > rest.len() {
+        return Err(bad_page("level section longer than the page"));
+    }
+    Ok(len)
+}
+
+fn bad_page(what: &str) -> ParquetError {
+    ParquetError::General(format!("malformed data page: {what}"))
+}
+
+impl<P: PageReader> Iterator for Checked<P> {
+    type Item = Result<Page>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
+    }
+}
+
+impl<P: PageReader> PageReader for Checked<P> {
+    fn get_next_page(&mut self) -> Result<Option<Page>> {
+        let page = self.inner.get_next_page()?;
+        if let Some(page) = &page {
+            self.check(page)?;
+        }
+        Ok(page)
+    }
+
+    fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
+        self.inner.peek_next_page()
+    }
+
+    fn skip_next_page(&mut self) -> Result<()> {
+        self.inner.skip_next_page()
+    }
+
+    fn at_record_boundary(&mut self) -> Result<bool> {
+        self.inner.at_record_boundary()
     }
 }
 
@@ -423,7 +556,10 @@ mod tests {
     use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
     use parquet::file::properties::WriterVersion;
 
-    use super::{ChunkRowGroup, fixture as file};
+    use parquet::basic::Encoding;
+    use parquet::column::page::{Page, PageMetadata, PageReader};
+
+    use super::{Checked, ChunkRowGroup, fixture as file};
 
     fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
         let meta = ParquetMetaDataReader::new()
@@ -535,6 +671,82 @@ mod tests {
     }
 
     #[test]
+    fn malformed_data_pages_are_errors_before_parquet_decodes_them() {
+        struct Pages(Vec<Page>);
+        impl Iterator for Pages {
+            type Item = parquet::errors::Result<Page>;
+            fn next(&mut self) -> Option<Self::Item> {
+                (!self.0.is_empty()).then(|| Ok(self.0.remove(0)))
+            }
+        }
+        impl PageReader for Pages {
+            fn get_next_page(&mut self) -> parquet::errors::Result<Option<Page>> {
+                self.next().transpose()
+            }
+            fn peek_next_page(&mut self) -> parquet::errors::Result<Option<PageMetadata>> {
+                Ok(None)
+            }
+            fn skip_next_page(&mut self) -> parquet::errors::Result<()> {
+                Ok(())
+            }
+        }
+        let v1 = |buf: &[u8], encoding, levels| Page::DataPage {
+            buf: Bytes::copy_from_slice(buf),
+            num_values: 4,
+            encoding,
+            def_level_encoding: levels,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let v2 = |buf: &[u8], def: u32| Page::DataPageV2 {
+            buf: Bytes::copy_from_slice(buf),
+            num_values: 4,
+            encoding: Encoding::RLE_DICTIONARY,
+            num_nulls: 0,
+            num_rows: 4,
+            def_levels_byte_len: def,
+            rep_levels_byte_len: 0,
+            is_compressed: false,
+            statistics: None,
+        };
+        let check = |page: Page| {
+            let mut reader = Checked {
+                inner: Pages(vec![page]),
+                levels: (0, 1),
+            };
+            reader.get_next_page().map(|p| p.is_some())
+        };
+        // Definition levels: a 2-byte RLE section (one run of 4 ones), then the indices.
+        let levels = [2u8, 0, 0, 0, 8, 1];
+        let with = |values: &[u8]| [&levels[..], values].concat();
+        assert!(
+            check(v1(
+                &with(&[2, 3, 0]),
+                Encoding::RLE_DICTIONARY,
+                Encoding::RLE
+            ))
+            .unwrap()
+        );
+        assert!(check(v1(&with(&[3]), Encoding::PLAIN, Encoding::RLE)).unwrap());
+        for bad in [
+            v1(&with(&[40, 3, 0]), Encoding::RLE_DICTIONARY, Encoding::RLE),
+            v1(&with(&[]), Encoding::PLAIN_DICTIONARY, Encoding::RLE),
+            v1(&[9, 0, 0, 0, 8, 1], Encoding::PLAIN, Encoding::RLE),
+            v1(&[2, 0], Encoding::PLAIN, Encoding::RLE),
+            #[allow(deprecated)]
+            v1(&[], Encoding::PLAIN, Encoding::BIT_PACKED),
+            v1(&with(&[3]), Encoding::PLAIN, Encoding::DELTA_BINARY_PACKED),
+            v2(&[8, 1, 33, 0], 2),
+            v2(&[8, 1], 2),
+            v2(&[8, 1, 3], 9),
+        ] {
+            let what = format!("{bad:?}");
+            assert!(check(bad).is_err(), "{what}");
+        }
+        assert!(check(v2(&[8, 1, 3, 0], 2)).unwrap());
+    }
+
+    #[test]
     fn fuzz_corpus_replays() {
         // The seeds are the fixture's own chunks of row group 1, one per page version and
         // column: `MITO_BLESS=1` writes them.
@@ -556,6 +768,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 6, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 7, super::fuzz_pages);
     }
 }
