@@ -90,7 +90,8 @@ impl ChunkRowGroup {
 }
 
 /// A page reader whose data pages are checked for what parquet's decoders index or slice
-/// without checking (59.3.2 panics on these): level sections longer than the page, and a
+/// without checking (59.3.2 panics on these, found by the `sst_pages` fuzz target): level
+/// sections longer than the page, a bit-packed run of levels longer than its section, and a
 /// dictionary-index section that is empty or states a bit width over 32.
 struct Checked<P> {
     inner: P,
@@ -118,8 +119,13 @@ impl<P: PageReader> Checked<P> {
                 {
                     if max > 0 {
                         let rest = buf.get(at..).unwrap_or_default();
+                        let len = v1_levels_len(max, *num_values, *level_encoding, rest)?;
+                        if *level_encoding == Encoding::RLE {
+                            let runs = rest.get(4..len).unwrap_or_default();
+                            check_runs(runs, max, usize::try_from(*num_values)?)?;
+                        }
                         at = at
-                            .checked_add(v1_levels_len(max, *num_values, *level_encoding, rest)?)
+                            .checked_add(len)
                             .ok_or_else(|| bad_page("level sections overflow"))?;
                     }
                 }
@@ -127,14 +133,24 @@ impl<P: PageReader> Checked<P> {
             }
             Page::DataPageV2 {
                 buf,
+                num_values,
                 encoding,
                 def_levels_byte_len,
                 rep_levels_byte_len,
                 ..
             } => {
-                let at = usize::try_from(*rep_levels_byte_len)?
+                let rep = usize::try_from(*rep_levels_byte_len)?;
+                let at = rep
                     .checked_add(usize::try_from(*def_levels_byte_len)?)
                     .ok_or_else(|| bad_page("level sections overflow"))?;
+                let values = usize::try_from(*num_values)?;
+                for (max, section) in [(max_rep, buf.get(..rep)), (max_def, buf.get(rep..at))] {
+                    match section {
+                        _ if max == 0 => {}
+                        Some(runs) => check_runs(runs, max, values)?,
+                        None => return Err(bad_page("level sections longer than the page")),
+                    }
+                }
                 (buf, encoding, at)
             }
             _ => return Ok(()),
@@ -181,6 +197,54 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
         return Err(bad_page("level section longer than the page"));
     }
     Ok(len)
+}
+
+/// Checks the RLE/bit-packed hybrid runs of a level section (maximum level `max`) as far
+/// as its first `values` levels: each run's bytes for the levels it supplies lie inside the
+/// section.
+fn check_runs(section: &[u8], max: i16, mut values: usize) -> Result<()> {
+    let width = usize::try_from(u16::BITS - max.unsigned_abs().leading_zeros())?;
+    let mut at = 0usize;
+    while values > 0 && at < section.len() {
+        // The run's header: a ULEB128 of at most 5 bytes (parquet reads a u32).
+        let mut header = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *section
+                .get(at)
+                .ok_or_else(|| bad_page("level run header cut off"))?;
+            at += 1;
+            header |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return Err(bad_page("level run header over 5 bytes"));
+            }
+        }
+        let count = usize::try_from(header >> 1)?;
+        let (supplied, bytes) = if header & 1 == 1 {
+            // Bit-packed: `count` groups of 8 levels, `width` bytes per group.
+            let levels = count.saturating_mul(8);
+            let supplied = levels.min(values);
+            let needed = supplied.saturating_mul(width).div_ceil(8);
+            if at.saturating_add(needed) > section.len() {
+                return Err(bad_page("bit-packed level run longer than its section"));
+            }
+            (supplied, count.saturating_mul(width))
+        } else {
+            // Repeated: one value in whole bytes.
+            let bytes = width.div_ceil(8);
+            if at.saturating_add(bytes) > section.len() {
+                return Err(bad_page("repeated level run cut off"));
+            }
+            (count.min(values), bytes)
+        };
+        values -= supplied;
+        at = at.saturating_add(bytes);
+    }
+    Ok(())
 }
 
 fn bad_page(what: &str) -> ParquetError {
@@ -739,11 +803,17 @@ mod tests {
             v2(&[8, 1, 33, 0], 2),
             v2(&[8, 1], 2),
             v2(&[8, 1, 3], 9),
+            // A bit-packed run of 2 groups (16 levels) with none of its bytes in the section.
+            v1(&[1, 0, 0, 0, 5, 3], Encoding::PLAIN, Encoding::RLE),
+            v2(&[5, 3, 0], 1),
         ] {
             let what = format!("{bad:?}");
             assert!(check(bad).is_err(), "{what}");
         }
         assert!(check(v2(&[8, 1, 3, 0], 2)).unwrap());
+        // A bit-packed run of 1 group (8 levels, of which the page's 4 are read).
+        assert!(check(v2(&[3, 0x0f, 3, 0], 2)).unwrap());
+        assert!(check(v1(&[2, 0, 0, 0, 3, 0x0f, 3], Encoding::PLAIN, Encoding::RLE)).unwrap());
     }
 
     #[test]
@@ -768,6 +838,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 7, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 8, super::fuzz_pages);
     }
 }
