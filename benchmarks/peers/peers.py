@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Mito against its peers, in one run, on one line-protocol file, queried as TSBS queries.
 
-    python3 benchmarks/peers/peers.py --out mito-peers [--hosts 4000] [--hours 3]
-                                      [--peers influx,vm,duckdb] [--runs 50] [--seed 1]
-                                      [--repeat] [--mito PATH] [--mito-config FILE]
+    python3 benchmarks/peers/peers.py --out mito-peers [--workload cpu|iot] [--hosts 4000]
+                                      [--hours 3] [--peers influx,vm,duckdb] [--runs 50]
+                                      [--seed 1] [--repeat] [--mito PATH] [--mito-config FILE]
 
-1. `mito bench` generates the TSBS cpu-only file (OUT/mito/cpu.lp) and measures itself
-   in-process (its figures are kept in OUT/mito/report.json and quoted apart).
+1. `mito bench` generates the file (OUT/mito/cpu.lp: TSBS cpu-only; with --workload iot,
+   OUT/mito/iot.lp: --hosts trucks in the model of TSBS's IoT use case, with sparse and late
+   rows) and measures itself in-process (its figures are kept in OUT/mito/report.json and
+   quoted apart).
 2. The queries are drawn as TSBS draws them: for each query type, --runs + 2 draws (seeded
    by --seed), each with its own random host(s) and window (see DRAWS), the same draws for
    every engine. `--repeat` instead repeats `mito bench`'s fixed parameters: a profiling
@@ -96,6 +98,229 @@ DRAWS = {
     "groupby-orderby-limit": (0, 300, 60),
     "lastpoint": (0, 0, 1),
 }
+
+
+# The IoT workload (`mito bench --workload iot`, crates/tsbs/src/iot.rs): its query types and
+# their draws (a random fleet and a window of the width, starting on a whole bucket).
+FLEETS = ["East", "West", "North", "South", "Central"]
+IOT_QUERIES = ["last-loc", "low-fuel", "stationary-trucks", "avg-fuel-fleet"]
+IOT_DRAWS = {
+    "last-loc": (True, 0, 1),
+    "low-fuel": (True, 3600, 60),
+    "stationary-trucks": (True, 600, 60),
+    "avg-fuel-fleet": (False, 12 * 3600, 3600),
+}
+
+
+class IotParams:
+    """One draw of an IoT query: its fleet and window (the whole data when it has none)."""
+
+    workload = "iot"
+
+    def __init__(self, hours, fleet, lo=None, hi=None):
+        self.fleet = fleet
+        self.hours = hours
+        self.start = T0 if lo is None else lo
+        self.end = T0 + hours * 3600 if hi is None else hi
+
+
+def iot_draws(seed, hours, n, repeat=False):
+    """For each IoT query type, `n` IotParams drawn from `seed`; with `repeat`, fleet East
+    and the last window of each width."""
+    import random
+    rng = random.Random(seed)
+    span = hours * 3600
+    out = {}
+    for q in IOT_QUERIES:
+        has_fleet, width, align = IOT_DRAWS[q]
+        w = min(width, span)
+        out[q] = []
+        for _ in range(n):
+            if repeat:
+                lo = T0 + span - w
+            else:
+                lo = T0 + rng.randrange(0, span - w + 1, align) if w else T0
+            fleet = FLEETS[0] if repeat or not has_fleet else rng.choice(FLEETS)
+            out[q].append(IotParams(hours, fleet, lo if w else None, lo + w if w else None))
+    return out
+
+
+def iot_canonical_csv(q, rows):
+    """A CSV answer of Mito's SQL to IoT query `q` (header first) as canonical tuples."""
+    body = rows[1:]
+    if q == "avg-fuel-fleet":
+        return sorted((epoch_of(r[0]), r[1], float(r[2])) for r in body)
+    return sorted((r[0], *(float(v) for v in r[1:])) for r in body)
+
+
+def iot_mito_sql(p):
+    """The IoT queries in Mito's SQL: `mito bench --workload iot`'s texts
+    (crates/cli/src/bench.rs) over the draw `p`."""
+    def ts(sec):
+        return "'" + datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S") + "'"
+
+    window = f"time >= {ts(p.start)} AND time < {ts(p.end)}"
+    return {
+        "last-loc": "SELECT DISTINCT ON (name) name, latitude, longitude FROM readings "
+                    f"WHERE fleet = '{p.fleet}' AND latitude IS NOT NULL ORDER BY name, time DESC",
+        "low-fuel": "SELECT name, min(fuel_state) AS fuel FROM diagnostics "
+                    f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
+                    "HAVING min(fuel_state) < 0.1 ORDER BY name",
+        "stationary-trucks": "SELECT name, avg(velocity) AS velocity FROM readings "
+                             f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
+                             "HAVING avg(velocity) < 1 ORDER BY name",
+        "avg-fuel-fleet": "SELECT date_bin(INTERVAL '1 hour', time) AS hour, fleet, "
+                          f"avg(fuel_state) FROM diagnostics WHERE {window} "
+                          "GROUP BY hour, fleet ORDER BY hour, fleet",
+    }
+
+
+def iot_influxql(p):
+    rng = f"time >= {p.start}s AND time < {p.end}s"
+    fleet = f"fleet = '{p.fleet}'"
+    return {
+        "last-loc": f"SELECT last(latitude), last(longitude) FROM readings WHERE {fleet} "
+                    "GROUP BY name",
+        "low-fuel": "SELECT m FROM (SELECT min(fuel_state) AS m FROM diagnostics "
+                    f"WHERE {fleet} AND {rng} GROUP BY name) WHERE m < 0.1 GROUP BY name",
+        "stationary-trucks": "SELECT v FROM (SELECT mean(velocity) AS v FROM readings "
+                             f"WHERE {fleet} AND {rng} GROUP BY name) WHERE v < 1 GROUP BY name",
+        "avg-fuel-fleet": f"SELECT mean(fuel_state) FROM diagnostics WHERE {rng} "
+                          "GROUP BY time(1h), fleet fill(none)",
+    }
+
+
+def iot_influx_answer(name, body):
+    doc = json.loads(body)
+    result = doc["results"][0]
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    rows = []
+    for s in result.get("series", []):
+        tags = s.get("tags") or {}
+        for v in s["values"]:
+            if name == "avg-fuel-fleet":
+                rows.append((v[0], tags["fleet"], float(v[1])))
+            else:
+                rows.append((tags["name"], *(float(x) for x in v[1:])))
+    return sorted(rows)
+
+
+def iot_metricsql(p, eps):
+    """(path, arguments) of each IoT query for VictoriaMetrics: instant queries evaluated
+    just before the window's end ((t - w, t] = [start, end) on 10 s data), the fleet
+    average as a range query of 1-hour steps (sums over counts: the average of the rows,
+    not of the trucks' averages)."""
+    fleet = f'fleet="{p.fleet}"'
+    at = f"{p.end - eps:.3f}"
+    whole = p.hours * 3600 + 600
+
+    def last(field):
+        return (f'label_set(last_over_time(readings_{field}{{{fleet}}}[{whole}s]), '
+                f'"field", "{field}")')
+
+    return {
+        "last-loc": ("/api/v1/query", {"query": f"union({last('latitude')}, {last('longitude')})",
+                                       "time": at, "nocache": "1"}),
+        "low-fuel": ("/api/v1/query", {
+            "query": f"min_over_time(diagnostics_fuel_state{{{fleet}}}[{p.end - p.start}s]) < 0.1",
+            "time": at, "nocache": "1"}),
+        "stationary-trucks": ("/api/v1/query", {
+            "query": f"avg_over_time(readings_velocity{{{fleet}}}[{p.end - p.start}s]) < 1",
+            "time": at, "nocache": "1"}),
+        "avg-fuel-fleet": ("/api/v1/query_range", {
+            "query": "sum by (fleet) (sum_over_time(diagnostics_fuel_state[1h])) / "
+                     "sum by (fleet) (count_over_time(diagnostics_fuel_state[1h]))",
+            "start": f"{p.start + 3600 - eps:.3f}", "end": f"{p.end - eps:.3f}",
+            "step": "3600", "nocache": "1"}),
+    }
+
+
+def iot_vm_answer(name, body, eps):
+    doc = json.loads(body)
+    if doc.get("status") != "success":
+        raise RuntimeError(doc.get("error", "query failed"))
+    result = doc["data"]["result"]
+    if name == "last-loc":
+        trucks = {}
+        for s in result:
+            trucks.setdefault(s["metric"]["name"], {})[s["metric"]["field"]] = float(s["value"][1])
+        return sorted((t, v.get("latitude"), v.get("longitude")) for t, v in trucks.items())
+    if name == "avg-fuel-fleet":
+        return sorted((int(round(float(t) + eps)) - 3600, s["metric"]["fleet"], float(v))
+                      for s in result for t, v in s["values"])
+    return sorted((s["metric"]["name"], float(s["value"][1])) for s in result)
+
+
+def iot_duck_sql(p):
+    """Mito's SQL of the IoT queries in DuckDB's dialect (its timestamps, date_trunc)."""
+    window = f"time >= TIMESTAMP '{utc_text(p.start)}' AND time < TIMESTAMP '{utc_text(p.end)}'"
+    sql = iot_mito_sql(p)
+    return {
+        "last-loc": sql["last-loc"],
+        "low-fuel": "SELECT name, min(fuel_state) AS fuel FROM diagnostics "
+                    f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
+                    "HAVING min(fuel_state) < 0.1 ORDER BY name",
+        "stationary-trucks": "SELECT name, avg(velocity) AS velocity FROM readings "
+                             f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
+                             "HAVING avg(velocity) < 1 ORDER BY name",
+        "avg-fuel-fleet": "SELECT date_trunc('hour', time) AS h, fleet, avg(fuel_state) "
+                          f"FROM diagnostics WHERE {window} GROUP BY h, fleet ORDER BY h, fleet",
+    }
+
+
+def iot_duck_answer(name, rows):
+    if name == "avg-fuel-fleet":
+        return sorted((int(round(r[0].replace(tzinfo=datetime.timezone.utc).timestamp())), r[1],
+                       float(r[2])) for r in rows)
+    return sorted((r[0], *(float(x) for x in r[1:])) for r in rows)
+
+
+IOT_TAGS = ["name", "fleet", "driver", "model", "device_version"]
+IOT_FIELDS = {
+    "readings": [("latitude", "DOUBLE"), ("longitude", "DOUBLE"), ("elevation", "BIGINT"),
+                 ("fuel_consumption", "DOUBLE"), ("velocity", "DOUBLE")],
+    "diagnostics": [("fuel_state", "DOUBLE"), ("current_load", "BIGINT"),
+                    ("status", "VARCHAR"), ("ignition", "BOOLEAN")],
+}
+
+
+def iot_lp_to_csv(lp_path, root):
+    """The generated IoT line protocol as one CSV per measurement (missing fields empty);
+    returns {measurement: csv path}."""
+    paths = {m: os.path.join(root, f"{m}.csv") for m in IOT_FIELDS}
+    files = {m: open(path, "w", newline="") for m, path in paths.items()}
+    try:
+        writers = {m: csv.writer(f) for m, f in files.items()}
+        for m, w in writers.items():
+            w.writerow(IOT_TAGS + ["time"] + [f for f, _ in IOT_FIELDS[m]])
+        seconds = {}
+        with open(lp_path) as src:
+            for line in src:
+                series, fields, stamp = line.rstrip("\n").split(" ")
+                parts = series.split(",")
+                m, tags = parts[0], dict(kv.split("=", 1) for kv in parts[1:])
+                values = {}
+                for kv in fields.split(","):
+                    k, v = kv.split("=", 1)
+                    if v.startswith('"'):
+                        v = v[1:-1]
+                    elif v.endswith("i"):
+                        v = v[:-1]
+                    elif v in ("t", "f"):
+                        v = "true" if v == "t" else "false"
+                    values[k] = v
+                sec = int(stamp) // 1_000_000_000
+                text = seconds.get(sec)
+                if text is None:
+                    text = seconds[sec] = utc_text(sec)
+                writers[m].writerow([tags[t] for t in IOT_TAGS] + [text] +
+                                    [values.get(f, "") for f, _ in IOT_FIELDS[m]])
+    finally:
+        for f in files.values():
+            f.close()
+    return paths
 
 
 def draws(seed, hosts, hours, n, repeat=False):
@@ -417,6 +642,11 @@ class Influx:
         return body
 
     def queries(self, p):
+        if getattr(p, "workload", "cpu") == "iot":
+            return {name: (text, (lambda t=text: self.sql(t)),
+                           (lambda b, n=name: iot_influx_answer(n, b)))
+                    for name, text in iot_influxql(p).items()}
+
         def ors(hosts):
             return "(" + " OR ".join(f"hostname = '{h}'" for h in hosts) + ")"
 
@@ -532,6 +762,11 @@ class MitoServer:
                 raise RuntimeError(f"SQL {text!r}: HTTP {status}: {body[:300]!r}")
             return body
 
+        if getattr(p, "workload", "cpu") == "iot":
+            return {name: (text, (lambda t=text: run(t)),
+                           (lambda b, n=name: iot_canonical_csv(
+                               n, list(csv.reader(b.decode().splitlines())))))
+                    for name, text in iot_mito_sql(p).items()}
         return {name: (text, (lambda t=text: run(t)),
                        (lambda b, n=name: canonical_csv(
                            n, list(csv.reader(b.decode().splitlines())))))
@@ -612,6 +847,11 @@ class Vm:
         return body
 
     def queries(self, p):
+        if getattr(p, "workload", "cpu") == "iot":
+            return {name: (args["query"], (lambda pa=path, a=args: self.get(pa, a)),
+                           (lambda b, n=name: iot_vm_answer(n, b, self.EPS)))
+                    for name, (path, args) in iot_metricsql(p, self.EPS).items()}
+
         def sel(hosts):
             if len(hosts) == 1:
                 return f'hostname="{hosts[0]}"'
@@ -698,8 +938,8 @@ class Vm:
 class Duck:
     name = "DuckDB"
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, workload="cpu"):
+        self.root, self.workload = root, workload
 
     def start(self):
         try:
@@ -718,6 +958,8 @@ class Duck:
     def load(self, path, _ranges):
         """Converts the line protocol to CSV (not timed), then times DuckDB's bulk load of it:
         in-process and bulk, so not the same kind of figure as the servers' HTTP ingest."""
+        if self.workload == "iot":
+            return self.load_iot(path)
         csv_path = os.path.join(self.root, "cpu.csv")
         tags = lp_to_csv(path, csv_path)
         types = [(t, "VARCHAR") for t in tags] + [("time", "TIMESTAMP")] + \
@@ -732,11 +974,33 @@ class Duck:
         os.remove(csv_path)
         return secs
 
+    def load_iot(self, path):
+        paths = iot_lp_to_csv(path, self.root)
+        began = time.perf_counter()
+        for m, csv_path in paths.items():
+            types = [(t, "VARCHAR") for t in IOT_TAGS] + [("time", "TIMESTAMP")] + IOT_FIELDS[m]
+            self.con.execute(f"CREATE TABLE {m} (" + ", ".join(f"{c} {t}" for c, t in types)
+                             + ")")
+            columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types) + "}"
+            self.con.execute(f"INSERT INTO {m} SELECT * FROM read_csv('{csv_path}', "
+                             f"header = true, columns = {columns}, "
+                             "timestampformat = '%Y-%m-%d %H:%M:%S')")
+        self.con.execute("CHECKPOINT")
+        secs = time.perf_counter() - began
+        for csv_path in paths.values():
+            os.remove(csv_path)
+        return secs
+
     def settle(self):
         self.con.execute("CHECKPOINT")
         return os.path.getsize(self.db_path)
 
     def queries(self, p):
+        if getattr(p, "workload", "cpu") == "iot":
+            return {name: (text, (lambda t=text: self.con.execute(t).fetchall()),
+                           (lambda rows, n=name: iot_duck_answer(n, rows)))
+                    for name, text in iot_duck_sql(p).items()}
+
         def ts(s):
             return f"TIMESTAMP '{utc_text(s)}'"
 
@@ -830,7 +1094,8 @@ def run_mito(args, out):
         subprocess.run(["cargo", "build", "--release", "--bin", "mito"], cwd=root, check=True)
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
         binary = os.path.join(target, "release", "mito")
-    subprocess.run([binary, "bench", "--hosts", str(args.hosts), "--hours", str(args.hours),
+    subprocess.run([binary, "bench", "--workload", args.workload,
+                    "--hosts", str(args.hosts), "--hours", str(args.hours),
                     "--runs", str(min(args.runs, 5)), "--out", mito_dir], check=True)
     with open(os.path.join(mito_dir, "report.json")) as f:
         report = json.load(f)
@@ -860,7 +1125,7 @@ def measure_peer(peer, lp, ranges, rows, plan, expected):
         result["disk_bytes"] = peer.settle()
         result["bytes_per_row"] = result["disk_bytes"] / rows
         result["queries"] = {}
-        for name in QUERIES:
+        for name in plan:
             times, got, q = [], [], {"median_ms": None}
             try:
                 for i, p in enumerate(plan[name]):
@@ -922,7 +1187,9 @@ def report(out, mito, ref, peers, args):
     mode = ("the same fixed parameters repeated (--repeat: profiling, not TSBS)" if args.repeat
             else f"{args.runs} timed random draws per query type (seed {args.seed}, after "
                  f"{WARMUPS} untimed), the same draws for every engine")
-    lines = [f"# Mito and its peers: TSBS cpu-only, {args.hosts} hosts x {args.hours} h",
+    title = (f"IoT trucks, {args.hosts} trucks" if args.workload == "iot"
+             else f"TSBS cpu-only, {args.hosts} hosts")
+    lines = [f"# Mito and its peers: {title} x {args.hours} h",
              "",
              f"One run, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"queries: {mode}. Each ratio is how many times better Mito server is (> 1: Mito "
@@ -952,7 +1219,7 @@ def report(out, mito, ref, peers, args):
     row("peak RSS MiB, queries", mib(ref.get("query_peak_rss_bytes")),
         [mib(p.get("query_peak_rss_bytes")) for p in peers], lambda v: f"{v:,.0f}", False)
     mismatches = []
-    for name in QUERIES:
+    for name in ref.get("queries", {}):
         rq = ref.get("queries", {}).get(name, {})
         pqs = [p.get("queries", {}).get(name, {}) for p in peers]
         marks = ["" if pq.get("answer") == "same" else " (!)" for pq in pqs]
@@ -994,7 +1261,8 @@ def report(out, mito, ref, peers, args):
     with open(os.path.join(out, "peers.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "peers.json"), "w") as f:
-        json.dump({"mito_bench": mito, "mito_server": ref, "peers": peers,
+        json.dump({"workload": args.workload, "mito_bench": mito, "mito_server": ref,
+                   "peers": peers,
                    "seed": args.seed, "runs": args.runs, "repeat": args.repeat}, f, indent=2)
     failed = bool(mismatches) or any("error" in p for p in [ref] + peers)
     return text, failed
@@ -1003,6 +1271,8 @@ def report(out, mito, ref, peers, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output directory (must not exist yet)")
+    ap.add_argument("--workload", choices=["cpu", "iot"], default="cpu",
+                    help="TSBS cpu-only, or IoT trucks (--hosts is then the trucks)")
     ap.add_argument("--hosts", type=int, default=4000)
     ap.add_argument("--hours", type=int, default=3)
     ap.add_argument("--peers", default="mito-server,influx,vm,duckdb")
@@ -1025,7 +1295,7 @@ def main():
                                                   args.mito_config and os.path.abspath(args.mito_config)),
              "influx": lambda: Influx(os.path.join(out, "influx")),
              "vm": lambda: Vm(os.path.join(out, "vm")),
-             "duckdb": lambda: Duck(os.path.join(out, "duckdb"))}
+             "duckdb": lambda: Duck(os.path.join(out, "duckdb"), args.workload)}
     wanted = [k.strip() for k in args.peers.split(",") if k.strip()]
     unknown = [k for k in wanted if k not in kinds]
     if unknown:
@@ -1041,9 +1311,12 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     try:
         mito_dir, mito, binary["path"] = run_mito(args, out)
-        lp = os.path.join(mito_dir, "cpu.lp")
+        lp = os.path.join(mito_dir, f"{args.workload}.lp")
         ranges = batches(lp, 5000)
-        plan = draws(args.seed, args.hosts, args.hours, WARMUPS + args.runs, args.repeat)
+        if args.workload == "iot":
+            plan = iot_draws(args.seed, args.hours, WARMUPS + args.runs, args.repeat)
+        else:
+            plan = draws(args.seed, args.hosts, args.hours, WARMUPS + args.runs, args.repeat)
         ref, expected = measure_peer(kinds["mito-server"](), lp, ranges, mito["rows"], plan, None)
         peers = [measure_peer(kinds[k](), lp, ranges, mito["rows"], plan, expected)[0]
                  for k in wanted[1:]]

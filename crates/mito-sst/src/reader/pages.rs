@@ -91,8 +91,9 @@ impl ChunkRowGroup {
 
 /// A page reader whose data pages are checked for what parquet's decoders index or slice
 /// without checking (59.3.2 panics on these, found by the `sst_pages` fuzz target): level
-/// sections longer than the page, a bit-packed run of levels longer than its section, and a
-/// dictionary-index section that is empty or states a bit width over 32.
+/// sections longer than the page, a bit-packed run of levels longer than its section, a
+/// dictionary-index section that is empty or states a bit width over 32, and plain values
+/// (or a dictionary) with bytes but no values.
 struct Checked<P> {
     inner: P,
     /// The column's maximum repetition and definition levels.
@@ -153,11 +154,30 @@ impl<P: PageReader> Checked<P> {
                 }
                 (buf, encoding, at)
             }
-            _ => return Ok(()),
+            Page::DictionaryPage {
+                buf, num_values, ..
+            } => {
+                // Parquet's byte-array decoder divides the bytes by the value count.
+                if *num_values == 0 && !buf.is_empty() {
+                    return Err(bad_page("dictionary of no values with bytes"));
+                }
+                return Ok(());
+            }
         };
         let values = buf
             .get(values_at..)
             .ok_or_else(|| bad_page("level sections longer than the page"))?;
+        let count = match page {
+            Page::DataPageV2 {
+                num_values,
+                num_nulls,
+                ..
+            } => num_values.saturating_sub(*num_nulls),
+            _ => page.num_values(),
+        };
+        if count == 0 && *encoding == Encoding::PLAIN && !values.is_empty() {
+            return Err(bad_page("plain values section with bytes for no values"));
+        }
         if matches!(
             encoding,
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
@@ -803,6 +823,23 @@ mod tests {
             v2(&[8, 1, 33, 0], 2),
             v2(&[8, 1], 2),
             v2(&[8, 1, 3], 9),
+            Page::DictionaryPage {
+                buf: Bytes::from_static(&[1, 0, 0, 0, 7]),
+                num_values: 0,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            },
+            Page::DataPageV2 {
+                buf: Bytes::from_static(&[8, 0, 3]),
+                num_values: 4,
+                encoding: Encoding::PLAIN,
+                num_nulls: 4,
+                num_rows: 4,
+                def_levels_byte_len: 2,
+                rep_levels_byte_len: 0,
+                is_compressed: false,
+                statistics: None,
+            },
             // A bit-packed run of 2 groups (16 levels) with none of its bytes in the section.
             v1(&[1, 0, 0, 0, 5, 3], Encoding::PLAIN, Encoding::RLE),
             v2(&[5, 3, 0], 1),
@@ -838,6 +875,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 8, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 9, super::fuzz_pages);
     }
 }
