@@ -92,8 +92,8 @@ impl ChunkRowGroup {
 /// A page reader whose data pages are checked for what parquet's decoders index or slice
 /// without checking (59.3.2 panics on these, found by the `sst_pages` fuzz target): level
 /// sections longer than the page, a bit-packed run of levels longer than its section, a
-/// dictionary-index section that is empty or states a bit width over 32, and plain values
-/// (or a dictionary) with bytes but no values.
+/// dictionary-index section that is empty or states a bit width over 32, plain values (or a
+/// dictionary) with bytes but no values, and an encoding no SST is written in.
 struct Checked<P> {
     inner: P,
     /// The column's maximum repetition and definition levels.
@@ -164,6 +164,21 @@ impl<P: PageReader> Checked<P> {
                 return Ok(());
             }
         };
+        // Only the encodings an SST's writer uses (parquet's dictionary, plain and RLE
+        // booleans, and delta for the integer columns it sets): parquet's other decoders are
+        // never needed, and byte-stream-split's indexes past a malformed page.
+        if !matches!(
+            encoding,
+            Encoding::PLAIN
+                | Encoding::PLAIN_DICTIONARY
+                | Encoding::RLE_DICTIONARY
+                | Encoding::RLE
+                | Encoding::DELTA_BINARY_PACKED
+        ) {
+            return Err(bad_page(&format!(
+                "values in {encoding}, an encoding SSTs are not written in"
+            )));
+        }
         let values = buf
             .get(values_at..)
             .ok_or_else(|| bad_page("level sections longer than the page"))?;
@@ -820,6 +835,7 @@ mod tests {
             #[allow(deprecated)]
             v1(&[], Encoding::PLAIN, Encoding::BIT_PACKED),
             v1(&with(&[3]), Encoding::PLAIN, Encoding::DELTA_BINARY_PACKED),
+            v1(&with(&[3; 8]), Encoding::BYTE_STREAM_SPLIT, Encoding::RLE),
             v2(&[8, 1, 33, 0], 2),
             v2(&[8, 1], 2),
             v2(&[8, 1, 3], 9),
@@ -875,6 +891,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 9, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 10, super::fuzz_pages);
     }
 }
