@@ -177,17 +177,20 @@ def iot_mito_sql(p):
 
 
 def iot_influxql(p):
+    """The IoT queries in InfluxQL; identifiers quoted (`name` and `diagnostics` are among
+    its keywords)."""
     rng = f"time >= {p.start}s AND time < {p.end}s"
-    fleet = f"fleet = '{p.fleet}'"
+    fleet = f"\"fleet\" = '{p.fleet}'"
     return {
-        "last-loc": f"SELECT last(latitude), last(longitude) FROM readings WHERE {fleet} "
-                    "GROUP BY name",
-        "low-fuel": "SELECT m FROM (SELECT min(fuel_state) AS m FROM diagnostics "
-                    f"WHERE {fleet} AND {rng} GROUP BY name) WHERE m < 0.1 GROUP BY name",
-        "stationary-trucks": "SELECT v FROM (SELECT mean(velocity) AS v FROM readings "
-                             f"WHERE {fleet} AND {rng} GROUP BY name) WHERE v < 1 GROUP BY name",
-        "avg-fuel-fleet": f"SELECT mean(fuel_state) FROM diagnostics WHERE {rng} "
-                          "GROUP BY time(1h), fleet fill(none)",
+        "last-loc": 'SELECT last("latitude"), last("longitude") FROM "readings" '
+                    f'WHERE {fleet} GROUP BY "name"',
+        "low-fuel": 'SELECT "m" FROM (SELECT min("fuel_state") AS "m" FROM "diagnostics" '
+                    f'WHERE {fleet} AND {rng} GROUP BY "name") WHERE "m" < 0.1 GROUP BY "name"',
+        "stationary-trucks": 'SELECT "v" FROM (SELECT mean("velocity") AS "v" FROM "readings" '
+                             f'WHERE {fleet} AND {rng} GROUP BY "name") WHERE "v" < 1 '
+                             'GROUP BY "name"',
+        "avg-fuel-fleet": f'SELECT mean("fuel_state") FROM "diagnostics" WHERE {rng} '
+                          'GROUP BY time(1h), "fleet" fill(none)',
     }
 
 
