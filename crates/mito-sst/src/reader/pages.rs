@@ -91,8 +91,9 @@ impl ChunkRowGroup {
 
 /// A page reader whose data pages are checked for what parquet's decoders index or slice
 /// without checking (59.3.2 panics on these, found by the `sst_pages` fuzz target): level
-/// sections longer than the page, a bit-packed run of levels longer than its section, a
-/// dictionary-index section that is empty or states a bit width over 32, plain values (or a
+/// sections longer than the page, a run of levels or dictionary indices with a header over 5
+/// bytes or longer than its section, a dictionary-index section that is empty or states a
+/// bit width over 32, plain values (or a
 /// dictionary) with bytes but no values, and an encoding no SST is written in.
 struct Checked<P> {
     inner: P,
@@ -123,7 +124,7 @@ impl<P: PageReader> Checked<P> {
                         let len = v1_levels_len(max, *num_values, *level_encoding, rest)?;
                         if *level_encoding == Encoding::RLE {
                             let runs = rest.get(4..len).unwrap_or_default();
-                            check_runs(runs, max, usize::try_from(*num_values)?)?;
+                            check_runs(runs, level_width(max), usize::try_from(*num_values)?)?;
                         }
                         at = at
                             .checked_add(len)
@@ -148,7 +149,7 @@ impl<P: PageReader> Checked<P> {
                 for (max, section) in [(max_rep, buf.get(..rep)), (max_def, buf.get(rep..at))] {
                     match section {
                         _ if max == 0 => {}
-                        Some(runs) => check_runs(runs, max, values)?,
+                        Some(runs) => check_runs(runs, level_width(max), values)?,
                         None => return Err(bad_page("level sections longer than the page")),
                     }
                 }
@@ -197,14 +198,16 @@ impl<P: PageReader> Checked<P> {
             encoding,
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
         ) {
-            match values.first() {
+            match values.split_first() {
                 None => return Err(bad_page("dictionary-index section is empty")),
-                Some(width) if *width > 32 => {
+                Some((width, _)) if *width > 32 => {
                     return Err(bad_page(&format!(
                         "dictionary indices state a bit width of {width}, over 32"
                     )));
                 }
-                Some(_) => {}
+                Some((width, runs)) => {
+                    check_runs(runs, usize::from(*width), usize::try_from(count)?)?
+                }
             }
         }
         Ok(())
@@ -234,11 +237,15 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
     Ok(len)
 }
 
-/// Checks the RLE/bit-packed hybrid runs of a level section (maximum level `max`) as far
-/// as its first `values` levels: each run's bytes for the levels it supplies lie inside the
-/// section.
-fn check_runs(section: &[u8], max: i16, mut values: usize) -> Result<()> {
-    let width = usize::try_from(u16::BITS - max.unsigned_abs().leading_zeros())?;
+/// The bit width of levels up to `max`.
+fn level_width(max: i16) -> usize {
+    (u16::BITS - max.unsigned_abs().leading_zeros()) as usize
+}
+
+/// Checks the RLE/bit-packed hybrid runs of `width`-bit values in `section` (levels, or
+/// dictionary indices) as far as its first `values` values: each run's header is at most 5
+/// bytes and its bytes for the values it supplies lie inside the section.
+fn check_runs(section: &[u8], width: usize, mut values: usize) -> Result<()> {
     let mut at = 0usize;
     while values > 0 && at < section.len() {
         // The run's header: a ULEB128 of at most 5 bytes (parquet reads a u32).
@@ -247,7 +254,7 @@ fn check_runs(section: &[u8], max: i16, mut values: usize) -> Result<()> {
         loop {
             let byte = *section
                 .get(at)
-                .ok_or_else(|| bad_page("level run header cut off"))?;
+                .ok_or_else(|| bad_page("run header cut off"))?;
             at += 1;
             header |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
@@ -255,7 +262,7 @@ fn check_runs(section: &[u8], max: i16, mut values: usize) -> Result<()> {
             }
             shift += 7;
             if shift > 28 {
-                return Err(bad_page("level run header over 5 bytes"));
+                return Err(bad_page("run header over 5 bytes"));
             }
         }
         let count = usize::try_from(header >> 1)?;
@@ -265,14 +272,14 @@ fn check_runs(section: &[u8], max: i16, mut values: usize) -> Result<()> {
             let supplied = levels.min(values);
             let needed = supplied.saturating_mul(width).div_ceil(8);
             if at.saturating_add(needed) > section.len() {
-                return Err(bad_page("bit-packed level run longer than its section"));
+                return Err(bad_page("bit-packed run longer than its section"));
             }
             (supplied, count.saturating_mul(width))
         } else {
             // Repeated: one value in whole bytes.
             let bytes = width.div_ceil(8);
             if at.saturating_add(bytes) > section.len() {
-                return Err(bad_page("repeated level run cut off"));
+                return Err(bad_page("repeated run cut off"));
             }
             (count.min(values), bytes)
         };
@@ -829,6 +836,11 @@ mod tests {
         assert!(check(v1(&with(&[3]), Encoding::PLAIN, Encoding::RLE)).unwrap());
         for bad in [
             v1(&with(&[40, 3, 0]), Encoding::RLE_DICTIONARY, Encoding::RLE),
+            v1(
+                &with(&[2, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 3]),
+                Encoding::RLE_DICTIONARY,
+                Encoding::RLE,
+            ),
             v1(&with(&[]), Encoding::PLAIN_DICTIONARY, Encoding::RLE),
             v1(&[9, 0, 0, 0, 8, 1], Encoding::PLAIN, Encoding::RLE),
             v1(&[2, 0], Encoding::PLAIN, Encoding::RLE),
@@ -863,10 +875,18 @@ mod tests {
             let what = format!("{bad:?}");
             assert!(check(bad).is_err(), "{what}");
         }
-        assert!(check(v2(&[8, 1, 3, 0], 2)).unwrap());
+        // Indices of width 2: a repeated run of 4 ones.
+        assert!(check(v2(&[8, 1, 2, 8, 1], 2)).unwrap());
         // A bit-packed run of 1 group (8 levels, of which the page's 4 are read).
-        assert!(check(v2(&[3, 0x0f, 3, 0], 2)).unwrap());
-        assert!(check(v1(&[2, 0, 0, 0, 3, 0x0f, 3], Encoding::PLAIN, Encoding::RLE)).unwrap());
+        assert!(check(v2(&[3, 0x0f, 2, 8, 1], 2)).unwrap());
+        assert!(
+            check(v1(
+                &[2, 0, 0, 0, 3, 0x0f, 3],
+                Encoding::PLAIN,
+                Encoding::RLE
+            ))
+            .unwrap()
+        );
     }
 
     #[test]
@@ -891,6 +911,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 10, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 11, super::fuzz_pages);
     }
 }
