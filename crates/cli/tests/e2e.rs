@@ -641,12 +641,13 @@ fn bench_iot_answers_match_the_generated_file() {
     let fleet = between(&q, "fleet = '");
     let mut latest: BTreeMap<&str, (i64, &str, &str)> = BTreeMap::new();
     for (m, name, f, t, fields) in &rows {
-        if m == "readings" && *f == fleet {
-            if let (Some(lat), Some(lon)) = (fields.get("latitude"), fields.get("longitude")) {
-                let e = latest.entry(name).or_insert((i64::MIN, "", ""));
-                if *t > e.0 {
-                    *e = (*t, lat, lon);
-                }
+        if m == "readings"
+            && *f == fleet
+            && let (Some(lat), Some(lon)) = (fields.get("latitude"), fields.get("longitude"))
+        {
+            let e = latest.entry(name).or_insert((i64::MIN, "", ""));
+            if *t > e.0 {
+                *e = (*t, lat, lon);
             }
         }
     }
@@ -672,10 +673,13 @@ fn bench_iot_answers_match_the_generated_file() {
         let (lo, hi) = window(&q);
         let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for (m, name, f, t, fields) in &rows {
-            if m == measurement && *f == fleet && lo <= *t && *t < hi {
-                if let Some(v) = fields.get(field) {
-                    per.entry(name).or_default().push(float(v));
-                }
+            if m == measurement
+                && *f == fleet
+                && lo <= *t
+                && *t < hi
+                && let Some(v) = fields.get(field)
+            {
+                per.entry(name).or_default().push(float(v));
             }
         }
         let expected: Vec<(&str, f64)> = per

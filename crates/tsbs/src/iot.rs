@@ -56,7 +56,7 @@ pub struct IotGenerator {
 impl IotGenerator {
     /// `trucks` trucks, seeded.
     pub fn new(trucks: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0x696f_74);
+        let mut rng = Rng::new(seed ^ 0x0069_6f74);
         let trucks = (0..trucks)
             .map(|i| {
                 let tags = format!(

@@ -224,7 +224,7 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
             .and_then(|b| usize::try_from(u32::from_le_bytes(b)).ok())
             .and_then(|n| n.checked_add(4))
             .ok_or_else(|| bad_page("level section length cut off"))?,
-        #[allow(deprecated)]
+        #[allow(deprecated, reason = "BIT_PACKED levels: deprecated, still readable")]
         Encoding::BIT_PACKED => {
             let bits = u64::from(u16::BITS - max.unsigned_abs().leading_zeros());
             usize::try_from(u64::from(num_values).saturating_mul(bits).div_ceil(8))?
@@ -844,7 +844,7 @@ mod tests {
             v1(&with(&[]), Encoding::PLAIN_DICTIONARY, Encoding::RLE),
             v1(&[9, 0, 0, 0, 8, 1], Encoding::PLAIN, Encoding::RLE),
             v1(&[2, 0], Encoding::PLAIN, Encoding::RLE),
-            #[allow(deprecated)]
+            #[allow(deprecated, reason = "a BIT_PACKED level section")]
             v1(&[], Encoding::PLAIN, Encoding::BIT_PACKED),
             v1(&with(&[3]), Encoding::PLAIN, Encoding::DELTA_BINARY_PACKED),
             v1(&with(&[3; 8]), Encoding::BYTE_STREAM_SPLIT, Encoding::RLE),
