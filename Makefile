@@ -49,11 +49,12 @@ bench: ## Run `mito bench` (TSBS cpu-only, report in mito-bench/) and the criter
 	$(CARGO) run --release --bin mito -- bench --out mito-bench
 	$(CARGO) bench -p benchmarks
 
+WORKLOAD ?= cpu
 .PHONY: peers
-peers: ## Mito against InfluxDB, VictoriaMetrics and DuckDB in one run, answers cross-checked (report in mito-peers/)
+peers: ## Mito against InfluxDB, VictoriaMetrics and DuckDB in one run, answers cross-checked (report in mito-peers/; WORKLOAD=iot for the trucks)
 	rm -rf mito-peers
 	$(CARGO) build --release --bin mito
-	python3 benchmarks/peers/peers.py --out mito-peers --mito "$${CARGO_TARGET_DIR:-target}/release/mito"
+	python3 benchmarks/peers/peers.py --out mito-peers --workload $(WORKLOAD) --mito "$${CARGO_TARGET_DIR:-target}/release/mito"
 
 .PHONY: doc
 doc: ## Build the API docs (warnings are errors)
