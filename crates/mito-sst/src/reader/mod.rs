@@ -4,6 +4,7 @@
 mod adapt;
 mod cache;
 mod last_rows;
+mod page_header;
 mod pages;
 mod series;
 mod stream;

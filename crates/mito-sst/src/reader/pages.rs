@@ -9,6 +9,8 @@
 //! per thread. Chunks of other codecs go through parquet's own page reader.
 
 use std::cell::RefCell;
+
+use super::page_header;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -21,6 +23,7 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
     PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
 };
+use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::properties::{
     EnabledStatistics, ReaderProperties, WriterProperties, WriterVersion,
 };
@@ -64,6 +67,7 @@ impl ChunkRowGroup {
             .and_then(|index| index.get(self.rg))
             .and_then(|columns| columns.get(leaf))
             .map(|c| c.page_locations().clone());
+        check_headers(&chunk, locations.as_deref())?;
         let props = Arc::new(ReaderProperties::builder().build());
         let descr = column.column_descr();
         let levels = (descr.max_rep_level(), descr.max_def_level());
@@ -351,6 +355,50 @@ impl RowGroups for ChunkRowGroup {
     fn metadata(&self) -> &ParquetMetaData {
         &self.parquet
     }
+}
+
+/// Walks every page header of `chunk` (`page_header::check`) before parquet parses them: at
+/// the pages of the offset index `locations` (and the dictionary page before the first), or
+/// from the chunk's start page after page without one.
+fn check_headers(chunk: &Chunk, locations: Option<&[PageLocation]>) -> Result<()> {
+    let bad = |at: u64, why: String| bad_page(&format!("page header at {at}: {why}"));
+    let end = chunk.len();
+    match locations {
+        Some(locations) => {
+            let mut pages = Vec::with_capacity(locations.len() + 1);
+            let mut from = chunk.start;
+            for loc in locations {
+                let offset = u64::try_from(loc.offset).map_err(|e| bad(0, e.to_string()))?;
+                let size = u64::try_from(loc.compressed_page_size)
+                    .map_err(|e| bad(offset, e.to_string()))?;
+                if offset < from || offset.saturating_add(size) > end {
+                    return Err(bad(offset, "outside its column chunk".to_string()));
+                }
+                if pages.is_empty() && offset > chunk.start {
+                    pages.push((chunk.start, offset - chunk.start));
+                }
+                pages.push((offset, size));
+                from = offset.saturating_add(size);
+            }
+            for (offset, size) in pages {
+                let bytes = chunk.slice(offset, Some(usize::try_from(size)?))?;
+                page_header::check(&bytes).map_err(|why| bad(offset, why))?;
+            }
+        }
+        None => {
+            let mut at = chunk.start;
+            while at < end {
+                let bytes = chunk.slice(at, None)?;
+                let header = page_header::check(&bytes).map_err(|why| bad(at, why))?;
+                let size = header
+                    .compressed
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| bad(at, "no compressed page size".to_string()))?;
+                at = at.saturating_add(header.len as u64).saturating_add(size);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The page readers of one column over one row group: a single one.
@@ -920,6 +968,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 12, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 14, super::fuzz_pages);
     }
 }
