@@ -2,10 +2,12 @@
 //!
 //! Parquet-rs 59.3.2 skips a header's unknown fields element by element, and a list that
 //! claims billions of elements (or lists nested in lists) costs it minutes even when the page
-//! holds a few hundred bytes (the `sst_pages` fuzz target found two such inputs). Every
-//! element of a Thrift compact container takes at least one byte, so a container claiming
-//! more elements than bytes remain is malformed; this walk refuses it, and any header that
-//! does not end inside its page, in time linear in the header's bytes.
+//! holds a few hundred bytes (the `sst_pages` fuzz target found three such inputs). The walk
+//! reads the header as parquet does (booleans in a container take no byte, as parquet skips
+//! them) and counts the values it visits: more visits than the page has bytes, a header
+//! that does not end inside its page, or nesting deeper than parquet's headers ever do, and
+//! the page is refused, in time linear in the page's bytes. No page header parquet writes
+//! holds a container at all; a real header visits a handful of values.
 
 /// Deepest nesting of structs and containers a header may have (parquet's own headers nest
 /// three deep).
@@ -15,6 +17,8 @@ const MAX_DEPTH: usize = 16;
 struct Walk<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Values the walk may still visit.
+    budget: u64,
 }
 
 /// What a page's header states that the page's layout needs.
@@ -29,7 +33,11 @@ pub(super) struct Header {
 /// Walks the header at the start of `page`: `Err` with what is wrong when it does not end
 /// inside `page` or breaks the rules above.
 pub(super) fn check(page: &[u8]) -> Result<Header, String> {
-    let mut walk = Walk { bytes: page, at: 0 };
+    let mut walk = Walk {
+        bytes: page,
+        at: 0,
+        budget: page.len() as u64,
+    };
     let compressed = walk.header_struct()?;
     Ok(Header {
         len: walk.at,
@@ -71,14 +79,14 @@ impl Walk<'_> {
         Err("page header varint over 10 bytes".to_string())
     }
 
-    /// A container's element count, refused when more elements than bytes remain.
-    fn count(&mut self, n: u64, per: u64) -> Result<u64, String> {
-        let left = (self.bytes.len() - self.at) as u64;
-        if n.saturating_mul(per) > left {
+    /// Takes `n` visits from the budget, refused when it has fewer.
+    fn visits(&mut self, n: u64) -> Result<u64, String> {
+        if n > self.budget {
             return Err(format!(
-                "page header container of {n} elements in {left} bytes"
+                "page header visits more values than its page has bytes ({n} more)"
             ));
         }
+        self.budget -= n;
         Ok(n)
     }
 
@@ -115,7 +123,7 @@ impl Walk<'_> {
             return Err(format!("page header nests deeper than {MAX_DEPTH}"));
         }
         match kind {
-            // Booleans in a field header carry their value; in a container, a byte.
+            // A boolean's value is in its field header; in a container parquet reads none.
             1 | 2 => Ok(()),
             3 => self.skip(1),
             4..=6 => self.varint().map(|_| ()),
@@ -131,12 +139,8 @@ impl Walk<'_> {
                     15 => self.varint()?,
                     n => u64::from(n),
                 };
-                for _ in 0..self.count(n, 1)? {
-                    if element == 1 || element == 2 {
-                        self.skip(1)?;
-                    } else {
-                        self.value(element, depth + 1)?;
-                    }
+                for _ in 0..self.visits(n)? {
+                    self.value(element, depth + 1)?;
                 }
                 Ok(())
             }
@@ -146,18 +150,14 @@ impl Walk<'_> {
                     return Ok(());
                 }
                 let types = self.byte()?;
-                for _ in 0..self.count(n, 2)? {
-                    for t in [types >> 4, types & 0x0f] {
-                        if t == 1 || t == 2 {
-                            self.skip(1)?;
-                        } else {
-                            self.value(t, depth + 1)?;
-                        }
-                    }
+                for _ in 0..self.visits(n.saturating_mul(2))? / 2 {
+                    self.value(types >> 4, depth + 1)?;
+                    self.value(types & 0x0f, depth + 1)?;
                 }
                 Ok(())
             }
             12 => loop {
+                self.visits(1)?;
                 let head = self.byte()?;
                 let field = head & 0x0f;
                 if field == 0 {
@@ -194,7 +194,13 @@ mod tests {
         }
         // A list of 2^31 binaries in a few bytes, lists nested 20 deep, an unknown type.
         let huge = [0x19, 0xf8, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 0x00];
-        assert!(check(&huge).unwrap_err().contains("elements"));
+        assert!(check(&huge).unwrap_err().contains("visits"));
+        // A list of 100 lists of 100 booleans: 10,100 visits (parquet reads no byte for a
+        // boolean in a list) in about 200 bytes.
+        let mut bools = vec![0x19, 0xf9, 100];
+        bools.extend(std::iter::repeat_n(0xf1, 100).flat_map(|h| [h, 100]));
+        bools.push(0x00);
+        assert!(check(&bools).unwrap_err().contains("visits"));
         let mut deep = vec![0x19];
         deep.extend(std::iter::repeat_n(0x19, 20));
         deep.extend([0x00; 24]);
