@@ -968,6 +968,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 17, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 18, super::fuzz_pages);
     }
 }
