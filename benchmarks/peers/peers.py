@@ -375,15 +375,6 @@ def epoch_of(text):
     return int(round(dt.timestamp()))
 
 
-def mito_answers(answers_dir):
-    """Mito's answers, canonical: lists of tuples in the order every peer is compared in."""
-    out = {}
-    for q in QUERIES:
-        with open(os.path.join(answers_dir, f"{q}.csv"), newline="") as f:
-            out[q] = canonical_csv(q, list(csv.reader(f)))
-    return out
-
-
 def canonical_csv(q, rows):
     """A CSV answer of Mito's SQL (header first) as the canonical tuples of query `q`."""
     header, body = rows[0], rows[1:]
