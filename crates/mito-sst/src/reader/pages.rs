@@ -198,6 +198,9 @@ impl<P: PageReader> Checked<P> {
         if count == 0 && *encoding == Encoding::PLAIN && !values.is_empty() {
             return Err(bad_page("plain values section with bytes for no values"));
         }
+        if *encoding == Encoding::DELTA_BINARY_PACKED {
+            check_delta(values)?;
+        }
         if matches!(
             encoding,
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
@@ -243,6 +246,70 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
         return Err(bad_page("level section longer than the page"));
     }
     Ok(len)
+}
+
+/// Checks the ULEB128 integers of a delta-binary-packed section (its header and each
+/// block's minimum delta) for the 10-byte length parquet's reader asserts. The walk follows
+/// the blocks as the decoder does and stops, leaving the error to parquet, where the
+/// section does not parse.
+fn check_delta(section: &[u8]) -> Result<()> {
+    fn uleb(section: &[u8], at: &mut usize) -> Result<Option<u64>> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(b) = section.get(*at) else {
+                return Ok(None);
+            };
+            *at += 1;
+            v |= u64::from(b & 0x7f).checked_shl(7 * i).unwrap_or(0);
+            if b & 0x80 == 0 {
+                return Ok(Some(v));
+            }
+        }
+        Err(bad_page("delta-packed integer over 10 bytes"))
+    }
+    let mut at = 0usize;
+    let (Some(block), Some(minis), Some(total), Some(_first)) = (
+        uleb(section, &mut at)?,
+        uleb(section, &mut at)?,
+        uleb(section, &mut at)?,
+        uleb(section, &mut at)?,
+    ) else {
+        return Ok(());
+    };
+    let Some(per_mini) = block.checked_div(minis).filter(|n| *n > 0 && n % 8 == 0) else {
+        return Ok(());
+    };
+    let mut left = total.saturating_sub(1);
+    while left > 0 {
+        if uleb(section, &mut at)?.is_none() {
+            return Ok(());
+        }
+        let widths_at = at;
+        let Some(body) = usize::try_from(minis).ok().and_then(|m| at.checked_add(m)) else {
+            return Ok(());
+        };
+        at = body;
+        for w in 0..minis {
+            if left == 0 {
+                break;
+            }
+            let width = usize::try_from(w)
+                .ok()
+                .and_then(|w| widths_at.checked_add(w))
+                .and_then(|i| section.get(i))
+                .copied();
+            let Some(width) = width else {
+                return Ok(());
+            };
+            let bytes = per_mini.saturating_mul(u64::from(width)) / 8;
+            at = match usize::try_from(bytes).ok().and_then(|b| at.checked_add(b)) {
+                Some(next) if next <= section.len() => next,
+                _ => return Ok(()),
+            };
+            left = left.saturating_sub(per_mini);
+        }
+    }
+    Ok(())
 }
 
 /// The bit width of levels up to `max`.
@@ -905,6 +972,11 @@ mod tests {
             v1(&[], Encoding::PLAIN, Encoding::BIT_PACKED),
             v1(&with(&[3]), Encoding::PLAIN, Encoding::DELTA_BINARY_PACKED),
             v1(&with(&[3; 8]), Encoding::BYTE_STREAM_SPLIT, Encoding::RLE),
+            v1(
+                &with(&[0x80; 12]),
+                Encoding::DELTA_BINARY_PACKED,
+                Encoding::RLE,
+            ),
             v2(&[8, 1, 33, 0], 2),
             v2(&[8, 1], 2),
             v2(&[8, 1, 3], 9),
@@ -968,6 +1040,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 18, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 19, super::fuzz_pages);
     }
 }
