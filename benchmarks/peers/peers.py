@@ -153,14 +153,9 @@ def iot_canonical_csv(q, rows):
     return sorted((r[0], *(float(v) for v in r[1:])) for r in body)
 
 
-def iot_mito_sql(p):
-    """The IoT queries in Mito's SQL: `mito bench --workload iot`'s texts
-    (crates/cli/src/bench.rs) over the draw `p`."""
-    def ts(sec):
-        return "'" + datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%S") + "'"
-
-    window = f"time >= {ts(p.start)} AND time < {ts(p.end)}"
+def iot_sql(p, window, hour):
+    """The IoT queries in SQL over the draw `p`, with `window` its time condition and `hour`
+    the select item of its hour bucket (each engine's dialect)."""
     return {
         "last-loc": "SELECT DISTINCT ON (name) name, latitude, longitude FROM readings "
                     f"WHERE fleet = '{p.fleet}' AND latitude IS NOT NULL ORDER BY name, time DESC",
@@ -170,10 +165,20 @@ def iot_mito_sql(p):
         "stationary-trucks": "SELECT name, avg(velocity) AS velocity FROM readings "
                              f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
                              "HAVING avg(velocity) < 1 ORDER BY name",
-        "avg-fuel-fleet": "SELECT date_bin(INTERVAL '1 hour', time) AS hour, fleet, "
-                          f"avg(fuel_state) FROM diagnostics WHERE {window} "
-                          "GROUP BY hour, fleet ORDER BY hour, fleet",
+        "avg-fuel-fleet": f"SELECT {hour}, fleet, avg(fuel_state) FROM diagnostics "
+                          f"WHERE {window} GROUP BY hour, fleet ORDER BY hour, fleet",
     }
+
+
+def iot_mito_sql(p):
+    """The IoT queries in Mito's SQL: `mito bench --workload iot`'s texts
+    (crates/cli/src/bench.rs) over the draw `p`."""
+    def ts(sec):
+        return "'" + datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S") + "'"
+
+    return iot_sql(p, f"time >= {ts(p.start)} AND time < {ts(p.end)}",
+                   "date_bin(INTERVAL '1 hour', time) AS hour")
 
 
 def iot_influxql(p):
@@ -257,20 +262,10 @@ def iot_vm_answer(name, body, eps):
 
 
 def iot_duck_sql(p):
-    """Mito's SQL of the IoT queries in DuckDB's dialect (its timestamps, date_trunc)."""
-    window = f"time >= TIMESTAMP '{utc_text(p.start)}' AND time < TIMESTAMP '{utc_text(p.end)}'"
-    sql = iot_mito_sql(p)
-    return {
-        "last-loc": sql["last-loc"],
-        "low-fuel": "SELECT name, min(fuel_state) AS fuel FROM diagnostics "
-                    f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
-                    "HAVING min(fuel_state) < 0.1 ORDER BY name",
-        "stationary-trucks": "SELECT name, avg(velocity) AS velocity FROM readings "
-                             f"WHERE fleet = '{p.fleet}' AND {window} GROUP BY name "
-                             "HAVING avg(velocity) < 1 ORDER BY name",
-        "avg-fuel-fleet": "SELECT date_trunc('hour', time) AS h, fleet, avg(fuel_state) "
-                          f"FROM diagnostics WHERE {window} GROUP BY h, fleet ORDER BY h, fleet",
-    }
+    """The IoT queries in DuckDB's dialect (its timestamps, date_trunc)."""
+    return iot_sql(p, f"time >= TIMESTAMP '{utc_text(p.start)}' "
+                      f"AND time < TIMESTAMP '{utc_text(p.end)}'",
+                   "date_trunc('hour', time) AS hour")
 
 
 def iot_duck_answer(name, rows):

@@ -71,6 +71,14 @@ impl Workload {
         }
     }
 
+    /// What `--hosts` counts.
+    fn units(self) -> &'static str {
+        match self {
+            Self::Cpu => "hosts",
+            Self::Iot => "trucks",
+        }
+    }
+
     /// What a draw picks from: hosts, or for iot a fleet.
     fn choices(self, hosts: usize) -> usize {
         match self {
@@ -413,11 +421,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         "generating {} {}, {} x {} h into {}",
         workload.title(),
         options.hosts,
-        if workload == Workload::Iot {
-            "trucks"
-        } else {
-            "hosts"
-        },
+        workload.units(),
         options.hours,
         input.display()
     );
@@ -509,11 +513,7 @@ pub async fn run(options: &BenchOptions) -> Result<String, BoxError> {
         "# mito bench: {}, {} {} x {} h\n\n",
         workload.title(),
         options.hosts,
-        if workload == Workload::Iot {
-            "trucks"
-        } else {
-            "hosts"
-        },
+        workload.units(),
         options.hours
     ));
     md.push_str("| figure | value |\n|---|---:|\n");

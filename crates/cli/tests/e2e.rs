@@ -462,22 +462,29 @@ fn a_held_data_directory_is_refused() {
     ok(mito(&data, &["tables"]));
 }
 
-#[test]
-fn bench_writes_a_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("bench");
+/// Runs `mito bench ARGS --out OUT_DIR`, which must succeed; returns its `report.md` and
+/// `report.json`.
+fn bench(out_dir: &Path, args: &[&str]) -> (String, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_mito"))
-        .args([
-            "bench", "--hosts", "3", "--hours", "1", "--runs", "1", "--out",
-        ])
-        .arg(&out_dir)
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(out_dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
-    assert!(md.contains("| rows | 1080 |"), "{md}");
-    let json: serde_json::Value =
+    let json =
         serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    (md, json)
+}
+
+#[test]
+fn bench_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let (md, json) = bench(&out_dir, &["--hosts", "3", "--hours", "1", "--runs", "1"]);
+    assert!(md.contains("| rows | 1080 |"), "{md}");
     let queries = json["queries"].as_array().unwrap();
     let names: Vec<&str> = queries
         .iter()
@@ -543,9 +550,9 @@ fn bench_writes_a_report() {
 fn bench_iot_answers_match_the_generated_file() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
-    let out = Command::new(env!("CARGO_BIN_EXE_mito"))
-        .args([
-            "bench",
+    let (md, json) = bench(
+        &out_dir,
+        &[
             "--workload",
             "iot",
             "--hosts",
@@ -556,16 +563,9 @@ fn bench_iot_answers_match_the_generated_file() {
             "1",
             "--seed",
             "3",
-            "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+        ],
+    );
     assert!(md.contains("| rows | 28800 |"), "{md}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     let sql = |name: &str| {
         json["queries"]
             .as_array()

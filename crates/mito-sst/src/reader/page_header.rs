@@ -82,6 +82,32 @@ pub(super) fn check(page: &[u8]) -> Result<Header, String> {
     })
 }
 
+/// A ULEB128 read at `*at` of `bytes`, of at most `max` bytes (at most 10), `*at` moved past
+/// what it read: the value, or where it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Uleb {
+    Value(u64),
+    /// The bytes end inside it.
+    CutOff,
+    /// It is longer than `max` bytes.
+    TooLong,
+}
+
+pub(super) fn uleb(bytes: &[u8], at: &mut usize, max: u32) -> Uleb {
+    let mut v = 0u64;
+    for i in 0..max.min(10) {
+        let Some(b) = bytes.get(*at) else {
+            return Uleb::CutOff;
+        };
+        *at += 1;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Uleb::Value(v);
+        }
+    }
+    Uleb::TooLong
+}
+
 fn zigzag(raw: u64) -> i64 {
     ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
@@ -99,15 +125,14 @@ impl Walk<'_> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+        match uleb(self.bytes, &mut self.at, 10) {
+            Uleb::Value(v) => Ok(v),
+            Uleb::CutOff => Err(format!(
+                "page header runs past its page ({} bytes)",
+                self.bytes.len()
+            )),
+            Uleb::TooLong => Err("page header varint over 10 bytes".to_string()),
         }
-        Err("page header varint over 10 bytes".to_string())
     }
 
     /// The fields of one struct of `level`, to its stop; returns field 3 of the page

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::page_header;
+use super::page_header::{self, Uleb};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -74,10 +74,11 @@ impl ChunkRowGroup {
         if !matches!(column.compression(), Compression::ZSTD(_)) {
             let inner =
                 SerializedPageReader::new_with_properties(chunk, column, rows, locations, props)?;
-            return Ok(Box::new(Checked { inner, levels }));
+            let map = move |page: Page| check_page(&page, levels).map(|()| page);
+            return Ok(Box::new(MapPages { inner, map }));
         }
         // The page reader sees the chunk as uncompressed (so it creates no codec) and hands
-        // out the pages' compressed bytes, which `ZstdPages` decompresses.
+        // out the pages' compressed bytes, which `decompress` decompresses.
         let plain = column
             .clone()
             .into_builder()
@@ -86,143 +87,137 @@ impl ChunkRowGroup {
         let limit = usize::try_from(column.uncompressed_size())?;
         let inner =
             SerializedPageReader::new_with_properties(chunk, &plain, rows, locations, props)?;
-        Ok(Box::new(Checked {
-            inner: ZstdPages { inner, limit },
-            levels,
-        }))
+        let map = move |page: Page| {
+            let page = decompress(page, limit)?;
+            check_page(&page, levels).map(|()| page)
+        };
+        Ok(Box::new(MapPages { inner, map }))
     }
 }
 
-/// A page reader whose data pages are checked for what parquet's decoders index or slice
-/// without checking (59.3.2 panics on these, found by the `sst_pages` fuzz target): level
-/// sections longer than the page, a run of levels or dictionary indices with a header over 5
-/// bytes or longer than its section, a dictionary-index section that is empty or states a
-/// bit width over 32, plain values (or a
-/// dictionary) with bytes but no values, and an encoding no SST is written in.
-struct Checked<P> {
-    inner: P,
-    /// The column's maximum repetition and definition levels.
-    levels: (i16, i16),
-}
-
-impl<P: PageReader> Checked<P> {
-    fn check(&self, page: &Page) -> Result<()> {
-        let (max_rep, max_def) = self.levels;
-        let (buf, encoding, values_at) = match page {
-            Page::DataPage {
-                buf,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                ..
-            } => {
-                // Version 1: the repetition then the definition levels lead the page, each
-                // present only when its maximum level is above 0.
-                let mut at = 0usize;
-                for (max, level_encoding) in
-                    [(max_rep, rep_level_encoding), (max_def, def_level_encoding)]
-                {
-                    if max > 0 {
-                        let rest = buf.get(at..).unwrap_or_default();
-                        let len = v1_levels_len(max, *num_values, *level_encoding, rest)?;
-                        if *level_encoding == Encoding::RLE {
-                            let runs = rest.get(4..len).unwrap_or_default();
-                            check_runs(runs, level_width(max), usize::try_from(*num_values)?)?;
-                        }
-                        at = at
-                            .checked_add(len)
-                            .ok_or_else(|| bad_page("level sections overflow"))?;
-                    }
-                }
-                (buf, encoding, at)
-            }
-            Page::DataPageV2 {
-                buf,
-                num_values,
-                encoding,
-                def_levels_byte_len,
-                rep_levels_byte_len,
-                ..
-            } => {
-                let rep = usize::try_from(*rep_levels_byte_len)?;
-                let at = rep
-                    .checked_add(usize::try_from(*def_levels_byte_len)?)
-                    .ok_or_else(|| bad_page("level sections overflow"))?;
-                let values = usize::try_from(*num_values)?;
-                for (max, section) in [(max_rep, buf.get(..rep)), (max_def, buf.get(rep..at))] {
-                    match section {
-                        _ if max == 0 => {}
-                        Some(runs) => check_runs(runs, level_width(max), values)?,
-                        None => return Err(bad_page("level sections longer than the page")),
-                    }
-                }
-                (buf, encoding, at)
-            }
-            Page::DictionaryPage {
-                buf, num_values, ..
-            } => {
-                // Parquet's byte-array decoder divides the bytes by the value count.
-                if *num_values == 0 && !buf.is_empty() {
-                    return Err(bad_page("dictionary of no values with bytes"));
-                }
-                return Ok(());
-            }
-        };
-        // Only the encodings an SST's writer uses (parquet's dictionary, plain and RLE
-        // booleans, and delta for the integer columns it sets): parquet's other decoders are
-        // never needed, and byte-stream-split's indexes past a malformed page.
-        if !matches!(
+/// Checks a page for what parquet's decoders index or slice without checking (59.3.2 panics
+/// on these, found by the `sst_pages` fuzz target): level sections longer than the page, a
+/// run of levels or dictionary indices with a header over 5 bytes or longer than its
+/// section, a dictionary-index section that is empty or states a bit width over 32, a
+/// delta-binary-packed integer over 10 bytes, plain values (or a dictionary) with bytes but
+/// no values, and an encoding no SST is written in. `levels`: the column's maximum
+/// repetition and definition levels.
+fn check_page(page: &Page, levels: (i16, i16)) -> Result<()> {
+    let (max_rep, max_def) = levels;
+    let (buf, encoding, values_at) = match page {
+        Page::DataPage {
+            buf,
+            num_values,
             encoding,
-            Encoding::PLAIN
-                | Encoding::PLAIN_DICTIONARY
-                | Encoding::RLE_DICTIONARY
-                | Encoding::RLE
-                | Encoding::DELTA_BINARY_PACKED
-        ) {
-            return Err(bad_page(&format!(
-                "values in {encoding}, an encoding SSTs are not written in"
-            )));
-        }
-        let values = buf
-            .get(values_at..)
-            .ok_or_else(|| bad_page("level sections longer than the page"))?;
-        let count = match page {
-            Page::DataPageV2 {
-                num_values,
-                num_nulls,
-                ..
-            } => num_values.saturating_sub(*num_nulls),
-            _ => page.num_values(),
-        };
-        if count == 0 && *encoding == Encoding::PLAIN && !values.is_empty() {
-            return Err(bad_page("plain values section with bytes for no values"));
-        }
-        if *encoding == Encoding::DELTA_BINARY_PACKED {
-            check_delta(values)?;
-        }
-        if matches!(
-            encoding,
-            Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
-        ) {
-            match values.split_first() {
-                None => return Err(bad_page("dictionary-index section is empty")),
-                Some((width, _)) if *width > 32 => {
-                    return Err(bad_page(&format!(
-                        "dictionary indices state a bit width of {width}, over 32"
-                    )));
+            def_level_encoding,
+            rep_level_encoding,
+            ..
+        } => {
+            // Version 1: the repetition then the definition levels lead the page, each
+            // present only when its maximum level is above 0.
+            let mut at = 0usize;
+            for (max, level_encoding) in
+                [(max_rep, rep_level_encoding), (max_def, def_level_encoding)]
+            {
+                if max > 0 {
+                    let rest = buf.get(at..).unwrap_or_default();
+                    let len = v1_levels_len(max, *num_values, *level_encoding, rest)?;
+                    if *level_encoding == Encoding::RLE {
+                        let runs = rest.get(4..len).unwrap_or_default();
+                        check_runs(runs, level_width(max), usize::try_from(*num_values)?)?;
+                    }
+                    at = at
+                        .checked_add(len)
+                        .ok_or_else(|| bad_page("level sections overflow"))?;
                 }
-                // As far as every level's value: a version 2 page's null count is only
-                // what its header states, the decoder reads as many as the levels say.
-                Some((width, runs)) => check_runs(
-                    runs,
-                    usize::from(*width),
-                    usize::try_from(page.num_values())?,
-                )?,
             }
+            (buf, encoding, at)
         }
-        Ok(())
+        Page::DataPageV2 {
+            buf,
+            num_values,
+            encoding,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            ..
+        } => {
+            let rep = usize::try_from(*rep_levels_byte_len)?;
+            let at = rep
+                .checked_add(usize::try_from(*def_levels_byte_len)?)
+                .ok_or_else(|| bad_page("level sections overflow"))?;
+            let values = usize::try_from(*num_values)?;
+            for (max, section) in [(max_rep, buf.get(..rep)), (max_def, buf.get(rep..at))] {
+                match section {
+                    _ if max == 0 => {}
+                    Some(runs) => check_runs(runs, level_width(max), values)?,
+                    None => return Err(bad_page("level sections longer than the page")),
+                }
+            }
+            (buf, encoding, at)
+        }
+        Page::DictionaryPage {
+            buf, num_values, ..
+        } => {
+            // Parquet's byte-array decoder divides the bytes by the value count.
+            if *num_values == 0 && !buf.is_empty() {
+                return Err(bad_page("dictionary of no values with bytes"));
+            }
+            return Ok(());
+        }
+    };
+    // Only the encodings an SST's writer uses (parquet's dictionary, plain and RLE
+    // booleans, and delta for the integer columns it sets): parquet's other decoders are
+    // never needed, and byte-stream-split's indexes past a malformed page.
+    if !matches!(
+        encoding,
+        Encoding::PLAIN
+            | Encoding::PLAIN_DICTIONARY
+            | Encoding::RLE_DICTIONARY
+            | Encoding::RLE
+            | Encoding::DELTA_BINARY_PACKED
+    ) {
+        return Err(bad_page(&format!(
+            "values in {encoding}, an encoding SSTs are not written in"
+        )));
     }
+    let values = buf
+        .get(values_at..)
+        .ok_or_else(|| bad_page("level sections longer than the page"))?;
+    let count = match page {
+        Page::DataPageV2 {
+            num_values,
+            num_nulls,
+            ..
+        } => num_values.saturating_sub(*num_nulls),
+        _ => page.num_values(),
+    };
+    if count == 0 && *encoding == Encoding::PLAIN && !values.is_empty() {
+        return Err(bad_page("plain values section with bytes for no values"));
+    }
+    if *encoding == Encoding::DELTA_BINARY_PACKED {
+        check_delta(values)?;
+    }
+    if matches!(
+        encoding,
+        Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+    ) {
+        match values.split_first() {
+            None => return Err(bad_page("dictionary-index section is empty")),
+            Some((width, _)) if *width > 32 => {
+                return Err(bad_page(&format!(
+                    "dictionary indices state a bit width of {width}, over 32"
+                )));
+            }
+            // As far as every level's value: a version 2 page's null count is only
+            // what its header states, the decoder reads as many as the levels say.
+            Some((width, runs)) => check_runs(
+                runs,
+                usize::from(*width),
+                usize::try_from(page.num_values())?,
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// The length of a version 1 page's level section at the start of `rest`.
@@ -237,7 +232,7 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
             .ok_or_else(|| bad_page("level section length cut off"))?,
         #[allow(deprecated, reason = "BIT_PACKED levels: deprecated, still readable")]
         Encoding::BIT_PACKED => {
-            let bits = u64::from(u16::BITS - max.unsigned_abs().leading_zeros());
+            let bits = level_width(max) as u64;
             usize::try_from(u64::from(num_values).saturating_mul(bits).div_ceil(8))?
         }
         other => return Err(bad_page(&format!("level encoding {other}"))),
@@ -254,18 +249,11 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
 /// section does not parse.
 fn check_delta(section: &[u8]) -> Result<()> {
     fn uleb(section: &[u8], at: &mut usize) -> Result<Option<u64>> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let Some(b) = section.get(*at) else {
-                return Ok(None);
-            };
-            *at += 1;
-            v |= u64::from(b & 0x7f).checked_shl(7 * i).unwrap_or(0);
-            if b & 0x80 == 0 {
-                return Ok(Some(v));
-            }
+        match page_header::uleb(section, at, 10) {
+            Uleb::Value(v) => Ok(Some(v)),
+            Uleb::CutOff => Ok(None),
+            Uleb::TooLong => Err(bad_page("delta-packed integer over 10 bytes")),
         }
-        Err(bad_page("delta-packed integer over 10 bytes"))
     }
     let mut at = 0usize;
     let (Some(block), Some(minis), Some(total), Some(_first)) = (
@@ -324,22 +312,11 @@ fn check_runs(section: &[u8], width: usize, mut values: usize) -> Result<()> {
     let mut at = 0usize;
     while values > 0 && at < section.len() {
         // The run's header: a ULEB128 of at most 5 bytes (parquet reads a u32).
-        let mut header = 0u64;
-        let mut shift = 0;
-        loop {
-            let byte = *section
-                .get(at)
-                .ok_or_else(|| bad_page("run header cut off"))?;
-            at += 1;
-            header |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return Err(bad_page("run header over 5 bytes"));
-            }
-        }
+        let header = match page_header::uleb(section, &mut at, 5) {
+            Uleb::Value(v) => v,
+            Uleb::CutOff => return Err(bad_page("run header cut off")),
+            Uleb::TooLong => return Err(bad_page("run header over 5 bytes")),
+        };
         let count = usize::try_from(header >> 1)?;
         if count == 0 {
             // Parquet's decoders disagree on what follows an empty run (the level decoder
@@ -371,36 +348,6 @@ fn check_runs(section: &[u8], width: usize, mut values: usize) -> Result<()> {
 
 fn bad_page(what: &str) -> ParquetError {
     ParquetError::General(format!("malformed data page: {what}"))
-}
-
-impl<P: PageReader> Iterator for Checked<P> {
-    type Item = Result<Page>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.get_next_page().transpose()
-    }
-}
-
-impl<P: PageReader> PageReader for Checked<P> {
-    fn get_next_page(&mut self) -> Result<Option<Page>> {
-        let page = self.inner.get_next_page()?;
-        if let Some(page) = &page {
-            self.check(page)?;
-        }
-        Ok(page)
-    }
-
-    fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
-        self.inner.peek_next_page()
-    }
-
-    fn skip_next_page(&mut self) -> Result<()> {
-        self.inner.skip_next_page()
-    }
-
-    fn at_record_boundary(&mut self) -> Result<bool> {
-        self.inner.at_record_boundary()
-    }
 }
 
 impl RowGroups for ChunkRowGroup {
@@ -526,43 +473,60 @@ impl ChunkReader for Chunk {
     }
 }
 
-/// The pages of a ZSTD chunk read as uncompressed, decompressed here.
-struct ZstdPages<R: ChunkReader> {
-    inner: SerializedPageReader<R>,
-    /// No page of the chunk decompresses to more than this: the chunk's recorded
-    /// uncompressed size.
-    limit: usize,
-}
-
-impl<R: ChunkReader> ZstdPages<R> {
-    fn decompress(&self, page: Page) -> Result<Page> {
-        Ok(match page {
-            Page::DataPage {
-                buf,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            } => Page::DataPage {
-                buf: unzstd(&[], &buf, self.limit)?,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            },
-            Page::DictionaryPage {
-                buf,
-                num_values,
-                encoding,
-                is_sorted,
-            } => Page::DictionaryPage {
-                buf: unzstd(&[], &buf, self.limit)?,
-                num_values,
-                encoding,
-                is_sorted,
-            },
+/// A page of a ZSTD chunk read as uncompressed, decompressed; no page decompresses to more
+/// than `limit`, the chunk's recorded uncompressed size.
+fn decompress(page: Page, limit: usize) -> Result<Page> {
+    Ok(match page {
+        Page::DataPage {
+            buf,
+            num_values,
+            encoding,
+            def_level_encoding,
+            rep_level_encoding,
+            statistics,
+        } => Page::DataPage {
+            buf: unzstd(&[], &buf, limit)?,
+            num_values,
+            encoding,
+            def_level_encoding,
+            rep_level_encoding,
+            statistics,
+        },
+        Page::DictionaryPage {
+            buf,
+            num_values,
+            encoding,
+            is_sorted,
+        } => Page::DictionaryPage {
+            buf: unzstd(&[], &buf, limit)?,
+            num_values,
+            encoding,
+            is_sorted,
+        },
+        Page::DataPageV2 {
+            buf,
+            num_values,
+            encoding,
+            num_nulls,
+            num_rows,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            is_compressed: true,
+            statistics,
+        } => {
+            // The levels lead the page uncompressed; only the values are compressed.
+            let levels = usize::try_from(def_levels_byte_len)?
+                .checked_add(usize::try_from(rep_levels_byte_len)?)
+                .filter(|n| *n <= buf.len())
+                .ok_or_else(|| {
+                    ParquetError::General("page levels longer than the page".to_string())
+                })?;
+            let (head, values) = buf.split_at(levels);
+            let buf = if values.is_empty() {
+                buf.clone()
+            } else {
+                unzstd(head, values, limit)?
+            };
             Page::DataPageV2 {
                 buf,
                 num_values,
@@ -571,40 +535,22 @@ impl<R: ChunkReader> ZstdPages<R> {
                 num_rows,
                 def_levels_byte_len,
                 rep_levels_byte_len,
-                is_compressed: true,
+                is_compressed: false,
                 statistics,
-            } => {
-                // The levels lead the page uncompressed; only the values are compressed.
-                let levels = usize::try_from(def_levels_byte_len)?
-                    .checked_add(usize::try_from(rep_levels_byte_len)?)
-                    .filter(|n| *n <= buf.len())
-                    .ok_or_else(|| {
-                        ParquetError::General("page levels longer than the page".to_string())
-                    })?;
-                let (head, values) = buf.split_at(levels);
-                let buf = if values.is_empty() {
-                    buf.clone()
-                } else {
-                    unzstd(head, values, self.limit)?
-                };
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
-                    encoding,
-                    num_nulls,
-                    num_rows,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    is_compressed: false,
-                    statistics,
-                }
             }
-            other => other,
-        })
-    }
+        }
+        other => other,
+    })
 }
 
-impl<R: ChunkReader> Iterator for ZstdPages<R> {
+/// A page reader whose every page goes through `map` (the checks, and for a ZSTD chunk the
+/// decompression first).
+struct MapPages<P, F> {
+    inner: P,
+    map: F,
+}
+
+impl<P: PageReader, F: FnMut(Page) -> Result<Page> + Send> Iterator for MapPages<P, F> {
     type Item = Result<Page>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -612,12 +558,9 @@ impl<R: ChunkReader> Iterator for ZstdPages<R> {
     }
 }
 
-impl<R: ChunkReader> PageReader for ZstdPages<R> {
+impl<P: PageReader, F: FnMut(Page) -> Result<Page> + Send> PageReader for MapPages<P, F> {
     fn get_next_page(&mut self) -> Result<Option<Page>> {
-        match self.inner.get_next_page()? {
-            Some(page) => self.decompress(page).map(Some),
-            None => Ok(None),
-        }
+        self.inner.get_next_page()?.map(&mut self.map).transpose()
     }
 
     fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
@@ -789,7 +732,7 @@ mod tests {
     use parquet::basic::Encoding;
     use parquet::column::page::{Page, PageMetadata, PageReader};
 
-    use super::{Checked, ChunkRowGroup, fixture as file};
+    use super::{ChunkRowGroup, MapPages, check_page, fixture as file};
 
     fn metadata(bytes: &Bytes) -> Arc<ParquetMetaData> {
         let meta = ParquetMetaDataReader::new()
@@ -940,9 +883,9 @@ mod tests {
             statistics: None,
         };
         let check = |page: Page| {
-            let mut reader = Checked {
+            let mut reader = MapPages {
                 inner: Pages(vec![page]),
-                levels: (0, 1),
+                map: |p: Page| check_page(&p, (0, 1)).map(|()| p),
             };
             reader.get_next_page().map(|p| p.is_some())
         };
