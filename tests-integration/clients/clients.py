@@ -30,11 +30,12 @@ import time
 import urllib.parse
 import urllib.request
 import base64
+import csv
 
 # The peers runner's Debian install helper (one copy of "install a package when missing").
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benchmarks", "peers"))
-from peers import apt_install, canonical_csv, mito_answers, QUERIES  # noqa: E402
+from peers import apt_install, canonical_csv, QUERIES  # noqa: E402
 
 INFLUXDB_CLIENT_VERSION = "1.50.0"
 PSYCOPG_VERSION = "3.2.10"
@@ -109,6 +110,15 @@ def wait_for(what, check, timeout=120):
             last = e
         time.sleep(0.5)
     raise RuntimeError(f"{what}: not within {timeout}s (last error: {last})")
+
+
+def mito_answers(answers_dir):
+    """`mito bench`'s answers, canonical: lists of tuples in the order the peers runner compares."""
+    out = {}
+    for q in QUERIES:
+        with open(os.path.join(answers_dir, f"{q}.csv"), newline="") as f:
+            out[q] = canonical_csv(q, list(csv.reader(f)))
+    return out
 
 
 def check(name, ok, detail=""):
