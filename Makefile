@@ -3,10 +3,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 CYCLES ?= 50
-# sst_pages is left out of the smoke while a known input still panics inside parquet-rs (a
-# delta-binary-packed block's minimum delta over 10 bytes: fuzz/known/sst_pages/; run it by
-# hand with FUZZ_TARGETS=sst_pages). Its corpus replays in make test.
-FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write pg_bind
+FUZZ_TARGETS := wal_segment wal_list pk_codec manifest_action sst_info wal_entry line_protocol catalog prom_remote_write pg_bind sst_pages
 
 .DEFAULT_GOAL := help
 

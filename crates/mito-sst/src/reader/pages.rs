@@ -99,7 +99,7 @@ impl ChunkRowGroup {
 /// on these, found by the `sst_pages` fuzz target): level sections longer than the page, a
 /// run of levels or dictionary indices with a header over 5 bytes or longer than its
 /// section, a dictionary-index section that is empty or states a bit width over 32, a
-/// delta-binary-packed integer over 10 bytes, plain values (or a dictionary) with bytes but
+/// delta-binary-packed integer over 10 bytes or block of no values, plain values (or a dictionary) with bytes but
 /// no values, and an encoding no SST is written in. `levels`: the column's maximum
 /// repetition and definition levels.
 fn check_page(page: &Page, levels: (i16, i16)) -> Result<()> {
@@ -243,8 +243,12 @@ fn v1_levels_len(max: i16, num_values: u32, encoding: Encoding, rest: &[u8]) -> 
     Ok(len)
 }
 
+/// The most values a delta-binary-packed block may hold (parquet's writer uses 128).
+const MAX_DELTA_BLOCK: u64 = 1 << 16;
+
 /// Checks the ULEB128 integers of a delta-binary-packed section (its header and each
-/// block's minimum delta) for the 10-byte length parquet's reader asserts. The walk follows
+/// block's minimum delta) for the 10-byte length parquet's reader asserts, and its block
+/// size for one parquet makes progress with. The walk follows
 /// the blocks as the decoder does and stops, leaving the error to parquet, where the
 /// section does not parse.
 fn check_delta(section: &[u8]) -> Result<()> {
@@ -264,6 +268,14 @@ fn check_delta(section: &[u8]) -> Result<()> {
     ) else {
         return Ok(());
     };
+    // Parquet accepts a block of 0 values (0 per miniblock) and then reads block after
+    // block without progress, each with its own minimum delta; and it sums a block's
+    // miniblock sizes unchecked. SSTs write blocks of 128 values.
+    if block == 0 || block > MAX_DELTA_BLOCK {
+        return Err(bad_page(&format!(
+            "delta-packed blocks of {block} values (1 to {MAX_DELTA_BLOCK})"
+        )));
+    }
     let Some(per_mini) = block.checked_div(minis).filter(|n| *n > 0 && n % 8 == 0) else {
         return Ok(());
     };
@@ -920,6 +932,12 @@ mod tests {
                 Encoding::DELTA_BINARY_PACKED,
                 Encoding::RLE,
             ),
+            // Blocks of 0 values: parquet reads minimum deltas without end.
+            v1(
+                &with(&[0, 21, 4, 0, 0xef, 0xef, 0xef]),
+                Encoding::DELTA_BINARY_PACKED,
+                Encoding::RLE,
+            ),
             v2(&[8, 1, 33, 0], 2),
             v2(&[8, 1], 2),
             v2(&[8, 1, 3], 9),
@@ -983,6 +1001,6 @@ mod tests {
                 }
             }
         }
-        test_util::replay_corpus("sst_pages", 19, super::fuzz_pages);
+        test_util::replay_corpus("sst_pages", 20, super::fuzz_pages);
     }
 }
