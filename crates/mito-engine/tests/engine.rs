@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
 use datafusion_expr::{col, lit};
 use store_api::RegionId;
@@ -594,4 +596,141 @@ async fn compaction_merges_files_and_changes_no_row() {
     open(&engine, REGION).await;
     assert!(scan_all(&engine, REGION).await.is_empty());
     engine.stop().await.unwrap();
+}
+
+/// The last row of each series that passes a filter on a field, where the last rows fail
+/// it for a varying stretch back (up to every row), in files and a memtable that overwrite
+/// and delete each other's rows: the answers of the brute-force selection over every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_row_passing_a_field_filter_is_found_however_far_back() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let hosts: Vec<String> = (0..24).map(|i| format!("h{i:02}")).collect();
+    let mut state: BTreeMap<(String, i64), Option<f64>> = BTreeMap::new();
+    // Host i's value is null in its last 0, 3, 15, 63 or 255 steps of 10 s, or in all of
+    // them (i % 6), with nulls scattered before; four files.
+    let steps = 1200i64;
+    let null_tail = |i: usize| match i % 6 {
+        5 => steps,
+        n => 4i64.pow(n as u32) - 1,
+    };
+    for part in 0..4 {
+        let mut rows = Vec::new();
+        for (i, h) in hosts.iter().enumerate() {
+            for s in (part * steps / 4)..((part + 1) * steps / 4) {
+                let v = (s < steps - null_tail(i) && !rng.random_bool(0.1))
+                    .then(|| f64::from(rng.random_range(0..1000)));
+                rows.push((h.as_str(), s * 10_000, v));
+            }
+        }
+        put(&engine, REGION, &rows).await.unwrap();
+        for (h, t, v) in rows {
+            state.insert((h.to_string(), t), v);
+        }
+        flush(&engine, REGION).await;
+    }
+    last_rows_match(&engine, &state).await;
+    // Newer versions, in a file and then in the memtable: a value over an old null, and
+    // over the last row with a value of each series whose last row is null, a null or a
+    // delete (so the last row itself is never deleted, which takes the full merge).
+    for round in 0..2 {
+        let mut rows = Vec::new();
+        let mut gone = Vec::new();
+        for (i, h) in hosts.iter().enumerate() {
+            let last_valued = state
+                .iter()
+                .filter(|((host, _), v)| host == h && v.is_some())
+                .map(|((_, t), _)| *t)
+                .next_back();
+            if let Some(t) = last_valued
+                && null_tail(i) > 0
+            {
+                if rng.random_bool(0.5) {
+                    rows.push((h.as_str(), t, None));
+                } else {
+                    gone.push((h.as_str(), t));
+                }
+            }
+            let t = rng.random_range(0..steps - 1) * 10_000;
+            rows.push((h.as_str(), t, Some(f64::from(rng.random_range(0..1000)))));
+        }
+        put(&engine, REGION, &rows).await.unwrap();
+        delete(&engine, REGION, &gone).await.unwrap();
+        for (h, t, v) in rows {
+            state.insert((h.to_string(), t), v);
+        }
+        for (h, t) in gone {
+            state.remove(&(h.to_string(), t));
+        }
+        if round == 0 {
+            flush(&engine, REGION).await;
+        }
+    }
+    last_rows_match(&engine, &state).await;
+}
+
+/// Last-row scans with field filters answer as the selection over `state`'s rows does.
+async fn last_rows_match(
+    engine: &mito_engine::MitoEngine,
+    state: &BTreeMap<(String, i64), Option<f64>>,
+) {
+    use store_api::scan::SeriesRowSelector;
+    type Keep = Box<dyn Fn(&str, i64, f64) -> bool>;
+    let ts = |t| {
+        lit(datafusion_common::ScalarValue::TimestampMillisecond(
+            Some(t),
+            None,
+        ))
+    };
+    let three = ["h01", "h05", "h09"];
+    let cases: Vec<(Vec<datafusion_expr::Expr>, Keep)> = vec![
+        (vec![col("cpu").is_not_null()], Box::new(|_, _, _| true)),
+        (
+            vec![col("cpu").gt(lit(900.0))],
+            Box::new(|_, _, v| v > 900.0),
+        ),
+        (
+            vec![
+                col("cpu").lt(lit(500.0)),
+                col("host").in_list(three.iter().map(|h| lit(*h)).collect(), false),
+            ],
+            Box::new(move |h, _, v| v < 500.0 && three.contains(&h)),
+        ),
+        (
+            vec![col("cpu").is_not_null(), col("ts").lt(ts(9_000_000))],
+            Box::new(|_, t, _| t < 9_000_000),
+        ),
+    ];
+    for (filters, keep) in cases {
+        let what = format!("{filters:?}");
+        let got = scan(
+            engine,
+            REGION,
+            ScanRequest {
+                filters,
+                series_row_selector: Some(SeriesRowSelector::LastRow),
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut want: BTreeMap<String, Row> = BTreeMap::new();
+        for ((h, t), v) in state {
+            if let Some(v) = v
+                && keep(h, *t, *v)
+            {
+                want.insert(h.clone(), (h.clone(), *t, Some(*v)));
+            }
+        }
+        let want: Vec<Row> = want.into_values().collect();
+        assert!(want.len() >= 2, "{what}: a case with answers");
+        assert!(
+            same_rows(&got, &want),
+            "{what}\n got {got:?}\nwant {want:?}"
+        );
+    }
 }

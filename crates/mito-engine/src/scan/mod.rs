@@ -214,30 +214,41 @@ pub(crate) async fn scan(
     };
     let last_row = req.series_row_selector == Some(SeriesRowSelector::LastRow);
     // The two-pass path: a tag filter keeps or drops whole series, so it may apply after
-    // the selection; a field filter must apply before it, to merged rows (full merge).
-    let fast_range = (last_row && plan.tag_filters_only).then_some(plan.time_range);
+    // the selection; a field filter must apply before it, to merged rows (the last rows
+    // first, then backwards from them for the series whose last row fails it).
     let mut fast: Option<Vec<RecordBatch>> = None;
-    let sources = match fast_range {
-        Some(range) => {
-            match last_row::last_rows_fast(
+    let sources = if !last_row {
+        sources
+    } else {
+        let found = if plan.tag_filters_only {
+            last_row::last_rows_fast(
                 sources,
                 &plan,
                 ctx,
                 &region_dir,
                 &metadata,
                 &merge_options,
-                range,
+                plan.time_range,
             )
             .await?
-            {
-                Ok(batches) => {
-                    fast = Some(batches);
-                    Vec::new()
-                }
-                Err(all) => all,
+        } else {
+            last_row::last_rows_filtered(
+                sources,
+                &plan,
+                ctx,
+                &region_dir,
+                &metadata,
+                &merge_options,
+            )
+            .await?
+        };
+        match found {
+            Ok(batches) => {
+                fast = Some(batches);
+                Vec::new()
             }
+            Err(all) => all,
         }
-        None => sources,
     };
     let fast_path = fast.is_some();
     let merged: Stream = if let Some(batches) = fast {
