@@ -53,8 +53,13 @@ impl SstReader {
             selection: None,
             rows: total,
         };
-        let mut stream =
-            self.file_batches(&names, whole, 65_536, &mut mito_read::RowFilters::default())?;
+        let mut stream = self.file_batches(
+            &names,
+            whole,
+            65_536,
+            &mut mito_read::RowFilters::default(),
+            None,
+        )?;
         // The open run: its key (current form) and its last row in range with that row's
         // time (the file's latest time when the range holds the whole file).
         let mut run: Option<Run> = None;

@@ -428,7 +428,13 @@ impl SstReader {
         names.push(ts_name.clone());
         names.extend([PRIMARY_KEY_COLUMN, SEQUENCE_COLUMN, OP_TYPE_COLUMN].map(String::from));
         let (mut pre, exact) = self.key_filters(&req.filters, &names);
-        let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre)?;
+        // A file wholly inside the range needs no per-row check.
+        let time_range = req.time_range.filter(|r| !r.covers(self.meta.time_range));
+        let time = time_range.map(|range| stream::TimeCut {
+            ts_name: ts_name.clone(),
+            range,
+        });
+        let stream = self.file_batches(&names, plan, req.batch_rows.max(1), &mut pre, time)?;
         let adapt = Adapter {
             pre,
             path: self.path.clone(),
@@ -437,8 +443,7 @@ impl SstReader {
             indices,
             out_schema,
             ts_name,
-            // A file wholly inside the range needs no per-row check.
-            time_range: req.time_range.filter(|r| !r.covers(self.meta.time_range)),
+            time_range,
             key_suffix: self.key_suffix.clone(),
             layout: std::sync::OnceLock::new(),
         };

@@ -68,6 +68,30 @@ impl SstReader {
         (out, taken)
     }
 
+    /// Where the series runs of row group `rg` (all of whose read columns are `batch`) start,
+    /// as a `UInt32` array: found once per row group and kept in the cache. `None` when the
+    /// batch has no primary key column of `UInt32` dictionary keys without NULLs.
+    pub(super) fn run_starts(
+        &self,
+        cache: &dyn ColumnCache,
+        rg: usize,
+        batch: &RecordBatch,
+    ) -> Option<ArrayRef> {
+        let key = (self.meta.file_id, rg, Slot::SeriesRuns);
+        if let Some(starts) = cache.peek(&key) {
+            return Some(starts);
+        }
+        let keys = batch
+            .column_by_name(PRIMARY_KEY_COLUMN)
+            .and_then(|c| c.as_dictionary_opt::<UInt32Type>())
+            .filter(|d| d.keys().null_count() == 0 && u32::try_from(d.len()).is_ok())
+            .map(|d| d.keys().values().clone())?;
+        let starts: ArrayRef =
+            Arc::new(arrow_array::UInt32Array::from(mito_read::run_starts(&keys)));
+        cache.insert(key, starts.clone());
+        Some(starts)
+    }
+
     /// `ranges` of row group `rg` (all of whose read columns are `batch`) cut to the runs of
     /// the series passing `predicates`, which name only tags: evaluated on the first row of
     /// each run the ranges touch. The runs' starts are found once per row group and kept in
@@ -84,23 +108,8 @@ impl SstReader {
         if predicates.is_empty() {
             return Ok(None);
         }
-        let key = (self.meta.file_id, rg, Slot::SeriesRuns);
-        let starts = match cache.peek(&key) {
-            Some(starts) => starts,
-            None => {
-                let Some(keys) = batch
-                    .column_by_name(PRIMARY_KEY_COLUMN)
-                    .and_then(|c| c.as_dictionary_opt::<UInt32Type>())
-                    .filter(|d| d.keys().null_count() == 0 && u32::try_from(d.len()).is_ok())
-                    .map(|d| d.keys().values().clone())
-                else {
-                    return Ok(None);
-                };
-                let starts: ArrayRef =
-                    Arc::new(arrow_array::UInt32Array::from(mito_read::run_starts(&keys)));
-                cache.insert(key, starts.clone());
-                starts
-            }
+        let Some(starts) = self.run_starts(cache, rg, batch) else {
+            return Ok(None);
         };
         let Some(starts) = starts.as_primitive_opt::<UInt32Type>() else {
             return Ok(None);
@@ -151,5 +160,84 @@ impl SstReader {
             }
         }
         Ok(Some(out))
+    }
+}
+
+/// `ranges` of a row group narrowed to the rows whose timestamp (`ts`, one per row) lies in
+/// `range`: each range is split at the series runs (`starts`), inside which timestamps
+/// ascend, and each piece cut by binary search. Adjacent pieces are joined.
+pub(super) fn narrow_to_time(
+    ranges: &[Range<usize>],
+    starts: &[u32],
+    ts: &[i64],
+    range: store_api::scan::TimeRange,
+) -> Vec<Range<usize>> {
+    let rows = ts.len();
+    let end = |j: usize| starts.get(j + 1).map_or(rows, |s| *s as usize);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let r = r.start.min(rows)..r.end.min(rows);
+        let mut j = starts.partition_point(|s| (*s as usize) <= r.start).max(1) - 1;
+        let mut at = r.start;
+        while at < r.end {
+            let stop = end(j).min(r.end).max(at + 1);
+            let piece = ts.get(at..stop).unwrap_or_default();
+            let lo = at + range.start.map_or(0, |s| piece.partition_point(|t| *t < s));
+            let hi = at
+                + range
+                    .end
+                    .map_or(piece.len(), |e| piece.partition_point(|t| *t < e));
+            if lo < hi {
+                match out.last_mut() {
+                    Some(last) if last.end == lo => last.end = hi,
+                    _ => out.push(lo..hi),
+                }
+            }
+            at = stop;
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, reason = "tests")]
+    use super::narrow_to_time;
+    use store_api::scan::TimeRange;
+
+    /// Narrowed ranges hold exactly the rows of the ranges inside the time range.
+    #[test]
+    fn narrowing_keeps_exactly_the_rows_in_the_range() {
+        // Three runs (0..5, 5..9, 9..14), timestamps ascending inside each.
+        let starts = [0u32, 5, 9];
+        let ts = [1i64, 3, 5, 7, 9, 2, 4, 6, 8, 5, 5, 6, 10, 11];
+        let ranges = [0..3, 4..12, 13..14];
+        for range in [
+            TimeRange::new(4, 8),
+            TimeRange::new(0, 100),
+            TimeRange::new(5, 6),
+            TimeRange::new(50, 60),
+            TimeRange {
+                start: None,
+                end: Some(6),
+            },
+            TimeRange {
+                start: Some(6),
+                end: None,
+            },
+        ] {
+            let got: Vec<usize> = narrow_to_time(&ranges, &starts, &ts, range)
+                .into_iter()
+                .flatten()
+                .collect();
+            let want: Vec<usize> = ranges
+                .iter()
+                .cloned()
+                .flatten()
+                .filter(|i| range.contains(ts[*i]))
+                .collect();
+            assert_eq!(got, want, "{range:?}");
+        }
     }
 }

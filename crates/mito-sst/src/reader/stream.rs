@@ -31,6 +31,7 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         pre: &mut mito_read::RowFilters,
+        time: Option<TimeCut>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         Ok(match &self.column_cache {
             Some(cache) => {
@@ -38,7 +39,7 @@ impl SstReader {
                     series: std::mem::take(&mut pre.series),
                     rows: Vec::new(),
                 };
-                self.cached_stream(cache.clone(), names, plan, batch_rows, series)
+                self.cached_stream(cache.clone(), names, plan, batch_rows, series, time)
             }
             None => {
                 let series = std::mem::take(&mut pre.series);
@@ -122,6 +123,7 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         series: mito_read::RowFilters,
+        time: Option<TimeCut>,
     ) -> BoxStream<'static, Result<RecordBatch>> {
         let schema = self.arrow.schema().clone();
         let roots = self.roots(names);
@@ -155,6 +157,7 @@ impl SstReader {
                 let roots = roots.clone();
                 let projected = projected.clone();
                 let series = series.clone();
+                let time = time.clone();
                 async move {
                     let file_id = this.meta.file_id;
                     let total = usize::try_from(this.parquet.row_group(rg).num_rows()).unwrap_or(0);
@@ -183,10 +186,14 @@ impl SstReader {
                             .await?;
                         let cut =
                             this.series_ranges(&*cache, rg, &batch, &series.series, &ranges)?;
-                        let picked = pick_rows(&batch, cut.as_ref().unwrap_or(&ranges), batch_rows)
-                            .context(ArrowSnafu {
-                                path: this.path.to_string(),
-                            })?;
+                        let chosen = cut.as_ref().unwrap_or(&ranges);
+                        let in_time = time
+                            .as_ref()
+                            .and_then(|t| this.time_ranges(&*cache, rg, &batch, t, chosen));
+                        let chosen = in_time.as_ref().unwrap_or(chosen);
+                        let picked = pick_rows(&batch, chosen, batch_rows).context(ArrowSnafu {
+                            path: this.path.to_string(),
+                        })?;
                         if cut.is_some() {
                             return Ok(picked);
                         }
@@ -558,8 +565,46 @@ pub(super) fn selection_ranges(
     out
 }
 
+/// A read's time range where it cuts a file (the file's rows are not all inside it), with
+/// the file's name of the time index.
+#[derive(Debug, Clone)]
+pub(super) struct TimeCut {
+    pub ts_name: String,
+    pub range: store_api::scan::TimeRange,
+}
+
+impl SstReader {
+    /// `ranges` of row group `rg` (all of whose read columns are `batch`) narrowed to the
+    /// rows inside `time`'s range, found by binary search in each series run; `None` when
+    /// the batch lacks the runs or a 64-bit time index (the adapter then filters row by
+    /// row, as it does anyway).
+    fn time_ranges(
+        &self,
+        cache: &dyn ColumnCache,
+        rg: usize,
+        batch: &RecordBatch,
+        time: &TimeCut,
+        ranges: &[Range<usize>],
+    ) -> Option<Vec<Range<usize>>> {
+        use arrow_array::cast::AsArray;
+        let ts = mito_read::i64_values(batch.column_by_name(&time.ts_name)?)?;
+        let starts = self.run_starts(cache, rg, batch)?;
+        let starts = starts.as_primitive_opt::<arrow_array::types::UInt32Type>()?;
+        Some(super::series::narrow_to_time(
+            ranges,
+            starts.values(),
+            &ts,
+            time.range,
+        ))
+    }
+}
+
 /// The rows of `ranges` of `batch`, in batches of at most `batch_rows`: zero-copy slices when
-/// the ranges are few, one gather when they are many (a scattered selection).
+/// the ranges are few; when they are many, copies of the slices joined (a run of a series per
+/// range) or, where ranges average under `GATHER_BELOW` rows (a scattered selection), one
+/// gather.
+const GATHER_BELOW: usize = 32;
+
 pub(super) fn pick_rows(
     batch: &RecordBatch,
     ranges: &[Range<usize>],
@@ -580,6 +625,35 @@ pub(super) fn pick_rows(
                 out.push(batch.slice(at, n));
                 at += n;
             }
+        }
+        return Ok(out);
+    }
+    let picked: usize = ranges.iter().map(|r| r.len()).sum();
+    if picked >= ranges.len().saturating_mul(GATHER_BELOW) {
+        let mut parts: Vec<RecordBatch> = Vec::new();
+        let mut filled = 0usize;
+        for r in ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let n = (r.end - at).min(batch_rows - filled);
+                parts.push(batch.slice(at, n));
+                filled += n;
+                at += n;
+                if filled == batch_rows {
+                    out.push(arrow_select::concat::concat_batches(
+                        &batch.schema(),
+                        &parts,
+                    )?);
+                    parts.clear();
+                    filled = 0;
+                }
+            }
+        }
+        if !parts.is_empty() {
+            out.push(arrow_select::concat::concat_batches(
+                &batch.schema(),
+                &parts,
+            )?);
         }
         return Ok(out);
     }
@@ -694,4 +768,47 @@ fn series_mask(
         mask = &mask & &passed;
     }
     Ok(arrow_array::BooleanArray::new(mask, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch};
+
+    use super::pick_rows;
+
+    /// Slices, joined copies and a gather all give the ranges' rows in order, in batches of
+    /// at most the batch size.
+    #[test]
+    fn picked_rows_are_the_ranges_rows_in_order() {
+        let n = 1000i64;
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+        let keys: DictionaryArray<arrow_array::types::UInt32Type> = (0..n)
+            .map(|i| format!("k{}", i / 100))
+            .map(Some)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.as_deref())
+            .collect();
+        let batch = RecordBatch::try_from_iter([("v", values), ("k", Arc::new(keys) as ArrayRef)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let few = vec![3..40, 100..400];
+        let long: Vec<_> = (0..20).map(|i| i * 50..i * 50 + 40).collect();
+        let short: Vec<_> = (0..100).map(|i| i * 10..i * 10 + 3).collect();
+        for ranges in [few, long, short] {
+            for batch_rows in [7, 64, 8192] {
+                let out = pick_rows(&batch, &ranges, batch_rows).unwrap_or_else(|e| panic!("{e}"));
+                assert!(out.iter().all(|b| b.num_rows() <= batch_rows));
+                let got: Vec<i64> = out
+                    .iter()
+                    .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                    .collect();
+                let want: Vec<i64> = ranges.iter().cloned().flatten().map(|i| i as i64).collect();
+                assert_eq!(got, want, "{} ranges, {batch_rows}", ranges.len());
+            }
+        }
+    }
 }
