@@ -43,15 +43,15 @@ impl SstReader {
             }
             None => {
                 let series = std::mem::take(&mut pre.series);
-                self.series_first_stream(names, plan, batch_rows, series, time)?
+                self.series_first_stream(names, plan, batch_rows, series)?
             }
         })
     }
 
     /// The rows of `plan` of the columns `names` that pass the series filters `series`, read
     /// in two steps: the primary key and the filters' tag columns first (cheap dictionary
-    /// keys, and the time index when `time` cuts the file), the filters evaluated once per
-    /// run of a series, and then every column of the kept rows (inside the time range) only. A page-pruned one-host read otherwise decoded, built and filtered
+    /// keys), the filters evaluated once per run of a series, and then every column of the
+    /// kept rows only. A page-pruned one-host read otherwise decoded, built and filtered
     /// the whole pages of every column (8,192 rows each to keep a few hundred). Without
     /// series filters, one step.
     fn series_first_stream(
@@ -60,7 +60,6 @@ impl SstReader {
         plan: ReadPlan,
         batch_rows: usize,
         series: Vec<Arc<dyn datafusion_physical_expr::PhysicalExpr>>,
-        time: Option<TimeCut>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         if series.is_empty() {
             return self.raw_stream(names, plan.row_groups, plan.selection, batch_rows);
@@ -75,9 +74,6 @@ impl SstReader {
             .map(|c| c.name().to_string())
             .collect();
         first.push(PRIMARY_KEY_COLUMN.to_string());
-        if let Some(t) = &time {
-            first.push(t.ts_name.clone());
-        }
         first.sort();
         first.dedup();
         let keys = self.raw_stream(
@@ -96,11 +92,7 @@ impl SstReader {
                 let b = widen(&full, b?).context(ArrowSnafu {
                     path: this.path.to_string(),
                 })?;
-                let mask = series_mask(&b, &series).map_err(|e| key_filter_error(&this.path, e))?;
-                masks.push(match &time {
-                    Some(t) => in_time(mask, &b, t),
-                    None => mask,
-                });
+                masks.push(series_mask(&b, &series).map_err(|e| key_filter_error(&this.path, e))?);
             }
             let kept = RowSelection::from_filters(&masks);
             let total: usize = masks.iter().map(|m| m.len()).sum();
@@ -224,13 +216,8 @@ impl SstReader {
                         selection: Some(selection),
                         rows,
                     };
-                    let mut stream = this.series_first_stream(
-                        &names,
-                        plan,
-                        batch_rows,
-                        series.series.clone(),
-                        time.clone(),
-                    )?;
+                    let mut stream =
+                        this.series_first_stream(&names, plan, batch_rows, series.series.clone())?;
                     let mut out = Vec::new();
                     while let Some(b) = stream.next().await {
                         out.push(b?);
@@ -755,30 +742,6 @@ fn widen(
 /// Which rows of `batch` pass every predicate of `series` (naming only tags): evaluated on
 /// the first row of each run of one primary key, or row by row without usable keys. The
 /// mask has no NULLs (a NULL answer drops the row, as in a filter).
-/// `mask` with the rows of `batch` whose time index lies outside `time`'s range cleared (as
-/// is, if the batch has no 64-bit time index: the adapter filters by time anyway).
-fn in_time(
-    mask: arrow_array::BooleanArray,
-    batch: &RecordBatch,
-    time: &TimeCut,
-) -> arrow_array::BooleanArray {
-    let Some(ts) = batch
-        .column_by_name(&time.ts_name)
-        .and_then(mito_read::i64_values)
-        .filter(|ts| ts.len() == mask.len())
-    else {
-        return mask;
-    };
-    let inside = arrow_buffer::BooleanBuffer::collect_bool(ts.len(), |i| {
-        ts.get(i).is_some_and(|t| time.range.contains(*t))
-    });
-    let kept = match arrow_array::Array::nulls(&mask) {
-        Some(n) => &(mask.values() & n.inner()) & &inside,
-        None => mask.values() & &inside,
-    };
-    arrow_array::BooleanArray::new(kept, None)
-}
-
 fn series_mask(
     batch: &RecordBatch,
     series: &[Arc<dyn datafusion_physical_expr::PhysicalExpr>],
