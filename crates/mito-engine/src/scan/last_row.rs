@@ -30,6 +30,23 @@ use crate::error::{MemtableSnafu, Result, SstSnafu};
 /// pending series' last rows lie in, if wider); each next window is twice as wide.
 const FIRST_WINDOW_OF_SPAN: i64 = 256;
 
+/// The last row of each series that passes the scan's filters: `last_rows_fast` when they
+/// name only tags (they keep or drop whole series, so they may apply after the selection),
+/// else `last_rows_filtered`. Gives the sources back where the answer needs the full merge.
+pub(super) async fn last_rows(
+    sources: Vec<Source>,
+    plan: &Arc<Plan>,
+    ctx: &ScanContext,
+    region_dir: &Arc<str>,
+    metadata: &store_api::metadata::RegionMetadataRef,
+    options: &MergeOptions,
+) -> Result<std::result::Result<Vec<RecordBatch>, Vec<Source>>> {
+    if plan.tag_filters_only {
+        return last_rows_fast(sources, plan, ctx, region_dir, metadata, options).await;
+    }
+    last_rows_filtered(sources, plan, ctx, region_dir, metadata, options).await
+}
+
 /// The last row of each series that passes the scan's filters, some of which name fields.
 ///
 /// ```text
@@ -45,7 +62,7 @@ const FIRST_WINDOW_OF_SPAN: i64 = 256;
 /// newest window holding one is the answer. The windows are disjoint, so the worst case
 /// (a series with no passing row) reads the data once, plus the first pass. Gives the
 /// sources back where `last_rows_fast` does.
-pub(super) async fn last_rows_filtered(
+async fn last_rows_filtered(
     sources: Vec<Source>,
     plan: &Arc<Plan>,
     ctx: &ScanContext,
@@ -53,16 +70,7 @@ pub(super) async fn last_rows_filtered(
     metadata: &store_api::metadata::RegionMetadataRef,
     options: &MergeOptions,
 ) -> Result<std::result::Result<Vec<RecordBatch>, Vec<Source>>> {
-    let last = last_rows_fast(
-        sources.clone(),
-        plan,
-        ctx,
-        region_dir,
-        metadata,
-        options,
-        plan.time_range,
-    )
-    .await?;
+    let last = last_rows_fast(sources.clone(), plan, ctx, region_dir, metadata, options).await?;
     let candidates = match last {
         Ok(batches) => batches,
         Err(sources) => return Ok(Err(sources)),
@@ -201,14 +209,13 @@ fn sort_by_key(batches: Vec<RecordBatch>, time_index: usize) -> Result<Vec<Recor
 /// merged (dedup, merge mode) and the last of each key kept. Gives the sources back when the
 /// answer needs the full merge: a file holds rows above the snapshot, or a winning row is a
 /// delete (the visible last row is then an older one this path skipped).
-pub(super) async fn last_rows_fast(
+async fn last_rows_fast(
     mut sources: Vec<Source>,
     plan: &Plan,
     ctx: &ScanContext,
     region_dir: &Arc<str>,
     metadata: &store_api::metadata::RegionMetadataRef,
     options: &MergeOptions,
-    range: Option<TimeRange>,
 ) -> Result<std::result::Result<Vec<RecordBatch>, Vec<Source>>> {
     let region_id = plan.region_id;
     if sources.iter().any(|s| match &s.kind {
@@ -226,7 +233,7 @@ pub(super) async fn last_rows_fast(
             SourceKind::Memtable(m) => {
                 let req = MemtableRead {
                     projection: Some(plan.read_ids.clone()),
-                    time_range: range,
+                    time_range: plan.time_range,
                     sequence: Some(plan.snapshot),
                     partition: None,
                     keep_deletes: true,
@@ -245,7 +252,7 @@ pub(super) async fn last_rows_fast(
                     .await?;
                 let req = SstReadRequest {
                     projection: Some(plan.read_ids.clone()),
-                    time_range: range,
+                    time_range: plan.time_range,
                     filters: plan.prune_filters.clone(),
                     batch_rows: ctx.batch_rows,
                 };

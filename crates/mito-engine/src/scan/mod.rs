@@ -220,28 +220,9 @@ pub(crate) async fn scan(
     let sources = if !last_row {
         sources
     } else {
-        let found = if plan.tag_filters_only {
-            last_row::last_rows_fast(
-                sources,
-                &plan,
-                ctx,
-                &region_dir,
-                &metadata,
-                &merge_options,
-                plan.time_range,
-            )
-            .await?
-        } else {
-            last_row::last_rows_filtered(
-                sources,
-                &plan,
-                ctx,
-                &region_dir,
-                &metadata,
-                &merge_options,
-            )
-            .await?
-        };
+        let found =
+            last_row::last_rows(sources, &plan, ctx, &region_dir, &metadata, &merge_options)
+                .await?;
         match found {
             Ok(batches) => {
                 fast = Some(batches);

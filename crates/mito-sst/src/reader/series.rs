@@ -161,6 +161,24 @@ impl SstReader {
         }
         Ok(Some(out))
     }
+
+    /// `ranges` of row group `rg` (all of whose read columns are `batch`) narrowed to the
+    /// rows inside `time`'s range, found by binary search in each series run; `None` when
+    /// the batch lacks the runs or a 64-bit time index (the adapter then filters row by
+    /// row, as it does anyway).
+    pub(super) fn time_ranges(
+        &self,
+        cache: &dyn ColumnCache,
+        rg: usize,
+        batch: &RecordBatch,
+        time: &super::stream::TimeCut,
+        ranges: &[Range<usize>],
+    ) -> Option<Vec<Range<usize>>> {
+        let ts = mito_read::i64_values(batch.column_by_name(&time.ts_name)?)?;
+        let starts = self.run_starts(cache, rg, batch)?;
+        let starts = starts.as_primitive_opt::<UInt32Type>()?;
+        Some(narrow_to_time(ranges, starts.values(), &ts, time.range))
+    }
 }
 
 /// `ranges` of a row group narrowed to the rows whose timestamp (`ts`, one per row) lies in

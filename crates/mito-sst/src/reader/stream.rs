@@ -573,38 +573,13 @@ pub(super) struct TimeCut {
     pub range: store_api::scan::TimeRange,
 }
 
-impl SstReader {
-    /// `ranges` of row group `rg` (all of whose read columns are `batch`) narrowed to the
-    /// rows inside `time`'s range, found by binary search in each series run; `None` when
-    /// the batch lacks the runs or a 64-bit time index (the adapter then filters row by
-    /// row, as it does anyway).
-    fn time_ranges(
-        &self,
-        cache: &dyn ColumnCache,
-        rg: usize,
-        batch: &RecordBatch,
-        time: &TimeCut,
-        ranges: &[Range<usize>],
-    ) -> Option<Vec<Range<usize>>> {
-        use arrow_array::cast::AsArray;
-        let ts = mito_read::i64_values(batch.column_by_name(&time.ts_name)?)?;
-        let starts = self.run_starts(cache, rg, batch)?;
-        let starts = starts.as_primitive_opt::<arrow_array::types::UInt32Type>()?;
-        Some(super::series::narrow_to_time(
-            ranges,
-            starts.values(),
-            &ts,
-            time.range,
-        ))
-    }
-}
+/// Ranges averaging fewer rows than this are gathered row by row, not copied as slices.
+const GATHER_BELOW: usize = 32;
 
 /// The rows of `ranges` of `batch`, in batches of at most `batch_rows`: zero-copy slices when
 /// the ranges are few; when they are many, copies of the slices joined (a run of a series per
 /// range) or, where ranges average under `GATHER_BELOW` rows (a scattered selection), one
 /// gather.
-const GATHER_BELOW: usize = 32;
-
 pub(super) fn pick_rows(
     batch: &RecordBatch,
     ranges: &[Range<usize>],
@@ -786,13 +761,9 @@ mod tests {
     fn picked_rows_are_the_ranges_rows_in_order() {
         let n = 1000i64;
         let values: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
-        let keys: DictionaryArray<arrow_array::types::UInt32Type> = (0..n)
-            .map(|i| format!("k{}", i / 100))
-            .map(Some)
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| s.as_deref())
-            .collect();
+        let names: Vec<String> = (0..n).map(|i| format!("k{}", i / 100)).collect();
+        let keys: DictionaryArray<arrow_array::types::UInt32Type> =
+            names.iter().map(String::as_str).collect();
         let batch = RecordBatch::try_from_iter([("v", values), ("k", Arc::new(keys) as ArrayRef)])
             .unwrap_or_else(|e| panic!("{e}"));
         let few = vec![3..40, 100..400];
