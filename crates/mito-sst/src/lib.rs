@@ -5,8 +5,9 @@
 //!        row groups of ~100k rows, ZSTD, delta-encoded ts/sequence/decimal fields,
 //!        untruncated statistics + page index, CRC32C per column chunk and of the tail
 //!  FileMeta + projection/time range/filters ──► SstReader ──► batches in (key, ts, seq desc)
-//!        row groups and pages pruned by DataFusion's PruningPredicate; every byte read is
-//!        checked against its checksum before it is decoded
+//!        row groups and pages pruned by DataFusion's PruningPredicate (plain string
+//!        comparisons and the time range checked directly); every byte read is checked
+//!        against its checksum before it is decoded
 //! ```
 //!
 //! All I/O goes through an opendal [`opendal::Operator`]; paths come from ids only
@@ -23,6 +24,6 @@ pub mod writer;
 
 pub use file::{DATA_DIR, FileId, FileMeta, parse_sst_file_name, sst_path};
 pub use reader::{
-    Admission, CacheKey, ChunkCache, ColumnCache, Slot, SstRead, SstReadRequest, SstReader,
+    Admission, CacheKey, ChunkCache, ColumnCache, Pruner, Slot, SstRead, SstReadRequest, SstReader,
 };
 pub use writer::{SstWriter, WriteOptions};

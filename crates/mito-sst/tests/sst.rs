@@ -23,7 +23,7 @@ use mito_memtable::{Memtable, MemtableOptions, MemtableRead};
 use mito_read::OpType;
 use mito_sst::error::Error;
 use mito_sst::reader::ReadPlan;
-use mito_sst::{FileId, FileMeta, SstReadRequest, SstReader, SstWriter, WriteOptions};
+use mito_sst::{FileId, FileMeta, Pruner, SstReadRequest, SstReader, SstWriter, WriteOptions};
 use opendal::Operator;
 use store_api::RegionId;
 use store_api::error::{ErrorExt, ErrorKind};
@@ -376,14 +376,24 @@ async fn tag_filters_prune_row_groups_and_pages() {
     };
     assert_eq!(reader.plan(&req).rows as u64, file.num_rows);
 
-    // Remembered plans: a reader that has planned many requests (more than it keeps, some
-    // twice) plans each as a fresh reader does.
+    // A reader keeps the statistics it pruned with: one that has planned many requests (some
+    // twice) plans each as a fresh reader does, with the predicates built by the read or
+    // beforehand.
+    let span = file.time_range;
     let requests: Vec<SstReadRequest> = (0..12)
-        .map(|i| SstReadRequest {
-            filters: vec![col("host").eq(lit(format!("host_{:04}", (i % 4) * 31)))],
-            // Every third one outside the file: pruned to nothing.
-            time_range: (i % 3 == 0).then(|| TimeRange::new(-100 - i, -50)),
-            ..SstReadRequest::default()
+        .map(|i| {
+            let filters = vec![col("host").eq(lit(format!("host_{:04}", (i % 4) * 31)))];
+            SstReadRequest {
+                pruner: (i % 2 == 0).then(|| Arc::new(Pruner::new(meta.schema(), &filters))),
+                filters,
+                // Outside the file (pruned to nothing), cutting it, or none.
+                time_range: match i % 3 {
+                    0 => Some(TimeRange::new(-100 - i, -50)),
+                    1 => Some(TimeRange::new(span.min + i * 37, span.max - i * 41)),
+                    _ => None,
+                },
+                ..SstReadRequest::default()
+            }
         })
         .collect();
     for round in 0..2 {
@@ -392,6 +402,15 @@ async fn tag_filters_prune_row_groups_and_pages() {
             let want = fresh.await.unwrap().plan(req);
             assert_eq!(reader.plan(req), want, "request {i}, round {round}");
             assert_eq!(reader.plan(req), want, "request {i} again");
+            let own = SstReadRequest {
+                pruner: None,
+                ..req.clone()
+            };
+            assert_eq!(
+                reader.plan(&own),
+                want,
+                "request {i} building its predicates"
+            );
         }
     }
 }
@@ -792,6 +811,9 @@ proptest::proptest! {
             let req = SstReadRequest {
                 projection: [None, Some(vec![4, 1]), Some(vec![4, 2]), Some(vec![1])][project].clone(),
                 time_range: range.map(|(a, b)| TimeRange::new(a.min(b), a.max(b) + 1)),
+                // Half the reads prune with predicates built beforehand, as a scan shares them.
+                pruner: (batch_rows % 2 == 0)
+                    .then(|| Arc::new(Pruner::new(metadata().schema(), &filters))),
                 filters,
                 batch_rows,
             };

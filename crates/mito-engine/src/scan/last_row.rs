@@ -255,6 +255,7 @@ async fn last_rows_fast(
                     time_range: plan.time_range,
                     filters: plan.prune_filters.clone(),
                     batch_rows: ctx.batch_rows,
+                    pruner: Some(plan.pruner(metadata)),
                 };
                 batches = reader
                     .last_rows(&req, &newer)

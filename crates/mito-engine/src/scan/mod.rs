@@ -93,6 +93,8 @@ struct Plan {
     time_range: Option<TimeRange>,
     /// Filters the SSTs may prune with.
     prune_filters: Vec<Expr>,
+    /// Their pruning predicates, built on the first file read and shared by the others.
+    pruner: std::sync::OnceLock<Arc<mito_sst::Pruner>>,
     /// Filters applied exactly: the series ones by each source (the files' own when they
     /// apply them, see `series_in_prune`), the row ones to merged rows. A series filter keeps
     /// or drops every version of a key alike, so it may apply before the merge.
@@ -414,6 +416,7 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
         output,
         time_range,
         prune_filters,
+        pruner: std::sync::OnceLock::new(),
         exact,
         series_in_prune,
         tag_filters_only,
@@ -422,6 +425,19 @@ fn plan(metadata: &RegionMetadata, req: &ScanRequest, snapshot: SequenceNumber) 
 }
 
 impl Plan {
+    /// The pruning predicates of `prune_filters` over `metadata`'s schema (the region's at the
+    /// scan), built once.
+    fn pruner(&self, metadata: &store_api::metadata::RegionMetadata) -> Arc<mito_sst::Pruner> {
+        self.pruner
+            .get_or_init(|| {
+                Arc::new(mito_sst::Pruner::new(
+                    metadata.schema(),
+                    &self.prune_filters,
+                ))
+            })
+            .clone()
+    }
+
     /// The output columns of one merged, filtered batch.
     fn project(&self, batch: RecordBatch) -> Result<RecordBatch> {
         Ok(batch.project(&self.output)?)
@@ -567,6 +583,7 @@ fn open_source(
                     time_range,
                     filters: plan.prune_filters.clone(),
                     batch_rows: ctx.batch_rows,
+                    pruner: Some(plan.pruner(&metadata)),
                 };
                 let read = match reader.read_exact(&req).await {
                     Ok(s) => s,

@@ -33,7 +33,8 @@ use crate::error::{
 };
 use crate::file::{FileMeta, sst_path};
 use crate::format::{SST_INFO_KEY, SstInfo, exception_column, file_schema};
-use crate::pruning::{FileStats, Pruner, time_range_exprs};
+pub use crate::pruning::Pruner;
+use crate::pruning::{FileStats, StatsMemo};
 
 use adapt::Adapter;
 pub use cache::{Admission, CacheKey, ChunkCache, ColumnCache, Slot};
@@ -52,6 +53,10 @@ pub struct SstReadRequest {
     pub filters: Vec<Expr>,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// The pruning predicates of `filters` (`Pruner::new(current schema, &filters)`), built
+    /// once by a caller that reads many files with the same filters; `None`: the read builds
+    /// them.
+    pub pruner: Option<Arc<Pruner>>,
 }
 
 /// The rows of an [`SstReader::read_exact`].
@@ -77,6 +82,7 @@ impl Default for SstReadRequest {
             time_range: None,
             filters: Vec::new(),
             batch_rows: 8192,
+            pruner: None,
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct SstReader {
     key_suffix: Arc<[u8]>,
     chunk_cache: Option<Arc<dyn ChunkCache>>,
     column_cache: Option<Arc<dyn ColumnCache>>,
+    /// Statistics arrays pruning took from the footer, kept for the next read.
+    stats: Arc<StatsMemo>,
 }
 
 impl std::fmt::Debug for SstReader {
@@ -224,6 +232,7 @@ impl SstReader {
             key_suffix: key_suffix.into(),
             chunk_cache: None,
             column_cache: None,
+            stats: Arc::default(),
         })
     }
 
@@ -343,31 +352,44 @@ impl SstReader {
     }
 
     fn prune(&self, req: &SstReadRequest) -> ReadPlan {
-        let all: Vec<usize> = (0..self.parquet.num_row_groups()).collect();
-        let mut filters = req.filters.clone();
-        if let Some(range) = &req.time_range {
-            if range.is_empty() || !range.overlaps(self.meta.time_range) {
-                return ReadPlan {
-                    row_groups: Vec::new(),
-                    selection: None,
-                    rows: 0,
-                };
-            }
-            filters.extend(time_range_exprs(&self.current, range));
+        let mut row_groups: Vec<usize> = (0..self.parquet.num_row_groups()).collect();
+        if let Some(range) = &req.time_range
+            && (range.is_empty() || !range.overlaps(self.meta.time_range))
+        {
+            return ReadPlan {
+                row_groups: Vec::new(),
+                selection: None,
+                rows: 0,
+            };
         }
-        let pruner = Pruner::new(self.current.schema(), &filters);
+        let built;
+        let pruner = match &req.pruner {
+            Some(p) => p.as_ref(),
+            None => {
+                built = Pruner::new(self.current.schema(), &req.filters);
+                &built
+            }
+        };
         let stats = FileStats {
             parquet: &self.parquet,
             file_schema: self.arrow.schema(),
             info: &self.info,
             current: &self.current,
+            memo: &self.stats,
         };
-        let (row_groups, selection) = if pruner.is_empty() {
-            (all, None)
+        // A range wholly covering the file prunes nothing.
+        let time = req
+            .time_range
+            .as_ref()
+            .filter(|r| !r.covers(self.meta.time_range));
+        if let Some(range) = time {
+            row_groups = stats.time_row_groups(range, row_groups);
+        }
+        let selection = if pruner.is_empty() && time.is_none() {
+            None
         } else {
-            let rgs = pruner.row_groups(&stats, all);
-            let sel = pruner.pages(&stats, &rgs);
-            (rgs, sel)
+            row_groups = pruner.row_groups(&stats, row_groups);
+            pruner.pages(&stats, &row_groups, time)
         };
         let rows = match &selection {
             Some(s) => s.row_count(),
