@@ -73,14 +73,19 @@ impl Plain {
     /// The plain form of `e`, if it has one.
     fn of(e: &Expr) -> Option<Self> {
         use datafusion_expr::{BinaryExpr, Operator};
+        // A tag's literal is often a dictionary (the frontend's tables show tags so).
+        fn scalar(v: &ScalarValue) -> Option<String> {
+            match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+                ScalarValue::Dictionary(_, v) => scalar(v),
+                _ => None,
+            }
+        }
         fn string(e: &Expr) -> Option<String> {
             match e {
-                Expr::Literal(
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s)),
-                    _,
-                ) => Some(s.clone()),
+                Expr::Literal(v, _) => scalar(v),
                 _ => None,
             }
         }
@@ -574,6 +579,7 @@ mod tests {
             values in prop::collection::vec(word(), 1..4),
             form in 0usize..6,
             flip in any::<bool>(),
+            dictionary in any::<bool>(),
         ) {
             let (mins, maxes): (Vec<Option<String>>, Vec<Option<String>>) = bounds
                 .iter()
@@ -583,7 +589,16 @@ mod tests {
                     None => (None, None),
                 })
                 .unzip();
-            let v = || lit(values[0].clone());
+            let v = || {
+                if dictionary {
+                    lit(ScalarValue::Dictionary(
+                        Box::new(DataType::UInt32),
+                        Box::new(ScalarValue::Utf8(Some(values[0].clone()))),
+                    ))
+                } else {
+                    lit(values[0].clone())
+                }
+            };
             let (c, l) = if flip { (v(), col("tag")) } else { (col("tag"), v()) };
             let filter = match form {
                 0 => c.eq(l),
