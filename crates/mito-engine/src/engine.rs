@@ -309,7 +309,9 @@ impl MitoEngine {
         if self.inner.shared.config.read_only {
             let what = match request {
                 RegionRequest::Open(o) => {
-                    return self.send(region_id, ddl(DdlRequest::Open(o))).await;
+                    let opened = self.send(region_id, ddl(DdlRequest::Open(o))).await;
+                    self.preload_readers(region_id, &opened);
+                    return opened;
                 }
                 RegionRequest::Close(mut c) => {
                     c.flush = false;
@@ -329,7 +331,11 @@ impl MitoEngine {
             RegionRequest::Put(p) => self.write(region_id, OpType::Put, p.rows).await,
             RegionRequest::Delete(d) => self.write(region_id, OpType::Delete, d.keys).await,
             RegionRequest::Create(c) => self.send(region_id, ddl(DdlRequest::Create(c))).await,
-            RegionRequest::Open(o) => self.send(region_id, ddl(DdlRequest::Open(o))).await,
+            RegionRequest::Open(o) => {
+                let opened = self.send(region_id, ddl(DdlRequest::Open(o))).await;
+                self.preload_readers(region_id, &opened);
+                opened
+            }
             RegionRequest::Close(c) => self.send(region_id, ddl(DdlRequest::Close(c))).await,
             RegionRequest::Drop(_) => self.send(region_id, ddl(DdlRequest::Drop)).await,
             RegionRequest::Flush(_) => self.send(region_id, ddl(DdlRequest::Flush)).await,
@@ -337,6 +343,32 @@ impl MitoEngine {
             RegionRequest::Alter(a) => self.send(region_id, ddl(DdlRequest::Alter(a))).await,
             RegionRequest::Compact(c) => self.send(region_id, ddl(DdlRequest::Compact(c))).await,
         }
+    }
+
+    /// After a successful open, opens the readers of the region's files into the reader
+    /// cache in the background (`CacheManager::preload`), so the first queries do not each
+    /// pay for a file's footer and page index.
+    fn preload_readers(&self, region_id: RegionId, opened: &Result<RegionResponse>) {
+        if opened.is_err() {
+            return;
+        }
+        let Ok(region) = self.region(region_id) else {
+            return;
+        };
+        let version = region.version();
+        let files: Vec<mito_sst::FileMeta> =
+            version.files.values().map(|f| f.meta().clone()).collect();
+        if files.is_empty() {
+            return;
+        }
+        let cache = self.inner.scan.cache.clone();
+        let op = self.inner.scan.op.clone();
+        let dir = region.region_dir().clone();
+        let metadata = version.metadata.clone();
+        tokio::spawn(async move {
+            let n = cache.preload(&op, &dir, files, &metadata).await;
+            tracing::debug!(%region_id, readers = n, "preloaded SST readers");
+        });
     }
 
     /// A put or delete: validated and WAL-encoded here, in the caller's task (so that many

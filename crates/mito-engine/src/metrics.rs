@@ -48,6 +48,8 @@ pub struct Metrics {
     pub memtable_bytes: IntGauge,
     /// Replayed WAL entries at region open.
     pub replayed_entries: IntCounter,
+    /// SST readers opened into the reader cache after a region opened.
+    pub preloaded_readers: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -129,7 +131,12 @@ impl Metrics {
         registry.register(Box::new(scan_rows.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(memtable_bytes.clone()))?;
+        let preloaded_readers = IntCounter::new(
+            "sst_readers_preloaded_total",
+            "SST readers opened into the reader cache after a region opened",
+        )?;
         registry.register(Box::new(replayed_entries.clone()))?;
+        registry.register(Box::new(preloaded_readers.clone()))?;
         Ok(Self {
             registry,
             write_rows,
@@ -151,6 +158,7 @@ impl Metrics {
             cache_lookups,
             memtable_bytes,
             replayed_entries,
+            preloaded_readers,
         })
     }
 

@@ -83,6 +83,63 @@ async fn write_flush_reopen_scan() {
     engine.stop().await.unwrap();
 }
 
+/// The value of the metric line starting with `name` (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_region_preloads_its_file_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(dir.path(), small_config()).await;
+    create(&engine, REGION).await;
+    for i in 0..3 {
+        put(&engine, REGION, &[("a", i, Some(1.0)), ("b", i, Some(2.0))])
+            .await
+            .unwrap();
+        flush(&engine, REGION).await;
+    }
+    let files = engine.region_statistics(REGION).unwrap().files;
+    assert!(files >= 1);
+    let want = scan_all(&engine, REGION).await;
+    engine.stop().await.unwrap();
+
+    let engine = start(dir.path(), small_config()).await;
+    open(&engine, REGION).await;
+    // The readers open in the background; wait (bounded) until all are in.
+    let preloaded = || metric(&engine.metrics_text(), "mito_sst_readers_preloaded_total");
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while preloaded() < files as f64 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every reader preloaded");
+    assert_eq!(preloaded(), files as f64);
+    // The first scan finds every reader in the cache.
+    assert!(same_rows(&scan_all(&engine, REGION).await, &want));
+    let text = engine.metrics_text();
+    assert_eq!(
+        metric(
+            &text,
+            "mito_cache_lookups_total{cache=\"sst_meta\",result=\"miss\"}"
+        ),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "mito_cache_lookups_total{cache=\"sst_meta\",result=\"hit\"}"
+        ),
+        files as f64,
+        "{text}"
+    );
+    engine.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_project_filter_limit_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,6 +37,15 @@ pub struct CacheManager {
 /// A guess of an opened reader's size (its decoded tail, page index included).
 const TYPICAL_READER_BYTES: u64 = 512 << 10;
 
+/// The bytes an opened reader of `m` is counted for: the decoded tail takes a few times its
+/// encoded size.
+fn reader_weight(m: &FileMeta) -> u64 {
+    m.file_size
+        .saturating_sub(m.tail_offset)
+        .saturating_mul(4)
+        .saturating_add(4096)
+}
+
 impl CacheManager {
     /// Caches of the given byte sizes (0 disables one).
     pub fn new(meta_bytes: u64, page_bytes: u64, column_bytes: u64, metrics: Arc<Metrics>) -> Self {
@@ -47,14 +56,7 @@ impl CacheManager {
                 meta_bytes,
                 TYPICAL_READER_BYTES,
                 0.5,
-                |_, r: &Arc<SstReader>| {
-                    let m = r.file_meta();
-                    // The decoded tail takes a few times its encoded size.
-                    m.file_size
-                        .saturating_sub(m.tail_offset)
-                        .saturating_mul(4)
-                        .saturating_add(4096)
-                },
+                |_, r: &Arc<SstReader>| reader_weight(r.file_meta()),
             )
         });
         let pages = (page_bytes > 0).then(|| Arc::new(PageCache::new(page_bytes)));
@@ -75,11 +77,23 @@ impl CacheManager {
         meta: &FileMeta,
         metadata: &RegionMetadataRef,
     ) -> Result<Arc<SstReader>> {
-        let region_id = metadata.region_id();
         let key = (meta.file_id, metadata.schema_version());
         if let Some(r) = self.readers.as_ref().and_then(|c| c.get(&key)) {
             return Ok(r);
         }
+        self.open_reader(op, region_dir, meta, metadata).await
+    }
+
+    /// Opens the reader of a file and keeps it in the cache (no lookup first).
+    async fn open_reader(
+        &self,
+        op: &Operator,
+        region_dir: &str,
+        meta: &FileMeta,
+        metadata: &RegionMetadataRef,
+    ) -> Result<Arc<SstReader>> {
+        let region_id = metadata.region_id();
+        let key = (meta.file_id, metadata.schema_version());
         let mut reader = SstReader::open(op.clone(), region_dir, meta.clone(), metadata.clone())
             .await
             .context(SstSnafu { region_id })?;
@@ -94,6 +108,46 @@ impl CacheManager {
             cache.insert(key, reader.clone());
         }
         Ok(reader)
+    }
+
+    /// Opens the readers of `files` (the newest first) into the reader cache while they fill
+    /// at most half of it, so that the first query of a file after an open does not pay for
+    /// its footer and page index. A file that fails to open is left to the query that reads
+    /// it, which reports the error. Returns how many readers it opened.
+    pub async fn preload(
+        &self,
+        op: &Operator,
+        region_dir: &str,
+        mut files: Vec<FileMeta>,
+        metadata: &RegionMetadataRef,
+    ) -> usize {
+        let Some(readers) = &self.readers else {
+            return 0;
+        };
+        files.sort_by_key(|f| std::cmp::Reverse(f.time_range.max));
+        let mut opened = 0;
+        for file in &files {
+            let weight = reader_weight(file);
+            if readers.bytes().saturating_add(weight) > readers.capacity() / 2 {
+                break;
+            }
+            if readers
+                .peek(&(file.file_id, metadata.schema_version()))
+                .is_some()
+            {
+                continue;
+            }
+            match self.open_reader(op, region_dir, file, metadata).await {
+                Ok(_) => {
+                    opened += 1;
+                    self.metrics.preloaded_readers.inc();
+                }
+                Err(e) => {
+                    tracing::debug!(file = %file.file_id, error = %e, "preloading a reader failed")
+                }
+            }
+        }
+        opened
     }
 
     /// Copies the caches' hit/miss counts into the metrics.

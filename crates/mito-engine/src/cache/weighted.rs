@@ -112,6 +112,11 @@ where
         self.cache.insert(key, value);
     }
 
+    /// The byte limit.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cache.capacity()
+    }
+
     /// Bytes held now.
     pub(crate) fn bytes(&self) -> u64 {
         self.cache.weight()
