@@ -443,11 +443,27 @@ fn take_rows(
 /// all its values (a page's thousands of tags), which a predicate over it would evaluate:
 /// a `UInt32` one becomes one value per row taken (the same type), any other is cut to the
 /// values used.
+///
+/// A predicate of a plain form (`tag = 'x'`, `<`, `IN (...)`, ... on a string or string
+/// dictionary column, see [`PlainCheck`]) is checked on the strings directly, without
+/// DataFusion; the rest are evaluated as above.
 pub fn keep_runs(
     batch: &RecordBatch,
     predicates: &[std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>],
     at: &[u32],
 ) -> Result<Vec<bool>, PredicateError> {
+    let mut keep = vec![true; at.len()];
+    let mut general = Vec::new();
+    for p in predicates {
+        match PlainCheck::of(p).and_then(|c| c.mask(batch, at)) {
+            Some(mask) => keep.iter_mut().zip(mask).for_each(|(k, m)| *k &= m),
+            None => general.push(p.clone()),
+        }
+    }
+    if general.is_empty() || !keep.contains(&true) {
+        return Ok(keep);
+    }
+    let predicates = general.as_slice();
     let read: std::collections::HashSet<usize> = predicates
         .iter()
         .flat_map(datafusion_physical_expr::utils::collect_columns)
@@ -479,7 +495,6 @@ pub fn keep_runs(
         &arrow_array::RecordBatchOptions::new().with_row_count(Some(at.len())),
     )
     .map_err(PredicateError::Arrow)?;
-    let mut keep = vec![true; at.len()];
     for f in predicates {
         let mask = predicate_mask(f, &firsts)?;
         for (k, i) in keep.iter_mut().zip(0..mask.len()) {
@@ -487,6 +502,142 @@ pub fn keep_runs(
         }
     }
     Ok(keep)
+}
+
+/// A comparison of a column with strings, as a physical predicate: `column op 'value'`
+/// (`=`, `!=`, `<`, `<=`, `>`, `>=`, either side) or `column [NOT] IN ('a', ...)`, the
+/// literals strings or string dictionaries. Checked on a string or `UInt32` string-dictionary
+/// column directly, with SQL's answer (a NULL value passes nothing).
+#[derive(Debug)]
+pub struct PlainCheck {
+    column: usize,
+    test: PlainTest,
+}
+
+#[derive(Debug)]
+enum PlainTest {
+    /// Sorted, without duplicates; `true`: `NOT IN`.
+    In(Vec<String>, bool),
+    Cmp(datafusion_expr::Operator, String),
+}
+
+impl PlainCheck {
+    /// The plain form of `p`, if it has one.
+    pub fn of(p: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>) -> Option<Self> {
+        use datafusion_expr::Operator;
+        use datafusion_physical_expr::expressions::{BinaryExpr, Column, InListExpr, Literal};
+        fn string(v: &datafusion_common::ScalarValue) -> Option<String> {
+            use datafusion_common::ScalarValue;
+            match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+                ScalarValue::Dictionary(_, v) => string(v),
+                _ => None,
+            }
+        }
+        let literal = |e: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>| {
+            string(e.downcast_ref::<Literal>()?.value())
+        };
+        let column = |e: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>| {
+            e.downcast_ref::<Column>().map(Column::index)
+        };
+        if let Some(b) = p.downcast_ref::<BinaryExpr>() {
+            let (column, value, op) = match (column(b.left()), column(b.right())) {
+                (Some(c), None) => (c, literal(b.right())?, *b.op()),
+                (None, Some(c)) => (c, literal(b.left())?, b.op().swap()?),
+                _ => return None,
+            };
+            return matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+            )
+            .then_some(Self {
+                column,
+                test: PlainTest::Cmp(op, value),
+            });
+        }
+        let list = p.downcast_ref::<InListExpr>()?;
+        let column = column(list.expr())?;
+        let mut values = list
+            .list()
+            .iter()
+            .map(literal)
+            .collect::<Option<Vec<_>>>()?;
+        values.sort_unstable();
+        values.dedup();
+        Some(Self {
+            column,
+            test: PlainTest::In(values, list.negated()),
+        })
+    }
+
+    /// For each row of `batch` at `at`, whether it passes; `None` when the column is not
+    /// strings or a `UInt32` dictionary of strings, or a row is out of bounds.
+    pub fn mask(&self, batch: &RecordBatch, at: &[u32]) -> Option<Vec<bool>> {
+        use arrow_array::Array;
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::UInt32Type;
+        use datafusion_expr::Operator;
+        let column = batch.columns().get(self.column)?;
+        let pass = |v: Option<&str>| {
+            let Some(v) = v else {
+                return false;
+            };
+            match &self.test {
+                PlainTest::In(values, negated) => {
+                    values.binary_search_by(|x| x.as_str().cmp(v)).is_ok() != *negated
+                }
+                PlainTest::Cmp(op, x) => {
+                    let x = x.as_str();
+                    match op {
+                        Operator::Eq => v == x,
+                        Operator::NotEq => v != x,
+                        Operator::Lt => v < x,
+                        Operator::LtEq => v <= x,
+                        Operator::Gt => v > x,
+                        _ => v >= x,
+                    }
+                }
+            }
+        };
+        let rows = column.len();
+        if at.iter().any(|r| *r as usize >= rows) {
+            return None;
+        }
+        if let Some(d) = column.as_dictionary_opt::<UInt32Type>() {
+            let values = d.values().as_string_opt::<i32>()?;
+            let keys = d.keys();
+            at.iter()
+                .map(|r| {
+                    let r = *r as usize;
+                    if keys.is_null(r) {
+                        return Some(false);
+                    }
+                    let k = keys.value(r) as usize;
+                    if k >= values.len() {
+                        return None;
+                    }
+                    Some(pass(values.is_valid(k).then(|| values.value(k))))
+                })
+                .collect()
+        } else {
+            let strings = column.as_string_opt::<i32>()?;
+            Some(
+                at.iter()
+                    .map(|r| {
+                        let r = *r as usize;
+                        pass(strings.is_valid(r).then(|| strings.value(r)))
+                    })
+                    .collect(),
+            )
+        }
+    }
 }
 
 /// `expr` as a physical predicate over `schema`. An `IN` list of dictionary literals is

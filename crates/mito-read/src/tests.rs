@@ -246,6 +246,8 @@ proptest! {
         list in proptest::collection::vec(0u32..8, 1..4),
         negated in any::<bool>(),
         also_not_null in any::<bool>(),
+        form in 0usize..8,
+        dictionary_literal in any::<bool>(),
     ) {
         use arrow_array::{ArrayRef, DictionaryArray, Int64Array, types::UInt32Type};
         use datafusion_common::DFSchema;
@@ -272,10 +274,29 @@ proptest! {
         )
         .unwrap();
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
-        let mut exprs = vec![col("h").in_list(
-            list.iter().map(|v| lit(format!("h{v}"))).collect(),
-            negated,
-        )];
+        // An IN list, or a comparison with one string (either side, a plain or a dictionary
+        // literal): the forms keep_runs checks on the strings directly.
+        let one = || {
+            let v = format!("h{}", list[0]);
+            if dictionary_literal {
+                lit(datafusion_common::ScalarValue::Dictionary(
+                    Box::new(arrow_schema::DataType::UInt32),
+                    Box::new(datafusion_common::ScalarValue::Utf8(Some(v))),
+                ))
+            } else {
+                lit(v)
+            }
+        };
+        let first = match form {
+            0 => col("h").eq(one()),
+            1 => col("h").not_eq(one()),
+            2 => col("h").lt(one()),
+            3 => one().lt_eq(col("h")),
+            4 => col("h").gt(one()),
+            5 => col("h").gt_eq(one()),
+            _ => col("h").in_list(list.iter().map(|v| lit(format!("h{v}"))).collect(), negated),
+        };
+        let mut exprs = vec![first];
         if also_not_null {
             exprs.push(col("h").is_not_null());
         }
@@ -286,5 +307,45 @@ proptest! {
         let got = filter_series(batch.clone(), &predicates, &keys).unwrap();
         let want = filter_batch(batch, &predicates).unwrap();
         prop_assert_eq!(got, want);
+    }
+}
+
+/// The tag filters a scan pushes have a plain form over the files' dictionary tag columns,
+/// with plain and dictionary literals alike; other forms have none.
+#[test]
+fn tag_comparisons_have_a_plain_check() {
+    use datafusion_common::{DFSchema, ScalarValue};
+    use datafusion_expr::{col, lit};
+    let dict = arrow_schema::DataType::Dictionary(
+        Box::new(arrow_schema::DataType::UInt32),
+        Box::new(arrow_schema::DataType::Utf8),
+    );
+    let schema = arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("h", dict.clone(), true),
+        arrow_schema::Field::new("s", arrow_schema::DataType::Utf8, true),
+        arrow_schema::Field::new("v", arrow_schema::DataType::Int64, true),
+    ]);
+    let df_schema = DFSchema::try_from(schema).unwrap();
+    let dict_lit = lit(ScalarValue::Dictionary(
+        Box::new(arrow_schema::DataType::UInt32),
+        Box::new(ScalarValue::Utf8(Some("x".into()))),
+    ));
+    for e in [
+        col("h").eq(lit("x")),
+        col("h").eq(dict_lit.clone()),
+        dict_lit.lt(col("h")),
+        col("h").in_list(vec![lit("x"), lit("y")], false),
+        col("s").gt_eq(lit("x")),
+    ] {
+        let p = physical_predicate(&e, &df_schema).unwrap();
+        assert!(PlainCheck::of(&p).is_some(), "{e}: {p}");
+    }
+    for e in [
+        col("v").eq(lit(1i64)),
+        col("h").is_null(),
+        col("h").eq(lit("x")).or(col("h").eq(lit("y"))),
+    ] {
+        let p = physical_predicate(&e, &df_schema).unwrap();
+        assert!(PlainCheck::of(&p).is_none(), "{e}: {p}");
     }
 }
