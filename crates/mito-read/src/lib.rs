@@ -504,6 +504,19 @@ pub fn keep_runs(
     Ok(keep)
 }
 
+/// The string a non-null string literal holds (a dictionary's value too: a tag's literal is
+/// often one).
+pub fn scalar_string(v: &datafusion_common::ScalarValue) -> Option<String> {
+    use datafusion_common::ScalarValue;
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        ScalarValue::Dictionary(_, v) => scalar_string(v),
+        _ => None,
+    }
+}
+
 /// A comparison of a column with strings, as a physical predicate: `column op 'value'`
 /// (`=`, `!=`, `<`, `<=`, `>`, `>=`, either side) or `column [NOT] IN ('a', ...)`, the
 /// literals strings or string dictionaries. Checked on a string or `UInt32` string-dictionary
@@ -526,18 +539,8 @@ impl PlainCheck {
     pub fn of(p: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>) -> Option<Self> {
         use datafusion_expr::Operator;
         use datafusion_physical_expr::expressions::{BinaryExpr, Column, InListExpr, Literal};
-        fn string(v: &datafusion_common::ScalarValue) -> Option<String> {
-            use datafusion_common::ScalarValue;
-            match v {
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-                ScalarValue::Dictionary(_, v) => string(v),
-                _ => None,
-            }
-        }
         let literal = |e: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>| {
-            string(e.downcast_ref::<Literal>()?.value())
+            scalar_string(e.downcast_ref::<Literal>()?.value())
         };
         let column = |e: &std::sync::Arc<dyn datafusion_physical_expr::PhysicalExpr>| {
             e.downcast_ref::<Column>().map(Column::index)

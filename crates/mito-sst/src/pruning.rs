@@ -73,19 +73,9 @@ impl Plain {
     /// The plain form of `e`, if it has one.
     fn of(e: &Expr) -> Option<Self> {
         use datafusion_expr::{BinaryExpr, Operator};
-        // A tag's literal is often a dictionary (the frontend's tables show tags so).
-        fn scalar(v: &ScalarValue) -> Option<String> {
-            match v {
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-                ScalarValue::Dictionary(_, v) => scalar(v),
-                _ => None,
-            }
-        }
         fn string(e: &Expr) -> Option<String> {
             match e {
-                Expr::Literal(v, _) => scalar(v),
+                Expr::Literal(v, _) => mito_read::scalar_string(v),
                 _ => None,
             }
         }
