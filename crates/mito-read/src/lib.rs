@@ -580,6 +580,43 @@ impl PlainCheck {
         })
     }
 
+    /// The position of the compared column in the schema the predicate was built over.
+    pub fn column(&self) -> usize {
+        self.column
+    }
+
+    /// Whether [`PlainCheck::may_match_range`] answers: every form but `!=` and `NOT IN`.
+    pub fn checks_ranges(&self) -> bool {
+        match &self.test {
+            PlainTest::In(_, negated) => !negated,
+            PlainTest::Cmp(op, _) => *op != datafusion_expr::Operator::NotEq,
+        }
+    }
+
+    /// Whether a container whose values all lie in `min..=max` may hold a value that passes;
+    /// `None` for `!=` and `NOT IN`.
+    pub fn may_match_range(&self, min: &str, max: &str) -> Option<bool> {
+        use datafusion_expr::Operator;
+        Some(match &self.test {
+            PlainTest::In(_, true) => return None,
+            PlainTest::In(values, false) => {
+                let first = values.partition_point(|v| v.as_str() < min);
+                values.get(first).is_some_and(|v| v.as_str() <= max)
+            }
+            PlainTest::Cmp(op, v) => {
+                let v = v.as_str();
+                match op {
+                    Operator::Eq => min <= v && v <= max,
+                    Operator::Lt => min < v,
+                    Operator::LtEq => min <= v,
+                    Operator::Gt => max > v,
+                    Operator::GtEq => max >= v,
+                    _ => return None,
+                }
+            }
+        })
+    }
+
     /// For each row of `batch` at `at`, whether it passes; `None` when the column is not
     /// strings or a `UInt32` dictionary of strings, or a row is out of bounds.
     pub fn mask(&self, batch: &RecordBatch, at: &[u32]) -> Option<Vec<bool>> {

@@ -54,65 +54,24 @@ struct Predicate {
     plain: Option<Plain>,
 }
 
-/// `column op value`, or `column IN (values)`, over strings.
+/// A conjunct's plain form ([`mito_read::PlainCheck`], one that answers for ranges) and the
+/// name of the column it compares.
 struct Plain {
     column: String,
-    test: Test,
-}
-
-enum Test {
-    /// `IN (values)` or `= value`; sorted, without duplicates.
-    AnyOf(Vec<String>),
-    Lt(String),
-    LtEq(String),
-    Gt(String),
-    GtEq(String),
+    check: mito_read::PlainCheck,
 }
 
 impl Plain {
-    /// The plain form of `e`, if it has one.
-    fn of(e: &Expr) -> Option<Self> {
-        use datafusion_expr::{BinaryExpr, Operator};
-        fn string(e: &Expr) -> Option<String> {
-            match e {
-                Expr::Literal(v, _) => mito_read::scalar_string(v),
-                _ => None,
-            }
-        }
-        match e {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (column, value, op) = match (left.as_ref(), right.as_ref()) {
-                    (Expr::Column(c), v) => (c, string(v)?, *op),
-                    (v, Expr::Column(c)) => (c, string(v)?, op.swap()?),
-                    _ => return None,
-                };
-                let test = match op {
-                    Operator::Eq => Test::AnyOf(vec![value]),
-                    Operator::Lt => Test::Lt(value),
-                    Operator::LtEq => Test::LtEq(value),
-                    Operator::Gt => Test::Gt(value),
-                    Operator::GtEq => Test::GtEq(value),
-                    _ => return None,
-                };
-                Some(Self {
-                    column: column.name.clone(),
-                    test,
-                })
-            }
-            Expr::InList(list) if !list.negated => {
-                let Expr::Column(c) = list.expr.as_ref() else {
-                    return None;
-                };
-                let mut values = list.list.iter().map(string).collect::<Option<Vec<_>>>()?;
-                values.sort_unstable();
-                values.dedup();
-                Some(Self {
-                    column: c.name.clone(),
-                    test: Test::AnyOf(values),
-                })
-            }
-            _ => None,
-        }
+    /// The plain form of `physical` over `schema`, if it has one that ranges can rule out.
+    fn of(
+        physical: &Arc<dyn datafusion_physical_expr::PhysicalExpr>,
+        schema: &Schema,
+    ) -> Option<Self> {
+        let check = mito_read::PlainCheck::of(physical).filter(|c| c.checks_ranges())?;
+        Some(Self {
+            column: schema.fields().get(check.column())?.name().clone(),
+            check,
+        })
     }
 
     /// Whether container `i`, whose values lie in `mins[i]..=maxes[i]`, may hold a match;
@@ -122,16 +81,7 @@ impl Plain {
             // Unknown bounds (no statistics, or only nulls): keep.
             return Some(true);
         };
-        Some(match &self.test {
-            Test::AnyOf(values) => {
-                let first = values.partition_point(|v| v.as_str() < min);
-                values.get(first).is_some_and(|v| v.as_str() <= max)
-            }
-            Test::Lt(v) => min < v.as_str(),
-            Test::LtEq(v) => min <= v.as_str(),
-            Test::Gt(v) => max > v.as_str(),
-            Test::GtEq(v) => max >= v.as_str(),
-        })
+        self.check.may_match_range(min, max)
     }
 
     /// The mask of `may_match` over all containers, or `None` if the statistics are not
@@ -194,14 +144,12 @@ impl Pruner {
                         continue;
                     }
                 };
+                let plain = Plain::of(&physical, schema);
                 match PruningPredicateBuilder::new()
                     .with_file_schema(schema.clone())
                     .try_build(physical)
                 {
-                    Ok(p) if !p.always_true() => predicates.push(Predicate {
-                        general: p,
-                        plain: Plain::of(conjunct),
-                    }),
+                    Ok(p) if !p.always_true() => predicates.push(Predicate { general: p, plain }),
                     Ok(_) => {}
                     Err(e) => {
                         tracing::debug!(filter = %conjunct, error = %e, "filter not usable for pruning");
